@@ -1,0 +1,560 @@
+"""The intermediate representation: one typed DAG that every back end and view reads.
+
+A :class:`Graph` holds :class:`Node` s (a stable string id, a kind, typed input
+and output :class:`Port` s, JSON config, a group path) and :class:`Edge` s from an
+output port to an input port. Everything is immutable; config is deep-frozen.
+
+A Graph may be *unchecked*: it can hold dangling edges or duplicate ids, so the
+validation passes have something to report on (a flow that does not compile, a
+hand-edited JSON file). ``Flow.compile()`` returns only graphs that passed.
+
+JSON form: ``Graph.to_json()`` / ``Graph.from_json()`` round-trip exactly and carry
+``schema_version``. Loading never imports code: a function node names its
+function by reference, resolved only through :mod:`dagwright.compiler.registry`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import hashlib
+import json
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from dagwright.compiler.signature import MISSING
+from dagwright.compiler.types import ANY, TypeExpr
+from dagwright.compiler.types import from_json as type_from_json
+
+__all__ = [
+    "INPUT_KIND",
+    "OUTPUT_KIND",
+    "SCHEMA_VERSION",
+    "Edge",
+    "FrozenDict",
+    "Graph",
+    "IRFormatError",
+    "Node",
+    "Port",
+    "SourceLocation",
+    "freeze_json",
+    "thaw_json",
+]
+
+SCHEMA_VERSION = 1
+INPUT_KIND = "input"
+OUTPUT_KIND = "output"
+
+
+class IRFormatError(ValueError):
+    """IR JSON that does not describe a graph; the message names the path (``nodes[3].inputs[0]``)."""
+
+
+# --------------------------------------------------------------------------- frozen JSON
+
+
+class FrozenDict(Mapping[str, Any]):
+    """A read-only, hashable mapping used for node config."""
+
+    __slots__ = ("_data", "_hash")
+    _data: dict[str, Any]
+    _hash: int | None
+
+    def __init__(self, data: Mapping[str, Any] | None = None) -> None:
+        object.__setattr__(self, "_data", dict(data or {}))
+        object.__setattr__(self, "_hash", None)
+
+    def __setattr__(self, key: str, value: object) -> None:
+        raise AttributeError("FrozenDict is immutable")
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __hash__(self) -> int:
+        cached = self._hash
+        if cached is None:
+            cached = hash(tuple(sorted(self._data.items())))
+            object.__setattr__(self, "_hash", cached)
+        return cached
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, FrozenDict):
+            return bool(self._data == other._data)
+        if isinstance(other, Mapping):
+            return bool(self._data == dict(other))
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"FrozenDict({self._data!r})"
+
+
+EMPTY = FrozenDict()
+
+
+def freeze_json(value: Any, where: str = "value") -> Any:
+    """Deep-freeze JSON data (dicts -> FrozenDict, lists -> tuples); reject anything else."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise TypeError(f"{where}: {value!r} is not valid JSON")
+        return value
+    if isinstance(value, (list, tuple)):
+        return tuple(freeze_json(v, f"{where}[{i}]") for i, v in enumerate(value))
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise TypeError(f"{where}: keys must be strings, got {k!r}")
+            out[k] = freeze_json(v, f"{where}.{k}")
+        return FrozenDict(out)
+    raise TypeError(f"{where}: {type(value).__name__} is not JSON data ({value!r})")
+
+
+def thaw_json(value: Any) -> Any:
+    """The inverse of :func:`freeze_json`: plain dicts and lists."""
+    if isinstance(value, FrozenDict):
+        return {k: thaw_json(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [thaw_json(v) for v in value]
+    return value
+
+
+# --------------------------------------------------------------------------- elements
+
+
+@dataclass(frozen=True, slots=True)
+class SourceLocation:
+    """Where in user code a node was added or an edge connected."""
+
+    file: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{display_path(self.file)}:{self.line}"
+
+
+def display_path(path: str) -> str:
+    """``path`` relative to the working directory when it lies below it."""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return path
+    return path if rel.startswith("..") else rel
+
+
+@dataclass(frozen=True, slots=True)
+class Port:
+    """A typed input or output of a node.
+
+    An input is ``required`` unless it has a default (``default`` holds it when it
+    is JSON data; a function's non-JSON default leaves ``default`` MISSING and
+    ``required`` False). A ``collect`` input takes any number of edges and
+    receives a list, in edge order; its type is ``list[T]`` and each edge carries
+    a ``T``.
+    """
+
+    name: str
+    type: TypeExpr = ANY
+    required: bool = True
+    default: Any = MISSING
+    collect: bool = False
+    description: str = ""
+
+    def item_type(self) -> TypeExpr:
+        """What one edge into this port carries: ``T`` for a collect ``list[T]``, else the type."""
+        if self.collect and self.type.kind == "list":
+            return self.type.args[0]
+        return self.type if not self.collect else ANY
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "type": self.type.to_json()}
+        if not self.required:
+            out["required"] = False
+        if self.default is not MISSING:
+            out["default"] = thaw_json(self.default)
+        if self.collect:
+            out["collect"] = True
+        if self.description:
+            out["description"] = self.description
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """A step of the graph. ``id`` is stable: it is also the checkpoint key, the
+    Kailash node id and the DOT id. ``group`` is the pattern path it came from."""
+
+    id: str
+    kind: str
+    inputs: tuple[Port, ...] = ()
+    outputs: tuple[Port, ...] = ()
+    config: FrozenDict = EMPTY
+    group: tuple[str, ...] = ()
+    location: SourceLocation | None = field(default=None, compare=False)
+
+    def input(self, name: str) -> Port | None:
+        """The input port called ``name``, or None."""
+        for port in self.inputs:
+            if port.name == name:
+                return port
+        return None
+
+    def output(self, name: str) -> Port | None:
+        """The output port called ``name``, or None."""
+        for port in self.outputs:
+            if port.name == name:
+                return port
+        return None
+
+    def to_dict(self, *, locations: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "kind": self.kind}
+        if self.inputs:
+            out["inputs"] = [p.to_dict() for p in self.inputs]
+        if self.outputs:
+            out["outputs"] = [p.to_dict() for p in self.outputs]
+        if self.config:
+            out["config"] = thaw_json(self.config)
+        if self.group:
+            out["group"] = list(self.group)
+        if locations and self.location is not None:
+            out["location"] = {"file": self.location.file, "line": self.location.line}
+        return out
+
+    @property
+    def content_hash(self) -> str:
+        """A hash of everything that defines this node (not where it was written)."""
+        return _sha256(self.to_dict(locations=False))
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    """Data flowing from ``source``'s output ``source_port`` into ``target``'s input ``target_port``."""
+
+    source: str
+    source_port: str
+    target: str
+    target_port: str
+    location: SourceLocation | None = field(default=None, compare=False)
+
+    def __str__(self) -> str:
+        return f"{self.source}.{self.source_port} -> {self.target}.{self.target_port}"
+
+    def to_dict(self, *, locations: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "source": self.source,
+            "source_port": self.source_port,
+            "target": self.target,
+            "target_port": self.target_port,
+        }
+        if locations and self.location is not None:
+            out["location"] = {"file": self.location.file, "line": self.location.line}
+        return out
+
+
+# --------------------------------------------------------------------------- graph
+
+
+class _Index:
+    """Lookups shared by the passes, built once per graph in one linear sweep.
+
+    ``valid`` holds the edges whose both ends (node and port) exist; only those
+    enter ``in_edges`` / ``succ`` / ``pred``, so one bad edge is reported once
+    (by the endpoint pass) instead of cascading through every other pass.
+    """
+
+    __slots__ = (
+        "attempted_in",
+        "attempted_out",
+        "by_id",
+        "duplicates",
+        "in_edges",
+        "out_edges",
+        "pred",
+        "succ",
+        "valid",
+    )
+
+    def __init__(self, graph: Graph) -> None:
+        by_id: dict[str, Node] = {}
+        duplicates: list[Node] = []
+        for node in graph.nodes:
+            if node.id in by_id:
+                duplicates.append(node)
+            else:
+                by_id[node.id] = node
+        in_edges: dict[tuple[str, str], list[Edge]] = {}
+        out_edges: dict[tuple[str, str], list[Edge]] = {}
+        succ: dict[str, list[str]] = {nid: [] for nid in by_id}
+        pred: dict[str, list[str]] = {nid: [] for nid in by_id}
+        valid: list[Edge] = []
+        # Ports that some edge reaches for even when its other end is broken: the
+        # broken end is reported once, and the port is not also "not connected".
+        attempted_in: set[tuple[str, str]] = set()
+        attempted_out: set[tuple[str, str]] = set()
+        for edge in graph.edges:
+            src = by_id.get(edge.source)
+            dst = by_id.get(edge.target)
+            src_ok = src is not None and src.output(edge.source_port) is not None
+            dst_ok = dst is not None and dst.input(edge.target_port) is not None
+            if dst_ok:
+                attempted_in.add((edge.target, edge.target_port))
+            if src_ok:
+                attempted_out.add((edge.source, edge.source_port))
+            if not (src_ok and dst_ok):
+                continue
+            valid.append(edge)
+            key = (edge.target, edge.target_port)
+            bucket = in_edges.get(key)
+            if bucket is None:
+                in_edges[key] = [edge]
+            else:
+                bucket.append(edge)
+            okey = (edge.source, edge.source_port)
+            obucket = out_edges.get(okey)
+            if obucket is None:
+                out_edges[okey] = [edge]
+            else:
+                obucket.append(edge)
+            succ[edge.source].append(edge.target)
+            pred[edge.target].append(edge.source)
+        self.by_id = by_id
+        self.duplicates = duplicates
+        self.in_edges = in_edges
+        self.out_edges = out_edges
+        self.succ = succ
+        self.pred = pred
+        self.valid = valid
+        self.attempted_in = attempted_in
+        self.attempted_out = attempted_out
+
+
+@dataclass(frozen=True)
+class Graph:
+    """A typed DAG of nodes and edges; immutable. See the module docstring."""
+
+    name: str
+    nodes: tuple[Node, ...] = ()
+    edges: tuple[Edge, ...] = ()
+    metadata: FrozenDict = EMPTY
+
+    # ---- lookups
+    @functools.cached_property
+    def _index(self) -> _Index:
+        return _Index(self)
+
+    def node(self, node_id: str) -> Node:
+        """The node with this id; a KeyError names close matches."""
+        found = self._index.by_id.get(node_id)
+        if found is None:
+            close = difflib.get_close_matches(node_id, list(self._index.by_id), n=3)
+            hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+            raise KeyError(f"graph {self.name!r} has no node {node_id!r}{hint}")
+        return found
+
+    def __contains__(self, node_id: object) -> bool:
+        return node_id in self._index.by_id
+
+    @property
+    def input_nodes(self) -> tuple[Node, ...]:
+        """The flow's inputs, one node of kind ``input`` each."""
+        return tuple(n for n in self.nodes if n.kind == INPUT_KIND)
+
+    @property
+    def output_nodes(self) -> tuple[Node, ...]:
+        """The flow's outputs, one node of kind ``output`` each."""
+        return tuple(n for n in self.nodes if n.kind == OUTPUT_KIND)
+
+    def edges_into(self, node_id: str, port: str) -> list[Edge]:
+        """Valid edges into one input port, in edge order (the order a collect port receives)."""
+        return list(self._index.in_edges.get((node_id, port), ()))
+
+    def successors(self, node_id: str) -> list[str]:
+        """Ids of nodes fed by this node (through valid edges; repeated once per edge)."""
+        return list(self._index.succ.get(node_id, ()))
+
+    def predecessors(self, node_id: str) -> list[str]:
+        """Ids of nodes feeding this node (through valid edges; repeated once per edge)."""
+        return list(self._index.pred.get(node_id, ()))
+
+    def topological_order(self) -> list[str]:
+        """Node ids in dependency order (Kahn, ties in insertion order). Raises on a cycle."""
+        index = self._index
+        indegree = {nid: len(preds) for nid, preds in index.pred.items()}
+        ready = [nid for nid in index.by_id if indegree[nid] == 0]
+        order: list[str] = []
+        i = 0
+        while i < len(ready):
+            nid = ready[i]
+            i += 1
+            order.append(nid)
+            for nxt in index.succ[nid]:
+                indegree[nxt] -= 1
+                if indegree[nxt] == 0:
+                    ready.append(nxt)
+        if len(order) != len(index.by_id):
+            raise ValueError(f"graph {self.name!r} has a cycle; run the validation passes for its path")
+        return order
+
+    # ---- serialization
+    def to_dict(self, *, locations: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "name": self.name}
+        if self.metadata:
+            out["metadata"] = thaw_json(self.metadata)
+        out["nodes"] = [n.to_dict(locations=locations) for n in self.nodes]
+        out["edges"] = [e.to_dict(locations=locations) for e in self.edges]
+        return out
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """The graph as JSON text (``Graph.from_json`` reads it back equal)."""
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Graph:
+        """Read a graph from JSON text. Nothing is imported or executed."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise IRFormatError(f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Graph:
+        """Read a graph from :meth:`to_dict` data, checking its shape field by field."""
+        return _load_graph(data)
+
+    @functools.cached_property
+    def content_hash(self) -> str:
+        """SHA-256 of the canonical JSON (ids sorted, locations left out): equal across
+        processes and independent of the order nodes and edges were added."""
+        data = self.to_dict(locations=False)
+        data["nodes"].sort(key=lambda n: (n["id"], _canonical(n)))
+        data["edges"].sort(key=_canonical)
+        return _sha256(data)
+
+
+def _canonical(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _sha256(data: Any) -> str:
+    return hashlib.sha256(_canonical(data).encode("utf-8")).hexdigest()
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _expect(cond: bool, where: str, what: str) -> None:
+    if not cond:
+        raise IRFormatError(f"{where}: {what}")
+
+
+def _load_graph(data: Any) -> Graph:
+    _expect(isinstance(data, dict), "graph", "expected a JSON object")
+    version = data.get("schema_version")
+    _expect(version is not None, "graph", "missing 'schema_version'")
+    _expect(
+        version == SCHEMA_VERSION,
+        "schema_version",
+        f"this dagwright reads schema version {SCHEMA_VERSION}, the file has {version!r}",
+    )
+    name = data.get("name", "")
+    _expect(isinstance(name, str), "name", "expected a string")
+    nodes_data = data.get("nodes", [])
+    edges_data = data.get("edges", [])
+    _expect(isinstance(nodes_data, list), "nodes", "expected a list")
+    _expect(isinstance(edges_data, list), "edges", "expected a list")
+    unknown = set(data) - {"schema_version", "name", "metadata", "nodes", "edges"}
+    _expect(not unknown, "graph", f"unknown key(s) {sorted(unknown)}")
+    try:
+        metadata = freeze_json(data.get("metadata", {}), "metadata")
+    except TypeError as exc:
+        raise IRFormatError(str(exc)) from None
+    nodes = tuple(_load_node(n, f"nodes[{i}]") for i, n in enumerate(nodes_data))
+    edges = tuple(_load_edge(e, f"edges[{i}]") for i, e in enumerate(edges_data))
+    return Graph(name, nodes, edges, metadata if isinstance(metadata, FrozenDict) else EMPTY)
+
+
+def _load_location(data: Any, where: str) -> SourceLocation | None:
+    if data is None:
+        return None
+    _expect(
+        isinstance(data, dict) and isinstance(data.get("file"), str) and isinstance(data.get("line"), int),
+        where,
+        "expected {'file': str, 'line': int}",
+    )
+    return SourceLocation(data["file"], data["line"])
+
+
+def _load_port(data: Any, where: str) -> Port:
+    _expect(isinstance(data, dict), where, "expected a JSON object")
+    name = data.get("name")
+    _expect(isinstance(name, str) and bool(name), f"{where}.name", "expected a non-empty string")
+    unknown = set(data) - {"name", "type", "required", "default", "collect", "description"}
+    _expect(not unknown, where, f"unknown key(s) {sorted(unknown)}")
+    try:
+        ptype = type_from_json(data.get("type", "any"), f"{where}.type")
+        default = freeze_json(data["default"], f"{where}.default") if "default" in data else MISSING
+    except (TypeError, ValueError, KeyError) as exc:
+        raise IRFormatError(str(exc)) from None
+    required = data.get("required", True)
+    collect = data.get("collect", False)
+    description = data.get("description", "")
+    _expect(isinstance(required, bool), f"{where}.required", "expected true or false")
+    _expect(isinstance(collect, bool), f"{where}.collect", "expected true or false")
+    _expect(isinstance(description, str), f"{where}.description", "expected a string")
+    return Port(name, ptype, required, default, collect, description)
+
+
+def _load_node(data: Any, where: str) -> Node:
+    _expect(isinstance(data, dict), where, "expected a JSON object")
+    unknown = set(data) - {"id", "kind", "inputs", "outputs", "config", "group", "location"}
+    _expect(not unknown, where, f"unknown key(s) {sorted(unknown)}")
+    node_id = data.get("id")
+    kind = data.get("kind")
+    _expect(isinstance(node_id, str), f"{where}.id", "expected a string")
+    _expect(isinstance(kind, str) and bool(kind), f"{where}.kind", "expected a non-empty string")
+    inputs = data.get("inputs", [])
+    outputs = data.get("outputs", [])
+    group = data.get("group", [])
+    _expect(isinstance(inputs, list), f"{where}.inputs", "expected a list")
+    _expect(isinstance(outputs, list), f"{where}.outputs", "expected a list")
+    _expect(isinstance(group, list) and all(isinstance(g, str) for g in group), f"{where}.group", "expected strings")
+    config = data.get("config", {})
+    _expect(isinstance(config, dict), f"{where}.config", "expected a JSON object")
+    try:
+        frozen_config = freeze_json(config, f"{where}.config")
+    except TypeError as exc:
+        raise IRFormatError(str(exc)) from None
+    return Node(
+        node_id,
+        kind,
+        tuple(_load_port(p, f"{where}.inputs[{i}]") for i, p in enumerate(inputs)),
+        tuple(_load_port(p, f"{where}.outputs[{i}]") for i, p in enumerate(outputs)),
+        frozen_config,
+        tuple(group),
+        _load_location(data.get("location"), f"{where}.location"),
+    )
+
+
+def _load_edge(data: Any, where: str) -> Edge:
+    _expect(isinstance(data, dict), where, "expected a JSON object")
+    unknown = set(data) - {"source", "source_port", "target", "target_port", "location"}
+    _expect(not unknown, where, f"unknown key(s) {sorted(unknown)}")
+    for key in ("source", "source_port", "target", "target_port"):
+        _expect(isinstance(data.get(key), str), f"{where}.{key}", "expected a string")
+    return Edge(
+        data["source"],
+        data["source_port"],
+        data["target"],
+        data["target_port"],
+        _load_location(data.get("location"), f"{where}.location"),
+    )

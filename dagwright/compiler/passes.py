@@ -1,0 +1,501 @@
+"""Validation passes: each takes a :class:`Graph` and returns its diagnostics.
+
+Passes are independent and run in :data:`PASSES` order; :func:`validate` runs
+them all, so one call reports every problem. Each is linear in nodes + edges and
+reads the graph's shared index (built once), and each reports a problem once:
+an edge with a missing end is reported by :func:`check_edges` and then ignored
+by the type, cycle and reachability passes instead of cascading.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from dagwright.compiler import diagnostics as dg
+from dagwright.compiler.diagnostics import Diagnostic
+from dagwright.compiler.ir import INPUT_KIND, OUTPUT_KIND, Edge, Graph, Node
+from dagwright.compiler.types import is_assignable
+
+__all__ = ["PASSES", "Pass", "validate"]
+
+_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_][A-Za-z0-9_\-]*)*")
+_IO_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
+
+
+@dataclass(frozen=True, slots=True)
+class Pass:
+    """A named validation pass."""
+
+    name: str
+    run: Callable[[Graph], list[Diagnostic]]
+
+
+def _did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    options = list(candidates)
+    close = difflib.get_close_matches(name, options, n=1, cutoff=0.5)
+    if close:
+        return f"did you mean {close[0]!r}?"
+    if options:
+        shown = ", ".join(repr(o) for o in options[:8])
+        return f"available: {shown}{', ...' if len(options) > 8 else ''}"
+    return ""
+
+
+def _io_name(node: Node) -> str:
+    return node.id.split(":", 1)[1] if ":" in node.id else node.id
+
+
+# --------------------------------------------------------------------------- passes
+
+
+def check_ids(graph: Graph) -> list[Diagnostic]:
+    """DW001 duplicate ids, DW002 malformed ids."""
+    out: list[Diagnostic] = []
+    for node in graph._index.duplicates:
+        first = graph._index.by_id[node.id]
+        out.append(
+            dg.make(
+                "DW001",
+                f"node id {node.id!r} is used twice ({first.kind} and {node.kind})",
+                node=node.id,
+                hint="give each node its own id",
+                location=node.location,
+            )
+        )
+    for node in graph.nodes:
+        if node.kind in (INPUT_KIND, OUTPUT_KIND):
+            prefix = node.kind + ":"
+            ok = node.id.startswith(prefix) and _IO_NAME.fullmatch(node.id[len(prefix) :]) is not None
+            expected = f"'{prefix}NAME' with NAME a letter or _ followed by letters, digits, _ or -"
+        else:
+            ok = _ID.fullmatch(node.id) is not None
+            expected = "letters, digits, _ and -, in segments separated by single dots"
+        if not ok:
+            out.append(
+                dg.make(
+                    "DW002",
+                    f"invalid {node.kind} node id {node.id!r}: expected {expected}",
+                    node=node.id,
+                    location=node.location,
+                )
+            )
+    return out
+
+
+def check_ports(graph: Graph) -> list[Diagnostic]:
+    """DW014 duplicate port names and collect ports not typed ``list[T]``."""
+    out: list[Diagnostic] = []
+    for node in graph.nodes:
+        for side, ports in (("input", node.inputs), ("output", node.outputs)):
+            seen: set[str] = set()
+            for port in ports:
+                if port.name in seen:
+                    out.append(
+                        dg.make(
+                            "DW014",
+                            f"node {node.id!r} declares the {side} port {port.name!r} twice",
+                            node=node.id,
+                            port=port.name,
+                            location=node.location,
+                        )
+                    )
+                seen.add(port.name)
+        for port in node.inputs:
+            if port.collect and port.type.kind not in ("list", "any"):
+                out.append(
+                    dg.make(
+                        "DW014",
+                        f"collect input {node.id}.{port.name} is typed {port.type}; a collect port receives a list",
+                        node=node.id,
+                        port=port.name,
+                        hint=f"type it list[{port.type}]",
+                        location=node.location,
+                    )
+                )
+    return out
+
+
+def check_edges(graph: Graph) -> list[Diagnostic]:
+    """DW003 unknown nodes, DW004 unknown output ports, DW005 unknown input ports."""
+    out: list[Diagnostic] = []
+    by_id = graph._index.by_id
+    for edge in graph.edges:
+        src = by_id.get(edge.source)
+        dst = by_id.get(edge.target)
+        for end, node_id, node in (("source", edge.source, src), ("target", edge.target, dst)):
+            if node is None:
+                out.append(
+                    dg.make(
+                        "DW003",
+                        f"connection {edge} names the unknown {end} node {node_id!r}",
+                        node=node_id,
+                        hint=_did_you_mean(node_id, by_id),
+                        edge=edge,
+                        related=(edge.target if end == "source" else edge.source,),
+                        location=edge.location,
+                    )
+                )
+        if src is not None and src.output(edge.source_port) is None:
+            out.append(
+                dg.make(
+                    "DW004",
+                    f"node {src.id!r} has no output {edge.source_port!r} (connection {edge})",
+                    node=src.id,
+                    port=edge.source_port,
+                    hint=_did_you_mean(edge.source_port, (p.name for p in src.outputs))
+                    if src.outputs
+                    else f"{src.id!r} has no outputs",
+                    edge=edge,
+                    related=(edge.target,),
+                    location=edge.location,
+                )
+            )
+        if dst is not None and dst.input(edge.target_port) is None:
+            out.append(
+                dg.make(
+                    "DW005",
+                    f"node {dst.id!r} has no input {edge.target_port!r} (connection {edge})",
+                    node=dst.id,
+                    port=edge.target_port,
+                    hint=_did_you_mean(edge.target_port, (p.name for p in dst.inputs))
+                    if dst.inputs
+                    else f"{dst.id!r} has no inputs",
+                    edge=edge,
+                    related=(edge.source,),
+                    location=edge.location,
+                )
+            )
+    return out
+
+
+def check_fan_in(graph: Graph) -> list[Diagnostic]:
+    """DW010: several edges into one input that is not a collect port."""
+    out: list[Diagnostic] = []
+    by_id = graph._index.by_id
+    for (target, port_name), edges in graph._index.in_edges.items():
+        if len(edges) < 2:
+            continue
+        port = by_id[target].input(port_name)
+        if port is None or port.collect:
+            continue
+        sources = ", ".join(f"{e.source}.{e.source_port}" for e in edges)
+        out.append(
+            dg.make(
+                "DW010",
+                f"input {target}.{port_name} is written by {len(edges)} connections ({sources}); it takes exactly one",
+                node=target,
+                port=port_name,
+                hint="keep one connection, or merge the values in a node with a collect input",
+                related=tuple(e.source for e in edges),
+                edge=edges[1],
+                location=edges[1].location,
+            )
+        )
+    return out
+
+
+def check_types(graph: Graph) -> list[Diagnostic]:
+    """DW007 type mismatches and DW008 optional values into required inputs, per edge."""
+    out: list[Diagnostic] = []
+    by_id = graph._index.by_id
+    for edge in graph._index.valid:
+        src_port = by_id[edge.source].output(edge.source_port)
+        dst_port = by_id[edge.target].input(edge.target_port)
+        assert src_port is not None and dst_port is not None
+        expected = dst_port.item_type()
+        result = is_assignable(src_port.type, expected)
+        if result.level == "ok":
+            continue
+        dst_desc = f"{expected} (one item of collect {dst_port.type})" if dst_port.collect else f"{expected}"
+        if result.level == "error":
+            out.append(
+                dg.make(
+                    "DW007",
+                    f"{edge.source}.{edge.source_port} ({src_port.type}) cannot flow into "
+                    f"{edge.target}.{edge.target_port} ({dst_desc}): {result.reason}",
+                    node=edge.target,
+                    port=edge.target_port,
+                    related=(edge.source,),
+                    edge=edge,
+                    location=edge.location or by_id[edge.target].location,
+                )
+            )
+        else:
+            out.append(
+                dg.make(
+                    "DW008",
+                    f"{edge.source}.{edge.source_port} ({src_port.type}) flows into "
+                    f"{edge.target}.{edge.target_port} ({dst_desc}): {result.reason}",
+                    node=edge.target,
+                    port=edge.target_port,
+                    hint=f"accept None in {edge.target}.{edge.target_port}, or make the producer's output required",
+                    related=(edge.source,),
+                    edge=edge,
+                    location=edge.location or by_id[edge.target].location,
+                )
+            )
+    return out
+
+
+def check_missing_inputs(graph: Graph) -> list[Diagnostic]:
+    """DW009: a required input with no connection."""
+    out: list[Diagnostic] = []
+    attempted = graph._index.attempted_in
+    for node in graph._index.by_id.values():
+        for port in node.inputs:
+            if port.required and not port.collect and (node.id, port.name) not in attempted:
+                out.append(
+                    dg.make(
+                        "DW009",
+                        f"required input {node.id}.{port.name} ({port.type}) is not connected",
+                        node=node.id,
+                        port=port.name,
+                        hint=f"connect an output to it, or declare flow.input({port.name!r})",
+                        location=node.location,
+                    )
+                )
+    return out
+
+
+def check_cycles(graph: Graph) -> list[Diagnostic]:
+    """DW006: one diagnostic per cycle (strongly connected component), with its full path."""
+    index = graph._index
+    order = {nid: i for i, nid in enumerate(index.by_id)}
+    succ = {nid: list(dict.fromkeys(s)) for nid, s in index.succ.items()}
+    out: list[Diagnostic] = []
+    for component in _strongly_connected(succ):
+        members = set(component)
+        if len(component) == 1 and component[0] not in succ[component[0]]:
+            continue
+        start = min(component, key=order.__getitem__)
+        path = _cycle_through(start, members, succ)
+        edges = _path_edges(graph, path)
+        via = ", ".join(f"{e.source}.{e.source_port} -> {e.target}.{e.target_port}" for e in edges)
+        node = index.by_id[start]
+        out.append(
+            dg.make(
+                "DW006",
+                f"cycle: {' -> '.join(path)} (via {via})",
+                node=start,
+                related=tuple(path[1:-1]),
+                hint="a flow must be acyclic; unroll bounded loops (debate rounds, revisions) into steps",
+                edge=edges[-1] if edges else None,
+                location=(edges[-1].location if edges else None) or node.location,
+            )
+        )
+    out.sort(key=lambda d: order[d.node or ""])
+    return out
+
+
+def _strongly_connected(succ: dict[str, list[str]]) -> list[list[str]]:
+    """Tarjan's algorithm, iterative (a 100 000-node chain must not hit the recursion limit)."""
+    index_of: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    result: list[list[str]] = []
+    counter = 0
+    for root in succ:
+        if root in index_of:
+            continue
+        work: list[tuple[str, int]] = [(root, 0)]
+        while work:
+            node, i = work.pop()
+            if i == 0:
+                index_of[node] = low[node] = counter
+                counter += 1
+                stack.append(node)
+                on_stack.add(node)
+            children = succ[node]
+            recursed = False
+            while i < len(children):
+                child = children[i]
+                i += 1
+                if child not in index_of:
+                    work.append((node, i))
+                    work.append((child, 0))
+                    recursed = True
+                    break
+                if child in on_stack:
+                    low[node] = min(low[node], index_of[child])
+            if recursed:
+                continue
+            if low[node] == index_of[node]:
+                component: list[str] = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                result.append(component)
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+    return result
+
+
+def _cycle_through(start: str, members: set[str], succ: dict[str, list[str]]) -> list[str]:
+    """A shortest cycle through ``start`` inside its component (BFS), as a closed path."""
+    if start in succ[start]:
+        return [start, start]
+    parent: dict[str, str] = {}
+    frontier = [start]
+    seen = {start}
+    while frontier:
+        nxt: list[str] = []
+        for node in frontier:
+            for child in succ[node]:
+                if child == start:
+                    path = [node]
+                    while path[-1] != start:
+                        path.append(parent[path[-1]])
+                    path.reverse()
+                    return [*path, start]
+                if child in members and child not in seen:
+                    seen.add(child)
+                    parent[child] = node
+                    nxt.append(child)
+        frontier = nxt
+    raise AssertionError("a strongly connected component always has a cycle through each member")
+
+
+def _path_edges(graph: Graph, path: list[str]) -> list[Edge]:
+    edges: list[Edge] = []
+    wanted = set(itertools.pairwise(path))
+    first: dict[tuple[str, str], Edge] = {}
+    for edge in graph._index.valid:
+        key = (edge.source, edge.target)
+        if key in wanted and key not in first:
+            first[key] = edge
+    for pair in itertools.pairwise(path):
+        edges.append(first[pair])
+    return edges
+
+
+def check_reachability(graph: Graph) -> list[Diagnostic]:
+    """DW011: nodes that no flow input or source node (one without inputs) leads to.
+
+    A node with an unconnected required input is reported by DW009 already and is
+    left out here.
+    """
+    index = graph._index
+    missing = {
+        node.id
+        for node in index.by_id.values()
+        for port in node.inputs
+        if port.required and not port.collect and (node.id, port.name) not in index.attempted_in
+    }
+    reached: set[str] = set()
+    # Nodes already reported as missing an input count as reached, so their
+    # descendants are not flagged again for the same root cause.
+    frontier = [
+        nid for nid, node in index.by_id.items() if node.kind == INPUT_KIND or not node.inputs or nid in missing
+    ]
+    reached.update(frontier)
+    while frontier:
+        nid = frontier.pop()
+        for child in index.succ[nid]:
+            if child not in reached:
+                reached.add(child)
+                frontier.append(child)
+    out: list[Diagnostic] = []
+    for nid, node in index.by_id.items():
+        if nid in reached or nid in missing:
+            continue
+        feeders = sorted(set(index.pred[nid]))
+        if feeders:
+            why = f"it is fed only by nodes that are unreachable themselves ({', '.join(feeders)})"
+        else:
+            why = "none of its inputs is connected, so it would run on defaults alone"
+        out.append(
+            dg.make(
+                "DW011",
+                f"node {nid!r} is not reachable from any flow input or source node: {why}",
+                node=nid,
+                related=tuple(feeders),
+                hint="connect its inputs, or remove it",
+                location=node.location,
+            )
+        )
+    return out
+
+
+def check_unused(graph: Graph) -> list[Diagnostic]:
+    """DW012 dead-end nodes, DW013 unused output ports, DW016 unused flow inputs."""
+    index = graph._index
+    out: list[Diagnostic] = []
+    for nid, node in index.by_id.items():
+        if node.kind == OUTPUT_KIND or not node.outputs:
+            continue
+        used = [p.name for p in node.outputs if (nid, p.name) in index.attempted_out]
+        if node.kind == INPUT_KIND:
+            if not used:
+                out.append(
+                    dg.make(
+                        "DW016",
+                        f"flow input {_io_name(node)!r} feeds no node",
+                        node=nid,
+                        hint="connect it with to=..., or remove it",
+                        location=node.location,
+                    )
+                )
+            continue
+        if not used:
+            names = ", ".join(p.name for p in node.outputs)
+            out.append(
+                dg.make(
+                    "DW012",
+                    f"nothing uses the outputs of {nid!r} ({names}), and they are not flow outputs",
+                    node=nid,
+                    hint="connect them, declare one with flow.output(...), or remove the node",
+                    location=node.location,
+                )
+            )
+            continue
+        for port in node.outputs:
+            if port.name not in used:
+                out.append(
+                    dg.make(
+                        "DW013",
+                        f"output {nid}.{port.name} ({port.type}) is not used",
+                        node=nid,
+                        port=port.name,
+                        location=node.location,
+                    )
+                )
+    return out
+
+
+def check_not_empty(graph: Graph) -> list[Diagnostic]:
+    """DW017: a flow with no nodes besides its inputs and outputs."""
+    if any(n.kind not in (INPUT_KIND, OUTPUT_KIND) for n in graph.nodes):
+        return []
+    return [dg.make("DW017", f"flow {graph.name!r} has no nodes", hint="add agents or functions to it")]
+
+
+PASSES: tuple[Pass, ...] = (
+    Pass("ids", check_ids),
+    Pass("ports", check_ports),
+    Pass("edges", check_edges),
+    Pass("fan-in", check_fan_in),
+    Pass("types", check_types),
+    Pass("missing-inputs", check_missing_inputs),
+    Pass("cycles", check_cycles),
+    Pass("reachability", check_reachability),
+    Pass("unused", check_unused),
+    Pass("not-empty", check_not_empty),
+)
+
+
+def validate(graph: Graph, passes: Iterable[Pass] = PASSES) -> list[Diagnostic]:
+    """Run every pass; return all diagnostics, errors first, in a stable order."""
+    found: list[Diagnostic] = []
+    for p in passes:
+        found.extend(p.run(graph))
+    found.sort(key=dg.sort_key)
+    return found

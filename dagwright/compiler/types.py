@@ -1,0 +1,793 @@
+"""Port types: the serializable type expression and every compatibility rule.
+
+A :class:`TypeExpr` is what a port of the IR carries. It is built from Python
+annotations (:func:`from_python`), from text (:func:`parse_type`, using Python's
+own parser), or from JSON (:func:`from_json`), and it never needs the original
+Python objects again: a pydantic model is kept as its import path, its fields
+and its JSON schema, so a graph loaded from JSON type-checks without importing
+anything.
+
+All assignability rules live in :func:`is_assignable`, so there is one place to
+read (and to change) what may flow into what.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import enum
+import functools
+import json
+import types as _pytypes
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Union
+
+__all__ = [
+    "ANY",
+    "BOOL",
+    "BYTES",
+    "FLOAT",
+    "INT",
+    "NONE",
+    "STR",
+    "Compatibility",
+    "ModelField",
+    "TypeExpr",
+    "TypeSyntaxError",
+    "from_json",
+    "from_python",
+    "is_assignable",
+    "list_of",
+    "optional",
+    "parse_type",
+    "register_type",
+    "registered_types",
+    "union",
+]
+
+LiteralValue = str | int | bool | None
+JSONValue = Any  # JSON data; kept loose because JSON is recursive
+
+_PRIMITIVES = ("any", "none", "str", "int", "float", "bool", "bytes")
+_KINDS = frozenset((*_PRIMITIVES, "list", "dict", "tuple", "union", "literal", "model", "named"))
+
+
+class TypeExpr:
+    """An immutable, hashable type expression.
+
+    ``kind`` is one of ``any none str int float bool bytes list dict tuple union
+    literal model named``. ``args`` holds the parameters of ``list``, ``dict``,
+    ``tuple`` and ``union``; ``values`` the values of a ``literal``; ``name`` the
+    import path of a ``model`` or ``named`` type; ``fields`` a model's fields;
+    ``bases`` the import paths of a named type's base classes (for subclass
+    checks); ``schema`` a model's JSON schema as canonical JSON text.
+    """
+
+    __slots__ = ("_hash", "args", "bases", "fields", "kind", "name", "schema", "values", "variadic")
+
+    kind: str
+    args: tuple[TypeExpr, ...]
+    values: tuple[LiteralValue, ...]
+    name: str
+    fields: tuple[ModelField, ...]
+    bases: tuple[str, ...]
+    schema: str
+    variadic: bool
+    _hash: int
+
+    def __init__(
+        self,
+        kind: str,
+        args: tuple[TypeExpr, ...] = (),
+        *,
+        values: tuple[LiteralValue, ...] = (),
+        name: str = "",
+        fields: tuple[ModelField, ...] = (),
+        bases: tuple[str, ...] = (),
+        schema: str = "",
+        variadic: bool = False,
+    ) -> None:
+        if kind not in _KINDS:
+            raise ValueError(f"unknown type kind {kind!r}; expected one of {sorted(_KINDS)}")
+        set_ = object.__setattr__
+        set_(self, "kind", kind)
+        set_(self, "args", args)
+        set_(self, "values", values)
+        set_(self, "name", name)
+        set_(self, "fields", fields)
+        set_(self, "bases", bases)
+        set_(self, "schema", schema)
+        set_(self, "variadic", variadic)
+        # Hashes are looked up on every edge check: compute once.
+        set_(self, "_hash", hash((kind, args, _literal_key(values), name, fields, variadic)))
+
+    def __setattr__(self, key: str, value: object) -> None:
+        raise AttributeError("TypeExpr is immutable")
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if not isinstance(other, TypeExpr):
+            return NotImplemented
+        return (
+            self._hash == other._hash
+            and self.kind == other.kind
+            and self.args == other.args
+            and _literal_key(self.values) == _literal_key(other.values)
+            and self.name == other.name
+            and self.fields == other.fields
+            and self.variadic == other.variadic
+        )
+
+    def __repr__(self) -> str:
+        return f"TypeExpr({str(self)!r})"
+
+    def __str__(self) -> str:
+        return _display(self)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (from_json, (self.to_json(),))
+
+    @property
+    def is_optional(self) -> bool:
+        """True when ``None`` is an accepted value."""
+        if self.kind in ("none", "any"):
+            return True
+        if self.kind == "union":
+            return any(a.kind == "none" for a in self.args)
+        if self.kind == "literal":
+            return None in self.values
+        return False
+
+    def without_none(self) -> TypeExpr:
+        """This type with ``None`` removed from it (``int | None`` -> ``int``)."""
+        if self.kind == "union":
+            return union(a for a in self.args if a.kind != "none")
+        return self
+
+    def to_json(self) -> JSONValue:
+        """A JSON-ready form; primitives are plain strings."""
+        if self.kind in _PRIMITIVES:
+            return self.kind
+        out: dict[str, JSONValue] = {"kind": self.kind}
+        if self.args:
+            out["args"] = [a.to_json() for a in self.args]
+        if self.kind == "literal":
+            out["values"] = list(self.values)
+        if self.variadic:
+            out["variadic"] = True
+        if self.name:
+            out["name"] = self.name
+        if self.kind == "model":
+            out["fields"] = [{"name": f.name, "type": f.type.to_json(), "required": f.required} for f in self.fields]
+            if self.schema:
+                out["schema"] = json.loads(self.schema)
+        if self.bases:
+            out["bases"] = list(self.bases)
+        return out
+
+
+def _literal_key(values: tuple[LiteralValue, ...]) -> tuple[tuple[str, LiteralValue], ...]:
+    # Literal[1] and Literal[True] differ although 1 == True in Python.
+    return tuple((type(v).__name__, v) for v in values)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelField:
+    """One field of a structured (pydantic model) type."""
+
+    name: str
+    type: TypeExpr
+    required: bool = True
+
+
+ANY = TypeExpr("any")
+NONE = TypeExpr("none")
+STR = TypeExpr("str")
+INT = TypeExpr("int")
+FLOAT = TypeExpr("float")
+BOOL = TypeExpr("bool")
+BYTES = TypeExpr("bytes")
+_BY_KIND = {t.kind: t for t in (ANY, NONE, STR, INT, FLOAT, BOOL, BYTES)}
+
+
+def list_of(item: TypeExpr) -> TypeExpr:
+    """``list[item]``."""
+    return TypeExpr("list", (item,))
+
+
+def optional(item: TypeExpr) -> TypeExpr:
+    """``item | None``."""
+    return union((item, NONE))
+
+
+def union(members: Iterable[TypeExpr]) -> TypeExpr:
+    """A flattened, de-duplicated union with ``None`` last; one member is itself."""
+    flat: list[TypeExpr] = []
+    has_none = False
+    for m in members:
+        for part in m.args if m.kind == "union" else (m,):
+            if part.kind == "none":
+                has_none = True
+            elif part not in flat:
+                flat.append(part)
+    if any(m.kind == "any" for m in flat):
+        return ANY
+    if has_none:
+        flat.append(NONE)
+    if not flat:
+        return NONE
+    if len(flat) == 1:
+        return flat[0]
+    return TypeExpr("union", tuple(flat))
+
+
+def _display(t: TypeExpr) -> str:
+    k = t.kind
+    if k in _PRIMITIVES:
+        return "Any" if k == "any" else ("None" if k == "none" else k)
+    if k == "list":
+        return f"list[{_display(t.args[0])}]"
+    if k == "dict":
+        return f"dict[{_display(t.args[0])}, {_display(t.args[1])}]"
+    if k == "tuple":
+        if t.variadic:
+            return f"tuple[{_display(t.args[0])}, ...]"
+        return f"tuple[{', '.join(_display(a) for a in t.args)}]" if t.args else "tuple[()]"
+    if k == "union":
+        return " | ".join(_display(a) for a in t.args)
+    if k == "literal":
+        return f"Literal[{', '.join(repr(v) for v in t.values)}]"
+    return t.name.rsplit(".", 1)[-1]
+
+
+# --------------------------------------------------------------------------- compatibility
+
+OK, WARNING, ERROR = 0, 1, 2
+
+
+@dataclass(frozen=True, slots=True)
+class Compatibility:
+    """The answer of :func:`is_assignable`.
+
+    ``level`` is ``"ok"``, ``"warning"`` (may fail at run time, e.g. an optional
+    value into a required port) or ``"error"``; ``reason`` says why in words.
+    """
+
+    level: Literal["ok", "warning", "error"]
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True unless the value can never be correct (a warning is ok)."""
+        return self.level != "error"
+
+    def __bool__(self) -> bool:
+        return self.level != "error"
+
+
+_LEVEL_NAMES: tuple[Literal["ok", "warning", "error"], ...] = ("ok", "warning", "error")
+
+
+def is_assignable(src: TypeExpr, dst: TypeExpr) -> Compatibility:
+    """May a value of type ``src`` flow into a port of type ``dst``?
+
+    The rules, in order:
+
+    * anything into ``Any``, and ``Any`` into anything (it cannot be checked);
+    * ``int`` into ``float``, ``bool`` into ``int``/``float`` (Python's numeric tower),
+      never ``float`` into ``int``;
+    * ``T`` into ``T | None``; ``T | None`` into ``T`` is a *warning* (it may be None);
+    * a union into ``dst`` when every member is assignable; into a union when
+      assignable to one of its members;
+    * containers are covariant: ``list[int]`` into ``list[float]``, ``dict`` keys and
+      values, ``tuple`` element-wise (``tuple[T, ...]`` accepts any fixed tuple of T);
+    * ``Literal['a']`` into ``str``, and into a ``Literal`` holding all its values;
+      plain ``str`` into a ``Literal`` is an error (declare the producer as a Literal);
+    * a model into the same model, or into another model whose required fields it
+      has with assignable types (a structural subset);
+    * a named custom type into itself or one of its base classes.
+    """
+    level, reason = _check(src, dst)
+    return Compatibility(_LEVEL_NAMES[level], reason)
+
+
+@functools.lru_cache(maxsize=8192)
+def _check(src: TypeExpr, dst: TypeExpr) -> tuple[int, str]:
+    if src is dst or dst.kind == "any" or src.kind == "any" or src == dst:
+        return OK, ""
+    if src.kind == "union":
+        return _check_union_source(src, dst)
+    if dst.kind == "union":
+        best: tuple[int, str] | None = None
+        for member in dst.args:
+            result = _check(src, member)
+            if result[0] == OK:
+                return result
+            if best is None or result[0] < best[0]:
+                best = result
+        assert best is not None
+        if best[0] == WARNING:
+            return best
+        return ERROR, f"{src} is not assignable to any member of {dst}"
+    if src.kind == "none":
+        return ERROR, f"None is not assignable to {dst} (declare the input as {dst} | None)"
+    if src.kind == "literal":
+        return _check_literal_source(src, dst)
+    sk, dk = src.kind, dst.kind
+    if dk == "float" and sk in ("int", "bool"):
+        return OK, ""
+    if dk == "int" and sk == "bool":
+        return OK, ""
+    if dk == "int" and sk == "float":
+        return ERROR, "float is not assignable to int: the value may have a fractional part"
+    if dk == "literal":
+        if sk in ("str", "int", "bool"):
+            return ERROR, (
+                f"{src} is not assignable to {dst}: any {src} may not be one of the allowed values; "
+                f"declare the producing field as {dst}"
+            )
+        return ERROR, f"{src} is not assignable to {dst}"
+    if sk != dk:
+        if dk == "str" and sk in ("list", "tuple", "dict"):
+            return ERROR, f"{src} is not assignable to str: a container is not text"
+        return ERROR, f"{src} is not assignable to {dst}"
+    if sk == "list":
+        return _nested(_check(src.args[0], dst.args[0]), f"list item: {src.args[0]} into {dst.args[0]}")
+    if sk == "dict":
+        keys = _check(src.args[0], dst.args[0])
+        values = _check(src.args[1], dst.args[1])
+        if keys[0] >= values[0]:
+            return _nested(keys, f"dict key: {src.args[0]} into {dst.args[0]}")
+        return _nested(values, f"dict value: {src.args[1]} into {dst.args[1]}")
+    if sk == "tuple":
+        return _check_tuple(src, dst)
+    if sk == "model":
+        return _check_model(src, dst)
+    if sk == "named":
+        if src.name == dst.name or dst.name in src.bases:
+            return OK, ""
+        return ERROR, f"{src.name} is not assignable to {dst.name}"
+    return ERROR, f"{src} is not assignable to {dst}"
+
+
+def _nested(result: tuple[int, str], where: str) -> tuple[int, str]:
+    if result[0] == OK:
+        return result
+    return result[0], f"{where}: {result[1]}" if result[1] else where
+
+
+def _check_union_source(src: TypeExpr, dst: TypeExpr) -> tuple[int, str]:
+    worst = OK
+    reasons: list[str] = []
+    none_fails = False
+    for member in src.args:
+        level, reason = _check(member, dst)
+        if level == ERROR and member.kind == "none":
+            none_fails = True
+            continue
+        if level > OK:
+            reasons.append(reason)
+        worst = max(worst, level)
+    if worst == ERROR:
+        return ERROR, f"{src} is not assignable to {dst}: " + "; ".join(r for r in reasons if r)
+    if none_fails:
+        return WARNING, f"{src} may be None but {dst} does not accept None"
+    return worst, "; ".join(r for r in reasons if r)
+
+
+def _check_literal_source(src: TypeExpr, dst: TypeExpr) -> tuple[int, str]:
+    if dst.kind == "literal":
+        allowed = set(_literal_key(dst.values))
+        missing = [v for v, key in zip(src.values, _literal_key(src.values), strict=True) if key not in allowed]
+        if missing:
+            return ERROR, f"{src} is not assignable to {dst}: {', '.join(map(repr, missing))} not allowed"
+        return OK, ""
+    worst: tuple[int, str] = (OK, "")
+    if None in src.values and _check(NONE, dst)[0] == ERROR:
+        worst = (WARNING, f"{src} may be None but {dst} does not accept None")
+    for value in src.values:
+        if value is None:
+            continue
+        result = _check(_literal_value_type(value), dst)
+        if result[0] > worst[0]:
+            worst = result
+    if worst[0] == ERROR:
+        return ERROR, f"{src} is not assignable to {dst}"
+    return worst
+
+
+def _literal_value_type(value: LiteralValue) -> TypeExpr:
+    if value is None:
+        return NONE
+    if isinstance(value, bool):
+        return BOOL
+    if isinstance(value, int):
+        return INT
+    return STR
+
+
+def _check_tuple(src: TypeExpr, dst: TypeExpr) -> tuple[int, str]:
+    if dst.variadic:
+        worst: tuple[int, str] = (OK, "")
+        for i, item in enumerate(src.args):
+            result = _nested(_check(item, dst.args[0]), f"tuple item {i}")
+            if result[0] > worst[0]:
+                worst = result
+        return worst
+    if src.variadic:
+        return ERROR, f"{src} is not assignable to {dst}: its length is not known"
+    if len(src.args) != len(dst.args):
+        return ERROR, f"{src} is not assignable to {dst}: {len(src.args)} items, expected {len(dst.args)}"
+    worst = (OK, "")
+    for i, (a, b) in enumerate(zip(src.args, dst.args, strict=True)):
+        result = _nested(_check(a, b), f"tuple item {i}")
+        if result[0] > worst[0]:
+            worst = result
+    return worst
+
+
+def _check_model(src: TypeExpr, dst: TypeExpr) -> tuple[int, str]:
+    if src.name == dst.name:
+        return OK, ""
+    src_fields = {f.name: f for f in src.fields}
+    worst: tuple[int, str] = (OK, "")
+    for field in dst.fields:
+        have = src_fields.get(field.name)
+        if have is None:
+            if field.required:
+                return ERROR, (
+                    f"{_display(src)} is not assignable to {_display(dst)}: "
+                    f"it has no field {field.name!r} ({field.type})"
+                )
+            continue
+        result = _check(have.type, field.type)
+        if not have.required and field.required and result[0] < WARNING:
+            result = (WARNING, f"{src.name}.{field.name} is optional but {dst.name}.{field.name} is required")
+        result = _nested(result, f"field {field.name!r}")
+        if result[0] > worst[0]:
+            worst = result
+    return worst
+
+
+# --------------------------------------------------------------------------- from Python annotations
+
+_registry: dict[str, type] = {}
+_registry_generation = 0
+
+
+def register_type(tp: type, name: str | None = None) -> type:
+    """Make a custom type (or a pydantic model) usable by name in signature strings.
+
+    Usable as a decorator. The name defaults to the class name; registering a
+    different class under a taken name replaces it.
+    """
+    global _registry_generation
+    if not isinstance(tp, type):
+        raise TypeError(f"register_type() takes a class, got {tp!r}")
+    _registry[name or tp.__name__] = tp
+    _registry_generation += 1
+    return tp
+
+
+def registered_types() -> Mapping[str, type]:
+    """The types registered with :func:`register_type`, by name."""
+    return dict(_registry)
+
+
+def registry_generation() -> int:
+    """A counter that changes whenever the registry does (for caches keyed on it)."""
+    return _registry_generation
+
+
+class TypeConversionError(TypeError):
+    """A Python annotation that has no port type."""
+
+
+_SIMPLE: dict[object, TypeExpr] = {
+    str: STR,
+    int: INT,
+    float: FLOAT,
+    bool: BOOL,
+    bytes: BYTES,
+    type(None): NONE,
+    None: NONE,
+    typing.Any: ANY,
+    object: ANY,
+}
+
+
+def from_python(annotation: object) -> TypeExpr:
+    """The :class:`TypeExpr` of a Python annotation (``list[int]``, ``Optional[str]``, a model...)."""
+    try:
+        return _from_python_cached(annotation)
+    except TypeError as exc:  # unhashable annotations (rare): convert without the cache
+        if isinstance(exc, TypeConversionError):
+            raise
+        return _from_python(annotation)
+
+
+@functools.lru_cache(maxsize=2048)
+def _from_python_cached(annotation: object) -> TypeExpr:
+    return _from_python(annotation)
+
+
+def _from_python(tp: object) -> TypeExpr:
+    simple = _SIMPLE.get(tp) if _hashable(tp) else None
+    if simple is not None:
+        return simple
+    if isinstance(tp, TypeExpr):
+        return tp
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is typing.Annotated:
+        return _from_python(args[0])
+    if origin in (Union, _pytypes.UnionType):
+        return union(_from_python(a) for a in args)
+    if origin is Literal:
+        for v in args:
+            if not isinstance(v, (str, int, bool)) and v is not None:
+                raise TypeConversionError(f"Literal values must be str, int, bool or None, got {v!r}")
+        return TypeExpr("literal", values=tuple(args))
+    if origin in (list, set, frozenset) or tp in (list, set, frozenset):
+        return list_of(_from_python(args[0]) if args else ANY)
+    if origin is dict or tp is dict:
+        if args and len(args) != 2:
+            raise TypeConversionError(f"dict takes two type arguments, got {tp!r}")
+        return TypeExpr("dict", (_from_python(args[0]), _from_python(args[1])) if args else (ANY, ANY))
+    if origin is tuple or tp is tuple:
+        if not args:
+            return TypeExpr("tuple", (ANY,), variadic=True)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return TypeExpr("tuple", (_from_python(args[0]),), variadic=True)
+        if args == ((),):
+            return TypeExpr("tuple", ())
+        return TypeExpr("tuple", tuple(_from_python(a) for a in args))
+    if isinstance(tp, type):
+        if _is_pydantic_model(tp):
+            return _model_type(tp)
+        if issubclass(tp, enum.Enum):
+            values = tuple(m.value for m in tp)
+            if all(isinstance(v, (str, int, bool)) for v in values):
+                return TypeExpr("literal", values=values)
+        return TypeExpr("named", name=_qualified(tp), bases=tuple(_qualified(b) for b in tp.__mro__[1:-1]))
+    if isinstance(tp, str):
+        return parse_type(tp)
+    raise TypeConversionError(f"unsupported type annotation {tp!r}")
+
+
+def _hashable(obj: object) -> bool:
+    try:
+        hash(obj)
+    except TypeError:
+        return False
+    return True
+
+
+def _qualified(tp: type) -> str:
+    return f"{tp.__module__}.{tp.__qualname__}"
+
+
+def _is_pydantic_model(tp: type) -> bool:
+    return any(base.__name__ == "BaseModel" and base.__module__.startswith("pydantic") for base in tp.__mro__)
+
+
+def _model_type(model: Any) -> TypeExpr:
+    fields = tuple(
+        ModelField(name, _from_python(info.annotation), bool(info.is_required()))
+        for name, info in model.model_fields.items()
+    )
+    try:
+        schema = json.dumps(model.model_json_schema(), sort_keys=True, separators=(",", ":"))
+    except Exception:  # a model whose schema pydantic cannot produce still type-checks by its fields
+        schema = ""
+    return TypeExpr("model", name=_qualified(model), fields=fields, schema=schema)
+
+
+# --------------------------------------------------------------------------- from text (ast)
+
+
+class TypeSyntaxError(ValueError):
+    """A type written as text that is not a valid type; ``offset``/``length`` locate it."""
+
+    def __init__(self, message: str, offset: int = 0, length: int = 1, hint: str = "", lineno: int = 1) -> None:
+        super().__init__(message)
+        self.message = message
+        self.offset = offset
+        self.lineno = lineno
+        self.length = max(1, length)
+        self.hint = hint
+
+
+_NAMES: dict[str, TypeExpr] = {
+    "str": STR,
+    "int": INT,
+    "float": FLOAT,
+    "bool": BOOL,
+    "bytes": BYTES,
+    "Any": ANY,
+    "None": NONE,
+    "object": ANY,
+    "list": list_of(ANY),
+    "List": list_of(ANY),
+    "dict": TypeExpr("dict", (ANY, ANY)),
+    "Dict": TypeExpr("dict", (ANY, ANY)),
+    "tuple": TypeExpr("tuple", (ANY,), variadic=True),
+    "Tuple": TypeExpr("tuple", (ANY,), variadic=True),
+}
+_GENERICS = ("list", "List", "set", "Set", "dict", "Dict", "tuple", "Tuple", "Optional", "Union", "Literal")
+
+
+def parse_type(text: str, types: Mapping[str, object] | None = None) -> TypeExpr:
+    """Parse a type written as Python source (``"list[str] | None"``).
+
+    ``types`` maps extra names to Python types (pydantic models, custom classes);
+    names registered with :func:`register_type` are known too.
+    """
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError as exc:
+        raise TypeSyntaxError(f"invalid type syntax: {exc.msg}", max(0, (exc.offset or 1) - 1)) from None
+    lead = len(text) - len(text.lstrip())
+    return type_from_ast(tree.body, types, offset=lead)
+
+
+def type_from_ast(node: ast.expr, types: Mapping[str, object] | None = None, offset: int = 0) -> TypeExpr:
+    """Convert a parsed type expression; error offsets are shifted by ``offset``."""
+    return _TypeBuilder(types or {}, offset).build(node)
+
+
+class _TypeBuilder:
+    def __init__(self, types: Mapping[str, object], offset: int) -> None:
+        self.types = types
+        self.offset = offset
+
+    def fail(self, node: ast.AST, message: str, hint: str = "") -> TypeSyntaxError:
+        start = getattr(node, "col_offset", 0)
+        end = getattr(node, "end_col_offset", None) or start + 1
+        line = getattr(node, "lineno", 1)
+        return TypeSyntaxError(message, self.offset + start, end - start, hint, line)
+
+    def build(self, node: ast.expr) -> TypeExpr:
+        if isinstance(node, ast.Name):
+            return self.name(node.id, node)
+        if isinstance(node, ast.Attribute):
+            dotted = _dotted(node)
+            if dotted is None:
+                raise self.fail(node, "invalid type expression")
+            if dotted.startswith(("typing.", "t.")) and dotted.count(".") == 1:
+                return self.name(dotted.split(".", 1)[1], node)
+            return self.name(dotted, node)
+        if isinstance(node, ast.Constant) and node.value is None:
+            return NONE
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            raise self.fail(node, f"a quoted type ({node.value!r}) is not supported here", "write it unquoted")
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+            return union((self.build(node.left), self.build(node.right)))
+        if isinstance(node, ast.Subscript):
+            return self.subscript(node)
+        raise self.fail(node, "invalid type expression")
+
+    def name(self, name: str, node: ast.AST) -> TypeExpr:
+        known = _NAMES.get(name)
+        if known is not None:
+            return known
+        custom = self.types.get(name)
+        if custom is None:
+            custom = _registry.get(name)
+        if custom is not None:
+            return _from_python(custom)
+        if name in ("Optional", "Union", "Literal"):
+            raise self.fail(node, f"{name} needs type arguments, e.g. {name}[...]")
+        candidates = list(_NAMES) + list(self.types) + list(_registry) + ["Optional", "Union", "Literal"]
+        close = difflib.get_close_matches(name, candidates, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else "register custom types with dagwright.register_type"
+        raise self.fail(node, f"unknown type {name!r}", hint)
+
+    def subscript(self, node: ast.Subscript) -> TypeExpr:
+        base = _dotted(node.value)
+        if base is not None and base.startswith(("typing.", "t.")):
+            base = base.split(".", 1)[1]
+        if base not in _GENERICS:
+            raise self.fail(node.value, f"{base or 'this'} does not take type arguments")
+        items = list(node.slice.elts) if isinstance(node.slice, ast.Tuple) else [node.slice]
+        if base == "Literal":
+            return TypeExpr("literal", values=tuple(self.literal_value(i) for i in items))
+        if base == "tuple" or base == "Tuple":
+            if len(items) == 2 and isinstance(items[1], ast.Constant) and items[1].value is Ellipsis:
+                return TypeExpr("tuple", (self.build(items[0]),), variadic=True)
+            if isinstance(node.slice, ast.Tuple) and not items:
+                return TypeExpr("tuple", ())
+            return TypeExpr("tuple", tuple(self.build(i) for i in items))
+        args = [self.build(i) for i in items]
+        if base in ("list", "List", "set", "Set", "Optional"):
+            if len(args) != 1:
+                raise self.fail(node, f"{base} takes one type argument, got {len(args)}")
+            return optional(args[0]) if base == "Optional" else list_of(args[0])
+        if base in ("dict", "Dict"):
+            if len(args) != 2:
+                raise self.fail(node, f"{base} takes two type arguments (keys, values), got {len(args)}")
+            return TypeExpr("dict", (args[0], args[1]))
+        return union(args)  # Union
+
+    def literal_value(self, node: ast.expr) -> LiteralValue:
+        if isinstance(node, ast.Constant) and (node.value is None or isinstance(node.value, (str, int, bool))):
+            return node.value
+        if (
+            isinstance(node, ast.UnaryOp)
+            and isinstance(node.op, ast.USub)
+            and isinstance(node.operand, ast.Constant)
+            and type(node.operand.value) is int
+        ):
+            return -node.operand.value
+        raise self.fail(node, "Literal values must be strings, integers, booleans or None")
+
+
+def _dotted(node: ast.AST) -> str | None:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        base = _dotted(node.value)
+        return None if base is None else f"{base}.{node.attr}"
+    return None
+
+
+# --------------------------------------------------------------------------- from JSON
+
+
+def from_json(data: JSONValue, where: str = "type") -> TypeExpr:
+    """Rebuild a :class:`TypeExpr` from :meth:`TypeExpr.to_json` output, importing nothing."""
+    if isinstance(data, str):
+        prim = _BY_KIND.get(data)
+        if prim is None:
+            raise ValueError(f"{where}: unknown type {data!r}")
+        return prim
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected a type name or object, got {type(data).__name__}")
+    kind = data.get("kind")
+    if kind not in _KINDS:
+        raise ValueError(f"{where}: unknown type kind {kind!r}")
+    args = data.get("args", [])
+    if not isinstance(args, list):
+        raise ValueError(f"{where}.args: expected a list")
+    parsed_args = tuple(from_json(a, f"{where}.args[{i}]") for i, a in enumerate(args))
+    expected_arity = {"list": 1, "dict": 2}.get(kind)
+    if expected_arity is not None and len(parsed_args) != expected_arity:
+        raise ValueError(f"{where}: {kind} takes {expected_arity} type argument(s), got {len(parsed_args)}")
+    if kind == "union":
+        return union(parsed_args)
+    if kind == "literal":
+        values = data.get("values")
+        if not isinstance(values, list) or not all(v is None or isinstance(v, (str, int, bool)) for v in values):
+            raise ValueError(f"{where}.values: expected a list of strings, integers, booleans or null")
+        return TypeExpr("literal", values=tuple(values))
+    name = data.get("name", "")
+    if kind in ("model", "named") and (not isinstance(name, str) or not name):
+        raise ValueError(f"{where}: a {kind} type needs a 'name'")
+    fields: tuple[ModelField, ...] = ()
+    schema = ""
+    if kind == "model":
+        raw_fields = data.get("fields", [])
+        if not isinstance(raw_fields, list):
+            raise ValueError(f"{where}.fields: expected a list")
+        fields = tuple(
+            ModelField(str(f["name"]), from_json(f["type"], f"{where}.fields[{i}].type"), bool(f.get("required", True)))
+            for i, f in enumerate(raw_fields)
+        )
+        if "schema" in data:
+            schema = json.dumps(data["schema"], sort_keys=True, separators=(",", ":"))
+    bases = data.get("bases", [])
+    return TypeExpr(
+        kind,
+        parsed_args,
+        name=name,
+        fields=fields,
+        bases=tuple(bases),
+        schema=schema,
+        variadic=bool(data.get("variadic", False)),
+    )

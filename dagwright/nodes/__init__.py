@@ -1,0 +1,1 @@
+"""Node kinds: what each kind of IR node does when it runs."""

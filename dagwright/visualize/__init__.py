@@ -1,0 +1,1 @@
+"""Views of a graph: Graphviz and Mermaid."""

@@ -143,6 +143,8 @@ class Flow:
         self._group: tuple[str, ...] = ()
         self._version = 0
         self._built: tuple[int, Graph, list[Diagnostic]] | None = None
+        self._policies: dict[str, Any] = {}
+        self._plan: tuple[int, Any] | None = None
 
     def __repr__(self) -> str:
         return f"Flow({self.name!r}, nodes={len(self._nodes)}, connections={len(self._connections)})"
@@ -343,6 +345,80 @@ class Flow:
         if has_errors(diagnostics, strict=strict):
             raise CompileError(self.name, diagnostics)
         return graph
+
+    # ------------------------------------------------------------------ running (built-in runtime)
+
+    def configure(self, node_id: str, *, retry: Any = None, timeout: float | None = None) -> Flow:
+        """Set a node's retry policy (a ``RetryPolicy``) and per-attempt timeout (seconds)."""
+        from dagwright.runtime.policy import NodePolicy, RetryPolicy
+
+        if node_id not in self._by_id:
+            close = difflib.get_close_matches(node_id, list(self._by_id), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise KeyError(f"flow {self.name!r} has no node {node_id!r}{hint}")
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise TypeError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
+        current = self._policies.get(node_id, NodePolicy())
+        self._policies[node_id] = NodePolicy(
+            retry if retry is not None else current.retry, timeout if timeout is not None else current.timeout
+        )
+        self._version += 1
+        return self
+
+    def _scheduler(self) -> Any:
+        from dagwright.runtime.runner import build_plan
+        from dagwright.runtime.scheduler import Scheduler
+
+        cached = self._plan
+        if cached is not None and cached[0] == self._version:
+            return cached[1]
+        graph = self.compile()
+        scheduler = Scheduler(build_plan(graph, self._bindings, self._policies))
+        self._plan = (self._version, scheduler)
+        return scheduler
+
+    def _split_run_args(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+        from dagwright.runtime.scheduler import RunOptions
+
+        option_names = ("max_concurrency", "failure_mode", "run_id")
+        declared = {decl.name for decl in self._inputs.values()}
+        options = {k: kwargs.pop(k) for k in option_names if k in kwargs and k not in declared}
+        inputs: dict[str, Any] = {}
+        if len(args) > 1:
+            raise TypeError("run() takes one positional argument: a mapping of inputs")
+        if args:
+            if not isinstance(args[0], Mapping):
+                raise TypeError(f"run()'s positional argument is a mapping of inputs, got {type(args[0]).__name__}")
+            inputs.update(args[0])
+        if "inputs" in kwargs and "inputs" not in declared and isinstance(kwargs["inputs"], Mapping):
+            inputs.update(kwargs.pop("inputs"))
+        inputs.update(kwargs)
+        return inputs, RunOptions(**options)
+
+    def run(self, *args: Any, **inputs: Any) -> Any:
+        """Compile (once per change) and run on the built-in scheduler; returns a ``RunResult``.
+
+        Inputs by name (``flow.run(question="...")``) or as a mapping (``flow.run({"q": ...})``,
+        ``flow.run(inputs={...})``). ``max_concurrency=``, ``failure_mode=`` and ``run_id=``
+        are run options unless the flow has an input of that name. Works inside a running
+        event loop too.
+        """
+        from dagwright.runtime._sync import run_sync
+
+        values, options = self._split_run_args(args, inputs)
+        scheduler = self._scheduler()
+        return run_sync(scheduler.run(values, options))
+
+    async def arun(self, *args: Any, **inputs: Any) -> Any:
+        """``run()`` for async code: awaits the run on the current event loop."""
+        values, options = self._split_run_args(args, inputs)
+        return await self._scheduler().run(values, options)
+
+    async def stream(self, *args: Any, **inputs: Any) -> Any:
+        """Run, yielding events (node started / finished / failed / retried / skipped) as they happen."""
+        values, options = self._split_run_args(args, inputs)
+        async for event in self._scheduler().stream(values, options):
+            yield event
 
     def to_graph(self) -> Graph:
         """The graph as declared, checked or not (for drawing or exporting a broken flow)."""
@@ -608,6 +684,7 @@ def _derive_function_ports(
                 default = MISSING  # a non-JSON default stays the function's own: the port is optional
         inputs.append(Port(param.name, ptype, param.default is param.empty, default))
     outputs: tuple[Port, ...]
+    returns_dict = False
     returned = hints.get("return", inspect.Signature.empty if "return" not in hints else None)
     if returned is inspect.Signature.empty:
         outputs = (Port(output, ANY),)
@@ -616,12 +693,15 @@ def _derive_function_ports(
     elif typing.is_typeddict(returned):
         fields = typing.get_type_hints(returned)
         outputs = tuple(Port(k, from_python(v)) for k, v in fields.items())
+        returns_dict = True
     else:
         try:
             outputs = (Port(output, from_python(returned)),)
         except TypeError as exc:
             raise TypeError(f"{label}: return annotation: {exc}") from None
     config: dict[str, Any] = {"function": label}
+    if returns_dict:
+        config["returns"] = "dict"
     if inspect.iscoroutinefunction(fn):
         config["async"] = True
     return tuple(inputs), outputs, FrozenDict(config)

@@ -1,0 +1,422 @@
+"""The built-in back end: runs a checked Graph on asyncio.
+
+A node starts the moment its last predecessor is resolved (a ready queue, not
+level by level), so independent branches run concurrently; flow inputs and
+outputs are resolved inline, without a task. Each node runs under its
+:class:`NodePolicy` (retries with backoff, a per-attempt timeout). A failure either
+cancels everything still running (``fail_fast``; cancellation reaches in-flight
+LLM calls) or skips only the failed node's descendants (``continue``).
+
+The plan (executors, input wiring, dependents) is computed once per graph and
+bindings, so repeated runs of one flow pay only for execution.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from dagwright.compiler.ir import INPUT_KIND, OUTPUT_KIND, Graph, Node
+from dagwright.compiler.signature import MISSING
+from dagwright.nodes.base import Executor, NodeContext
+from dagwright.nodes.io import input_default, input_name, output_name
+from dagwright.runtime.errors import NodeExecutionError
+from dagwright.runtime.events import Event, NodeRecord, RunResult
+from dagwright.runtime.policy import FailureMode, NodePolicy
+
+__all__ = ["ExecutionPlan", "RunOptions", "Scheduler"]
+
+_DEFAULT_POLICY = NodePolicy()
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """Per-run settings: ``max_concurrency`` (None: unlimited), the failure mode, the run id."""
+
+    max_concurrency: int | None = None
+    failure_mode: FailureMode = "fail_fast"
+    run_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_concurrency is not None and self.max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be at least 1, got {self.max_concurrency}")
+        if self.failure_mode not in ("fail_fast", "continue"):
+            raise ValueError(f"failure_mode must be 'fail_fast' or 'continue', got {self.failure_mode!r}")
+
+
+@dataclass(slots=True)
+class _Slot:
+    """One input port's wiring: where its value(s) come from."""
+
+    name: str
+    sources: list[tuple[int, str]]
+    collect: bool
+    required: bool
+    default: Any
+
+
+@dataclass(slots=True)
+class _Step:
+    index: int
+    node: Node
+    kind: str
+    executor: Executor | None
+    slots: list[_Slot]
+    dependents: list[int]
+    n_preds: int
+    policy: NodePolicy
+
+
+@dataclass(slots=True)
+class ExecutionPlan:
+    """A graph prepared for running: one step per node, wired by index."""
+
+    graph: Graph
+    steps: list[_Step]
+    inputs: dict[str, int]
+    outputs: dict[str, int]
+    by_id: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def build(
+        cls,
+        graph: Graph,
+        executors: Mapping[str, Executor],
+        policies: Mapping[str, NodePolicy] | None = None,
+    ) -> ExecutionPlan:
+        """Wire ``graph``'s nodes to their executors (every non-I/O node needs one)."""
+        index = {node.id: i for i, node in enumerate(graph.nodes)}
+        slots: list[dict[str, _Slot]] = []
+        steps: list[_Step] = []
+        policies = policies or {}
+        missing = [n.id for n in graph.nodes if n.kind not in (INPUT_KIND, OUTPUT_KIND) and n.id not in executors]
+        if missing:
+            raise ValueError(f"no executor for node(s) {', '.join(map(repr, missing))} of graph {graph.name!r}")
+        for i, node in enumerate(graph.nodes):
+            port_slots = {
+                p.name: _Slot(p.name, [], p.collect, p.required and not p.collect, p.default) for p in node.inputs
+            }
+            slots.append(port_slots)
+            steps.append(
+                _Step(
+                    i,
+                    node,
+                    node.kind,
+                    executors.get(node.id),
+                    list(port_slots.values()),
+                    [],
+                    0,
+                    policies.get(node.id, _DEFAULT_POLICY),
+                )
+            )
+        preds: list[set[int]] = [set() for _ in steps]
+        for edge in graph.edges:
+            src, dst = index[edge.source], index[edge.target]
+            slots[dst][edge.target_port].sources.append((src, edge.source_port))
+            if src not in preds[dst]:
+                preds[dst].add(src)
+                steps[src].dependents.append(dst)
+        for step, p in zip(steps, preds, strict=True):
+            step.n_preds = len(p)
+        inputs = {input_name(s.node): s.index for s in steps if s.kind == INPUT_KIND}
+        outputs = {output_name(s.node): s.index for s in steps if s.kind == OUTPUT_KIND}
+        return cls(graph, steps, inputs, outputs, index)
+
+
+class Scheduler:
+    """Runs an :class:`ExecutionPlan`. One instance per plan; each ``run`` is independent."""
+
+    def __init__(self, plan: ExecutionPlan) -> None:
+        self.plan = plan
+
+    def check_inputs(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """The run's input values by input-node index; unknown or missing names raise ValueError."""
+        plan = self.plan
+        unknown = [k for k in inputs if k not in plan.inputs]
+        if unknown:
+            known = list(plan.inputs)
+            parts = []
+            for name in unknown:
+                close = difflib.get_close_matches(name, known, n=1)
+                parts.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise ValueError(
+                f"flow {plan.graph.name!r} has no input {', '.join(parts)}; its inputs are: "
+                f"{', '.join(known) or 'none'}"
+            )
+        values: dict[str, Any] = {}
+        absent = []
+        for name, idx in plan.inputs.items():
+            if name in inputs:
+                values[name] = inputs[name]
+                continue
+            default = input_default(plan.steps[idx].node)
+            if default is MISSING:
+                absent.append(name)
+            else:
+                values[name] = default
+        if absent:
+            raise ValueError(f"flow {plan.graph.name!r} needs input(s) {', '.join(map(repr, absent))}")
+        return values
+
+    async def run(
+        self,
+        inputs: Mapping[str, Any],
+        options: RunOptions | None = None,
+        listener: Callable[[Event], None] | None = None,
+    ) -> RunResult:
+        """Run once with ``inputs`` (flow input names -> values)."""
+        values = self.check_inputs(inputs)
+        return await _Run(self.plan, values, options or RunOptions(), listener).execute()
+
+    async def stream(self, inputs: Mapping[str, Any], options: RunOptions | None = None) -> AsyncIterator[Event]:
+        """Run once, yielding events as they happen; the last event is ``run_finished``."""
+        queue: asyncio.Queue[Event] = asyncio.Queue()
+        task = asyncio.ensure_future(self.run(inputs, options, queue.put_nowait))
+        try:
+            while True:
+                event = await queue.get()
+                yield event
+                if event.kind == "run_finished":
+                    break
+            await task
+        finally:
+            if not task.done():
+                task.cancel()
+
+
+class _Run:
+    """The state of one run. Methods run on the event loop thread only, so no locks."""
+
+    def __init__(
+        self,
+        plan: ExecutionPlan,
+        inputs: dict[str, Any],
+        options: RunOptions,
+        listener: Callable[[Event], None] | None,
+    ) -> None:
+        self.plan = plan
+        self.inputs = inputs
+        self.options = options
+        self.listener = listener
+        self.run_id = options.run_id or uuid.uuid4().hex
+        steps = plan.steps
+        self.records = [NodeRecord(s.node.id, s.kind) for s in steps]
+        self.values: list[dict[str, Any] | None] = [None] * len(steps)
+        self.waiting = [s.n_preds for s in steps]
+        self.unresolved = len(steps)
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.semaphore = asyncio.Semaphore(options.max_concurrency) if options.max_concurrency else None
+        self.first_error: NodeExecutionError | None = None
+        self.finished: asyncio.Future[None] | None = None
+        self.outputs: dict[str, Any] = {}
+
+    def emit(self, kind: Any, node_id: str | None = None, **extra: Any) -> None:
+        if self.listener is not None:
+            self.listener(Event(kind, self.run_id, node_id, time.time(), **extra))
+
+    async def execute(self) -> RunResult:
+        started = time.time()
+        self.finished = asyncio.get_running_loop().create_future()
+        self.emit("run_started")
+        ready = [s.index for s in self.plan.steps if s.n_preds == 0]
+        if not ready and self.plan.steps:
+            raise ValueError("graph has no node without predecessors; it is not a DAG")
+        for idx in ready:
+            self.start(idx)
+        if self.unresolved:
+            try:
+                await self.finished
+            except asyncio.CancelledError:
+                self.cancel_all("the run was cancelled")
+                await self.drain()
+                raise
+        await self.drain()
+        failed = [r for r in self.records if r.status == "failed"]
+        error = None
+        if failed:
+            error = "; ".join(f"{r.node_id}: {r.error_type}: {r.error}" for r in failed)
+        result = RunResult(
+            run_id=self.run_id,
+            flow=self.plan.graph.name,
+            outputs=self.outputs,
+            nodes={r.node_id: r for r in self.records},
+            success=not failed,
+            error=error,
+            started_at=started,
+            ended_at=time.time(),
+            graph_hash=self.plan.graph.content_hash,
+        )
+        self.emit("run_finished")
+        return result
+
+    async def drain(self) -> None:
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    # ---- node lifecycle
+
+    def start(self, idx: int) -> None:
+        """All predecessors of ``idx`` are resolved: gather its inputs, then run or skip it."""
+        step = self.plan.steps[idx]
+        record = self.records[idx]
+        if self.first_error is not None and self.options.failure_mode == "fail_fast":
+            record.status = "cancelled"
+            record.skip_reason = f"cancelled: {self.first_error.node_id} failed"
+            self.resolved(idx)
+            return
+        if step.kind == INPUT_KIND:
+            name = input_name(step.node)
+            self.values[idx] = {step.node.outputs[0].name: self.inputs[name]}
+            record.status = "done"
+            self.resolved(idx)
+            return
+        args, why_not = self.gather(step)
+        if why_not is not None:
+            record.status = "skipped"
+            record.skip_reason = why_not
+            self.emit("node_skipped", step.node.id, error=why_not, record=record)
+            self.resolved(idx)
+            return
+        if step.kind == OUTPUT_KIND:
+            self.outputs[output_name(step.node)] = args[step.node.inputs[0].name]
+            self.values[idx] = {}
+            record.status = "done"
+            self.resolved(idx)
+            return
+        task = asyncio.get_running_loop().create_task(self.run_node(step, args), name=f"dagwright:{step.node.id}")
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def gather(self, step: _Step) -> tuple[dict[str, Any], str | None]:
+        """The input values of a step, or why it cannot run (an upstream value was not produced)."""
+        args: dict[str, Any] = {}
+        values = self.values
+        for slot in step.slots:
+            if slot.collect:
+                items = []
+                for src, port in slot.sources:
+                    produced = values[src]
+                    if produced is not None and port in produced:
+                        items.append(produced[port])
+                args[slot.name] = items
+                continue
+            if not slot.sources:
+                if slot.default is not MISSING:
+                    args[slot.name] = _thaw(slot.default)
+                continue
+            src, port = slot.sources[0]
+            produced = values[src]
+            if produced is not None and port in produced:
+                args[slot.name] = produced[port]
+            elif slot.required:
+                upstream = self.records[src]
+                reason = upstream.status if upstream.status != "done" else "did not produce it"
+                return args, f"input {slot.name!r} has no value: {upstream.node_id}.{port} {reason}"
+            elif slot.default is not MISSING:
+                args[slot.name] = _thaw(slot.default)
+        return args, None
+
+    async def run_node(self, step: _Step, args: dict[str, Any]) -> None:
+        record = self.records[step.index]
+        node_id = step.node.id
+        policy = step.policy
+        executor = step.executor
+        assert executor is not None
+        attempt = 0
+        try:
+            if self.semaphore is not None:
+                await self.semaphore.acquire()
+            try:
+                record.status = "running"
+                record.started_at = time.time()
+                self.emit("node_started", node_id, record=record)
+                while True:
+                    attempt += 1
+                    record.attempts = attempt
+                    ctx = NodeContext(self.run_id, step.node, attempt, record)
+                    try:
+                        if policy.timeout is None:
+                            outputs = await executor(args, ctx)
+                        else:
+                            outputs = await asyncio.wait_for(executor(args, ctx), policy.timeout)
+                        break
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as exc:
+                        error: Exception = exc
+                        if isinstance(exc, asyncio.TimeoutError) and policy.timeout is not None:
+                            error = TimeoutError(f"node {node_id!r} timed out after {policy.timeout:g} s")
+                        if not policy.retry.should_retry(error, attempt):
+                            raise NodeExecutionError(node_id, error, attempt) from error
+                        self.emit("node_retried", node_id, attempt=attempt, error=f"{type(error).__name__}: {error}")
+                        await asyncio.sleep(policy.retry.delay(attempt))
+            finally:
+                if self.semaphore is not None:
+                    self.semaphore.release()
+        except asyncio.CancelledError:
+            record.ended_at = time.time()
+            record.status = "cancelled"
+            record.skip_reason = record.skip_reason or "cancelled"
+            self.resolved(step.index)
+            raise
+        except NodeExecutionError as failure:
+            record.ended_at = time.time()
+            record.status = "failed"
+            cause = failure.error
+            record.error = str(cause) or type(cause).__name__
+            record.error_type = type(cause).__name__
+            self.emit(
+                "node_failed", node_id, attempt=attempt, error=f"{record.error_type}: {record.error}", record=record
+            )
+            if self.first_error is None:
+                self.first_error = failure
+                if self.options.failure_mode == "fail_fast":
+                    self.cancel_all(f"cancelled: {node_id} failed")
+            self.resolved(step.index)
+            return
+        record.ended_at = time.time()
+        unknown = [k for k in outputs if step.node.output(k) is None] if outputs else []
+        if unknown:
+            record.status = "failed"
+            record.error_type = "ValueError"
+            record.error = f"returned unknown output(s) {', '.join(map(repr, unknown))}"
+            if self.first_error is None:
+                self.first_error = NodeExecutionError(node_id, ValueError(record.error), attempt)
+                if self.options.failure_mode == "fail_fast":
+                    self.cancel_all(f"cancelled: {node_id} failed")
+            self.resolved(step.index)
+            return
+        record.outputs = outputs
+        self.values[step.index] = outputs
+        record.status = "done"
+        self.emit("node_finished", node_id, attempt=attempt, record=record)
+        self.resolved(step.index)
+
+    def resolved(self, idx: int) -> None:
+        self.unresolved -= 1
+        waiting = self.waiting
+        for dep in self.plan.steps[idx].dependents:
+            waiting[dep] -= 1
+            if waiting[dep] == 0:
+                self.start(dep)
+        if self.unresolved == 0 and self.finished is not None and not self.finished.done():
+            self.finished.set_result(None)
+
+    def cancel_all(self, reason: str) -> None:
+        for task in list(self.tasks):
+            if not task.done():
+                task.cancel(reason)
+        for record in self.records:
+            if record.status == "pending":
+                record.skip_reason = reason
+
+
+def _thaw(value: Any) -> Any:
+    from dagwright.compiler.ir import thaw_json
+
+    return thaw_json(value)

@@ -7,8 +7,10 @@ with the line of user code that raised it.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
+import inspect
 import os
 import sys
 import traceback
@@ -50,7 +52,8 @@ def load_targets(spec: str, *, allow_empty: bool = False) -> list[Target]:
         module = _import_module(path, spec)
     if obj is not None:
         return [_resolve(module, obj, spec)]
-    found = [Target(name, flow=value) for name, value in vars(module).items() if isinstance(value, Flow)]
+    # Named as FILE:NAME, so a report over several files says which file each flow is in.
+    found = [Target(f"{path}:{name}", flow=value) for name, value in vars(module).items() if isinstance(value, Flow)]
     if not found and not allow_empty:
         raise TargetError(
             f"{spec!r} defines no Flow at module level; name one with {path}:NAME (a Flow, an agent, or a "
@@ -68,21 +71,49 @@ def _load_json(path: str) -> Target:
     return Target(graph.name or path, graph=graph)
 
 
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
 def _user_frame(exc: BaseException, path: str | None) -> str:
+    """Where in user code ``exc`` was raised: the last line in ``path`` when it is in the
+    traceback, else the last frame outside this package and the import machinery."""
     frames = traceback.extract_tb(exc.__traceback__)
+    if path is not None:
+        for frame in reversed(frames):
+            if os.path.abspath(frame.filename) == os.path.abspath(path):
+                return f" (at {frame.filename}:{frame.lineno})"
     for frame in reversed(frames):
-        if path is None or os.path.abspath(frame.filename) == os.path.abspath(path):
+        if not frame.filename.startswith("<") and not os.path.abspath(frame.filename).startswith(_PACKAGE_DIR):
             return f" (at {frame.filename}:{frame.lineno})"
     if isinstance(exc, SyntaxError) and exc.filename:
         return f" (at {exc.filename}:{exc.lineno})"
     return ""
 
 
+def _module_name(abspath: str) -> str:
+    """The name a user file is imported under; it is stable, because it ends up in the IR.
+
+    Function references (``module:qualname``) and pydantic model paths carry it,
+    so the same file must give the same graph and content hash in every run. The
+    file's own name is used, as ``python -c "import research"`` next to it would,
+    unless that name already means another module.
+    """
+    stem = os.path.splitext(os.path.basename(abspath))[0]
+    if stem.isidentifier() and stem not in sys.modules:
+        try:
+            found = importlib.util.find_spec(stem)
+        except (ImportError, ValueError):
+            found = None
+        if found is None or (found.origin and os.path.abspath(found.origin) == abspath):
+            return stem
+    digest = hashlib.sha256(abspath.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    return f"_dagwright_target_{digest}_{stem}" if stem.isidentifier() else f"_dagwright_target_{digest}"
+
+
 def _import_file(path: str) -> object:
     abspath = os.path.abspath(path)
     directory = os.path.dirname(abspath)
-    stem = os.path.splitext(os.path.basename(abspath))[0]
-    name = f"_dagwright_target_{abs(hash(abspath)):x}_{stem}"
+    name = _module_name(abspath)
     spec = importlib.util.spec_from_file_location(name, abspath)
     if spec is None or spec.loader is None:
         raise TargetError(f"{path}: cannot be imported as a Python file")
@@ -111,7 +142,7 @@ def _import_module(name: str, spec: str) -> object:
     try:
         return importlib.import_module(name)
     except ModuleNotFoundError as exc:
-        if exc.name and name.startswith(exc.name):
+        if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
             raise TargetError(f"{spec!r}: no file or module named {name!r}") from None
         raise TargetError(f"cannot import {name}: {type(exc).__name__}: {exc}{_user_frame(exc, None)}") from None
     except Exception as exc:
@@ -130,7 +161,7 @@ def _resolve(module: object, dotted: str, spec: str) -> Target:
             raise TargetError(f"{spec!r}: {part!r} is not defined there{hint}")
         value = getattr(value, part)
     flow = as_flow(value, dotted, spec)
-    return Target(dotted, flow=flow)
+    return Target(spec, flow=flow)
 
 
 def as_flow(value: object, name: str, spec: str = "") -> Flow:
@@ -139,17 +170,43 @@ def as_flow(value: object, name: str, spec: str = "") -> Flow:
     if isinstance(value, Flow):
         return value
     if hasattr(value, "signature") and not isinstance(value, type):
-        return Flow.from_agent(value, name.rsplit(".", 1)[-1])
+        return _agent_flow(value, name, label)
     if callable(value) and not isinstance(value, type):
+        _require_no_arguments(value, name, label)
         try:
             produced = value()
-        except TypeError as exc:
-            raise TargetError(f"{label}: calling {name}() failed: {exc} (it must take no arguments)") from None
         except Exception as exc:
-            raise TargetError(f"{label}: {name}() raised {type(exc).__name__}: {exc}{_user_frame(exc, None)}") from None
+            where = _user_frame(exc, getattr(getattr(value, "__code__", None), "co_filename", None))
+            raise TargetError(f"{label}: {name}() raised {type(exc).__name__}: {exc}{where}") from None
         if isinstance(produced, Flow):
             return produced
         if hasattr(produced, "signature"):
-            return Flow.from_agent(produced, name.rsplit(".", 1)[-1])
+            return _agent_flow(produced, name, label)
         raise TargetError(f"{label}: {name}() returned {type(produced).__name__}, not a Flow or an agent")
-    raise TargetError(f"{label}: {name} is a {type(value).__name__}, not a Flow, an agent or a function")
+    if isinstance(value, type) and hasattr(value, "signature"):
+        raise TargetError(f"{label}: {name} is an agent class; name an instance of it, or a function returning one")
+    kind = type(value).__name__
+    raise TargetError(
+        f"{label}: {name} is {'an' if kind[:1] in 'aeiou' else 'a'} {kind}, not a Flow, an agent or a function"
+    )
+
+
+def _require_no_arguments(fn: object, name: str, label: str) -> None:
+    try:
+        sig = inspect.signature(fn)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return  # a builtin without a readable signature: calling it tells
+    required = [
+        p.name
+        for p in sig.parameters.values()
+        if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+    if required:
+        raise TargetError(f"{label}: {name}() needs arguments ({', '.join(required)}); name a function that takes none")
+
+
+def _agent_flow(agent: object, name: str, label: str) -> Flow:
+    try:
+        return Flow.from_agent(agent, name.rsplit(".", 1)[-1])
+    except (TypeError, ValueError) as exc:
+        raise TargetError(f"{label}: {name} has a 'signature' but is not a usable agent: {exc}") from None

@@ -265,6 +265,10 @@ class BaseAgent:
             raise TypeError(f"{self.name}: an agent needs a signature (signature='question -> answer' or a Signature)")
         self._signature: SignatureSpec = as_signature(source)
         self.config = AgentConfig.coerce(config, owner=self.name)
+        if self.config.settings().provider == "openai":
+            # Importing the client takes a second or more; doing it here keeps that out of the event
+            # loop, where the first call would otherwise stall every concurrent node.
+            import openai  # noqa: F401
         self.strategy: Strategy = strategy or AsyncSingleShotStrategy()
         self._memory: Memory | None = None
 
@@ -373,6 +377,28 @@ class BaseAgent:
     def run_batch(self, batch: Sequence[Mapping[str, Any]], concurrency: int = 4) -> list[dict[str, Any]]:
         """``arun_batch`` from sync code."""
         return run_sync(self.arun_batch(batch, concurrency))
+
+    # ---- Kailash (dagwright.nodes.kailash, imported on use: importing kailash takes about a second)
+
+    def to_workflow_node(self, node_id: str | None = None) -> Any:
+        """This agent as a Kailash node (``DagwrightAgentNode``) with id ``node_id`` (default: the agent's name).
+
+        Its ``get_parameters()`` are the signature's inputs; it runs this very agent.
+        """
+        from dagwright.nodes.kailash import agent_node
+
+        return agent_node(self, node_id if node_id is not None else self.name)
+
+    def to_workflow(self, node_id: str | None = None) -> Any:
+        """A ``dagwright.WorkflowBuilder`` holding this agent as one node::
+
+        results, _ = LocalRuntime().execute(agent.to_workflow().build(), parameters={agent.name: {"question": "..."}})
+        """
+        from dagwright.nodes.kailash import WorkflowBuilder
+
+        builder = WorkflowBuilder()
+        builder.add_agent(self, node_id if node_id is not None else self.name)
+        return builder
 
 
 class Agent(BaseAgent):

@@ -1,4 +1,4 @@
-"""The ``dagwright`` command: ``check``, ``export`` and ``demo``.
+"""The ``dagwright`` command: ``check``, ``export``, ``run`` and ``demo``.
 
 Exit codes: 0 clean, 1 the flow has errors (or warnings with ``--strict``),
 2 a usage problem (bad path, import error, unknown option), said plainly.
@@ -49,9 +49,30 @@ def _parser() -> argparse.ArgumentParser:
 
     export = sub.add_parser("export", help="export a checked flow's IR", description="Export a flow's IR.")
     export.add_argument("target", metavar="TARGET")
-    export.add_argument("--format", choices=("json",), default="json", help="export format (default: json)")
+    export.add_argument(
+        "--format",
+        choices=("json", "kailash-yaml", "kailash-py"),
+        default="json",
+        help="json: the IR; kailash-yaml: the lowered Kailash workflow (Kailash's to_yaml); kailash-py: a "
+        "standalone script that rebuilds and runs it (default: json)",
+    )
     export.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
 
+    run = sub.add_parser("run", help="run a flow on the built-in scheduler", description="Run a flow.")
+    run.add_argument("target", metavar="TARGET")
+    run.add_argument(
+        "-i",
+        "--input",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a flow input (text inputs as written, other types as JSON); repeatable",
+    )
+    run.add_argument("--inputs-json", metavar="JSON", help="flow inputs as one JSON object")
+    run.add_argument("--json", action="store_true", help="print the result as JSON")
+    run.add_argument("--no-progress", action="store_true", help="no progress display, even on a terminal")
+
+    _add_render_parser(sub)
     sub.add_parser("demo", help="compile, check and show a multi-agent research flow")
     return parser
 
@@ -68,6 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check(args)
         if args.command == "export":
             return _export(args)
+        if args.command == "run":
+            return _run(args)
+        if args.command == "render":
+            return _render(args)
         if args.command == "demo":
             from dagwright.demo import run_demo
 
@@ -120,5 +145,95 @@ def _export(args: argparse.Namespace) -> int:
         print(render([(targets[0].name, diagnostics)], "text"), file=sys.stderr)
         print("dagwright export: the flow does not compile; nothing exported", file=sys.stderr)
         return 1
-    _write(graph.to_json(), args.output)
+    if args.format == "json":
+        _write(graph.to_json(), args.output)
+        return 0
+    from dagwright.compiler.lower_kailash import to_kailash_script, to_kailash_yaml
+
+    subject = targets[0].flow if targets[0].flow is not None else graph
+    try:
+        if args.format == "kailash-yaml":
+            text = to_kailash_yaml(subject).rstrip("\n")
+        else:
+            text = to_kailash_script(subject, script_path=args.output).rstrip("\n")
+    except ValueError as exc:
+        print(f"dagwright export: {exc}", file=sys.stderr)
+        return 2
+    _write(text, args.output)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from dagwright._run_cli import parse_inputs, run_flow
+    from dagwright.compiler.diagnostics import CompileError
+
+    targets = load_targets(args.target)
+    if len(targets) != 1 or targets[0].flow is None:
+        names = ", ".join(t.name for t in targets)
+        raise TargetError(f"{args.target!r} holds {len(targets)} flows ({names}); name one with FILE:NAME")
+    flow = targets[0].flow
+    try:
+        graph = flow.compile()
+    except CompileError as exc:
+        print(render([(flow.name, exc.diagnostics)], "text"), file=sys.stderr)
+        print("dagwright run: the flow does not compile; nothing ran", file=sys.stderr)
+        return 1
+    inputs = parse_inputs(graph, args.input, args.inputs_json)
+    progress = not args.no_progress and not args.json and sys.stderr.isatty()
+    return run_flow(flow, inputs, as_json=args.json, progress=progress)
+
+
+# --------------------------------------------------------------------------- render
+
+
+def _add_render_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    render = sub.add_parser(
+        "render",
+        help="draw a flow (SVG, PNG, PDF, DOT, Mermaid)",
+        description="Draw a flow: FILE.py[:OBJ], package.module[:OBJ], or an IR .json file. The format comes "
+        "from the output's suffix (.svg .png .pdf .dot .gv .mmd .md) unless --format is given. SVG, PNG and "
+        "PDF need Graphviz's 'dot' program; DOT and Mermaid do not. Exit status 1 when --check finds errors "
+        "(the drawing is written all the same).",
+    )
+    render.add_argument("target", metavar="TARGET")
+    render.add_argument("-o", "--output", metavar="FILE", help="write to FILE (default: DOT or Mermaid to stdout)")
+    render.add_argument("--format", choices=("dot", "mermaid", "svg", "png", "pdf"), help="output format")
+    render.add_argument(
+        "--collapse",
+        action="append",
+        default=[],
+        metavar="GROUP",
+        help="draw a group (e.g. debate, debate/round1) as one box; repeatable",
+    )
+    render.add_argument("--check", action="store_true", help="draw diagnostics: errors red, warnings orange")
+
+
+def _render(args: argparse.Namespace) -> int:
+    from dagwright.visualize.render import IMAGE_FORMATS, RenderError, format_for, render, render_bytes
+
+    targets = load_targets(args.target)
+    if len(targets) != 1:
+        names = ", ".join(t.name for t in targets)
+        raise TargetError(f"{args.target!r} holds {len(targets)} flows ({names}); name one with FILE:NAME")
+    graph, diagnostics = _diagnose(targets[0])
+    drawn = diagnostics if args.check else None
+    try:
+        fmt = format_for(args.output, args.format)
+        if args.output:
+            render(graph, args.output, format=fmt, collapse=args.collapse, diagnostics=drawn)
+        elif fmt in IMAGE_FORMATS:
+            raise ValueError(f"{fmt.upper()} is binary; name the file to write with -o FILE")
+        else:
+            sys.stdout.write(render_bytes(graph, fmt, collapse=args.collapse, diagnostics=drawn).decode("utf-8"))
+    except (ValueError, RenderError) as exc:
+        print(f"dagwright render: {exc}", file=sys.stderr)
+        return 2
+    if args.check and has_errors(diagnostics):
+        errors = sum(1 for d in diagnostics if d.severity == "error")
+        where = f" in {args.output}" if args.output else ""
+        print(
+            f"dagwright render: {targets[0].name} has {errors} error{'s' if errors != 1 else ''} (drawn in red{where})",
+            file=sys.stderr,
+        )
+        return 1
     return 0

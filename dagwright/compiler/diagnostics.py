@@ -61,8 +61,40 @@ CODES: dict[str, CodeInfo] = _codes(
     ("DW015", "no-matching-ports", "error", "A node-to-node connection found no output and input of the same name."),
     ("DW016", "unused-flow-input", "warning", "A declared flow input feeds no node."),
     ("DW017", "empty-flow", "warning", "The flow has no nodes."),
-    ("DW018", "invalid-flow-io", "error", "A flow input or output is declared wrongly (bad name, conflicting types)."),
-    ("DW200", "pattern-config", "error", "A coordination pattern is configured wrongly (reserved range DW200-DW299)."),
+    ("DW018", "ambiguous-flow-output", "error", "A flow output names a node with several outputs but no port."),
+    ("DW200", "pattern-config", "error", "A coordination pattern is configured wrongly (DW200-DW299 are patterns)."),
+    (
+        "DW201",
+        "step-input-unproduced",
+        "error",
+        "A pipeline step needs an input that no earlier step or flow input gives.",
+    ),
+    (
+        "DW202",
+        "bad-rounds",
+        "error",
+        "A debate or revision loop is given fewer than one round (or negative revisions).",
+    ),
+    (
+        "DW203",
+        "too-few-agents",
+        "error",
+        "A pattern got fewer agents than it needs (a debate: two debaters and a judge).",
+    ),
+    (
+        "DW204",
+        "incompatible-agent",
+        "error",
+        "An agent's signature lacks what its role needs (topic, transcript, decision, task).",
+    ),
+    ("DW205", "duplicate-agent", "error", "Two agents of one pattern share a name (node ids derive from names)."),
+    (
+        "DW206",
+        "bad-option",
+        "error",
+        "A pattern option is invalid (vote rule, threshold, weights, allocation, map field).",
+    ),
+    ("DW207", "no-common-outputs", "error", "The destinations of a router share no output to return."),
 )
 
 

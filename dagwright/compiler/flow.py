@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dagwright.compiler import diagnostics as dg
+from dagwright.compiler._gc import gc_paused
 from dagwright.compiler.diagnostics import CompileError, Diagnostic, has_errors
 from dagwright.compiler.ir import (
     EMPTY,
@@ -43,6 +44,11 @@ from dagwright.compiler.redact import config_to_dict, redact_config
 from dagwright.compiler.registry import function_ref
 from dagwright.compiler.signature import MISSING, SignatureSpec, as_signature
 from dagwright.compiler.types import ANY, TypeExpr, from_python
+
+if typing.TYPE_CHECKING:
+    from pathlib import Path
+
+    from dagwright.visualize.model import RunLike
 
 __all__ = ["Flow", "NodeRef", "PortRef"]
 
@@ -97,6 +103,32 @@ class _FlowInput:
 
 
 @dataclass(frozen=True, slots=True)
+class _SubFlow:
+    """An inlined sub-flow: its inputs and outputs as endpoints of the parent (``prefix.name``)."""
+
+    prefix: str
+    inputs: dict[str, list[tuple[str, str]]]
+    outputs: dict[str, tuple[str, str]]
+
+
+def _prefixed(d: Diagnostic, prefix: str) -> Diagnostic:
+    def p(node_id: str | None) -> str | None:
+        return None if node_id is None else f"{prefix}.{node_id}"
+
+    return Diagnostic(
+        d.code,
+        d.severity,
+        d.message,
+        p(d.node),
+        d.port,
+        d.hint,
+        tuple(f"{prefix}.{r}" for r in d.related),
+        d.edge,
+        d.location,
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class _FlowOutput:
     name: str
     source: Endpoint
@@ -105,13 +137,20 @@ class _FlowOutput:
 
 def _caller_location() -> SourceLocation | None:
     """The first frame outside this package: where the user's code made the call."""
+    internal = tuple(_INTERNAL_DIRS)
     frame = sys._getframe(1)
     while frame is not None:
         filename = frame.f_code.co_filename
-        if not filename.startswith(tuple(_INTERNAL_DIRS)):
-            return SourceLocation(filename, frame.f_lineno)
+        if not filename.startswith(internal):
+            return _location(filename, frame.f_lineno)
         frame = frame.f_back  # type: ignore[assignment]
     return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _location(filename: str, line: int) -> SourceLocation:
+    # A loop adding many nodes calls from one line: they share one (immutable) location.
+    return SourceLocation(filename, line)
 
 
 class Flow:
@@ -145,6 +184,11 @@ class Flow:
         self._built: tuple[int, Graph, list[Diagnostic]] | None = None
         self._policies: dict[str, Any] = {}
         self._plan: tuple[int, Any] | None = None
+        self._subflows: dict[str, _SubFlow] = {}
+        self._inlined_edges: list[Edge] = []
+        self._inherited_inputs: list[_FlowInput] = []
+        self._exposed: dict[str, str] = {}
+        self._declaration_problems: list[Diagnostic] = []
 
     def __repr__(self) -> str:
         return f"Flow({self.name!r}, nodes={len(self._nodes)}, connections={len(self._connections)})"
@@ -207,12 +251,15 @@ class Flow:
         *,
         signature: object = None,
         config: object = None,
+        collect: Sequence[str] = (),
     ) -> NodeRef:
         """Add an agent node.
 
         ``agent`` is an agent object (anything with a ``signature`` and optionally a
         ``config``), or directly a signature (text, class or instance). Secrets in
         the config (API keys, tokens, URL credentials) never enter the IR.
+        ``collect`` names list inputs that take many connections (a transcript of
+        turns, a set of votes), delivered in connection order.
         """
         if agent is not None and signature is None and _is_signature_like(agent):
             signature, agent = agent, None
@@ -237,6 +284,17 @@ class Flow:
         if settings:
             node_config["agent"] = settings
         inputs, outputs = _signature_ports(spec)
+        if collect:
+            names = {p.name for p in inputs}
+            unknown = [c for c in collect if c not in names]
+            if unknown:
+                raise ValueError(
+                    f"add_agent({node_id!r}): collect names unknown input(s) {', '.join(map(repr, unknown))}; "
+                    f"inputs are: {', '.join(sorted(names)) or 'none'}"
+                )
+            inputs = tuple(
+                Port(p.name, p.type, False, p.default, True, p.description) if p.name in collect else p for p in inputs
+            )
         node = Node(node_id, "agent", inputs, outputs, freeze_json(node_config), self._group, _caller_location())
         return self.add_node(node, agent if agent is not None else spec)
 
@@ -258,6 +316,69 @@ class Flow:
         inputs, outputs, config = _function_ports(fn, output)
         node = Node(node_id, "function", inputs, outputs, config, self._group, _caller_location())
         return self.add_node(node, fn)
+
+    def add_flow(self, prefix: str, flow: Flow) -> NodeRef:
+        """Inline another flow (a pattern, a reusable sub-workflow) under ``prefix``.
+
+        Its nodes get ids ``prefix.<id>``; its inputs and outputs become endpoints
+        ``prefix.<name>`` of this flow (``connect("research", "debate")`` matches
+        names against them). Its inputs are also declared on this flow, merged by
+        name, for whatever nothing else connects.
+        """
+        if not isinstance(flow, Flow):
+            raise TypeError(f"add_flow({prefix!r}) takes a Flow, got {type(flow).__name__}")
+        if flow is self:
+            raise ValueError(f"add_flow({prefix!r}): a flow cannot contain itself")
+        if prefix in self._subflows or prefix in self._by_id:
+            raise ValueError(f"add_flow({prefix!r}): {prefix!r} is already used in flow {self.name!r}")
+        graph, _ = flow._build()
+        location = _caller_location()
+        kinds = {n.id: n.kind for n in graph.nodes}
+        for node in graph.nodes:
+            if node.kind in (INPUT_KIND, OUTPUT_KIND):
+                continue
+            inlined = Node(
+                f"{prefix}.{node.id}",
+                node.kind,
+                node.inputs,
+                node.outputs,
+                node.config,
+                (*self._group, *node.group),
+                node.location,
+            )
+            self.add_node(inlined, flow._bindings.get(node.id))
+            if node.id in flow._policies:
+                self._policies[inlined.id] = flow._policies[node.id]
+        inputs: dict[str, list[tuple[str, str]]] = {n.outputs[0].name: [] for n in graph.input_nodes}
+        outputs: dict[str, tuple[str, str]] = {}
+        for edge in graph.edges:
+            if kinds.get(edge.source) == INPUT_KIND:
+                inputs.setdefault(edge.source_port, []).append((f"{prefix}.{edge.target}", edge.target_port))
+            elif kinds.get(edge.target) == OUTPUT_KIND:
+                outputs[edge.target_port] = (f"{prefix}.{edge.source}", edge.source_port)
+                self._exposed[f"{prefix}.{edge.source}"] = prefix
+            else:
+                self._inlined_edges.append(
+                    Edge(
+                        f"{prefix}.{edge.source}",
+                        edge.source_port,
+                        f"{prefix}.{edge.target}",
+                        edge.target_port,
+                        edge.location,
+                    )
+                )
+        for node in graph.input_nodes:
+            port = node.outputs[0]
+            default = node.config.get("default", MISSING)
+            targets = tuple(PortRef(n, p) for n, p in inputs[port.name])
+            self._inherited_inputs.append(
+                _FlowInput(port.name, port.type, default, port.description, targets, location)
+            )
+        for d in flow._declaration_problems:
+            self._reported.append(_prefixed(d, prefix))
+        self._subflows[prefix] = _SubFlow(prefix, inputs, outputs)
+        self._version += 1
+        return NodeRef(prefix)
 
     def add(self, node_id: str, obj: object, **options: Any) -> NodeRef:
         """Add an agent or a function, whichever ``obj`` is."""
@@ -420,17 +541,104 @@ class Flow:
         async for event in self._scheduler().stream(values, options):
             yield event
 
+    # ------------------------------------------------------------------ Kailash (dagwright.compiler.lower_kailash)
+    # Imported on use, so `import dagwright` does not import kailash.
+
+    def to_kailash(self) -> Any:
+        """The checked flow as a Kailash ``WorkflowBuilder`` (``dagwright.WorkflowBuilder``, a subclass).
+
+        Raises the flow's ``CompileError`` when it does not compile. Node ids are kept; flow
+        inputs become parameters of the nodes that consume them (``parameters={"research":
+        {"topic": ...}}``); see :mod:`dagwright.compiler.lower_kailash` for the whole mapping.
+        """
+        from dagwright.compiler.lower_kailash import lower_flow
+
+        return lower_flow(self).builder()
+
+    def build(self, workflow_id: str | None = None, **metadata: Any) -> Any:
+        """The checked flow as a Kailash ``Workflow``: ``LocalRuntime().execute(flow.build(), parameters=...)``."""
+        return self.to_kailash().build(workflow_id, **metadata)
+
+    def kailash_parameters(self, *args: Any, **inputs: Any) -> dict[str, dict[str, Any]]:
+        """Kailash ``parameters`` (``{node_id: {input: value}}``) for flow inputs given by name."""
+        from dagwright.compiler.lower_kailash import lower_flow
+
+        if len(args) > 1 or (args and not isinstance(args[0], Mapping)):
+            raise TypeError("kailash_parameters() takes one positional argument: a mapping of inputs")
+        return lower_flow(self).parameters(args[0] if args else None, **inputs)
+
+    def run_kailash(self, *args: Any, **inputs: Any) -> Any:
+        """Run on Kailash and return a ``RunResult``, like :meth:`run` (works inside an event loop too).
+
+        ``runtime="async"`` uses ``AsyncLocalRuntime``; a Kailash runtime instance is used as
+        given; the default is ``LocalRuntime`` with its fast settings. A flow input called
+        ``runtime`` or ``run_id`` goes in the mapping: ``run_kailash({"runtime": ...})``.
+        """
+        from dagwright.runtime._sync import run_sync
+
+        return run_sync(self.arun_kailash(*args, **inputs))
+
+    async def arun_kailash(self, *args: Any, **inputs: Any) -> Any:
+        """:meth:`run_kailash` for async code."""
+        from dagwright.runtime.kailash_backend import arun_on_kailash
+
+        declared = {decl.name for decl in self._inputs.values()}
+        options = {k: inputs.pop(k) for k in ("runtime", "run_id") if k in inputs and k not in declared}
+        if len(args) > 1 or (args and not isinstance(args[0], Mapping)):
+            raise TypeError("run_kailash() takes one positional argument: a mapping of inputs")
+        values = {**(args[0] if args else {}), **inputs}
+        return await arun_on_kailash(self, values, **options)
+
     def to_graph(self) -> Graph:
         """The graph as declared, checked or not (for drawing or exporting a broken flow)."""
         return self._build()[0]
 
+    # ------------------------------------------------------------------ drawing (dagwright.visualize)
+    # Imported on use, so `import dagwright` does not import graphviz.
+
+    def to_dot(self, *, collapse: Sequence[str] = (), diagnostics: bool = False, run: RunLike | None = None) -> str:
+        """Graphviz DOT of the flow (no binary needed); ``diagnostics=True`` draws problems in red,
+        ``run=`` a ``RunResult`` on the nodes, ``collapse=["debate"]`` a group as one box."""
+        from dagwright.visualize.dot import to_dot
+
+        found = self.validate() if diagnostics else None
+        return to_dot(self.to_graph(), collapse=collapse, diagnostics=found, run=run)
+
+    def to_mermaid(self, *, collapse: Sequence[str] = (), diagnostics: bool = False, run: RunLike | None = None) -> str:
+        """A Mermaid ``flowchart LR`` of the flow (renders on GitHub); options as for :meth:`to_dot`."""
+        from dagwright.visualize.mermaid import to_mermaid
+
+        found = self.validate() if diagnostics else None
+        return to_mermaid(self.to_graph(), collapse=collapse, diagnostics=found, run=run)
+
+    def render(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        format: str | None = None,
+        collapse: Sequence[str] = (),
+        diagnostics: bool = False,
+        run: RunLike | None = None,
+    ) -> Path:
+        """Draw the flow into ``path``: .svg/.png/.pdf (needs Graphviz's ``dot``), .dot, .mmd or .md;
+        ``format`` overrides the suffix. Returns the path written."""
+        from dagwright.visualize.render import render
+
+        found = self.validate() if diagnostics else None
+        return render(self.to_graph(), path, format=format, collapse=collapse, diagnostics=found, run=run)
+
     def _build(self) -> tuple[Graph, list[Diagnostic]]:
         if self._built is not None and self._built[0] == self._version:
             return self._built[1], self._built[2]
+        with gc_paused():
+            return self._build_now()
+
+    def _build_now(self) -> tuple[Graph, list[Diagnostic]]:
         found: list[Diagnostic] = list(self._reported)
         edges = self._resolve_connections(found)
         input_nodes, input_edges = self._bind_inputs(edges, found)
         output_nodes, output_edges = self._bind_outputs(edges, found)
+        self._declaration_problems = list(found)
         metadata = FrozenDict({"description": self.description}) if self.description else EMPTY
         graph = Graph(
             self.name,
@@ -438,10 +646,29 @@ class Flow:
             tuple(input_edges) + tuple(edges) + tuple(output_edges),
             metadata,
         )
-        found.extend(validate(graph))
+        found.extend(self._refine(validate(graph), found))
         found.sort(key=dg.sort_key)
         self._built = (self._version, graph, found)
         return graph, found
+
+    def _refine(self, graph_problems: list[Diagnostic], declared: list[Diagnostic]) -> list[Diagnostic]:
+        """Graph diagnostics, minus what a declaration problem already says, in a sub-flow's terms."""
+        claimed = {(d.node, d.port) for d in declared if d.port is not None}
+        out: list[Diagnostic] = []
+        for d in graph_problems:
+            if d.code == "DW009" and (d.node, d.port) in claimed:
+                continue  # e.g. a pipeline step whose input no step produces: DW201 says it better
+            prefix = self._exposed.get(d.node or "")
+            if d.code == "DW012" and prefix is not None:
+                # An inlined pattern's outputs that this flow does not use: a note, not a warning.
+                d = dg.make(
+                    "DW013",
+                    f"the outputs of {d.node!r}, which sub-flow {prefix!r} exposes, are not used",
+                    node=d.node,
+                    location=d.location,
+                )
+            out.append(d)
+        return out
 
     def _split(self, end: Endpoint) -> tuple[str, str | None]:
         if isinstance(end, PortRef):
@@ -457,87 +684,148 @@ class Flow:
 
     def _resolve_connections(self, found: list[Diagnostic]) -> list[Edge]:
         edges: list[Edge] = []
-        for conn in self._connections:
-            src, src_port = self._split(conn.source)
-            dst, dst_port = self._split(conn.target)
-            loc = conn.location
-            if conn.mapping is not None:
-                if src_port is not None or dst_port is not None:
-                    found.append(
-                        dg.make(
-                            "DW015",
-                            f"connect({str(conn.source)!r}, {str(conn.target)!r}, mapping=...) mixes port "
-                            "endpoints with a mapping; a mapping connects two nodes",
-                            node=dst,
-                            location=loc,
-                        )
-                    )
-                    continue
-                edges.extend(Edge(src, a, dst, b, loc) for a, b in conn.mapping)
-                continue
-            if src_port is not None and dst_port is not None:
-                edges.append(Edge(src, src_port, dst, dst_port, loc))
-                continue
+        if not self._subflows:  # nothing to rewrite: skip a copy of every edge
+            split = self._split
+            for conn in self._connections:
+                if conn.mapping is None:
+                    # The common port-to-port case, without building a one-edge list.
+                    src, src_port = split(conn.source)
+                    dst, dst_port = split(conn.target)
+                    if src_port is not None and dst_port is not None:
+                        edges.append(Edge(src, src_port, dst, dst_port, conn.location))
+                        continue
+                edges.extend(self._resolve_connection(conn, found))
+        else:
+            for conn in self._connections:
+                for edge in self._resolve_connection(conn, found):
+                    edges.extend(self._through_subflows(edge, found))
+        edges.extend(self._inlined_edges)
+        return edges
+
+    def _resolve_connection(self, conn: _Connection, found: list[Diagnostic]) -> list[Edge]:
+        """The edges one ``connect()`` call makes (several for node-to-node and mappings)."""
+        src, src_port = self._split(conn.source)
+        dst, dst_port = self._split(conn.target)
+        loc = conn.location
+        if conn.mapping is not None:
             if src_port is not None or dst_port is not None:
-                # One side names a port: the other side's port has the same name.
-                name = src_port if src_port is not None else dst_port
-                assert name is not None
-                edges.append(Edge(src, name, dst, name, loc))
-                continue
-            source_node = self._by_id.get(src)
-            target_node = self._by_id.get(dst)
-            if source_node is None or target_node is None:
-                for name, node in ((src, source_node), (dst, target_node)):
-                    if node is None:
-                        close = difflib.get_close_matches(name, list(self._by_id), n=1, cutoff=0.5)
-                        found.append(
-                            dg.make(
-                                "DW003",
-                                f"connect({src!r}, {dst!r}) names the unknown node {name!r}",
-                                node=name,
-                                hint=f"did you mean {close[0]!r}?" if close else "",
-                                related=(dst if name == src else src,),
-                                location=loc,
-                            )
-                        )
-                continue
-            wanted = {p.name for p in target_node.inputs}
-            matched = [p.name for p in source_node.outputs if p.name in wanted]
-            if not matched:
-                outs = ", ".join(p.name for p in source_node.outputs) or "none"
-                ins = ", ".join(p.name for p in target_node.inputs) or "none"
                 found.append(
                     dg.make(
                         "DW015",
-                        f"connect({src!r}, {dst!r}) found no output of {src!r} named like an input of "
-                        f"{dst!r} (outputs: {outs}; inputs: {ins})",
+                        f"connect({str(conn.source)!r}, {str(conn.target)!r}, mapping=...) mixes port "
+                        "endpoints with a mapping; a mapping connects two nodes",
                         node=dst,
-                        related=(src,),
-                        hint="connect ports explicitly, or pass mapping={'output': 'input'}",
                         location=loc,
                     )
                 )
-            edges.extend(Edge(src, name, dst, name, loc) for name in matched)
-        return edges
+                return []
+            return [Edge(src, a, dst, b, loc) for a, b in conn.mapping]
+        if src_port is not None and dst_port is not None:
+            return [Edge(src, src_port, dst, dst_port, loc)]
+        if src_port is not None or dst_port is not None:
+            # One side names a port: the other side's port has the same name.
+            name = src_port if src_port is not None else dst_port
+            assert name is not None
+            return [Edge(src, name, dst, name, loc)]
+        source_ports = self._virtual_ports(src)
+        target_ports = self._virtual_ports(dst)
+        if source_ports is None or target_ports is None:
+            known = [*self._by_id, *self._subflows]
+            for name, ports in ((src, source_ports), (dst, target_ports)):
+                if ports is None:
+                    close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+                    found.append(
+                        dg.make(
+                            "DW003",
+                            f"connect({src!r}, {dst!r}) names the unknown node {name!r}",
+                            node=name,
+                            hint=f"did you mean {close[0]!r}?" if close else "",
+                            related=(dst if name == src else src,),
+                            location=loc,
+                        )
+                    )
+            return []
+        wanted = {p.name for p in target_ports[0]}
+        matched = [p.name for p in source_ports[1] if p.name in wanted]
+        if not matched:
+            outs = ", ".join(p.name for p in source_ports[1]) or "none"
+            ins = ", ".join(p.name for p in target_ports[0]) or "none"
+            found.append(
+                dg.make(
+                    "DW015",
+                    f"connect({src!r}, {dst!r}) found no output of {src!r} named like an input of "
+                    f"{dst!r} (outputs: {outs}; inputs: {ins})",
+                    node=dst,
+                    related=(src,),
+                    hint="connect ports explicitly, or pass mapping={'output': 'input'}",
+                    location=loc,
+                )
+            )
+        return [Edge(src, name, dst, name, loc) for name in matched]
+
+    def _virtual_ports(self, name: str) -> tuple[list[Port], list[Port]] | None:
+        """The ports of a node, or of an inlined sub-flow seen as one node."""
+        node = self._by_id.get(name)
+        if node is not None:
+            return list(node.inputs), list(node.outputs)
+        subflow = self._subflows.get(name)
+        if subflow is None:
+            return None
+        outs = []
+        for out_name, (nid, port_name) in subflow.outputs.items():
+            target = self._by_id.get(nid)
+            port = target.output(port_name) if target is not None else None
+            outs.append(Port(out_name, port.type if port is not None else ANY))
+        return [Port(n) for n in subflow.inputs], outs
+
+    def _through_subflows(self, edge: Edge, found: list[Diagnostic]) -> list[Edge]:
+        """Replace sub-flow endpoints (``prefix.name``) by the nodes behind them."""
+        source, source_port = edge.source, edge.source_port
+        subflow = self._subflows.get(source)
+        if subflow is not None:
+            real = subflow.outputs.get(source_port)
+            if real is None:
+                found.append(self._unknown_io(subflow, source_port, "output", edge))
+                return []
+            source, source_port = real
+        subflow = self._subflows.get(edge.target)
+        if subflow is None:
+            return [Edge(source, source_port, edge.target, edge.target_port, edge.location)]
+        targets = subflow.inputs.get(edge.target_port)
+        if targets is None:
+            found.append(self._unknown_io(subflow, edge.target_port, "input", edge))
+            return []
+        return [Edge(source, source_port, n, p, edge.location) for n, p in targets]
+
+    def _unknown_io(self, subflow: _SubFlow, name: str, side: str, edge: Edge) -> Diagnostic:
+        names = list(subflow.inputs if side == "input" else subflow.outputs)
+        close = difflib.get_close_matches(name, names, n=1)
+        return dg.make(
+            "DW004" if side == "output" else "DW005",
+            f"sub-flow {subflow.prefix!r} has no {side} {name!r} (connection {edge})",
+            node=subflow.prefix,
+            port=name,
+            hint=f"did you mean {close[0]!r}?" if close else f"its {side}s: {', '.join(names) or 'none'}",
+            edge=edge,
+            location=edge.location,
+        )
+
+    def _input_targets(self, end: Endpoint, name: str) -> list[tuple[str, str]]:
+        nid, port_name = self._split(end)
+        port_name = port_name if port_name is not None else name
+        subflow = self._subflows.get(nid)
+        if subflow is not None and port_name in subflow.inputs:
+            return list(subflow.inputs[port_name])
+        return [(nid, port_name)]
 
     def _bind_inputs(self, edges: list[Edge], found: list[Diagnostic]) -> tuple[list[Node], list[Edge]]:
+        if not self._inputs and not self._inherited_inputs:
+            return [], []
         connected = {(e.target, e.target_port) for e in edges}
-        nodes: list[Node] = []
+        nodes: dict[str, Node] = {}
         new_edges: list[Edge] = []
-        for decl in self._inputs.values():
-            node_id = f"{INPUT_KIND}:{decl.name}"
-            if decl.targets is None:
-                targets = [
-                    (node.id, port.name)
-                    for node in self._nodes
-                    for port in node.inputs
-                    if port.name == decl.name and (node.id, port.name) not in connected
-                ]
-            else:
-                targets = []
-                for end in decl.targets:
-                    nid, port_name = self._split(end)
-                    targets.append((nid, port_name if port_name is not None else decl.name))
+
+        def make_node(decl: _FlowInput, targets: list[tuple[str, str]]) -> Node:
             ptype = decl.type
             if ptype is None:
                 ptype = ANY
@@ -550,25 +838,63 @@ class Flow:
             config: dict[str, Any] = {"name": decl.name}
             if decl.default is not MISSING:
                 config["default"] = decl.default
-            nodes.append(
-                Node(
-                    node_id,
-                    INPUT_KIND,
-                    (),
-                    (Port(decl.name, ptype, description=decl.description),),
-                    freeze_json(config),
-                    (),
-                    decl.location,
-                )
+            return Node(
+                f"{INPUT_KIND}:{decl.name}",
+                INPUT_KIND,
+                (),
+                (Port(decl.name, ptype, description=decl.description),),
+                freeze_json(config),
+                (),
+                decl.location,
             )
-            new_edges.extend(Edge(node_id, decl.name, nid, port_name, decl.location) for nid, port_name in targets)
-        return nodes, new_edges
+
+        for decl in self._inputs.values():
+            if decl.targets is None:
+                targets = [
+                    (node.id, port.name)
+                    for node in self._nodes
+                    for port in node.inputs
+                    if port.name == decl.name and (node.id, port.name) not in connected
+                ]
+            else:
+                targets = [t for end in decl.targets for t in self._input_targets(end, decl.name)]
+            node = make_node(decl, targets)
+            nodes[decl.name] = node
+            new_edges.extend(Edge(node.id, decl.name, nid, port, decl.location) for nid, port in targets)
+        connected.update((e.target, e.target_port) for e in new_edges)
+        # Inputs of inlined sub-flows feed whatever nothing else feeds, merged by name
+        # (two steps that both take `topic` share the flow's one `topic`).
+        for decl in self._inherited_inputs:
+            assert decl.targets is not None
+            remaining = [
+                (ref.node, ref.port)
+                for ref in decl.targets
+                if isinstance(ref, PortRef) and (ref.node, ref.port) not in connected
+            ]
+            if not remaining:
+                continue
+            existing = nodes.get(decl.name)
+            if existing is None:
+                existing = nodes[decl.name] = make_node(decl, remaining)
+            new_edges.extend(Edge(existing.id, decl.name, nid, port, decl.location) for nid, port in remaining)
+            connected.update(remaining)
+        return list(nodes.values()), new_edges
 
     def _bind_outputs(self, edges: list[Edge], found: list[Diagnostic]) -> tuple[list[Node], list[Edge]]:
         declared: list[tuple[str, str, str, SourceLocation | None]] = []
         if self._outputs:
             for decl in self._outputs.values():
                 nid, port_name = self._split(decl.source)
+                subflow = self._subflows.get(nid)
+                if subflow is not None:
+                    if port_name is None and len(subflow.outputs) == 1:
+                        port_name = next(iter(subflow.outputs))
+                    real = subflow.outputs.get(port_name or "")
+                    if real is None:
+                        edge = Edge(nid, port_name or "", f"{OUTPUT_KIND}:{decl.name}", decl.name, decl.location)
+                        found.append(self._unknown_io(subflow, port_name or "", "output", edge))
+                        continue
+                    nid, port_name = real
                 if port_name is None:
                     node = self._by_id.get(nid)
                     if node is not None and len(node.outputs) == 1:

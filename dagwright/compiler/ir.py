@@ -24,6 +24,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from dagwright.compiler._gc import gc_paused
 from dagwright.compiler.signature import MISSING
 from dagwright.compiler.types import ANY, TypeExpr
 from dagwright.compiler.types import from_json as type_from_json
@@ -99,7 +100,10 @@ class FrozenDict(Mapping[str, Any]):
 EMPTY = FrozenDict()
 
 
-def freeze_json(value: Any, where: str = "value") -> Any:
+_MAX_JSON_DEPTH = 100  # deeper data is malformed (or refers to itself); hashing it would overflow the stack
+
+
+def freeze_json(value: Any, where: str = "value", _depth: int = 0) -> Any:
     """Deep-freeze JSON data (dicts -> FrozenDict, lists -> tuples); reject anything else."""
     if value is None or isinstance(value, (str, bool, int)):
         return value
@@ -107,14 +111,16 @@ def freeze_json(value: Any, where: str = "value") -> Any:
         if value != value or value in (float("inf"), float("-inf")):
             raise TypeError(f"{where}: {value!r} is not valid JSON")
         return value
+    if _depth >= _MAX_JSON_DEPTH and isinstance(value, (list, tuple, Mapping)):
+        raise TypeError(f"{where}: nested more than {_MAX_JSON_DEPTH} levels deep")
     if isinstance(value, (list, tuple)):
-        return tuple(freeze_json(v, f"{where}[{i}]") for i, v in enumerate(value))
+        return tuple(freeze_json(v, f"{where}[{i}]", _depth + 1) for i, v in enumerate(value))
     if isinstance(value, Mapping):
         out: dict[str, Any] = {}
         for k, v in value.items():
             if not isinstance(k, str):
                 raise TypeError(f"{where}: keys must be strings, got {k!r}")
-            out[k] = freeze_json(v, f"{where}.{k}")
+            out[k] = freeze_json(v, f"{where}.{k}", _depth + 1)
         return FrozenDict(out)
     raise TypeError(f"{where}: {type(value).__name__} is not JSON data ({value!r})")
 
@@ -272,12 +278,12 @@ class _Index:
     """
 
     __slots__ = (
+        "_out_edges",
         "attempted_in",
         "attempted_out",
         "by_id",
         "duplicates",
         "in_edges",
-        "out_edges",
         "pred",
         "succ",
         "valid",
@@ -292,7 +298,6 @@ class _Index:
             else:
                 by_id[node.id] = node
         in_edges: dict[tuple[str, str], list[Edge]] = {}
-        out_edges: dict[tuple[str, str], list[Edge]] = {}
         succ: dict[str, list[str]] = {nid: [] for nid in by_id}
         pred: dict[str, list[str]] = {nid: [] for nid in by_id}
         valid: list[Edge] = []
@@ -305,36 +310,47 @@ class _Index:
             dst = by_id.get(edge.target)
             src_ok = src is not None and src.output(edge.source_port) is not None
             dst_ok = dst is not None and dst.input(edge.target_port) is not None
-            if dst_ok:
-                attempted_in.add((edge.target, edge.target_port))
             if src_ok:
                 attempted_out.add((edge.source, edge.source_port))
-            if not (src_ok and dst_ok):
+            if not dst_ok:
+                continue
+            key = (edge.target, edge.target_port)
+            attempted_in.add(key)
+            if not src_ok:
                 continue
             valid.append(edge)
-            key = (edge.target, edge.target_port)
             bucket = in_edges.get(key)
             if bucket is None:
                 in_edges[key] = [edge]
             else:
                 bucket.append(edge)
-            okey = (edge.source, edge.source_port)
-            obucket = out_edges.get(okey)
-            if obucket is None:
-                out_edges[okey] = [edge]
-            else:
-                obucket.append(edge)
             succ[edge.source].append(edge.target)
             pred[edge.target].append(edge.source)
         self.by_id = by_id
         self.duplicates = duplicates
         self.in_edges = in_edges
-        self.out_edges = out_edges
+        self._out_edges: dict[tuple[str, str], list[Edge]] | None = None
         self.succ = succ
         self.pred = pred
         self.valid = valid
         self.attempted_in = attempted_in
         self.attempted_out = attempted_out
+
+    @property
+    def out_edges(self) -> dict[tuple[str, str], list[Edge]]:
+        """Valid edges out of each output port, in edge order; built on first use (no pass needs it)."""
+        out_edges = self._out_edges
+        if out_edges is None:
+            out_edges = {}
+            for edge in self.valid:
+                key = (edge.source, edge.source_port)
+                bucket = out_edges.get(key)
+                if bucket is None:
+                    out_edges[key] = [edge]
+                else:
+                    bucket.append(edge)
+            self._out_edges = out_edges
+        return out_edges
 
 
 @dataclass(frozen=True)
@@ -415,29 +431,48 @@ class Graph:
 
     def to_json(self, indent: int | None = 2) -> str:
         """The graph as JSON text (``Graph.from_json`` reads it back equal)."""
-        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+        with gc_paused():  # a large graph's dict tree is all new, surviving objects
+            return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Graph:
         """Read a graph from JSON text. Nothing is imported or executed."""
         try:
-            data = json.loads(text)
+            with gc_paused():
+                data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise IRFormatError(f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+        except UnicodeDecodeError as exc:
+            raise IRFormatError(f"not valid JSON: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        except RecursionError:
+            raise IRFormatError("not valid JSON: nested too deeply") from None
         return cls.from_dict(data)
 
     @classmethod
     def from_dict(cls, data: Any) -> Graph:
         """Read a graph from :meth:`to_dict` data, checking its shape field by field."""
-        return _load_graph(data)
+        try:
+            with gc_paused():
+                return _load_graph(data)
+        except RecursionError:
+            raise IRFormatError("graph: nested too deeply") from None
 
     @functools.cached_property
     def content_hash(self) -> str:
         """SHA-256 of the canonical JSON (ids sorted, locations left out): equal across
-        processes and independent of the order nodes and edges were added."""
+        processes and independent of the order nodes and edges were added, except that
+        edges into one port keep their order (a collect port receives values in it)."""
         data = self.to_dict(locations=False)
         data["nodes"].sort(key=lambda n: (n["id"], _canonical(n)))
-        data["edges"].sort(key=_canonical)
+        rank: dict[tuple[str, str], int] = {}
+        keyed = []
+        for edge in data["edges"]:
+            port = (edge["target"], edge["target_port"])
+            position = rank.get(port, 0)
+            rank[port] = position + 1
+            keyed.append(((edge["target"], edge["target_port"], position, _canonical(edge)), edge))
+        keyed.sort(key=lambda pair: pair[0])
+        data["edges"] = [edge for _, edge in keyed]
         return _sha256(data)
 
 
@@ -446,7 +481,8 @@ def _canonical(data: Any) -> str:
 
 
 def _sha256(data: Any) -> str:
-    return hashlib.sha256(_canonical(data).encode("utf-8")).hexdigest()
+    # surrogatepass: a lone surrogate (legal in JSON text, "\ud800") still hashes
+    return hashlib.sha256(_canonical(data).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 # --------------------------------------------------------------------------- loading

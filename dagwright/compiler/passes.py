@@ -16,14 +16,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from dagwright.compiler import diagnostics as dg
+from dagwright.compiler._gc import gc_paused
 from dagwright.compiler.diagnostics import Diagnostic
 from dagwright.compiler.ir import INPUT_KIND, OUTPUT_KIND, Edge, Graph, Node
-from dagwright.compiler.types import is_assignable
+from dagwright.compiler.types import Compatibility, TypeExpr, is_assignable
 
 __all__ = ["PASSES", "Pass", "validate"]
 
 _ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_][A-Za-z0-9_\-]*)*")
-_IO_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
+_IO_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_][A-Za-z0-9_\-]*)*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +92,8 @@ def check_ports(graph: Graph) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     for node in graph.nodes:
         for side, ports in (("input", node.inputs), ("output", node.outputs)):
+            if len(ports) < 2:
+                continue
             seen: set[str] = set()
             for port in ports:
                 if port.name in seen:
@@ -122,6 +125,8 @@ def check_ports(graph: Graph) -> list[Diagnostic]:
 def check_edges(graph: Graph) -> list[Diagnostic]:
     """DW003 unknown nodes, DW004 unknown output ports, DW005 unknown input ports."""
     out: list[Diagnostic] = []
+    if len(graph._index.valid) == len(graph.edges):
+        return out  # the index found both ends of every edge: nothing to report
     by_id = graph._index.by_id
     for edge in graph.edges:
         src = by_id.get(edge.source)
@@ -202,12 +207,17 @@ def check_types(graph: Graph) -> list[Diagnostic]:
     """DW007 type mismatches and DW008 optional values into required inputs, per edge."""
     out: list[Diagnostic] = []
     by_id = graph._index.by_id
+    # Large graphs repeat a few type pairs many times: check each pair once.
+    checked: dict[tuple[TypeExpr, TypeExpr], Compatibility] = {}
     for edge in graph._index.valid:
         src_port = by_id[edge.source].output(edge.source_port)
         dst_port = by_id[edge.target].input(edge.target_port)
         assert src_port is not None and dst_port is not None
         expected = dst_port.item_type()
-        result = is_assignable(src_port.type, expected)
+        pair = (src_port.type, expected)
+        result = checked.get(pair)
+        if result is None:
+            result = checked[pair] = is_assignable(src_port.type, expected)
         if result.level == "ok":
             continue
         dst_desc = f"{expected} (one item of collect {dst_port.type})" if dst_port.collect else f"{expected}"
@@ -264,9 +274,14 @@ def check_missing_inputs(graph: Graph) -> list[Diagnostic]:
 def check_cycles(graph: Graph) -> list[Diagnostic]:
     """DW006: one diagnostic per cycle (strongly connected component), with its full path."""
     index = graph._index
-    order = {nid: i for i, nid in enumerate(index.by_id)}
-    succ = {nid: list(dict.fromkeys(s)) for nid, s in index.succ.items()}
     out: list[Diagnostic] = []
+    # Every cycle lies in what peeling off source nodes leaves; that is nothing for
+    # a DAG, so the cheap peel decides the common case and Tarjan sees only the rest.
+    residue = _cyclic_residue(index.succ, index.pred)
+    if not residue:
+        return out
+    order = {nid: i for i, nid in enumerate(index.by_id)}
+    succ = {nid: list(dict.fromkeys(c for c in s if c in residue)) for nid, s in index.succ.items() if nid in residue}
     for component in _strongly_connected(succ):
         members = set(component)
         if len(component) == 1 and component[0] not in succ[component[0]]:
@@ -289,6 +304,28 @@ def check_cycles(graph: Graph) -> list[Diagnostic]:
         )
     out.sort(key=lambda d: order[d.node or ""])
     return out
+
+
+def _cyclic_residue(succ: dict[str, list[str]], pred: dict[str, list[str]]) -> set[str]:
+    """The nodes left after repeatedly removing nodes with no incoming edge (Kahn).
+
+    They are the nodes on a cycle or downstream of one; empty exactly when the
+    graph is acyclic.
+    """
+    indegree = {nid: len(p) for nid, p in pred.items()}
+    ready = [nid for nid, d in indegree.items() if not d]
+    removed = 0
+    while ready:
+        nid = ready.pop()
+        removed += 1
+        for child in succ[nid]:
+            d = indegree[child] - 1
+            indegree[child] = d
+            if not d:
+                ready.append(child)
+    if removed == len(indegree):
+        return set()
+    return {nid for nid, d in indegree.items() if d}
 
 
 def _strongly_connected(succ: dict[str, list[str]]) -> list[list[str]]:
@@ -390,6 +427,9 @@ def check_reachability(graph: Graph) -> list[Diagnostic]:
         for port in node.inputs
         if port.required and not port.collect and (node.id, port.name) not in index.attempted_in
     }
+    # A broken source end of a connection (DW003/DW004) is the same kind of root cause.
+    if len(index.attempted_in) != len(index.in_edges):  # the keys of in_edges are a subset of attempted_in
+        missing.update(target for target, port in index.attempted_in if (target, port) not in index.in_edges)
     reached: set[str] = set()
     # Nodes already reported as missing an input count as reached, so their
     # descendants are not flagged again for the same root cause.
@@ -404,6 +444,8 @@ def check_reachability(graph: Graph) -> list[Diagnostic]:
                 reached.add(child)
                 frontier.append(child)
     out: list[Diagnostic] = []
+    if len(reached) == len(index.by_id):
+        return out  # everything reached (reached holds only ids of the graph)
     for nid, node in index.by_id.items():
         if nid in reached or nid in missing:
             continue
@@ -428,6 +470,13 @@ def check_reachability(graph: Graph) -> list[Diagnostic]:
 def check_unused(graph: Graph) -> list[Diagnostic]:
     """DW012 dead-end nodes, DW013 unused output ports, DW016 unused flow inputs."""
     index = graph._index
+    # A node read through a misspelled output port (reported as DW004) is not a dead end as well.
+    # (When every edge is valid, every source port is in attempted_out: skip the sweep.)
+    misread = (
+        set()
+        if len(index.valid) == len(graph.edges)
+        else {e.source for e in graph.edges if (e.source, e.source_port) not in index.attempted_out}
+    )
     out: list[Diagnostic] = []
     for nid, node in index.by_id.items():
         if node.kind == OUTPUT_KIND or not node.outputs:
@@ -445,7 +494,7 @@ def check_unused(graph: Graph) -> list[Diagnostic]:
                     )
                 )
             continue
-        if not used:
+        if not used and nid not in misread:
             names = ", ".join(p.name for p in node.outputs)
             out.append(
                 dg.make(
@@ -495,7 +544,8 @@ PASSES: tuple[Pass, ...] = (
 def validate(graph: Graph, passes: Iterable[Pass] = PASSES) -> list[Diagnostic]:
     """Run every pass; return all diagnostics, errors first, in a stable order."""
     found: list[Diagnostic] = []
-    for p in passes:
-        found.extend(p.run(graph))
+    with gc_paused():
+        for p in passes:
+            found.extend(p.run(graph))
     found.sort(key=dg.sort_key)
     return found

@@ -19,7 +19,7 @@ import ast
 import difflib
 import functools
 import inspect
-import json
+import math
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -252,6 +252,11 @@ def _parse(text: str, types: Mapping[str, object] | None) -> SignatureSpec:
         raise SignatureError("no output fields after '->'", text, arrow, length=2)
     inputs = _parse_side(text, left, 0, "input", types)
     outputs = _parse_side(text, right, arrow + 2, "output", types)
+    # A side may hold no name yet not be blank: a lone backslash or a comment.
+    if not inputs:
+        raise SignatureError("no input fields before '->'", text, arrow, length=2)
+    if not outputs:
+        raise SignatureError("no output fields after '->'", text, arrow, length=2)
     seen = {f.name for f in inputs}
     for f in outputs:
         if f.name in seen:
@@ -321,13 +326,22 @@ def _parse_side(
                 raise SignatureError(f"output field {param.arg!r} cannot have a default", text, dpos, field=param.arg)
             try:
                 default = ast.literal_eval(default_node)
-            except ValueError:
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                # TypeError: a literal that cannot be built, e.g. {[1]: 2} (an unhashable key)
                 raise SignatureError(
                     f"the default of input field {param.arg!r} must be a literal value",
                     text,
                     dpos,
                     field=param.arg,
                 ) from None
+            if not _is_json(default):
+                raise SignatureError(
+                    f"the default of input field {param.arg!r} must be JSON data, got {default!r}",
+                    text,
+                    dpos,
+                    field=param.arg,
+                    hint="use None, True/False, numbers, strings, lists or dicts with string keys",
+                )
         fields.append(FieldSpec(param.arg, ftype, role, "", default))
     return tuple(fields)
 
@@ -478,12 +492,25 @@ def _spec_from_class(cls: type[Signature]) -> SignatureSpec:
 
 
 def _require_json(value: Any, owner: str, name: str) -> None:
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError):
+    if not _is_json(value):
         raise SignatureError(
             f"the default of field {name!r} of signature {owner} must be JSON data, got {value!r}", field=name
-        ) from None
+        )
+
+
+def _is_json(value: Any, depth: int = 0) -> bool:
+    """Is ``value`` data the IR can carry (finite numbers, string keys; what ``freeze_json`` accepts)?"""
+    if value is None or isinstance(value, (str, bool, int)):
+        return True
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if depth >= 100:  # as deep as the IR accepts; also stops on data that contains itself
+        return False
+    if isinstance(value, (list, tuple)):
+        return all(_is_json(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_json(v, depth + 1) for k, v in value.items())
+    return False
 
 
 # --------------------------------------------------------------------------- normalizing

@@ -139,7 +139,7 @@ class TypeExpr:
         if self.kind in ("none", "any"):
             return True
         if self.kind == "union":
-            return any(a.kind == "none" for a in self.args)
+            return any(a.is_optional for a in self.args)
         if self.kind == "literal":
             return None in self.values
         return False
@@ -303,6 +303,8 @@ def _check(src: TypeExpr, dst: TypeExpr) -> tuple[int, str]:
         return OK, ""
     if src.kind == "union":
         return _check_union_source(src, dst)
+    if src.kind == "literal" and dst.kind != "literal" and (len(src.values) > 1 or src.values == (None,)):
+        return _check_literal_values(src, dst)
     if dst.kind == "union":
         best: tuple[int, str] | None = None
         for member in dst.args:
@@ -316,6 +318,8 @@ def _check(src: TypeExpr, dst: TypeExpr) -> tuple[int, str]:
             return best
         return ERROR, f"{src} is not assignable to any member of {dst}"
     if src.kind == "none":
+        if dst.kind == "literal" and None in dst.values:
+            return OK, ""
         return ERROR, f"None is not assignable to {dst} (declare the input as {dst} | None)"
     if src.kind == "literal":
         return _check_literal_source(src, dst)
@@ -379,6 +383,25 @@ def _check_union_source(src: TypeExpr, dst: TypeExpr) -> tuple[int, str]:
     if none_fails:
         return WARNING, f"{src} may be None but {dst} does not accept None"
     return worst, "; ".join(r for r in reasons if r)
+
+
+def _check_literal_values(src: TypeExpr, dst: TypeExpr) -> tuple[int, str]:
+    # A literal is the union of its values: each may go to a different member of a
+    # union (Literal['a', 1] into str | int), and None is None.
+    worst: tuple[int, str] = (OK, "")
+    rejected: list[LiteralValue] = []
+    for value in src.values:
+        part = NONE if value is None else TypeExpr("literal", values=(value,))
+        level, reason = _check(part, dst)
+        if level == ERROR and value is None and len(src.values) > 1:
+            level, reason = WARNING, f"{src} may be None but {dst} does not accept None"
+        if level == ERROR:
+            rejected.append(value)
+        if level > worst[0]:
+            worst = (level, reason)
+    if rejected:
+        return ERROR, f"{src} is not assignable to {dst}: {', '.join(map(repr, rejected))} not accepted"
+    return worst
 
 
 def _check_literal_source(src: TypeExpr, dst: TypeExpr) -> tuple[int, str]:
@@ -542,7 +565,9 @@ def _from_python(tp: object) -> TypeExpr:
         return TypeExpr("dict", (_from_python(args[0]), _from_python(args[1])) if args else (ANY, ANY))
     if origin is tuple or tp is tuple:
         if not args:
-            return TypeExpr("tuple", (ANY,), variadic=True)
+            if tp is tuple or tp is typing.Tuple:  # noqa: UP006 (the bare alias itself, not an annotation)
+                return TypeExpr("tuple", (ANY,), variadic=True)
+            return TypeExpr("tuple", ())  # tuple[()]: Python 3.11+ gives it no args at all
         if len(args) == 2 and args[1] is Ellipsis:
             return TypeExpr("tuple", (_from_python(args[0]),), variadic=True)
         if args == ((),):
@@ -740,8 +765,26 @@ def _dotted(node: ast.AST) -> str | None:
 # --------------------------------------------------------------------------- from JSON
 
 
-def from_json(data: JSONValue, where: str = "type") -> TypeExpr:
-    """Rebuild a :class:`TypeExpr` from :meth:`TypeExpr.to_json` output, importing nothing."""
+_MAX_DEPTH = 64  # far beyond any real port type; deeper input is malformed, not a type
+_CONTAINER_KEYS = {"kind", "args"}
+_JSON_KEYS: dict[str, set[str]] = {
+    "list": _CONTAINER_KEYS,
+    "dict": _CONTAINER_KEYS,
+    "union": _CONTAINER_KEYS,
+    "tuple": {*_CONTAINER_KEYS, "variadic"},
+    "literal": {"kind", "values"},
+    "model": {"kind", "name", "fields", "schema", "bases"},
+    "named": {"kind", "name", "bases"},
+}
+
+
+def from_json(data: JSONValue, where: str = "type", _depth: int = 0) -> TypeExpr:
+    """Rebuild a :class:`TypeExpr` from :meth:`TypeExpr.to_json` output, importing nothing.
+
+    Malformed data raises ``ValueError`` naming the path (``where``) of the bad part.
+    """
+    if _depth > _MAX_DEPTH:
+        raise ValueError(f"{where}: type nested more than {_MAX_DEPTH} levels deep")
     if isinstance(data, str):
         prim = _BY_KIND.get(data)
         if prim is None:
@@ -750,13 +793,19 @@ def from_json(data: JSONValue, where: str = "type") -> TypeExpr:
     if not isinstance(data, dict):
         raise ValueError(f"{where}: expected a type name or object, got {type(data).__name__}")
     kind = data.get("kind")
-    if kind not in _KINDS:
+    if not isinstance(kind, str) or kind not in _KINDS:
         raise ValueError(f"{where}: unknown type kind {kind!r}")
+    unknown = set(data) - _JSON_KEYS.get(kind, {"kind"})
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)} for a {kind} type")
     args = data.get("args", [])
     if not isinstance(args, list):
         raise ValueError(f"{where}.args: expected a list")
-    parsed_args = tuple(from_json(a, f"{where}.args[{i}]") for i, a in enumerate(args))
-    expected_arity = {"list": 1, "dict": 2}.get(kind)
+    parsed_args = tuple(from_json(a, f"{where}.args[{i}]", _depth + 1) for i, a in enumerate(args))
+    variadic = data.get("variadic", False)
+    if not isinstance(variadic, bool):
+        raise ValueError(f"{where}.variadic: expected true or false")
+    expected_arity = {"list": 1, "dict": 2}.get(kind, 1 if kind == "tuple" and variadic else None)
     if expected_arity is not None and len(parsed_args) != expected_arity:
         raise ValueError(f"{where}: {kind} takes {expected_arity} type argument(s), got {len(parsed_args)}")
     if kind == "union":
@@ -767,7 +816,9 @@ def from_json(data: JSONValue, where: str = "type") -> TypeExpr:
             raise ValueError(f"{where}.values: expected a list of strings, integers, booleans or null")
         return TypeExpr("literal", values=tuple(values))
     name = data.get("name", "")
-    if kind in ("model", "named") and (not isinstance(name, str) or not name):
+    if not isinstance(name, str):
+        raise ValueError(f"{where}.name: expected a string")
+    if kind in ("model", "named") and not name:
         raise ValueError(f"{where}: a {kind} type needs a 'name'")
     fields: tuple[ModelField, ...] = ()
     schema = ""
@@ -775,13 +826,12 @@ def from_json(data: JSONValue, where: str = "type") -> TypeExpr:
         raw_fields = data.get("fields", [])
         if not isinstance(raw_fields, list):
             raise ValueError(f"{where}.fields: expected a list")
-        fields = tuple(
-            ModelField(str(f["name"]), from_json(f["type"], f"{where}.fields[{i}].type"), bool(f.get("required", True)))
-            for i, f in enumerate(raw_fields)
-        )
+        fields = tuple(_model_field_from_json(f, f"{where}.fields[{i}]", _depth) for i, f in enumerate(raw_fields))
         if "schema" in data:
             schema = json.dumps(data["schema"], sort_keys=True, separators=(",", ":"))
     bases = data.get("bases", [])
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise ValueError(f"{where}.bases: expected a list of strings")
     return TypeExpr(
         kind,
         parsed_args,
@@ -789,5 +839,14 @@ def from_json(data: JSONValue, where: str = "type") -> TypeExpr:
         fields=fields,
         bases=tuple(bases),
         schema=schema,
-        variadic=bool(data.get("variadic", False)),
+        variadic=variadic,
     )
+
+
+def _model_field_from_json(data: JSONValue, where: str, depth: int) -> ModelField:
+    if not isinstance(data, dict) or not isinstance(data.get("name"), str) or "type" not in data:
+        raise ValueError(f"{where}: expected an object with a 'name' string and a 'type'")
+    required = data.get("required", True)
+    if not isinstance(required, bool):
+        raise ValueError(f"{where}.required: expected true or false")
+    return ModelField(data["name"], from_json(data["type"], f"{where}.type", depth + 1), required)

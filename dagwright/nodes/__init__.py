@@ -7,10 +7,22 @@ scheduler directly and have no executor.
 
 from __future__ import annotations
 
+from dagwright.nodes import coordination
+from dagwright.nodes.agent import agent_executor
 from dagwright.nodes.base import Executor, ExecutorFactory, NodeContext
 from dagwright.nodes.function import function_executor
 
-EXECUTORS: dict[str, ExecutorFactory] = {"function": function_executor}
+EXECUTORS: dict[str, ExecutorFactory] = {
+    "agent": agent_executor,
+    "function": function_executor,
+    "vote": coordination.vote_executor,
+    "route": coordination.route_executor,
+    "assign": coordination.assign_executor,
+    "gate": coordination.gate_executor,
+    "select": coordination.select_executor,
+    "gather": coordination.gather_executor,
+    "map": coordination.map_executor,
+}
 
 
 def register_kind(kind: str, factory: ExecutorFactory) -> None:

@@ -45,6 +45,14 @@ def function_executor(node: Node, binding: object) -> Executor:
         return {p: result[p] for p in ports}
 
     if is_async:
+        if len(ports) == 1 and node.config.get("returns") != "dict":
+            # The common case, decided once here rather than per call: one output port.
+            port = ports[0]
+
+            async def run_async_one(inputs: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
+                return {port: await fn(**inputs)}
+
+            return run_async_one
 
         async def run_async(inputs: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
             return shape(await fn(**inputs))

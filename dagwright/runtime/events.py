@@ -78,7 +78,7 @@ class NodeRecord:
         return self.usage.cost if self.usage is not None else None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False)
 class RunResult:
     """The result of running a flow.
 
@@ -99,6 +99,15 @@ class RunResult:
     @property
     def duration_ms(self) -> float:
         return (self.ended_at - self.started_at) * 1000.0
+
+    def __repr__(self) -> str:
+        # Compact on purpose: asyncio formats a finished task's result when a run ends, and the
+        # field-by-field repr of a 1 000-node result costs milliseconds.
+        state = "success" if self.success else "failed"
+        outputs = ", ".join(self.outputs)
+        return (
+            f"RunResult({self.flow!r}, run_id={self.run_id!r}, {state}, nodes={len(self.nodes)}, outputs=[{outputs}])"
+        )
 
     @property
     def usage(self) -> Usage:

@@ -162,8 +162,14 @@ async def _complete_openai(
                     f"{where} refused the request (HTTP {status}): {message}", status=status, model=settings.model
                 ) from None
             if attempts > settings.max_retries:
+                hint = ""
+                if status >= 500 and (response_format or {}).get("type") == "json_schema":
+                    hint = (
+                        "; servers without OpenAI's json_schema response format (llama.cpp's answers 500) "
+                        "work with structured_output='json_object' or 'prompt'"
+                    )
                 raise LLMError(
-                    f"{where} failed after {attempts} attempt(s) (HTTP {status}): {message}",
+                    f"{where} failed after {attempts} attempt(s) (HTTP {status}): {message}{hint}",
                     status=status,
                     model=settings.model,
                 ) from None

@@ -51,13 +51,8 @@ def build_plan(
             continue
         factory = EXECUTORS.get(node.kind)
         if factory is None:
-            if node.kind == "agent":
-                from dagwright.nodes.agent import agent_executor
-
-                factory = agent_executor
-            else:
-                unknown.append(f"{node.id!r} ({node.kind})")
-                continue
+            unknown.append(f"{node.id!r} ({node.kind})")
+            continue
         executors[node.id] = factory(node, bindings.get(node.id))
     if unknown:
         raise ValueError(f"no runtime support for the kind of node(s) {', '.join(unknown)}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import inspect
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -70,6 +71,9 @@ class _Step:
     dependents: list[int]
     n_preds: int
     policy: NodePolicy
+    # Precomputed so that running a node formats no string and scans no port list.
+    task_name: str = ""
+    output_names: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)
@@ -112,6 +116,8 @@ class ExecutionPlan:
                     [],
                     0,
                     policies.get(node.id, _DEFAULT_POLICY),
+                    f"dagwright:{node.id}",
+                    frozenset(p.name for p in node.outputs),
                 )
             )
         preds: list[set[int]] = [set() for _ in steps]
@@ -209,11 +215,16 @@ class _Run:
         self.values: list[dict[str, Any] | None] = [None] * len(steps)
         self.waiting = [s.n_preds for s in steps]
         self.unresolved = len(steps)
-        self.tasks: set[asyncio.Task[None]] = set()
+        # Running node tasks by step index; a node leaves it when it resolves (cheaper than a done callback,
+        # which costs one more event-loop callback per node).
+        self.tasks: dict[int, asyncio.Task[None]] = {}
         self.semaphore = asyncio.Semaphore(options.max_concurrency) if options.max_concurrency else None
         self.first_error: NodeExecutionError | None = None
         self.finished: asyncio.Future[None] | None = None
         self.outputs: dict[str, Any] = {}
+        self.backlog: list[int] = []
+        self.draining = False
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     def emit(self, kind: Any, node_id: str | None = None, **extra: Any) -> None:
         if self.listener is not None:
@@ -221,7 +232,8 @@ class _Run:
 
     async def execute(self) -> RunResult:
         started = time.time()
-        self.finished = asyncio.get_running_loop().create_future()
+        self.loop = asyncio.get_running_loop()
+        self.finished = self.loop.create_future()
         self.emit("run_started")
         ready = [s.index for s in self.plan.steps if s.n_preds == 0]
         if not ready and self.plan.steps:
@@ -243,7 +255,8 @@ class _Run:
         result = RunResult(
             run_id=self.run_id,
             flow=self.plan.graph.name,
-            outputs=self.outputs,
+            # Declared order, not completion order: the same flow prints the same way every run.
+            outputs={name: self.outputs[name] for name in self.plan.outputs if name in self.outputs},
             nodes={r.node_id: r for r in self.records},
             success=not failed,
             error=error,
@@ -256,7 +269,7 @@ class _Run:
 
     async def drain(self) -> None:
         if self.tasks:
-            await asyncio.gather(*self.tasks, return_exceptions=True)
+            await asyncio.gather(*self.tasks.values(), return_exceptions=True)
 
     # ---- node lifecycle
 
@@ -288,9 +301,9 @@ class _Run:
             record.status = "done"
             self.resolved(idx)
             return
-        task = asyncio.get_running_loop().create_task(self.run_node(step, args), name=f"dagwright:{step.node.id}")
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        loop = self.loop or asyncio.get_running_loop()
+        task = loop.create_task(self.run_node(step, args), name=step.task_name)
+        self.tasks[idx] = task
 
     def gather(self, step: _Step) -> tuple[dict[str, Any], str | None]:
         """The input values of a step, or why it cannot run (an upstream value was not produced)."""
@@ -327,6 +340,8 @@ class _Run:
         policy = step.policy
         executor = step.executor
         assert executor is not None
+        # Fixed for the run: read once, and build no event at all when nobody listens.
+        listener = self.listener
         attempt = 0
         try:
             if self.semaphore is not None:
@@ -334,7 +349,8 @@ class _Run:
             try:
                 record.status = "running"
                 record.started_at = time.time()
-                self.emit("node_started", node_id, record=record)
+                if listener is not None:
+                    self.emit("node_started", node_id, record=record)
                 while True:
                     attempt += 1
                     record.attempts = attempt
@@ -380,11 +396,26 @@ class _Run:
             self.resolved(step.index)
             return
         record.ended_at = time.time()
-        unknown = [k for k in outputs if step.node.output(k) is None] if outputs else []
-        if unknown:
+        if type(outputs) is dict and step.output_names.issuperset(outputs):
+            # The usual outcome, without building the list of unknown outputs below.
+            record.outputs = outputs
+            self.values[step.index] = outputs
+            record.status = "done"
+            if listener is not None:
+                self.emit("node_finished", node_id, attempt=attempt, record=record)
+            self.resolved(step.index)
+            return
+        if not isinstance(outputs, dict):
+            # Iterating a non-dict here would kill this task before the node resolves, and the run would hang.
+            problem: str | None = f"returned {type(outputs).__name__}, not a dict of output name -> value"
+        else:
+            unknown = [k for k in outputs if k not in step.output_names]
+            problem = f"returned unknown output(s) {', '.join(map(repr, unknown))}" if unknown else None
+        if problem is not None:
             record.status = "failed"
             record.error_type = "ValueError"
-            record.error = f"returned unknown output(s) {', '.join(map(repr, unknown))}"
+            record.error = problem
+            self.emit("node_failed", node_id, attempt=attempt, error=f"ValueError: {problem}", record=record)
             if self.first_error is None:
                 self.first_error = NodeExecutionError(node_id, ValueError(record.error), attempt)
                 if self.options.failure_mode == "fail_fast":
@@ -398,19 +429,39 @@ class _Run:
         self.resolved(step.index)
 
     def resolved(self, idx: int) -> None:
-        self.unresolved -= 1
+        # Inputs, outputs, skipped and cancelled nodes resolve inline, so a long chain of them would
+        # recurse start -> resolved -> start past the recursion limit: drain a work list instead.
+        self.tasks.pop(idx, None)
+        backlog = self.backlog
+        backlog.append(idx)
+        if self.draining:
+            return
+        self.draining = True
         waiting = self.waiting
-        for dep in self.plan.steps[idx].dependents:
-            waiting[dep] -= 1
-            if waiting[dep] == 0:
-                self.start(dep)
+        steps = self.plan.steps
+        try:
+            while backlog:
+                self.unresolved -= 1
+                for dep in steps[backlog.pop()].dependents:
+                    waiting[dep] -= 1
+                    if waiting[dep] == 0:
+                        self.start(dep)
+        finally:
+            self.draining = False
         if self.unresolved == 0 and self.finished is not None and not self.finished.done():
             self.finished.set_result(None)
 
     def cancel_all(self, reason: str) -> None:
-        for task in list(self.tasks):
+        for idx, task in list(self.tasks.items()):
             if not task.done():
                 task.cancel(reason)
+                if inspect.getcoroutinestate(task.get_coro()) == inspect.CORO_CREATED:
+                    # Cancelled before its first step, the task never enters run_node's body, so nothing
+                    # there would resolve the node and the run would wait for it forever.
+                    record = self.records[idx]
+                    record.status = "cancelled"
+                    record.skip_reason = reason
+                    self.resolved(idx)
         for record in self.records:
             if record.status == "pending":
                 record.skip_reason = reason

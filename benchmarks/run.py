@@ -1,0 +1,87 @@
+"""Run every benchmark: ``python benchmarks/run.py [--quick] [--only NAME ...]``.
+
+Each benchmark runs in its own interpreter, one after the other, so the heap one
+leaves behind cannot slow the garbage collector in the next; tables go to
+stdout, progress to stderr. Nothing is written unless ``--json DIR`` is given
+(``benchmarks/results/`` is git-ignored, a good place for it).
+
+Benchmarks (those whose file is present):
+
+* ``compile``: build, compile, validate and JSON round trip of 1 000 / 10 000 /
+  100 000-node graphs, peak memory (``bench_compile.py``);
+* ``signature``: signature parsing, with ``dspy.Signature`` beside it when an
+  interpreter with dspy is given (``bench_signature.py``);
+* ``import``: ``import dagwright`` in fresh interpreters, beside installed peers
+  (``bench_import.py``);
+* ``runtime``: scheduler and agent-call overhead beside the peers (``bench_runtime.py``);
+* ``kailash``: the Kailash lowering (``bench_kailash.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+# name -> (script, takes --dspy-python)
+BENCHMARKS: dict[str, tuple[str, bool]] = {
+    "compile": ("bench_compile.py", False),
+    "signature": ("bench_signature.py", True),
+    "import": ("bench_import.py", True),
+    "runtime": ("bench_runtime.py", False),
+    "kailash": ("bench_kailash.py", False),
+}
+
+
+def available() -> list[str]:
+    return [name for name, (script, _) in BENCHMARKS.items() if (HERE / script).is_file()]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer samples")
+    parser.add_argument("--only", nargs="+", choices=list(BENCHMARKS), help="run only these benchmarks")
+    parser.add_argument(
+        "--dspy-python",
+        metavar="PYTHON",
+        help="an interpreter with dspy installed, to measure dspy beside dagwright "
+        "(default: $DAGWRIGHT_BENCH_DSPY_PYTHON)",
+    )
+    parser.add_argument("--json", metavar="DIR", help="also write each benchmark's figures to DIR/NAME.json")
+    args = parser.parse_args(argv)
+    present = available()
+    names = [n for n in (args.only or list(BENCHMARKS)) if n in present]
+    missing = [n for n in (args.only or []) if n not in present]
+    for name in missing:
+        print(f"{name}: {BENCHMARKS[name][0]} is not present; skipped", file=sys.stderr)
+    dspy_python = args.dspy_python or os.environ.get("DAGWRIGHT_BENCH_DSPY_PYTHON")
+    failed: list[str] = []
+    for name in names:
+        script, takes_dspy = BENCHMARKS[name]
+        command = [sys.executable, str(HERE / script)]
+        if args.quick:
+            command.append("--quick")
+        if takes_dspy and dspy_python:
+            command += ["--dspy-python", dspy_python]
+        if args.json:
+            command += ["--json", str(Path(args.json) / f"{name}.json")]
+        print(f"== {name}: {' '.join(command[1:])}", flush=True)
+        start = time.perf_counter()
+        code = subprocess.run(command, check=False).returncode
+        print(f"== {name}: {'ok' if code == 0 else f'FAILED (exit {code})'} in {time.perf_counter() - start:.0f} s\n")
+        if code != 0:
+            failed.append(name)
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""The members of a pattern: agents, role specs and sub-flows, normalized.
+
+A member is given as an agent object, as ``(agent, config)`` (that agent with some
+settings changed for this pattern), as ``("role_name", {config})`` (a new agent
+for that role, with the pattern's default signature for the role), as a bare
+role name, or as a :class:`Flow` (a pattern nested in a pattern). Pattern options
+in a config (``mapping``) are kept apart from agent settings.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from dagwright.agent import AgentConfig, BaseAgent
+from dagwright.compiler import diagnostics as dg
+from dagwright.compiler.flow import Flow, PortRef
+from dagwright.compiler.ir import Port
+from dagwright.compiler.redact import config_to_dict
+from dagwright.compiler.signature import SignatureSpec
+
+__all__ = ["PATTERN_OPTIONS", "Member", "add_members", "member_of", "ports_of"]
+
+PATTERN_OPTIONS = frozenset({"mapping"})
+
+
+@dataclass(slots=True)
+class Member:
+    """One agent (or sub-flow) of a pattern, by the name its node ids derive from."""
+
+    name: str
+    agent: BaseAgent | None = None
+    flow: Flow | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def signature(self) -> SignatureSpec | None:
+        return self.agent.signature if self.agent is not None else None
+
+
+def _role_instructions(role: str, context: Mapping[str, Any]) -> str:
+    text = f"You are the {role.replace('_', ' ')}."
+    if context:
+        text += " Context: " + ", ".join(f"{k}={v}" for k, v in context.items()) + "."
+    return text
+
+
+def member_of(spec: object, default_signature: object, defaults: Mapping[str, Any] | None = None) -> Member:
+    """Normalize one member spec; raises TypeError/ValueError for specs that are not members."""
+    config: dict[str, Any] = {}
+    target = spec
+    if isinstance(spec, tuple):
+        if len(spec) != 2:
+            raise TypeError(f"a member is (agent_or_role, config), got a tuple of {len(spec)}")
+        target, raw = spec
+        config = config_to_dict(raw) if raw is not None else {}
+    options = {k: config.pop(k) for k in list(config) if k in PATTERN_OPTIONS}
+    if isinstance(target, Flow):
+        if config:
+            raise ValueError(f"sub-flow {target.name!r} takes only pattern options, not {sorted(config)}")
+        return Member(target.name, flow=target, options=options)
+    if isinstance(target, BaseAgent):
+        agent = target
+        if config:
+            agent = copy.copy(target)
+            merged = {**agent.config.model_dump(exclude_unset=True), **config}
+            agent.config = AgentConfig.coerce(merged, owner=target.name)
+        return Member(agent.name, agent=agent, options=options)
+    if isinstance(target, str):
+        settings = {**dict(defaults or {}), **config}
+        known = set(AgentConfig.model_fields)
+        context = {k: v for k, v in settings.items() if k not in known}
+        if "system_prompt" not in settings:
+            settings["system_prompt"] = _role_instructions(target, context)
+        agent = BaseAgent(config=settings, signature=default_signature, name=target)
+        return Member(target, agent=agent, options=options)
+    raise TypeError(
+        f"a pattern member is an agent, a Flow, a role name, or a (agent_or_role, config) tuple; "
+        f"got {type(target).__name__}"
+    )
+
+
+def add_members(
+    flow: Flow, specs: list[object], default_signature: object, defaults: Mapping[str, Any] | None, pattern: str
+) -> list[Member]:
+    """Normalize and add members to ``flow``; a duplicate name is reported (DW205) and skipped."""
+    members: list[Member] = []
+    seen: set[str] = set()
+    for position, spec in enumerate(specs):
+        try:
+            m = member_of(spec, default_signature, defaults)
+        except (TypeError, ValueError) as exc:
+            flow.report(dg.make("DW200", f"{pattern} member {position}: {exc}", node=None))
+            continue
+        if m.name in seen:
+            flow.report(
+                dg.make(
+                    "DW205",
+                    f"{pattern}: two agents are named {m.name!r}; node ids derive from agent names",
+                    node=m.name,
+                    hint="give each agent its own name",
+                )
+            )
+            continue
+        seen.add(m.name)
+        members.append(m)
+    return members
+
+
+def ports_of(flow: Flow, name: str) -> tuple[list[Port], list[Port]]:
+    """A member's input and output ports as seen from the pattern's flow."""
+    found = flow._virtual_ports(name)
+    if found is None:
+        return [], []
+    return found
+
+
+def ref(name: str, port: str) -> PortRef:
+    return PortRef(name, port)

@@ -1,0 +1,145 @@
+"""Consensus: agents decide in parallel, a vote node aggregates.
+
+Each agent needs a ``decision`` output (and may have ``confidence: float``). The
+vote node (id ``vote``) applies the rule:
+
+* ``majority_vote``: the decision with the most votes; consensus needs more than
+  half of the votes;
+* ``weighted_vote``: as majority, each vote counting its agent's weight (every
+  agent needs a weight >= 0);
+* ``unanimous``: consensus only when every agent decides the same.
+
+Consensus also needs the mean confidence of the winning voters to reach
+``confidence_threshold`` (an agent without a confidence output counts as 1.0).
+Decisions are compared trimmed and case-insensitively. Ties: the higher summed
+confidence, then the agent listed first. Outputs: ``decision``, ``confidence``,
+``agreement`` (the winner's share), ``votes``, ``consensus_reached``, ``reason``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from dagwright.compiler import diagnostics as dg
+from dagwright.compiler.flow import Flow, PortRef
+from dagwright.compiler.ir import Node, Port, freeze_json
+from dagwright.compiler.types import ANY, BOOL, FLOAT, STR, TypeExpr, is_assignable, list_of, union
+from dagwright.patterns._members import add_members
+
+__all__ = ["RULES", "VOTER_SIGNATURE", "consensus"]
+
+RULES = ("majority_vote", "weighted_vote", "unanimous")
+VOTER_SIGNATURE = "question: str -> decision: str, confidence: float, rationale: str"
+
+
+def consensus(
+    agents: Sequence[object],
+    decision_criteria: str = "majority_vote",
+    confidence_threshold: float = 0.8,
+    weights: Mapping[str, float] | None = None,
+    *,
+    name: str = "consensus",
+    defaults: Mapping[str, Any] | None = None,
+) -> Flow:
+    """Agents vote in parallel; see the module docstring for the rules."""
+    flow = Flow(name)
+    bad = _check_options(decision_criteria, confidence_threshold)
+    for message in bad:
+        flow.report(dg.make("DW206", message))
+    with flow.group(name):
+        members = add_members(flow, list(agents), VOTER_SIGNATURE, defaults, "consensus")
+        if len(members) < 2:
+            flow.report(
+                dg.make("DW203", f"a consensus needs at least two agents; got {len(members)}", hint="add agents")
+            )
+        names = [m.name for m in members]
+        if weights is not None:
+            if decision_criteria != "weighted_vote":
+                flow.report(dg.make("DW206", f"weights are used only by 'weighted_vote', not {decision_criteria!r}"))
+            for key, value in weights.items():
+                if key not in names:
+                    flow.report(dg.make("DW206", f"weights name {key!r}, which is not an agent ({', '.join(names)})"))
+                elif not isinstance(value, (int, float)) or value < 0:
+                    flow.report(dg.make("DW206", f"the weight of {key!r} must be a number >= 0, got {value!r}"))
+        if decision_criteria == "weighted_vote":
+            missing = [n for n in names if n not in (weights or {})]
+            if missing:
+                flow.report(
+                    dg.make(
+                        "DW206",
+                        f"weighted_vote needs a weight for every agent; missing: {', '.join(missing)}",
+                        hint="weights={" + ", ".join(f"{n!r}: 1.0" for n in missing) + "}",
+                    )
+                )
+        vote_inputs: list[Port] = []
+        decision_types: list[TypeExpr] = []
+        shared_inputs: set[str] = set()
+        voters: list[str] = []
+        for m in members:
+            if m.flow is not None:
+                flow.add_flow(m.name, m.flow)
+                ins, outs = flow._virtual_ports(m.name) or ([], [])
+                out_types = {p.name: p.type for p in outs}
+                shared_inputs.update(p.name for p in ins)
+            else:
+                assert m.agent is not None
+                flow.add_agent(m.name, m.agent)
+                out_types = {f.name: f.type for f in m.agent.signature.outputs}
+                shared_inputs.update(f.name for f in m.agent.signature.inputs)
+            if "decision" not in out_types:
+                flow.report(
+                    dg.make(
+                        "DW204",
+                        f"consensus agent {m.name!r} has no 'decision' output (outputs: {', '.join(out_types)})",
+                        node=m.name,
+                        hint=f"use a signature like {VOTER_SIGNATURE!r}",
+                    )
+                )
+                continue
+            voters.append(m.name)
+            decision_types.append(out_types["decision"])
+            vote_inputs.append(Port(f"{m.name}.decision", out_types["decision"], required=False))
+            flow.connect(PortRef(m.name, "decision"), PortRef("vote", f"{m.name}.decision"))
+            if "confidence" in out_types:
+                if is_assignable(out_types["confidence"], FLOAT).level == "error":
+                    flow.report(
+                        dg.make(
+                            "DW204",
+                            f"consensus agent {m.name!r}: confidence is {out_types['confidence']}, not a number",
+                            node=m.name,
+                        )
+                    )
+                vote_inputs.append(Port(f"{m.name}.confidence", FLOAT, required=False))
+                flow.connect(PortRef(m.name, "confidence"), PortRef("vote", f"{m.name}.confidence"))
+        decision_type = union(decision_types) if decision_types else ANY
+        config: dict[str, Any] = {
+            "voters": voters,
+            "rule": decision_criteria,
+            "threshold": float(confidence_threshold) if isinstance(confidence_threshold, (int, float)) else 0.0,
+        }
+        if weights:
+            config["weights"] = {k: float(v) for k, v in weights.items() if isinstance(v, (int, float))}
+        outputs = (
+            Port("decision", decision_type, description="The winning decision"),
+            Port("confidence", FLOAT, description="Mean confidence of the winning voters"),
+            Port("agreement", FLOAT, description="The winner's share of the votes (or weight)"),
+            Port("votes", list_of(TypeExpr("dict", (STR, ANY))), description="Every ballot"),
+            Port("consensus_reached", BOOL),
+            Port("reason", STR, description="Why consensus was or was not reached"),
+        )
+        flow.add_node(Node("vote", "vote", tuple(vote_inputs), outputs, freeze_json(config)))
+    for input_name in sorted(shared_inputs):
+        flow.input(input_name)
+    for port in outputs:
+        flow.output(port.name, PortRef("vote", port.name))
+    return flow
+
+
+def _check_options(rule: str, threshold: object) -> list[str]:
+    problems = []
+    if rule not in RULES:
+        problems.append(f"decision_criteria {rule!r} is not one of {', '.join(RULES)}")
+    if not isinstance(threshold, (int, float)) or not 0.0 <= float(threshold) <= 1.0:
+        problems.append(f"confidence_threshold must be between 0 and 1, got {threshold!r}")
+    return problems

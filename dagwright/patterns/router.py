@@ -1,0 +1,113 @@
+"""Router (handoff): one agent picks which specialist handles the request.
+
+The router agent outputs ``route`` (one of the destinations' names); the ``handoff``
+node passes the request's fields to that destination only, and the others are
+skipped, not run. Each output the destinations share is returned from whichever
+ran (``result.<output>``), along with the ``route`` taken.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from dagwright.compiler import diagnostics as dg
+from dagwright.compiler.flow import Flow, PortRef
+from dagwright.compiler.ir import Node, Port, freeze_json
+from dagwright.compiler.types import ANY, TypeExpr, list_of, union
+from dagwright.patterns._members import add_members, member_of
+
+__all__ = ["router"]
+
+
+def router(
+    router_agent: object,
+    routes: Sequence[object],
+    *,
+    name: str = "router",
+    defaults: Mapping[str, Any] | None = None,
+) -> Flow:
+    """A flow where ``router_agent`` hands the request to one of ``routes``."""
+    flow = Flow(name)
+    with flow.group(name):
+        destinations = add_members(flow, list(routes), "request: str -> response: str", defaults, "router")
+        if len(destinations) < 2:
+            flow.report(dg.make("DW203", f"a router needs at least two destinations; got {len(destinations)}"))
+        agents = [d for d in destinations if d.agent is not None]
+        for d in destinations:
+            if d.agent is None:
+                flow.report(dg.make("DW204", f"router destination {d.name!r} must be an agent", node=d.name))
+        fields: dict[str, TypeExpr] = {}
+        for d in agents:
+            assert d.agent is not None
+            for f in d.agent.signature.inputs:
+                fields.setdefault(f.name, f.type)
+        names = [d.name for d in agents]
+        literal = ", ".join(repr(n) for n in names)
+        field_text = ", ".join(f"{k}: {v}" for k, v in fields.items()) or "request: str"
+        default_sig = f"{field_text} -> route: Literal[{literal}]" if names else "request: str -> route: str"
+        try:
+            chooser = member_of(router_agent, default_sig, defaults)
+        except (TypeError, ValueError) as exc:
+            flow.report(dg.make("DW200", f"router agent: {exc}"))
+            return flow
+        if chooser.agent is None or "route" not in chooser.agent.signature.output_fields:
+            flow.report(
+                dg.make(
+                    "DW204",
+                    f"router agent {chooser.name!r} needs an output 'route' naming a destination ({literal})",
+                    node=chooser.name,
+                )
+            )
+            return flow
+        flow.add_agent(chooser.name, chooser.agent)
+        route_type = chooser.agent.signature.output_fields["route"].type
+        outputs: list[Port] = []
+        for d in agents:
+            assert d.agent is not None
+            flow.add_agent(d.name, d.agent)
+            for f in d.agent.signature.inputs:
+                outputs.append(Port(f"{d.name}.{f.name}", f.type))
+                flow.connect(PortRef("handoff", f"{d.name}.{f.name}"), PortRef(d.name, f.name))
+        flow.add_node(
+            Node(
+                "handoff",
+                "route",
+                (Port("route", route_type), *(Port(k, t) for k, t in fields.items())),
+                tuple(outputs),
+                freeze_json({"routes": names, "fields": list(fields)}),
+            )
+        )
+        flow.connect(PortRef(chooser.name, "route"), PortRef("handoff", "route"))
+        shared = None
+        for d in agents:
+            assert d.agent is not None
+            outs = [f.name for f in d.agent.signature.outputs]
+            shared = outs if shared is None else [o for o in shared if o in outs]
+        if agents and not shared:
+            flow.report(
+                dg.make("DW207", f"the destinations {literal} share no output; give them a common output field")
+            )
+        for out in shared or []:
+            types = []
+            for d in agents:
+                assert d.agent is not None
+                types.append(d.agent.signature.output_fields[out].type)
+            out_type = union(types) if types else ANY
+            node_id = f"result.{out}"
+            flow.add_node(
+                Node(
+                    node_id,
+                    "select",
+                    (Port("values", list_of(out_type), required=False, collect=True),),
+                    (Port("value", out_type),),
+                    freeze_json({"pick": "first"}),
+                )
+            )
+            for d in agents:
+                flow.connect(PortRef(d.name, out), PortRef(node_id, "values"))
+            flow.output(out, PortRef(node_id, "value"))
+    for field in list(fields):
+        flow.input(field)
+    flow.output("route", PortRef(chooser.name, "route"))
+    return flow

@@ -1,0 +1,242 @@
+"""Supervisor-worker: a supervisor plans, workers do, the supervisor reviews.
+
+Node ids, for a supervisor ``manager``::
+
+    manager.plan      task -> subtasks (+ assignments, with automatic allocation)
+    manager.assign    hands subtasks to workers; unassigned workers are skipped, not run
+    <worker>          each worker (a ``task -> result`` agent, or a whole pattern)
+    manager.review    task, results -> approved, feedback, answer   (quality control)
+    manager.gate1     open only when review 0 did not approve
+    revision1.<worker>, manager.review1, ...   up to ``max_revisions``, unrolled
+    manager.answer    the last review's answer;  manager.trail  every review's feedback
+
+Without quality control, ``manager.review`` only writes the answer from the results.
+``task_allocation``: ``automatic`` (the supervisor assigns each subtask to a worker by
+name), ``round_robin`` (subtask i to worker i mod n) or ``all`` (every worker gets every
+subtask).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from dagwright.agent import BaseAgent
+from dagwright.compiler import diagnostics as dg
+from dagwright.compiler.flow import Flow, PortRef
+from dagwright.compiler.ir import Node, Port, freeze_json
+from dagwright.compiler.signature import make_signature
+from dagwright.compiler.types import ANY, BOOL, STR, is_assignable, list_of
+from dagwright.patterns._members import Member, add_members
+
+__all__ = ["ALLOCATIONS", "WORKER_SIGNATURE", "supervisor"]
+
+ALLOCATIONS = ("automatic", "round_robin", "all")
+WORKER_SIGNATURE = "task: str -> result: str"
+_OPTIONS = {"workers", "task_allocation", "quality_control", "max_revisions"}
+
+
+def _worker_io(flow: Flow, m: Member) -> tuple[str | None, str | None]:
+    """The worker's task input and its text result output, as seen from the flow."""
+    ins, outs = flow._virtual_ports(m.name) or ([], [])
+    task = "task" if any(p.name == "task" for p in ins) else None
+    result = None
+    names = [p.name for p in outs]
+    if "result" in names:
+        result = "result"
+    else:
+        for p in outs:
+            if is_assignable(p.type, STR).level == "ok" or p.type.kind == "any":
+                result = p.name
+                break
+    return task, result
+
+
+def supervisor(
+    name: str,
+    config: Mapping[str, Any],
+    *,
+    defaults: Mapping[str, Any] | None = None,
+) -> Flow:
+    """A supervisor named ``name`` with ``config["workers"]``; see the module docstring."""
+    flow = Flow(name)
+    options = dict(config)
+    workers_spec = options.pop("workers", None)
+    allocation = options.pop("task_allocation", "automatic")
+    quality = options.pop("quality_control", True)
+    max_revisions = options.pop("max_revisions", 2)
+    if allocation not in ALLOCATIONS:
+        flow.report(dg.make("DW206", f"task_allocation {allocation!r} is not one of {', '.join(ALLOCATIONS)}"))
+        allocation = "automatic"
+    if not isinstance(max_revisions, int) or max_revisions < 0:
+        flow.report(dg.make("DW202", f"max_revisions must be a whole number >= 0, got {max_revisions!r}"))
+        max_revisions = 0
+    if not quality:
+        max_revisions = 0
+    if not isinstance(workers_spec, Sequence) or isinstance(workers_spec, str) or not workers_spec:
+        flow.report(dg.make("DW203", f"supervisor {name!r} needs config['workers']: a non-empty list of agents"))
+        workers_spec = []
+    settings = {**dict(defaults or {}), **options}
+    members = add_members(flow, list(workers_spec), WORKER_SIGNATURE, defaults, "supervisor")
+    if not members:
+        return flow
+    worker_names = [m.name for m in members]
+    described = "\n".join(f"- {m.name}: {_describe(m)}" for m in members)
+    plan_outputs = "subtasks: list[str]"
+    if allocation == "automatic" and worker_names:
+        literal = ", ".join(repr(w) for w in worker_names)
+        plan_outputs += f", assignments: list[Literal[{literal}]]"
+    plan_sig = make_signature(
+        f"task: str -> {plan_outputs}",
+        "Split the task into subtasks for your workers."
+        + (" Assign each subtask to the best worker, one assignment per subtask." if allocation == "automatic" else "")
+        + f"\nWorkers:\n{described}",
+        name="Plan",
+        descriptions={"subtasks": "Self-contained subtasks, in order"},
+    )
+    review_sig = make_signature(
+        "task: str, results: list[str] -> approved: bool, feedback: str, answer: str"
+        if quality
+        else "task: str, results: list[str] -> answer: str",
+        "Review the workers' results against the task and write the final answer."
+        + (" Approve only if the results fully answer the task; otherwise say what to fix." if quality else ""),
+        name="Review",
+    )
+    planner = BaseAgent(config=settings, signature=plan_sig, name=f"{name}.plan")
+    reviewer = BaseAgent(config=settings, signature=review_sig, name=f"{name}.review")
+    with flow.group(name):
+        flow.add_agent(f"{name}.plan", planner)
+        flow.connect(PortRef(f"{name}.plan", "subtasks"), PortRef(f"{name}.assign", "subtasks"))
+        if allocation == "automatic":
+            flow.connect(PortRef(f"{name}.plan", "assignments"), PortRef(f"{name}.assign", "assignments"))
+        usable = _add_round(flow, name, members, "", allocation, worker_names)
+        _add_review(flow, name, reviewer, "", usable)
+        answers = [f"{name}.review"]
+        for r in range(1, max_revisions + 1):
+            gate = f"{name}.gate{r}"
+            previous = answers[-1]
+            flow.add_node(
+                Node(
+                    gate,
+                    "gate",
+                    (Port("condition", BOOL), Port("feedback", STR), Port("task", STR)),
+                    (Port("feedback", STR), Port("task", STR)),
+                    freeze_json({"when": False}),
+                )
+            )
+            flow.connect(PortRef(previous, "approved"), PortRef(gate, "condition"))
+            flow.connect(PortRef(previous, "feedback"), PortRef(gate, "feedback"))
+            flow.connect(PortRef(f"{name}.plan", "subtasks"), PortRef(f"{name}.assign{r}", "subtasks"))
+            if allocation == "automatic":
+                flow.connect(PortRef(f"{name}.plan", "assignments"), PortRef(f"{name}.assign{r}", "assignments"))
+            flow.connect(PortRef(gate, "feedback"), PortRef(f"{name}.assign{r}", "feedback"))
+            with flow.group(f"revision{r}"):
+                revised = _add_round(flow, name, members, f"revision{r}.", allocation, worker_names, suffix=str(r))
+            _add_review(flow, name, reviewer, str(r), revised, task_from=PortRef(gate, "task"))
+            answers.append(f"{name}.review{r}")
+        flow.add_node(
+            Node(
+                f"{name}.answer",
+                "select",
+                (Port("values", list_of(STR), required=False, collect=True),),
+                (Port("value", STR, description="The last review's answer"),),
+                freeze_json({"pick": "last"}),
+            )
+        )
+        for review in answers:
+            flow.connect(PortRef(review, "answer"), PortRef(f"{name}.answer", "values"))
+        if quality:
+            for output, kind, ptype in (("approved", "select", BOOL), ("feedback", "gather", STR)):
+                node_id = f"{name}.{'approved' if output == 'approved' else 'trail'}"
+                out_port = "value" if kind == "select" else "values"
+                out_type = ptype if kind == "select" else list_of(STR)
+                flow.add_node(
+                    Node(
+                        node_id,
+                        kind,
+                        (Port("values", list_of(ptype), required=False, collect=True),),
+                        (Port(out_port, out_type),),
+                        freeze_json({"pick": "last"}) if kind == "select" else freeze_json({}),
+                    )
+                )
+                for review in answers:
+                    flow.connect(PortRef(review, output), PortRef(node_id, "values"))
+    flow.input("task", str, description="The task for the team")
+    flow.output("answer", PortRef(f"{name}.answer", "value"))
+    flow.output("plan", PortRef(f"{name}.plan", "subtasks"))
+    if quality:
+        flow.output("approved", PortRef(f"{name}.approved", "value"))
+        flow.output("review_trail", PortRef(f"{name}.trail", "values"))
+    return flow
+
+
+def _describe(m: Member) -> str:
+    if m.agent is not None:
+        text = m.agent.config.system_prompt or m.agent.signature.instructions or str(m.agent.signature)
+        return text.strip().splitlines()[0]
+    assert m.flow is not None
+    return f"a {m.flow.name} workflow"
+
+
+def _add_round(
+    flow: Flow,
+    name: str,
+    members: list[Member],
+    prefix: str,
+    allocation: str,
+    worker_names: list[str],
+    suffix: str = "",
+) -> list[tuple[str, str]]:
+    """One round of workers behind an assign node; returns (node id, result port) per usable worker."""
+    assign = f"{name}.assign{suffix}"
+    inputs = [Port("subtasks", list_of(STR))]
+    if allocation == "automatic":
+        inputs.append(Port("assignments", list_of(ANY)))
+    if suffix:
+        inputs.append(Port("feedback", STR))
+    flow.add_node(
+        Node(
+            assign,
+            "assign",
+            tuple(inputs),
+            tuple(Port(w, STR) for w in worker_names),
+            freeze_json({"workers": worker_names, "allocation": allocation}),
+        )
+    )
+    usable: list[tuple[str, str]] = []
+    for m in members:
+        node_id = f"{prefix}{m.name}"
+        if m.flow is not None:
+            flow.add_flow(node_id, m.flow)
+        else:
+            flow.add_agent(node_id, m.agent)
+        task, result = _worker_io(flow, Member(node_id, m.agent, m.flow))
+        if task is None or result is None:
+            if not suffix:
+                flow.report(
+                    dg.make(
+                        "DW204",
+                        f"worker {m.name!r} needs an input 'task' and a text output (like {WORKER_SIGNATURE!r})",
+                        node=node_id,
+                    )
+                )
+            continue
+        flow.connect(PortRef(assign, m.name), PortRef(node_id, task))
+        usable.append((node_id, result))
+    return usable
+
+
+def _add_review(
+    flow: Flow,
+    name: str,
+    reviewer: BaseAgent,
+    suffix: str,
+    results: list[tuple[str, str]],
+    task_from: PortRef | None = None,
+) -> None:
+    review = f"{name}.review{suffix}"
+    flow.add_agent(review, reviewer, collect=["results"])
+    for node_id, port in results:
+        flow.connect(PortRef(node_id, port), PortRef(review, "results"))
+    if task_from is not None:
+        flow.connect(task_from, PortRef(review, "task"))

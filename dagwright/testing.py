@@ -1,0 +1,691 @@
+"""Test support: an OpenAI-compatible HTTP server on loopback, with fault injection and record/replay.
+
+:class:`OpenAITestServer` answers ``POST /v1/chat/completions`` and ``GET /v1/models`` like the
+OpenAI API does, so code under test uses the real ``openai`` client (``base_url=server.base_url``).
+Replies come from the embedded :class:`~dagwright.runtime.offline.OfflineModel`, which honours
+``response_format`` (OpenAI's ``json_schema``, llama.cpp's ``json_object`` + ``schema``, or a schema
+between ``<output_schema>`` markers in the prompt) and reports token usage.
+
+Faults script the next requests: ``server.enqueue(Fault(status=429, retry_after=1), Fault(delay=2))``.
+Each request takes the first queued fault that applies to it (a fault with ``match`` applies only to
+a request whose message text contains that string); a request with no applicable fault is answered
+normally. The order of checks for one request is: body parsed and recorded in :attr:`requests`,
+``latency`` waited, API key checked (401), body validated (400, also for ``stream: true``), fault
+applied, ``reject_json_schema`` (500), then the answer: from the cassette (replay), from the upstream
+server (record or proxy), or from the offline model.
+
+Record/replay: ``OpenAITestServer(record_to="cassette.jsonl", upstream="https://api.openai.com/v1")``
+forwards each request (with its ``Authorization`` header) and appends one JSON line per exchange,
+``{"key", "request", "response", "status"}``; the API key itself is never written.
+``OpenAITestServer(replay_from="cassette.jsonl")`` answers from the cassette by :func:`cassette_key`
+and never contacts any upstream; a request with no recorded reply gets HTTP 404 naming the key and
+the cassette. When a key was recorded more than once, the last successful exchange is replayed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import ipaddress
+import json
+import math
+import socket
+import socketserver
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from dagwright.runtime.offline import (
+    OFFLINE_MODEL_NAME,
+    Completion,
+    OfflineModel,
+    count_tokens,
+    find_schema,
+    message_text,
+    resolve_schema,
+)
+
+__all__ = ["Completion", "Fault", "OfflineModel", "OpenAITestServer", "cassette_key"]
+
+_UPSTREAM_TIMEOUT = 300.0
+_ERROR_TYPES = {
+    400: ("invalid_request_error", None),
+    401: ("invalid_request_error", "invalid_api_key"),
+    403: ("invalid_request_error", "forbidden"),
+    404: ("invalid_request_error", "not_found"),
+    408: ("timeout", "request_timeout"),
+    409: ("conflict", "conflict"),
+    422: ("invalid_request_error", "unprocessable_entity"),
+    429: ("requests", "rate_limit_exceeded"),
+}
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One scripted behaviour for one request.
+
+    - ``status``: the HTTP status; anything but 2xx sends an OpenAI-style error body
+      (``body`` replaces it when given).
+    - ``retry_after``: seconds sent in the ``Retry-After`` header (with any status).
+    - ``delay``: seconds to wait before answering (on top of the server's ``latency``).
+    - ``malformed``: the content is the first half of the normal reply, which is not JSON.
+    - ``empty``: the content is the empty string.
+    - ``schema_violation``: the content is valid JSON without the schema's required properties
+      (``[]`` when the schema requires none, ``{}`` when it does not describe an object).
+    - ``content``: exactly this content. ``body``: exactly this raw HTTP body.
+    - ``drop_connection``: the connection is closed without a reply.
+    - ``match``: the fault applies only to a request whose message text contains this string.
+
+    A fault with only ``delay`` (and ``match``) set delays an otherwise normal reply.
+    """
+
+    status: int = 200
+    retry_after: float | None = None
+    delay: float = 0.0
+    malformed: bool = False
+    empty: bool = False
+    schema_violation: bool = False
+    content: str | None = None
+    body: str | None = None
+    drop_connection: bool = False
+    match: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.status, int) or isinstance(self.status, bool) or not 100 <= self.status <= 599:
+            raise ValueError(f"Fault.status must be an HTTP status code (100-599), got {self.status!r}")
+        if not _is_seconds(self.delay):
+            raise ValueError(f"Fault.delay must be a finite number of seconds >= 0, got {self.delay!r}")
+        if self.retry_after is not None and not _is_seconds(self.retry_after):
+            raise ValueError(f"Fault.retry_after must be a finite number of seconds >= 0, got {self.retry_after!r}")
+        for name in ("content", "body", "match"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"Fault.{name} must be a string, got {type(value).__name__}")
+        chosen = [name for name in ("malformed", "empty", "schema_violation", "drop_connection") if getattr(self, name)]
+        chosen += [name for name in ("content", "body") if getattr(self, name) is not None]
+        if len(chosen) > 1:
+            raise ValueError(f"a Fault can do one thing, but it sets {' and '.join(chosen)}")
+
+    def applies_to(self, text: str) -> bool:
+        """Whether this fault may be used for a request whose message text is ``text``."""
+        return self.match is None or self.match in text
+
+    @property
+    def replaces_content(self) -> bool:
+        return self.malformed or self.empty or self.schema_violation or self.content is not None
+
+
+def _is_seconds(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+
+
+def cassette_key(body: Mapping[str, Any]) -> str:
+    """The replay key of a chat-completion request: SHA-256 of the canonical JSON of its
+    ``model``, ``messages``, ``response_format`` and ``temperature``."""
+    subject = {name: body.get(name) for name in ("model", "messages", "response_format", "temperature")}
+    canonical = json.dumps(subject, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _error_body(status: int, message: str, *, param: str | None = None, code: str | None = None) -> bytes:
+    kind, default_code = _ERROR_TYPES.get(status, ("server_error" if status >= 500 else "invalid_request_error", None))
+    error = {"message": message, "type": kind, "param": param, "code": code or default_code}
+    return json.dumps({"error": error}).encode()
+
+
+def _check_body(body: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The first problem of a chat-completion request body as ``(param, message)``, or None."""
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        return "model", f"'model' must be a non-empty string, got {model!r}"
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return "messages", f"'messages' must be a non-empty list of messages, got {type(messages).__name__}"
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            return f"messages[{index}]", f"messages[{index}] must be an object with a 'role' string"
+        try:
+            message_text(message, index)
+        except TypeError as exc:
+            return f"messages[{index}].content", str(exc)
+    response_format = body.get("response_format")
+    if response_format is not None and (
+        not isinstance(response_format, dict)
+        or response_format.get("type") not in ("text", "json_object", "json_schema")
+    ):
+        return "response_format", (
+            "'response_format' must be an object whose 'type' is 'text', 'json_object' or 'json_schema', "
+            f"got {response_format!r}"
+        )
+    if body.get("stream"):
+        return "stream", "streaming is not supported by the test server: call without stream=True"
+    return None
+
+
+def _violating(content: str, schema: dict[str, Any] | None) -> str:
+    """Valid JSON that breaks ``schema``: the reply without its required properties."""
+    resolved = resolve_schema(schema) if schema is not None else {}
+    if resolved.get("type", "object") != "object" and "properties" not in resolved:
+        return "{}"
+    required = set(resolved.get("required") or ())
+    if not required:
+        return "[]"
+    reply = json.loads(content)
+    return json.dumps({k: v for k, v in reply.items() if k not in required}, ensure_ascii=False)
+
+
+def _malformed(content: str) -> str:
+    half = content[: max(1, len(content) // 2)]
+    try:
+        json.loads(half)
+    except json.JSONDecodeError:
+        return half
+    return "not JSON: " + half
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    # Non-daemon request threads, so server_close() joins every one of them: nothing outlives stop().
+    daemon_threads = False
+    block_on_close = True
+    # socketserver's default backlog of 5 drops the SYNs of a burst of new connections (a 1 s retransmit each).
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], owner: OpenAITestServer, family: socket.AddressFamily) -> None:
+        self.address_family = family
+        self.owner = owner
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind calls socket.getfqdn(), a reverse DNS lookup that can stall for seconds.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], OSError):
+            return  # the client went away (timeout, dropped connection): nothing to report
+        super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as OpenAI's endpoint offers
+    server_version = "dagwright-testing"
+    server: _HTTPServer
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out in two writes; with Nagle on, the body waits for the client's delayed
+        # ACK of the headers (~40 ms on Linux loopback), which would dominate every request's latency.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.server.owner._track(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.owner._untrack(self.connection)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # quiet: test output is not the place for an access log
+
+    def do_GET(self) -> None:
+        self.server.owner._handle_get(self)
+
+    def do_POST(self) -> None:
+        self.server.owner._handle_post(self)
+
+    def send(self, status: int, body: bytes, headers: Mapping[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def send_error_json(self, status: int, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        self.send(status, _error_body(status, message, param=param, code=code))
+
+
+class _BadRequest(Exception):
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message)
+        self.param = param
+        self.message = message
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class OpenAITestServer:
+    """An OpenAI-compatible chat-completions server on loopback (see the module docstring).
+
+    Use it as a context manager (``with OpenAITestServer() as server: ...``) or call
+    :meth:`start` and :meth:`stop`. Requests are served by one thread each, so sync, async and
+    concurrent clients all work; :meth:`stop` closes every connection and joins every thread.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: OfflineModel | None = None,
+        latency: float = 0.0,
+        api_key: str | None = None,
+        reject_json_schema: bool = False,
+        record_to: str | None = None,
+        upstream: str | None = None,
+        replay_from: str | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        if not _is_seconds(latency):
+            raise ValueError(f"latency must be a finite number of seconds >= 0, got {latency!r}")
+        if not _is_loopback(host):
+            raise ValueError(f"the test server binds only to loopback (127.0.0.1, ::1, localhost), got host={host!r}")
+        if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
+            raise ValueError(f"port must be an integer from 0 to 65535, got {port!r}")
+        if record_to is not None and upstream is None:
+            raise ValueError("record_to needs upstream: the base URL of the server whose replies are recorded")
+        if replay_from is not None and (upstream is not None or record_to is not None):
+            raise ValueError("replay_from answers from the cassette only: do not combine it with upstream or record_to")
+        if upstream is not None and urllib.parse.urlsplit(upstream).scheme not in ("http", "https"):
+            raise ValueError(
+                f"upstream must be an http(s) base URL such as https://api.openai.com/v1, got {upstream!r}"
+            )
+        self.model = model if model is not None else OfflineModel()
+        self.latency = float(latency)
+        self.api_key = api_key
+        self.reject_json_schema = reject_json_schema
+        self.record_to = Path(record_to) if record_to is not None else None
+        self.upstream = upstream.rstrip("/") if upstream is not None else None
+        self.replay_from = Path(replay_from) if replay_from is not None else None
+        self.host = "127.0.0.1" if host == "localhost" else host
+        self.port = port
+        self._lock = threading.Lock()
+        self._record_lock = threading.Lock()
+        self._requests: list[dict[str, Any]] = []
+        self._faults: list[Fault] = []
+        self._connections: set[socket.socket] = set()
+        self._cassette: dict[str, dict[str, Any]] = {}
+        self._stopping = threading.Event()
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+    def start(self) -> OpenAITestServer:
+        """Bind, load the cassette (replay mode) and serve in a background thread."""
+        if self._httpd is not None:
+            raise RuntimeError(f"the test server is already running at {self.base_url}")
+        if self.replay_from is not None:
+            self._cassette = self._load_cassette(self.replay_from)
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        self._stopping.clear()
+        self._httpd = _HTTPServer((self.host, self.port), self, family)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="dagwright-test-server"
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, close every open connection and join every thread. Safe to call twice."""
+        httpd, thread = self._httpd, self._thread
+        if httpd is None:
+            return
+        self._stopping.set()  # wakes requests waiting out a latency or a delay
+        httpd.shutdown()
+        with self._lock:
+            for connection in self._connections:
+                # Wakes request threads blocked reading an idle keep-alive connection.
+                _shutdown(connection)
+        httpd.server_close()
+        if thread is not None:
+            thread.join()
+        self._httpd = None
+        self._thread = None
+
+    def __enter__(self) -> OpenAITestServer:
+        return self.start() if self._httpd is None else self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        where = self.base_url if self._httpd is not None else "stopped"
+        return f"OpenAITestServer({where}, requests={self.request_count})"
+
+    # -- public state ---------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._httpd is not None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The bound ``(host, port)``."""
+        if self._httpd is None:
+            raise RuntimeError("the test server is not running: call start() or use it in a with block")
+        return self.host, int(self._httpd.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI base URL, ``http://127.0.0.1:PORT/v1``."""
+        host, port = self.address
+        return f"http://[{host}]:{port}/v1" if ":" in host else f"http://{host}:{port}/v1"
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        """Every chat-completion request body received, in order (a snapshot)."""
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def request_count(self) -> int:
+        with self._lock:
+            return len(self._requests)
+
+    @property
+    def pending_faults(self) -> list[Fault]:
+        """The faults not used yet, in queue order."""
+        with self._lock:
+            return list(self._faults)
+
+    def enqueue(self, *faults: Fault) -> None:
+        """Queue faults for the next requests (first in, first used)."""
+        for index, fault in enumerate(faults):
+            if not isinstance(fault, Fault):
+                raise TypeError(f"enqueue() takes Fault objects; argument {index} is {type(fault).__name__}")
+        with self._lock:
+            self._faults.extend(faults)
+
+    def reset(self) -> None:
+        """Forget the received requests and drop the queued faults."""
+        with self._lock:
+            self._requests.clear()
+            self._faults.clear()
+
+    # -- connection tracking --------------------------------------------------------------------------
+    def _track(self, connection: socket.socket) -> None:
+        with self._lock:
+            self._connections.add(connection)
+            if self._stopping.is_set():
+                _shutdown(connection)
+
+    def _untrack(self, connection: socket.socket) -> None:
+        with self._lock:
+            self._connections.discard(connection)
+
+    # -- request handling -----------------------------------------------------------------------------
+    def _authorized(self, handler: _Handler) -> bool:
+        return self.api_key is None or handler.headers.get("Authorization") == f"Bearer {self.api_key}"
+
+    def _deny(self, handler: _Handler) -> None:
+        handler.send_error_json(
+            401,
+            "Incorrect API key provided: the test server expects 'Authorization: Bearer <api_key>'.",
+        )
+
+    def _handle_get(self, handler: _Handler) -> None:
+        path = urllib.parse.urlsplit(handler.path).path.rstrip("/")
+        if path not in ("/v1/models", "/models"):
+            handler.send_error_json(404, f"unknown endpoint GET {path}; the test server serves GET /v1/models")
+            return
+        if not self._authorized(handler):
+            self._deny(handler)
+            return
+        entry = {"id": self.model.name, "object": "model", "created": 0, "owned_by": "dagwright"}
+        handler.send(200, json.dumps({"object": "list", "data": [entry]}).encode())
+
+    def _handle_post(self, handler: _Handler) -> None:
+        path = urllib.parse.urlsplit(handler.path).path.rstrip("/")
+        raw = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+        if path not in ("/v1/chat/completions", "/chat/completions"):
+            handler.send_error_json(
+                404, f"unknown endpoint POST {path}; the test server serves POST /v1/chat/completions"
+            )
+            return
+        try:
+            body = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            handler.send_error_json(400, f"the request body is not valid JSON: {exc}")
+            return
+        if not isinstance(body, dict):
+            handler.send_error_json(400, f"the request body must be a JSON object, got {type(body).__name__}")
+            return
+        with self._lock:
+            self._requests.append(body)
+        try:
+            self._answer(handler, body, raw)
+        except _BadRequest as exc:
+            handler.send_error_json(400, exc.message, param=exc.param)
+        except OSError:
+            raise  # the connection broke; handle_error() keeps quiet about it
+        except Exception as exc:
+            # A bug in the server or an unusable schema: say so to the client instead of hanging up.
+            handler.send_error_json(500, f"the test server failed: {type(exc).__name__}: {exc}")
+
+    def _interrupted(self, handler: _Handler, seconds: float) -> bool:
+        """Wait ``seconds``; when the server stops meanwhile, hang up (as a server going away does)."""
+        if seconds <= 0 or not self._stopping.wait(seconds):
+            return False
+        handler.close_connection = True
+        _shutdown(handler.connection)
+        return True
+
+    def _take_fault(self, text: str) -> Fault | None:
+        with self._lock:
+            for index, fault in enumerate(self._faults):
+                if fault.applies_to(text):
+                    return self._faults.pop(index)
+        return None
+
+    def _answer(self, handler: _Handler, body: dict[str, Any], raw: bytes) -> None:
+        if self._interrupted(handler, self.latency):
+            return
+        if not self._authorized(handler):
+            self._deny(handler)
+            return
+        problem = _check_body(body)
+        if problem is not None:
+            param, message = problem
+            handler.send_error_json(400, message, param=param)
+            return
+        messages: list[dict[str, Any]] = body["messages"]
+        fault = self._take_fault("\n".join(message_text(m, i) for i, m in enumerate(messages)))
+        if fault is not None and self._apply_fault(handler, body, fault):
+            return
+        response_format = body.get("response_format")
+        if self.reject_json_schema and isinstance(response_format, dict) and response_format["type"] == "json_schema":
+            # llama.cpp's server answers this way; it takes {"type": "json_object", "schema": ...} instead.
+            handler.send_error_json(
+                500,
+                "response_format type 'json_schema' is not supported by this server; "
+                "use {'type': 'json_object', 'schema': ...}",
+            )
+            return
+        if self.replay_from is not None:
+            self._replay(handler, body)
+        elif self.upstream is not None:
+            self._forward(handler, body, raw)
+        else:
+            self._send_completion(handler, body, self._offline(body))
+
+    def _apply_fault(self, handler: _Handler, body: dict[str, Any], fault: Fault) -> bool:
+        """Play ``fault``; False when it only delayed a reply that is still to be sent."""
+        if self._interrupted(handler, fault.delay):
+            return True
+        headers: dict[str, str] = {}
+        if fault.retry_after is not None:
+            seconds = fault.retry_after
+            headers["Retry-After"] = str(int(seconds)) if float(seconds).is_integer() else repr(float(seconds))
+        if fault.drop_connection:
+            handler.close_connection = True
+            _shutdown(handler.connection)
+            return True
+        if fault.body is not None:
+            handler.send(fault.status, fault.body.encode(), headers)
+            return True
+        if not 200 <= fault.status < 300:
+            message = f"injected fault: HTTP {fault.status}"
+            handler.send(fault.status, _error_body(fault.status, message), headers)
+            return True
+        if not fault.replaces_content and not headers and fault.status == 200:
+            return False
+        completion = self._offline(body)
+        content = completion.content
+        if fault.content is not None:
+            content = fault.content
+        elif fault.empty:
+            content = ""
+        elif fault.malformed:
+            content = _malformed(content)
+        elif fault.schema_violation:
+            content = _violating(content, find_schema(body["messages"], body.get("response_format")))
+        replaced = Completion(content, completion.prompt_tokens, count_tokens(content), completion.model)
+        self._send_completion(handler, body, replaced, status=fault.status, headers=headers)
+        return True
+
+    def _offline(self, body: dict[str, Any]) -> Completion:
+        try:
+            return self.model.complete(
+                body["messages"], response_format=body.get("response_format"), model=body["model"]
+            )
+        except (ValueError, TypeError) as exc:
+            raise _BadRequest("response_format", f"the offline model cannot answer this request: {exc}") from exc
+
+    def _send_completion(
+        self,
+        handler: _Handler,
+        body: dict[str, Any],
+        completion: Completion,
+        *,
+        status: int = 200,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        reply = {
+            "id": f"chatcmpl-{cassette_key(body)[:24]}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": completion.model,
+            "system_fingerprint": OFFLINE_MODEL_NAME,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": completion.content, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {
+                "prompt_tokens": completion.prompt_tokens,
+                "completion_tokens": completion.completion_tokens,
+                "total_tokens": completion.total_tokens,
+            },
+        }
+        handler.send(status, json.dumps(reply, ensure_ascii=False).encode(), headers)
+
+    # -- record / replay ------------------------------------------------------------------------------
+    @staticmethod
+    def _load_cassette(path: Path) -> dict[str, dict[str, Any]]:
+        if not path.is_file():
+            raise FileNotFoundError(f"replay cassette {str(path)!r} does not exist; record one with record_to=")
+        entries: dict[str, dict[str, Any]] = {}
+        with path.open(encoding="utf-8") as stream:
+            for number, line in enumerate(stream, 1):
+                if not line.strip():
+                    continue
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"{path}:{number}: not a JSON line: {exc}") from None
+                if (
+                    not isinstance(entry, dict)
+                    or not isinstance(entry.get("key"), str)
+                    or not isinstance(entry.get("status"), int)
+                    or "response" not in entry
+                ):
+                    raise ValueError(f"{path}:{number}: a cassette line needs 'key' (string), 'status' and 'response'")
+                previous = entries.get(entry["key"])
+                # A later failure never hides an earlier success for the same request.
+                if previous is None or entry["status"] == 200 or previous["status"] != 200:
+                    entries[entry["key"]] = entry
+        return entries
+
+    def _replay(self, handler: _Handler, body: dict[str, Any]) -> None:
+        key = cassette_key(body)
+        entry = self._cassette.get(key)
+        if entry is None:
+            handler.send_error_json(
+                404,
+                f"no recorded reply for key {key} in cassette {self.replay_from}: the request "
+                "(model, messages, response_format, temperature) differs from every recorded one; "
+                "record it again with record_to= and upstream=",
+                code="cassette_miss",
+            )
+            return
+        response = entry["response"]
+        payload = response if isinstance(response, str) else json.dumps(response, ensure_ascii=False)
+        handler.send(int(entry["status"]), payload.encode())
+
+    def _forward(self, handler: _Handler, body: dict[str, Any], raw: bytes) -> None:
+        assert self.upstream is not None
+        url = f"{self.upstream}/chat/completions"
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        authorization = handler.headers.get("Authorization")
+        if authorization:
+            headers["Authorization"] = authorization
+        request = urllib.request.Request(url, data=raw, headers=headers, method="POST")
+        host = urllib.parse.urlsplit(url).hostname or ""
+        # A proxy from the environment must not capture a loopback upstream.
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({})) if _is_loopback(host) else None
+        try:
+            with (opener.open if opener else urllib.request.urlopen)(request, timeout=_UPSTREAM_TIMEOUT) as reply:
+                status, data = int(reply.status), reply.read()
+        except urllib.error.HTTPError as exc:
+            status, data = exc.code, exc.read()
+        except (urllib.error.URLError, OSError) as exc:
+            handler.send_error_json(502, f"the upstream server {url} did not answer: {exc}")
+            return
+        if self.record_to is not None:
+            self._record(body, status, data)
+        handler.send(status, data)
+
+    def _record(self, body: dict[str, Any], status: int, data: bytes) -> None:
+        assert self.record_to is not None
+        text = data.decode("utf-8", "replace")
+        try:
+            response: Any = json.loads(text)
+        except json.JSONDecodeError:
+            response = text
+        line = json.dumps(
+            {"key": cassette_key(body), "request": body, "response": response, "status": status}, ensure_ascii=False
+        )
+        with self._record_lock:
+            self.record_to.parent.mkdir(parents=True, exist_ok=True)
+            with self.record_to.open("a", encoding="utf-8") as stream:
+                stream.write(line + "\n")
+
+
+def _shutdown(connection: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # already closed by the other side
+        connection.shutdown(socket.SHUT_RDWR)

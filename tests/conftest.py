@@ -1,0 +1,26 @@
+"""Shared test setup: hypothesis settings and a clean registry of custom types per test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from dagwright.compiler import types as _types
+
+# Timing varies a lot on shared CI machines; a slow example is not a failure.
+settings.register_profile("dagwright", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("dagwright")
+
+
+@pytest.fixture
+def type_registry() -> Iterator[None]:
+    """Undo every ``register_type`` made by the test (the registry is process-wide)."""
+    saved = dict(_types._registry)
+    try:
+        yield
+    finally:
+        _types._registry.clear()
+        _types._registry.update(saved)
+        _types._registry_generation += 1

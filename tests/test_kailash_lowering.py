@@ -1,0 +1,502 @@
+"""Lowering checked graphs to Kailash: node types and ids, input names, parameters, YAML and script export.
+
+The exported script is run in a subprocess and its printed outputs compared with the flow's own run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TypedDict
+
+import pytest
+import yaml
+from kailash.runtime.local import LocalRuntime
+from kailash.sdk_exceptions import RuntimeExecutionError
+from kailash.workflow.builder import WorkflowBuilder as KailashWorkflowBuilder
+from kailash.workflow.graph import Workflow
+
+import dagwright
+from dagwright import Flow, FunctionRegistry, Kaizen, Node, Port, RetryPolicy
+from dagwright._loader import load_targets
+from dagwright.compiler.ir import FrozenDict, Graph
+from dagwright.compiler.lower_kailash import (
+    KailashPortNameWarning,
+    lower_flow,
+    lower_graph,
+    policy_to_json,
+    to_kailash_script,
+    to_kailash_yaml,
+)
+from dagwright.compiler.types import INT, list_of
+from dagwright.nodes import kailash as kailash_nodes
+from dagwright.nodes.kailash import DagwrightFunctionNode, policy_from_json
+from dagwright.runtime.kailash_backend import FAST_SETTINGS, run_on_kailash
+from dagwright.runtime.policy import NodePolicy
+
+ROOT = Path(__file__).parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _quiet_kailash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("HOME", str(tmp_path))  # a default LocalRuntime writes ~/.kailash/tracking
+    logger = logging.getLogger("kailash")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def fetch(topic: str) -> list[str]:
+    return [topic, topic.upper()]
+
+
+def count(items: list[str], again: list[str]) -> int:
+    return len(items) * 10 + len(again)
+
+
+def join(values: list[int]) -> list[int]:
+    return list(values)
+
+
+def three() -> int:
+    return 3
+
+
+def demo_flow() -> Flow:
+    flow = Flow("demo", description="fetch, count, ask")
+    flow.add_function("fetch", fetch)
+    flow.add_function("count", count)
+    flow.add_agent("qa", Kaizen().create_agent("qa", signature="question: str -> answer: str"))
+    flow.connect("fetch.output", "count.items")
+    flow.connect("fetch.output", "count.again")
+    flow.input("topic")
+    flow.input("question", default="What is ML?")
+    flow.output("n", "count.output")
+    flow.output("answer", "qa.answer")
+    return flow
+
+
+JOIN = Node(
+    "join",
+    "function",
+    (Port("values", list_of(INT), collect=True),),
+    (Port("output", list_of(INT)),),
+    FrozenDict({"function": f"{__name__}:join"}),
+)
+
+
+def join_flow() -> Flow:
+    flow = Flow("joins")
+    flow.add_function("three", three)
+    flow.add_node(JOIN, join)
+    flow.input("x", int, to="join.values")
+    flow.connect("three.output", "join.values")
+    flow.connect("three.output", "join.values")
+    flow.output("values", "join.output")
+    return flow
+
+
+# ----------------------------------------------------------------------------- the mapping
+
+
+def test_import_dagwright_leaves_kailash_unimported_until_workflow_builder_is_used() -> None:
+    code = (
+        "import sys, dagwright\n"
+        "print('kailash' in sys.modules)\n"
+        "builder = dagwright.WorkflowBuilder\n"
+        "from kailash.workflow.builder import WorkflowBuilder\n"
+        "print('kailash' in sys.modules, issubclass(builder, WorkflowBuilder))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.split() == ["False", "True", "True"]
+
+
+def test_lazy_attribute_errors_name_the_attribute() -> None:
+    with pytest.raises(AttributeError, match="module 'dagwright' has no attribute 'WorkflowBiulder'"):
+        dagwright.WorkflowBiulder  # noqa: B018
+
+
+def test_nodes_keep_their_ids_and_get_the_type_of_their_kind() -> None:
+    lowering = lower_flow(demo_flow())
+    assert [(s.id, s.type) for s in lowering.nodes] == [
+        ("fetch", "DagwrightFunctionNode"),
+        ("count", "DagwrightFunctionNode"),
+        ("qa", "DagwrightAgentNode"),
+    ]
+    builder = demo_flow().to_kailash()
+    assert isinstance(builder, dagwright.WorkflowBuilder)
+    assert isinstance(builder, KailashWorkflowBuilder)
+    assert {nid: info["type"] for nid, info in builder.nodes.items()} == {
+        "fetch": "DagwrightFunctionNode",
+        "count": "DagwrightFunctionNode",
+        "qa": "DagwrightAgentNode",
+    }
+    workflow = demo_flow().build()
+    assert isinstance(workflow, Workflow)
+    assert workflow.name == "demo"
+    assert workflow.description == "fetch, count, ask"
+
+
+def test_one_output_into_two_inputs_is_one_connection_delivered_to_both() -> None:
+    lowering = lower_flow(demo_flow())
+    assert [(c.source, c.source_output, c.target, c.target_input) for c in lowering.connections] == [
+        ("fetch", "output", "count", "items")
+    ]
+    settings = lowering.nodes[1].config["dagwright"]
+    assert settings["wiring"] == {"items": ["items"], "again": ["items"]}
+    assert settings["sources"] == {"items": ["fetch", "output"]}
+
+
+def test_collect_edges_get_distinct_inputs_and_flow_inputs_too() -> None:
+    lowering = lower_flow(join_flow())
+    assert [(c.source, c.target_input) for c in lowering.connections] == [("three", "__collect_values_1")]
+    settings = lowering.nodes[1].config["dagwright"]
+    assert settings["wiring"] == {"values": ["__collect_values_0", "__collect_values_1", "__collect_values_1"]}
+    assert settings["flow_inputs"] == {"__collect_values_0": "x"}
+    assert lowering.parameters(x=9) == {"join": {"__collect_values_0": 9}}
+    assert join_flow().run_kailash(x=9).outputs == {"values": [9, 3, 3]}
+
+
+def test_dotted_output_names_are_written_with_double_underscores() -> None:
+    k = Kaizen()
+    billing = k.create_agent("billing", signature="request: str -> response: str")
+    tech = k.create_agent("tech", signature="request: str -> response: str")
+    flow = k.create_router(("triage", {}), [billing, tech])
+    lowering = lower_flow(flow)
+    handoff = next(s for s in lowering.nodes if s.id == "handoff")
+    assert handoff.type == "DagwrightNode"
+    assert handoff.config["dagwright"]["outputs"] == {
+        "billing.request": "billing__request",
+        "tech.request": "tech__request",
+    }
+    assert {(c.source_output, c.target) for c in lowering.connections if c.source == "handoff"} == {
+        ("billing__request", "billing"),
+        ("tech__request", "tech"),
+    }
+    expected = flow.run(request="The app crashes")
+    chosen = expected.outputs["route"]
+    with LocalRuntime(**FAST_SETTINGS) as runtime:
+        results, _ = runtime.execute(flow.build(), parameters=flow.kailash_parameters(request="The app crashes"))
+    assert results["handoff"] == {f"{chosen}__request": "The app crashes"}
+    assert results["handoff"].ports == {f"{chosen}.request": "The app crashes"}
+    node, name = lowering.results["response"]
+    assert results[node][name] == expected.outputs["response"]
+
+
+def test_flow_inputs_become_parameters_of_their_consumers() -> None:
+    flow = demo_flow()
+    lowering = lower_flow(flow)
+    assert lowering.inputs == {"topic": [("fetch", "topic")], "question": [("qa", "question")]}
+    assert lowering.outputs == {"n": ("count", "output"), "answer": ("qa", "answer")}
+    assert flow.kailash_parameters(topic="bees") == {"fetch": {"topic": "bees"}}
+    assert flow.kailash_parameters({"topic": "bees", "question": "Why?"}) == {
+        "fetch": {"topic": "bees"},
+        "qa": {"question": "Why?"},
+    }
+    # A default is the consuming node's config value, which Kailash passes as an input.
+    assert lowering.nodes[2].config["question"] == "What is ML?"
+    assert flow.to_kailash()._metadata["_workflow_inputs"] == {
+        "fetch": {"topic": "topic"},
+        "qa": {"question": "question"},
+    }
+    with pytest.raises(ValueError, match="flow 'demo' has no input 'topc'; its inputs are: topic, question"):
+        flow.kailash_parameters(topc="bees")
+
+
+def test_parameters_work_on_local_runtime_in_both_forms() -> None:
+    flow = demo_flow()
+    expected = flow.run(topic="bees").outputs
+    with LocalRuntime(**FAST_SETTINGS) as runtime:
+        nested, _ = runtime.execute(flow.build(), parameters={"fetch": {"topic": "bees"}})
+        flat, _ = runtime.execute(flow.build(), parameters={"topic": "bees"})
+    for results in (nested, flat):
+        assert results["count"] == {"output": expected["n"]}
+        assert results["qa"] == {"answer": expected["answer"]}
+
+
+def test_lowering_is_cached_until_the_flow_changes() -> None:
+    flow = demo_flow()
+    first = lower_flow(flow)
+    assert lower_flow(flow) is first
+    flow.output("words", "fetch.output")
+    second = lower_flow(flow)
+    assert second is not first
+    assert second.outputs["words"] == ("fetch", "output")
+
+
+def test_a_graph_from_json_lowers_after_its_checks() -> None:
+    graph = Graph.from_json(join_flow().compile().to_json())
+    lowering = lower_graph(graph)
+    assert [s.id for s in lowering.nodes] == ["three", "join"]
+    broken = Graph(graph.name, graph.nodes, graph.edges[:-1])  # the flow output's edge is gone
+    with pytest.raises(dagwright.CompileError, match="does not compile"):
+        lower_graph(broken)
+    result = run_on_kailash(graph, {"x": 1}, registry=FunctionRegistry([three, join]))
+    assert result.outputs == {"values": [1, 3, 3]}
+    with pytest.raises(ValueError, match=r"pass registry=FunctionRegistry\(...\)"):
+        run_on_kailash(graph, {"x": 1})
+
+
+def takes_config(dagwright: int) -> int:
+    return dagwright
+
+
+def test_an_input_named_like_the_config_key_is_refused_clearly() -> None:
+    flow = Flow("clash")
+    flow.add_function("f", takes_config)
+    flow.input("dagwright", int)
+    with pytest.raises(ValueError, match="node 'f': an input called 'dagwright' cannot be lowered to Kailash"):
+        flow.to_kailash()
+
+
+class Verdict(TypedDict):
+    success: bool
+    detail: str
+
+
+def judge(x: int) -> Verdict:
+    return {"success": x > 0, "detail": "checked"}
+
+
+def test_outputs_kailash_reads_as_a_verdict_warn_and_still_run_with_the_helper() -> None:
+    flow = Flow("verdict")
+    flow.add_function("judge", judge)
+    flow.input("x", int)
+    with pytest.warns(KailashPortNameWarning, match=r"judge.success \(a false 'success' output is a node failure"):
+        flow.to_kailash()
+    assert flow.run_kailash(x=-1).outputs == {"success": False, "detail": "checked"}
+
+
+def test_node_parameters_are_typed_any_and_describe_the_port() -> None:
+    workflow = demo_flow().build()
+    count_node = workflow.get_node("count")
+    assert isinstance(count_node, DagwrightFunctionNode)
+    params = count_node.get_parameters()
+    assert list(params) == ["items", "again"]
+    assert [(p.type, p.required, p.description) for p in params.values()] == [
+        (Any, True, "list[str]"),
+        (Any, False, "list[str]"),  # fed under 'items': Kailash's name check must not demand it
+    ]
+    assert list(count_node.get_output_schema()) == ["output"]
+
+
+def test_policies_travel_in_the_config() -> None:
+    policy = NodePolicy(RetryPolicy(max_attempts=4, initial_delay=0.1, retry_on=(ConnectionError, TimeoutError)), 2.5)
+    data = policy_to_json(policy)
+    assert data == {
+        "max_attempts": 4,
+        "initial_delay": 0.1,
+        "backoff": 2.0,
+        "max_delay": 30.0,
+        "jitter": 0.1,
+        "retry_on": ["builtins.ConnectionError", "builtins.TimeoutError"],
+        "timeout": 2.5,
+    }
+    assert policy_from_json(data) == policy
+    with pytest.raises(ValueError, match=r"retry_on names 'nowhere\.Missing', which is not an exception class"):
+        policy_from_json({**data, "retry_on": ["nowhere.Missing"]})
+    flow = demo_flow()
+    flow.configure("count", retry=policy.retry, timeout=2.5)
+    assert lower_flow(flow).nodes[1].config["dagwright"]["policy"] == data
+
+
+# ----------------------------------------------------------------------------- YAML
+
+
+def test_yaml_comes_from_kailash_to_yaml_and_is_stable() -> None:
+    text = to_kailash_yaml(demo_flow())
+    data = yaml.load(text, Loader=yaml.FullLoader)  # Kailash writes node positions as !!python/tuple
+    assert data["name"] == "demo"
+    graph_hash = demo_flow().compile().content_hash
+    assert data["workflow_id"] == f"demo-{graph_hash[:12]}"
+    assert data["metadata"]["dagwright_graph_hash"] == graph_hash
+    assert {nid: node["node_type"] for nid, node in data["nodes"].items()} == {
+        "fetch": "DagwrightFunctionNode",
+        "count": "DagwrightFunctionNode",
+        "qa": "DagwrightAgentNode",
+    }
+    assert data["nodes"]["fetch"]["config"]["dagwright"]["node"]["config"] == {"function": f"{__name__}:fetch"}
+    assert data["connections"] == [
+        {"source_node": "fetch", "source_output": "output", "target_node": "count", "target_input": "items"}
+    ]
+
+    def without_stamp(doc: str) -> list[str]:
+        return [line for line in doc.splitlines() if "created_at" not in line]
+
+    assert without_stamp(to_kailash_yaml(demo_flow())) == without_stamp(text)
+
+
+def test_a_workflow_loaded_from_the_yaml_runs_with_registered_functions(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = yaml.load(to_kailash_yaml(join_flow()), Loader=yaml.FullLoader)
+    loaded = Workflow.from_dict(data)
+    monkeypatch.setattr(kailash_nodes, "functions", FunctionRegistry())
+    # Loading never imports code: an unregistered reference fails the node, naming the function.
+    with (
+        pytest.raises(RuntimeExecutionError, match=f"node 'three': unknown function '{__name__}:three': register it"),
+        LocalRuntime(**FAST_SETTINGS) as runtime,
+    ):
+        runtime.execute(loaded, parameters={"join": {"__collect_values_0": 5}})
+
+    monkeypatch.setattr(kailash_nodes, "functions", FunctionRegistry([three, join]))
+    loaded = Workflow.from_dict(data)
+    with LocalRuntime(**FAST_SETTINGS) as runtime:
+        results, _ = runtime.execute(loaded, parameters={"join": {"__collect_values_0": 5}})
+    assert results["join"] == {"output": [5, 3, 3]}
+
+
+# ----------------------------------------------------------------------------- the script and the command line
+
+FLOW_FILE = """
+from dagwright import Flow, Kaizen, RetryPolicy
+
+
+def fetch(topic: str) -> list[str]:
+    return [topic, topic.upper()]
+
+
+def count(items: list[str], again: list[str]) -> int:
+    return len(items) * 10 + len(again)
+
+
+def explode(items: list[str]) -> int:
+    raise RuntimeError("exploded on " + items[0])
+
+
+qa = Kaizen().create_agent("qa", signature="question: str -> answer: str")
+
+flow = Flow("demo")
+flow.add_function("fetch", fetch)
+flow.add_function("count", count)
+flow.add_agent("qa", qa)
+flow.connect("fetch.output", "count.items")
+flow.connect("fetch.output", "count.again")
+flow.input("topic")
+flow.input("question", default="What is ML?")
+flow.output("n", "count.output")
+flow.output("words", "fetch.output")
+flow.output("answer", "qa.answer")
+flow.configure("count", retry=RetryPolicy(max_attempts=2, initial_delay=0))
+
+failing = Flow("failing")
+failing.add_function("fetch", fetch)
+failing.add_function("explode", explode)
+failing.connect("fetch.output", "explode.items")
+failing.input("topic")
+
+with_lambda = Flow("with_lambda")
+with_lambda.add_function("shout", lambda text: text.upper())
+with_lambda.input("text")
+"""
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HOME": str(cwd)}
+    return subprocess.run(
+        [sys.executable, "-m", "dagwright", *args], capture_output=True, text=True, cwd=cwd, env=env, check=False
+    )
+
+
+@pytest.fixture
+def flow_file(tmp_path: Path) -> Path:
+    path = tmp_path / "kailash_demo_flow.py"
+    path.write_text(textwrap.dedent(FLOW_FILE))
+    return path
+
+
+def test_exported_script_rebuilds_the_workflow_and_runs(flow_file: Path, tmp_path: Path) -> None:
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    script = out_dir / "demo_workflow.py"
+    done = _cli("export", f"{flow_file}:flow", "--format", "kailash-py", "-o", str(script), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    text = script.read_text()
+    assert "from kailash_demo_flow import fetch, count" in text
+    assert "workflow.add_connection('fetch', 'output', 'count', 'items')" in text
+    assert "workflow.bind('fetch', fetch)" in text
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    ran = subprocess.run(
+        [sys.executable, str(script), json.dumps({"topic": "x"})],
+        capture_output=True,
+        text=True,
+        cwd=elsewhere,
+        env={**os.environ, "HOME": str(tmp_path)},
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr
+    printed = json.loads(ran.stdout)
+    flow = load_targets(f"{flow_file}:flow")[0].flow
+    assert flow is not None
+    assert printed == flow.run(topic="x").outputs
+    assert (printed["n"], printed["words"]) == (22, ["x", "X"])
+
+
+def test_exported_script_reports_a_failed_node(flow_file: Path, tmp_path: Path) -> None:
+    script = tmp_path / "failing_workflow.py"
+    done = _cli("export", f"{flow_file}:failing", "--format", "kailash-py", "-o", str(script), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    ran = subprocess.run(
+        [sys.executable, str(script), '{"topic": "y"}'],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "HOME": str(tmp_path)},
+        check=False,
+    )
+    assert ran.returncode == 1
+    assert "failing: node 'explode' failed: Node 'explode' execution failed: RuntimeError: exploded on y" in ran.stderr
+
+
+def test_cli_exports_kailash_yaml(flow_file: Path, tmp_path: Path) -> None:
+    done = _cli("export", f"{flow_file}:flow", "--format", "kailash-yaml", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    data = yaml.load(done.stdout, Loader=yaml.FullLoader)
+    assert sorted(data["nodes"]) == ["count", "fetch", "qa"]
+    assert data["nodes"]["count"]["config"]["dagwright"]["policy"]["max_attempts"] == 2
+
+
+def test_cli_refuses_a_script_for_a_lambda(flow_file: Path, tmp_path: Path) -> None:
+    done = _cli("export", f"{flow_file}:with_lambda", "--format", "kailash-py", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "dagwright export: flow 'with_lambda' cannot be exported as a script:",
+        "  node 'shout': function 'kailash_demo_flow:<lambda>' cannot be imported by a script; define it at module "
+        "level",
+    ]
+
+
+def test_cli_export_of_a_flow_with_errors_exports_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "broken_kailash_flow.py"
+    path.write_text("from dagwright import Flow\nflow = Flow('broken')\nflow.add_agent('qa', 'question -> answer')\n")
+    done = _cli("export", f"{path}:flow", "--format", "kailash-yaml", cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert "the flow does not compile; nothing exported" in done.stderr
+
+
+def test_script_generation_in_process_names_module_paths_relative_to_the_script(tmp_path: Path) -> None:
+    text = to_kailash_script(join_flow(), script_path=str(tmp_path / "deep" / "script.py"))
+    compile(text, "script.py", "exec")
+    expected = os.path.relpath(str(Path(__file__).parent), str(tmp_path / "deep"))
+    assert f"sys.path.insert(0, os.path.normpath(os.path.join(_HERE, {expected!r})))" in text
+    assert f"from {__name__} import three, join" in text
+
+
+def test_cli_exports_kailash_yaml_from_an_ir_file(flow_file: Path, tmp_path: Path) -> None:
+    ir = tmp_path / "demo.json"
+    assert _cli("export", f"{flow_file}:flow", "-o", str(ir), cwd=tmp_path).returncode == 0
+    done = _cli("export", str(ir), "--format", "kailash-yaml", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    data = yaml.load(done.stdout, Loader=yaml.FullLoader)
+    assert data["nodes"]["fetch"]["config"]["dagwright"]["node"]["config"] == {"function": "kailash_demo_flow:fetch"}
+    assert data["nodes"]["qa"]["node_type"] == "DagwrightAgentNode"

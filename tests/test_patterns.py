@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -213,11 +212,9 @@ def test_role_pipeline_chains_single_ports() -> None:
 # --------------------------------------------------------------------------- supervisor
 
 
-def plan(subtasks: list[str], assignments: list[str] | None = None) -> str:
-    data: dict[str, Any] = {"subtasks": subtasks}
-    if assignments is not None:
-        data["assignments"] = assignments
-    return json.dumps(data)
+def plan(subtasks: list[str], workers: list[str]) -> str:
+    pairs = [{"subtask": t, "worker": w} for t, w in zip(subtasks, workers, strict=True)]
+    return json.dumps({"subtasks": pairs})
 
 
 def review(approved: bool, feedback: str, answer: str) -> str:
@@ -243,6 +240,12 @@ def test_supervisor_assigns_skips_and_revises(server: OpenAITestServer) -> None:
     assert result.outputs["answer"] == "final answer"
     assert result.outputs["approved"] is True
     assert result.outputs["review_trail"] == ["add numbers", "good"]
+    assert result.outputs["plan"] == [
+        {"subtask": "find data", "worker": "researcher"},
+        {"subtask": "write it", "worker": "writer"},
+    ]
+    schema = server.requests[0]["response_format"]["json_schema"]["schema"]
+    assert "researcher" in json.dumps(schema) and "designer" in json.dumps(schema)  # workers are an enum
     # plan + 2 workers + review + 2 revised workers + review
     assert server.request_count == 7
     revised = [r for r in server.requests if "Reviewer feedback: add numbers" in json.dumps(r["messages"])]

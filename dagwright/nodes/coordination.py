@@ -148,28 +148,27 @@ def assign_executor(node: Node, binding: object) -> Executor:
     by_key = {_normalize(w): w for w in workers}
 
     async def run(inputs: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
-        subtasks = [str(t) for t in inputs["subtasks"]]
-        if not subtasks:
+        planned = list(inputs["subtasks"])
+        if not planned:
             raise ValueError("the plan has no subtasks")
         share: dict[str, list[str]] = {w: [] for w in workers}
-        if allocation == "all":
+        subtasks = [str(t) for t in planned]
+        if allocation == "automatic":
+            for item in planned:
+                if not isinstance(item, dict) or "subtask" not in item or "worker" not in item:
+                    raise ValueError(f"a planned subtask must name its worker ({{'subtask', 'worker'}}), got {item!r}")
+                worker = by_key.get(_normalize(item["worker"]))
+                if worker is None:
+                    raise ValueError(
+                        f"the plan assigns unknown worker {item['worker']!r}; workers: {', '.join(workers)}"
+                    )
+                share[worker].append(str(item["subtask"]))
+        elif allocation == "all":
             for w in workers:
                 share[w] = list(subtasks)
         elif allocation == "round_robin":
             for i, task in enumerate(subtasks):
                 share[workers[i % len(workers)]].append(task)
-        else:
-            assignments = list(inputs.get("assignments") or [])
-            if len(assignments) != len(subtasks):
-                raise ValueError(
-                    f"the plan assigns {len(assignments)} worker(s) to {len(subtasks)} subtask(s); "
-                    "expected one worker per subtask"
-                )
-            for task, who in zip(subtasks, assignments, strict=True):
-                worker = by_key.get(_normalize(who))
-                if worker is None:
-                    raise ValueError(f"the plan assigns unknown worker {who!r}; workers: {', '.join(workers)}")
-                share[worker].append(task)
         feedback = inputs.get("feedback")
         out: dict[str, Any] = {}
         for worker, tasks in share.items():

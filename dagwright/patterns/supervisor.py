@@ -2,7 +2,7 @@
 
 Node ids, for a supervisor ``manager``::
 
-    manager.plan      task -> subtasks (+ assignments, with automatic allocation)
+    manager.plan      task -> subtasks (each with its worker, with automatic allocation)
     manager.assign    hands subtasks to workers; unassigned workers are skipped, not run
     <worker>          each worker (a ``task -> result`` agent, or a whole pattern)
     manager.review    task, results -> approved, feedback, answer   (quality control)
@@ -19,7 +19,9 @@ subtask).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import create_model
 
 from dagwright.agent import BaseAgent
 from dagwright.compiler import diagnostics as dg
@@ -82,17 +84,25 @@ def supervisor(
         return flow
     worker_names = [m.name for m in members]
     described = "\n".join(f"- {m.name}: {_describe(m)}" for m in members)
+    types: dict[str, object] = {}
     plan_outputs = "subtasks: list[str]"
-    if allocation == "automatic" and worker_names:
-        literal = ", ".join(repr(w) for w in worker_names)
-        plan_outputs += f", assignments: list[Literal[{literal}]]"
+    if allocation == "automatic":
+        # Each subtask carries its worker, so a plan cannot assign more or fewer workers than
+        # it has subtasks, and the schema limits `worker` to the real names.
+        types["Assignment"] = create_model(
+            "Assignment",
+            subtask=(str, ...),
+            worker=(Literal[tuple(worker_names)], ...),  # type: ignore[valid-type]
+        )
+        plan_outputs = "subtasks: list[Assignment]"
     plan_sig = make_signature(
         f"task: str -> {plan_outputs}",
         "Split the task into subtasks for your workers."
-        + (" Assign each subtask to the best worker, one assignment per subtask." if allocation == "automatic" else "")
+        + (" Give each subtask the name of the worker best suited to it." if allocation == "automatic" else "")
         + f"\nWorkers:\n{described}",
         name="Plan",
         descriptions={"subtasks": "Self-contained subtasks, in order"},
+        types=types,
     )
     review_sig = make_signature(
         "task: str, results: list[str] -> approved: bool, feedback: str, answer: str"
@@ -107,8 +117,6 @@ def supervisor(
     with flow.group(name):
         flow.add_agent(f"{name}.plan", planner)
         flow.connect(PortRef(f"{name}.plan", "subtasks"), PortRef(f"{name}.assign", "subtasks"))
-        if allocation == "automatic":
-            flow.connect(PortRef(f"{name}.plan", "assignments"), PortRef(f"{name}.assign", "assignments"))
         usable = _add_round(flow, name, members, "", allocation, worker_names)
         _add_review(flow, name, reviewer, "", usable)
         answers = [f"{name}.review"]
@@ -127,8 +135,6 @@ def supervisor(
             flow.connect(PortRef(previous, "approved"), PortRef(gate, "condition"))
             flow.connect(PortRef(previous, "feedback"), PortRef(gate, "feedback"))
             flow.connect(PortRef(f"{name}.plan", "subtasks"), PortRef(f"{name}.assign{r}", "subtasks"))
-            if allocation == "automatic":
-                flow.connect(PortRef(f"{name}.plan", "assignments"), PortRef(f"{name}.assign{r}", "assignments"))
             flow.connect(PortRef(gate, "feedback"), PortRef(f"{name}.assign{r}", "feedback"))
             with flow.group(f"revision{r}"):
                 revised = _add_round(flow, name, members, f"revision{r}.", allocation, worker_names, suffix=str(r))
@@ -189,9 +195,7 @@ def _add_round(
 ) -> list[tuple[str, str]]:
     """One round of workers behind an assign node; returns (node id, result port) per usable worker."""
     assign = f"{name}.assign{suffix}"
-    inputs = [Port("subtasks", list_of(STR))]
-    if allocation == "automatic":
-        inputs.append(Port("assignments", list_of(ANY)))
+    inputs = [Port("subtasks", list_of(ANY if allocation == "automatic" else STR))]
     if suffix:
         inputs.append(Port("feedback", STR))
     flow.add_node(

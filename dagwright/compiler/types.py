@@ -408,6 +408,9 @@ def _check_literal_source(src: TypeExpr, dst: TypeExpr) -> tuple[int, str]:
     if dst.kind == "literal":
         allowed = set(_literal_key(dst.values))
         missing = [v for v, key in zip(src.values, _literal_key(src.values), strict=True) if key not in allowed]
+        if missing == [None] and len(src.values) > 1:
+            # As for unions: a value that may be None is a warning, not an error.
+            return WARNING, f"{src} may be None but {dst} does not accept None"
         if missing:
             return ERROR, f"{src} is not assignable to {dst}: {', '.join(map(repr, missing))} not allowed"
         return OK, ""

@@ -18,7 +18,10 @@ port) and size, a fresh interpreter measures, as medians of repeated samples:
 * ``peak MB``: the peak resident set size of that interpreter after importing
   dagwright, building the flow and compiling it once, read before anything else
   runs (target: <= 300 MB at 100 000 nodes); ``+MB`` is the growth over the
-  peak right after the imports.
+  peak right after the imports;
+* ``ref ms``: a fixed pure-Python workload timed in that interpreter after the
+  measurements (see ``_util.reference_ms``): how fast the machine was for that
+  row, since a virtual machine's speed drifts over minutes.
 
 One interpreter per shape and size keeps the heap of one measurement from
 slowing the garbage collector in the next. Run alone:
@@ -39,9 +42,10 @@ from _util import (
     Samples,
     Table,
     fmt_ms,
-    load_average,
+    machine_note,
     peak_rss_mb,
     python_json,
+    reference_ms,
     time_each,
     write_json,
 )
@@ -105,6 +109,7 @@ def measure(shape: str, n: int, repeat: int) -> dict[str, Any]:
         out[name] = s.to_dict()
     out["compile_us_per_node"] = samples["compile"].median / n * 1e6
     out["compile_cpu_us_per_node"] = samples["compile"].cpu_median / n * 1e6
+    out["reference_ms"] = reference_ms()
     return out
 
 
@@ -133,6 +138,7 @@ def table(rows: Sequence[dict[str, Any]]) -> Table:
             "from_json",
             "peak MB",
             "+MB",
+            "ref ms",
         ],
     )
     for r in rows:
@@ -150,13 +156,14 @@ def table(rows: Sequence[dict[str, Any]]) -> Table:
             fmt_ms(r["from_json"]["median_s"]),
             f"{r['peak_rss_mb']:.0f}",
             f"{r['peak_rss_growth_mb']:.0f}",
+            f"{r['reference_ms']:.1f}",
         )
     return t
 
 
 def run(sizes: Sequence[int], shapes: Sequence[str], scale: float = 1.0) -> list[dict[str, Any]]:
     """Measure every shape and size, each in a fresh interpreter, and print the table."""
-    print(f"compile benchmark: Python {sys.version.split()[0]}, {load_average()} at start", flush=True)
+    print(f"compile benchmark: Python {sys.version.split()[0]}; at start: {machine_note()}", flush=True)
     rows: list[dict[str, Any]] = []
     for shape in shapes:
         for n in sizes:
@@ -165,7 +172,8 @@ def run(sizes: Sequence[int], shapes: Sequence[str], scale: float = 1.0) -> list
     print(file=sys.stderr, flush=True)
     table(rows).print()
     print(
-        f"peak MB: {PEAK_RSS_SOURCE} of a fresh interpreter after import + build + compile; {load_average()} at end.\n",
+        f"peak MB: {PEAK_RSS_SOURCE} of a fresh interpreter after import + build + compile.\n"
+        f"at end: {machine_note()}\n",
         flush=True,
     )
     return rows

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from _util import Table, load_average, write_json
+from _util import Table, machine_note, write_json
 
 # module -> seconds quoted in the anchors (measured elsewhere, on other machines)
 ANCHORS_S = {"langgraph": 1.6, "kailash": 0.8, "dspy": 1.5}
@@ -95,7 +95,7 @@ def measure(python: str, module: str, runs: int, cache_dir: str) -> ImportTime:
 
 
 def run(runs: int, dspy_python: str | None) -> list[ImportTime]:
-    print(f"import benchmark: Python {sys.version.split()[0]}, {load_average()}", flush=True)
+    print(f"import benchmark: Python {sys.version.split()[0]}; {machine_note()}", flush=True)
     plan = [("dagwright", sys.executable), ("kailash", sys.executable), ("langgraph", sys.executable)]
     if dspy_python:
         plan.append(("dspy", dspy_python))

@@ -31,7 +31,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from _util import HERE, Samples, Table, fmt_us, load_average, python_json, time_calls, write_json
+from _util import HERE, Samples, Table, fmt_us, machine_note, python_json, time_calls, write_json
 
 TEXT = "question: str -> answer: str, confidence: float"
 TARGET_US = 50.0
@@ -109,7 +109,7 @@ def dspy_python(explicit: str | None) -> str | None:
 
 def run(scale: float = 1.0, dspy_exe: str | None = None) -> dict[str, Any]:
     """Measure and print; returns the figures."""
-    print(f"signature benchmark: Python {sys.version.split()[0]}, {load_average()}", flush=True)
+    print(f"signature benchmark: Python {sys.version.split()[0]}; {machine_note()}", flush=True)
     ours = measure_dagwright(scale)
     table = Table(
         f"Signature parsing of {TEXT!r}: µs per call, medians (target <= {TARGET_US:g} µs)",

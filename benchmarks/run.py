@@ -14,7 +14,8 @@ Benchmarks (those whose file is present):
 * ``import``: ``import dagwright`` in fresh interpreters, beside installed peers
   (``bench_import.py``);
 * ``runtime``: scheduler and agent-call overhead beside the peers (``bench_runtime.py``);
-* ``kailash``: the Kailash lowering (``bench_kailash.py``).
+* ``kailash``: the Kailash lowering (``bench_kailash.py``);
+* any other ``bench_NAME.py`` in this directory, as ``NAME``, after those.
 """
 
 from __future__ import annotations
@@ -29,24 +30,25 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-# name -> (script, takes --dspy-python)
-BENCHMARKS: dict[str, tuple[str, bool]] = {
-    "compile": ("bench_compile.py", False),
-    "signature": ("bench_signature.py", True),
-    "import": ("bench_import.py", True),
-    "runtime": ("bench_runtime.py", False),
-    "kailash": ("bench_kailash.py", False),
-}
+ORDER = ("compile", "signature", "import", "runtime", "kailash")
+TAKES_DSPY = frozenset({"signature", "import"})
 
 
-def available() -> list[str]:
-    return [name for name, (script, _) in BENCHMARKS.items() if (HERE / script).is_file()]
+def available() -> dict[str, Path]:
+    """Benchmark name -> script: the known ones in ORDER, then any other ``bench_*.py``."""
+    found = {path.stem.removeprefix("bench_"): path for path in sorted(HERE.glob("bench_*.py"))}
+    return {name: found[name] for name in (*[n for n in ORDER if n in found], *[n for n in found if n not in ORDER])}
+
+
+def _takes_json(script: Path) -> bool:
+    # Every benchmark takes --quick; --json only some of them.
+    return '"--json"' in script.read_text(encoding="utf-8")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer samples")
-    parser.add_argument("--only", nargs="+", choices=list(BENCHMARKS), help="run only these benchmarks")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help=f"run only these ({', '.join(available())})")
     parser.add_argument(
         "--dspy-python",
         metavar="PYTHON",
@@ -56,20 +58,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", metavar="DIR", help="also write each benchmark's figures to DIR/NAME.json")
     args = parser.parse_args(argv)
     present = available()
-    names = [n for n in (args.only or list(BENCHMARKS)) if n in present]
-    missing = [n for n in (args.only or []) if n not in present]
-    for name in missing:
-        print(f"{name}: {BENCHMARKS[name][0]} is not present; skipped", file=sys.stderr)
+    unknown = [n for n in (args.only or []) if n not in present]
+    if unknown:
+        parser.error(f"no benchmark named {', '.join(map(repr, unknown))}; there are: {', '.join(present)}")
+    names = args.only or list(present)
     dspy_python = args.dspy_python or os.environ.get("DAGWRIGHT_BENCH_DSPY_PYTHON")
     failed: list[str] = []
     for name in names:
-        script, takes_dspy = BENCHMARKS[name]
-        command = [sys.executable, str(HERE / script)]
+        script = present[name]
+        command = [sys.executable, str(script)]
         if args.quick:
             command.append("--quick")
-        if takes_dspy and dspy_python:
+        if name in TAKES_DSPY and dspy_python:
             command += ["--dspy-python", dspy_python]
-        if args.json:
+        if args.json and _takes_json(script):
             command += ["--json", str(Path(args.json) / f"{name}.json")]
         print(f"== {name}: {' '.join(command[1:])}", flush=True)
         start = time.perf_counter()

@@ -3,14 +3,20 @@
 Input values are read by the type of the flow input they feed: text inputs take
 the value as written, every other type takes JSON (``--input n=3``,
 ``--input tags='["a","b"]'``).
+
+``--checkpoint runs.db`` stores each finished node's outputs; ``--resume RUN_ID`` continues
+a stored run. Ctrl-C cancels the nodes in flight, leaves the checkpoint consistent and
+prints the command that resumes the run (exit code 130).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 import sys
 import time
+import uuid
 from typing import Any, TextIO
 
 from dagwright._loader import TargetError
@@ -73,6 +79,9 @@ class _Progress:
         record = event.record
         if event.kind == "node_started":
             self.out.write(f"  ... {event.node_id}\n")
+        elif event.kind == "node_finished" and record is not None and record.status == "cached":
+            self.finished += 1
+            self.out.write(f"  cached {event.node_id} [{self.finished}/{self.total}]\n")
         elif event.kind == "node_finished" and record is not None:
             self.finished += 1
             extra = ""
@@ -89,9 +98,72 @@ class _Progress:
         self.out.flush()
 
 
-def run_flow(flow: Flow, inputs: dict[str, Any], *, as_json: bool, progress: bool) -> int:
-    """Run ``flow`` and print its outputs; returns the exit code (0 success, 1 failed run)."""
+def run_flow(
+    flow: Flow,
+    inputs: dict[str, Any],
+    *,
+    as_json: bool,
+    progress: bool,
+    target: str = "",
+    checkpoint: str | None = None,
+    resume: str | None = None,
+    rerun_changed: bool = False,
+    backend: str = "builtin",
+    scheduler_address: str | None = None,
+) -> int:
+    """Run ``flow`` and print its outputs; returns the exit code (0 success, 1 failed run, 130 interrupted).
+
+    ``backend="dask"`` runs on Dask: on the scheduler at ``scheduler_address``, or on a local cluster.
+
+    With ``checkpoint`` the run is stored there; ``resume`` continues the stored run of that id.
+    """
+    from dagwright.runtime.checkpoint import CheckpointError, CheckpointStore
+    from dagwright.runtime.scheduler import RunOptions
+
+    if backend == "dask":
+        if resume is not None:
+            raise TargetError("--resume runs on the built-in scheduler: drop --backend dask to resume")
+        return _execute_dask(flow, inputs, scheduler_address, as_json=as_json, target=target, checkpoint=checkpoint)
+    if scheduler_address is not None:
+        raise TargetError("--scheduler is the address of a Dask scheduler: use it with --backend dask")
     scheduler = flow._scheduler()
+    graph: Graph = scheduler.plan.graph
+    options: RunOptions | None = None
+    store: CheckpointStore | None = None
+    if resume is not None or checkpoint is not None:
+        if checkpoint is None:
+            raise TargetError("--resume needs --checkpoint: the database the run was stored in")
+        try:
+            store = CheckpointStore(checkpoint)
+            if resume is not None:
+                stored = store.prepare_resume(resume, graph, rerun_changed=rerun_changed)
+                inputs = stored.inputs
+                options = RunOptions(run_id=resume, checkpoint=store, resume=True)
+            else:
+                options = RunOptions(run_id=uuid.uuid4().hex, checkpoint=store)
+        except CheckpointError as exc:
+            if store is not None:
+                store.close()
+            raise TargetError(str(exc)) from None
+    try:
+        return _execute(flow, scheduler, inputs, options, as_json=as_json, progress=progress, target=target)
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _execute(
+    flow: Flow,
+    scheduler: Any,
+    inputs: dict[str, Any],
+    options: Any,
+    *,
+    as_json: bool,
+    progress: bool,
+    target: str,
+) -> int:
+    from dagwright.runtime.checkpoint import CheckpointError
+
     graph: Graph = scheduler.plan.graph
     try:
         scheduler.check_inputs(inputs)
@@ -103,11 +175,64 @@ def run_flow(flow: Flow, inputs: dict[str, Any], *, as_json: bool, progress: boo
         sys.stderr.write(f"running {flow.name} ({work} nodes)\n")
     started = time.perf_counter()
     try:
-        result: RunResult = asyncio.run(scheduler.run(inputs, None, listener))
+        result: RunResult = asyncio.run(scheduler.run(inputs, options, listener))
+    except KeyboardInterrupt:
+        sys.stderr.write("\ninterrupted: the run was cancelled\n")
+        if options is not None and options.checkpoint is not None:
+            store = options.checkpoint
+            done = len(store.finished_nodes(options.run_id))
+            command = shlex.join(["dagwright", "run", target, "--resume", options.run_id, "--checkpoint", store.path])
+            sys.stderr.write(f"{done} finished node(s) are stored in {store.path}; resume the run with:\n  {command}\n")
+        return 130
+    except CheckpointError as exc:
+        raise TargetError(str(exc)) from None
+    return _report(flow, result, time.perf_counter() - started, as_json=as_json)
+
+
+def _execute_dask(
+    flow: Flow, inputs: dict[str, Any], address: str | None, *, as_json: bool, target: str, checkpoint: str | None
+) -> int:
+    """``--backend dask``: the same printout, without a per-node progress display.
+
+    A flow given as a FILE.py travels to the workers by value (they may not have the file);
+    the modules it imports must be importable there.
+    """
+    import os
+
+    from dagwright.runtime.dask_backend import run_on_dask
+
+    path = target.rsplit(":", 1)[0] if ":" in target and not os.path.exists(target) else target
+    if path.endswith(".py"):
+        import cloudpickle  # type: ignore[import-untyped]
+
+        wanted = os.path.abspath(path)
+        for module in list(sys.modules.values()):
+            if getattr(module, "__file__", None) and os.path.abspath(str(module.__file__)) == wanted:
+                cloudpickle.register_pickle_by_value(module)
+    try:
+        flow._scheduler().check_inputs(inputs)
+    except ValueError as exc:
+        raise TargetError(str(exc)) from None
+    from dagwright.runtime.checkpoint import CheckpointError, CheckpointStore
+
+    started = time.perf_counter()
+    store: CheckpointStore | None = None
+    try:
+        store = CheckpointStore(checkpoint) if checkpoint is not None else None
+        result = run_on_dask(flow, inputs, client=address, checkpoint=store)
+    except (ImportError, ConnectionError, CheckpointError) as exc:
+        raise TargetError(str(exc)) from None
     except KeyboardInterrupt:
         sys.stderr.write("\ninterrupted: the run was cancelled\n")
         return 130
-    elapsed = time.perf_counter() - started
+    finally:
+        if store is not None:
+            store.close()
+    return _report(flow, result, time.perf_counter() - started, as_json=as_json)
+
+
+def _report(flow: Flow, result: RunResult, elapsed: float, *, as_json: bool) -> int:
+    """Print a run's outputs (and a summary on stderr); the exit code: 0 success, 1 failed run."""
     if as_json:
         payload = {
             "flow": flow.name,

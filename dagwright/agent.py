@@ -15,23 +15,30 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import difflib
+import json
+import os
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_validator
 
 from dagwright.compiler.signature import SignatureSpec, as_signature
 from dagwright.runtime._sync import run_sync
+from dagwright.runtime.audit import AccessPolicy, AccessRequest, AuditLog, AuditPolicy, check_access
+from dagwright.runtime.cache import ResultCache, cache_key, make_cache
 from dagwright.runtime.errors import OutputParseError
 from dagwright.runtime.events import Usage
 from dagwright.runtime.llm import LLMSettings, complete, resolve_provider
 from dagwright.runtime.memory import BufferMemory, Memory, SqliteMemory, Turn
+from dagwright.runtime.monitor import ExecutionMonitor, ExecutionOptimizer, ExecutionRecord, inputs_hash
 from dagwright.runtime.pricing import cost_of
-from dagwright.runtime.prompt import build_messages
+from dagwright.runtime.prompt import build_messages, user_message
 from dagwright.runtime.structured import StructuredMode, parse_reply, response_format, validate_inputs
+from dagwright.runtime.telemetry import agent_span, tracer
 
 __all__ = [
     "Agent",
@@ -142,6 +149,7 @@ class AgentContext:
     usage: Usage = field(default_factory=Usage)
     model: str | None = None
     exchange: Turn | None = None
+    cache: Literal["hit", "miss"] | None = None
 
 
 class Strategy(Protocol):
@@ -249,7 +257,7 @@ class BaseAgent:
         declared = cls.__dict__.get("signature")
         if declared is not None and not isinstance(declared, property):
             cls.signature_source = declared
-            cls.signature = BaseAgent.signature  # type: ignore[method-assign,assignment]
+            cls.signature = BaseAgent.signature  # type: ignore[method-assign]
 
     def __init__(
         self,
@@ -320,7 +328,7 @@ class BaseAgent:
             turns = await self._memory.recent(session_id, self.config.max_turns)
             for turn in turns:
                 context.history.extend(turn.messages())
-        outputs = await self.strategy.execute(self, values, context)
+        outputs = await self._observed_execute(values, context)
         if self._memory is not None and session_id is not None and context.exchange is not None:
             await self._memory.append(session_id, context.exchange)
         return outputs, context
@@ -337,6 +345,8 @@ class BaseAgent:
         result["_cost"] = context.usage.cost
         result["_cost_known"] = context.usage.cost_known
         result["_model"] = context.model
+        if context.cache is not None:
+            result["_cache"] = context.cache
         if self._memory is not None:
             result["_session_id"] = session_id
         return result
@@ -399,6 +409,191 @@ class BaseAgent:
         builder = WorkflowBuilder()
         builder.add_agent(self, node_id if node_id is not None else self.name)
         return builder
+
+    # ---- monitoring, audit, access control, caching (dagwright.runtime.monitor / audit / cache / telemetry)
+
+    _execution_monitor: ExecutionMonitor | None = None
+    _audit_log: AuditLog | None = None
+    _access_policy: AccessPolicy | None = None
+    _result_cache: ResultCache | None = None
+
+    def get_execution_monitor(self) -> ExecutionMonitor:
+        """Metrics of this agent's recorded executions (the last 1 000): ``.metrics()`` gives count,
+        failures, retries, latency p50/p90/p99 (ms), tokens, cost and cache hits; also
+        ``set_performance_alerts(latency_threshold=ms, hook=...)`` and ``enable_real_time_tracking()``."""
+        if self._execution_monitor is None:
+            self._execution_monitor = ExecutionMonitor(self.name)
+        return self._execution_monitor
+
+    def get_execution_optimizer(self) -> ExecutionOptimizer:
+        """Suggestions from the recorded executions (``.suggestions()``), each with its evidence."""
+        return ExecutionOptimizer(self.get_execution_monitor(), cache_enabled=lambda: self._result_cache is not None)
+
+    def enable_audit_logging(
+        self,
+        path: str | os.PathLike[str] = "dagwright-audit.jsonl",
+        policy: AuditPolicy = "hash",
+        *,
+        user: str | Callable[[], str | None] | None = None,
+    ) -> AuditLog:
+        """Append one JSON line per execution to ``path``: who, what (inputs and outputs under
+        ``policy``: ``"hash"``, ``"redact"`` or ``"full"``), when, model, tokens, cost, outcome.
+        API keys never reach the log (see :mod:`dagwright.runtime.audit`)."""
+        self._audit_log = AuditLog(path, policy, user=user)
+        return self._audit_log
+
+    def disable_audit_logging(self) -> None:
+        self._audit_log = None
+
+    def set_access_policy(self, policy: AccessPolicy | None) -> None:
+        """Check ``policy(request)`` before each execution; a denial raises PermissionError (None removes it).
+
+        ``request`` is an :class:`~dagwright.runtime.audit.AccessRequest` (agent, model, inputs,
+        session_id, user); the policy returns True/None to allow, False or a reason string to deny.
+        """
+        if policy is not None and not callable(policy):
+            raise TypeError(f"{self.name}: an access policy must be callable, got {type(policy).__name__}")
+        self._access_policy = policy
+
+    def enable_cache(
+        self, backend: str | ResultCache = "memory", path: str | os.PathLike[str] | None = None
+    ) -> ResultCache:
+        """Answer repeated requests from a cache (``"memory"``, or ``"sqlite"`` with ``path=``), without an
+        LLM call; keyed by model, the full prompt messages, the response format and the inputs."""
+        self._result_cache = make_cache(backend, path=path, owner=self.name)
+        return self._result_cache
+
+    def disable_cache(self) -> None:
+        self._result_cache = None
+
+    @property
+    def cache(self) -> ResultCache | None:
+        """The result cache (``.stats()``: hits, misses, stored), or None."""
+        return self._result_cache
+
+    def _cache_key(self, values: dict[str, Any], context: AgentContext) -> str:
+        config = self.config
+        mode = config.structured_output
+        messages = build_messages(
+            self._signature,
+            values,
+            system_prompt=config.system_prompt,
+            template=config.prompt_template,
+            mode=mode,
+            history=context.history,
+            agent=self.name,
+        )
+        return cache_key(
+            model=config.model,
+            provider=config.provider,
+            base_url=config.base_url,
+            temperature=config.temperature,
+            max_tokens=config.max_tokens,
+            strategy=type(self.strategy).__qualname__,
+            messages=messages,
+            response_format=response_format(self._signature, mode),
+            inputs=values,
+        )
+
+    def _secrets(self) -> tuple[str, ...]:
+        keys = [self.config.api_key.get_secret_value() if self.config.api_key is not None else None]
+        keys.append(os.environ.get("OPENAI_API_KEY"))
+        return tuple(k for k in keys if k)
+
+    async def _observed_execute(self, values: dict[str, Any], context: AgentContext) -> dict[str, Any]:
+        """The strategy, behind the access policy and the cache; recorded for the monitor, audit log and traces."""
+        audit = self._audit_log
+        monitor = self.get_execution_monitor()
+        started = time.time()
+        clock = time.perf_counter()
+
+        def record(success: bool, error: BaseException | None = None) -> ExecutionRecord:
+            usage = context.usage
+            return ExecutionRecord(
+                name=self.name,
+                started_at=started,
+                duration_ms=(time.perf_counter() - clock) * 1000.0,
+                success=success,
+                model=context.model or self.config.model,
+                prompt_tokens=usage.prompt,
+                completion_tokens=usage.completion,
+                cost=usage.cost,
+                cost_known=usage.cost_known,
+                llm_calls=usage.calls,
+                retries=max(0, usage.calls - 1),
+                cache=context.cache,
+                error=(str(error) or type(error).__name__) if error is not None else None,
+                error_type=type(error).__name__ if error is not None else None,
+                input_hash=inputs_hash(values),
+                session_id=context.session_id,
+            )
+
+        if self._access_policy is not None:
+            user = audit.user() if audit is not None else None
+            request = AccessRequest(self.name, self.config.model, MappingProxyType(values), context.session_id, user)
+            reason = check_access(self._access_policy, request)
+            if reason is not None:
+                denied = PermissionError(f"{self.name}: access denied: {reason}")
+                if audit is not None:
+                    audit.write(
+                        agent=self.name,
+                        record=record(False, denied),
+                        inputs=values,
+                        outputs=None,
+                        secrets=self._secrets(),
+                        event="denied",
+                    )
+                raise denied
+        monitor.started()
+        otel = tracer()
+        try:
+            if otel is None:
+                outputs = await self._cached_execute(values, context)
+            else:
+                with agent_span(otel, self.name, self.config.model) as span:
+                    outputs = await self._cached_execute(values, context)
+                    span.set_attributes(
+                        {
+                            "dagwright.model": context.model or self.config.model,
+                            "dagwright.tokens.prompt": context.usage.prompt,
+                            "dagwright.tokens.completion": context.usage.completion,
+                            "dagwright.cost_usd": context.usage.cost,
+                            "dagwright.cache": context.cache or "off",
+                        }
+                    )
+        except Exception as exc:
+            failed = record(False, exc)
+            monitor.record(failed)
+            if audit is not None:
+                audit.write(agent=self.name, record=failed, inputs=values, outputs=None, secrets=self._secrets())
+            raise
+        done = record(True)
+        monitor.record(done)
+        if audit is not None:
+            audit.write(agent=self.name, record=done, inputs=values, outputs=outputs, secrets=self._secrets())
+        return outputs
+
+    async def _cached_execute(self, values: dict[str, Any], context: AgentContext) -> dict[str, Any]:
+        cache = self._result_cache
+        if cache is None:
+            return await self.strategy.execute(self, values, context)
+        key = self._cache_key(values, context)
+        hit = cache.get(key)
+        if hit is not None and isinstance(hit.get("outputs"), dict):
+            outputs: dict[str, Any] = hit["outputs"]
+            context.cache = "hit"
+            context.model = str(hit.get("model") or self.config.model)
+            context.exchange = Turn(
+                user_message(self._signature, values, self.config.prompt_template, self.name),
+                json.dumps(outputs, ensure_ascii=False),
+            )
+            return outputs
+        context.cache = "miss"
+        outputs = await self.strategy.execute(self, values, context)
+        # Only a complete, valid result is stored (a custom strategy may return anything).
+        if isinstance(outputs, dict) and set(outputs) == {f.name for f in self._signature.outputs}:
+            cache.put(key, {"outputs": outputs, "model": context.model})
+        return outputs
 
 
 class Agent(BaseAgent):

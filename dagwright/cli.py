@@ -71,6 +71,30 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--inputs-json", metavar="JSON", help="flow inputs as one JSON object")
     run.add_argument("--json", action="store_true", help="print the result as JSON")
     run.add_argument("--no-progress", action="store_true", help="no progress display, even on a terminal")
+    run.add_argument(
+        "--backend",
+        choices=("builtin", "dask"),
+        default="builtin",
+        help="where the flow runs: dagwright's scheduler (default) or a Dask cluster",
+    )
+    run.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="with --backend dask: the Dask scheduler to use (tcp://host:8786); default: a local cluster",
+    )
+    run.add_argument(
+        "--checkpoint", metavar="DB", help="store each finished node's outputs in this SQLite file (see --resume)"
+    )
+    run.add_argument(
+        "--resume",
+        metavar="RUN_ID",
+        help="continue a run stored with --checkpoint; its finished nodes do not run again",
+    )
+    run.add_argument(
+        "--rerun-changed",
+        action="store_true",
+        help="with --resume: re-run the nodes that changed since the run started, and their descendants",
+    )
 
     _add_render_parser(sub)
     sub.add_parser("demo", help="compile, check and show a multi-agent research flow")
@@ -178,9 +202,24 @@ def _run(args: argparse.Namespace) -> int:
         print(render([(flow.name, exc.diagnostics)], "text"), file=sys.stderr)
         print("dagwright run: the flow does not compile; nothing ran", file=sys.stderr)
         return 1
+    if args.resume is not None and (args.input or args.inputs_json is not None):
+        raise TargetError("--resume uses the inputs stored with the run; do not pass --input or --inputs-json")
+    if args.rerun_changed and args.resume is None:
+        raise TargetError("--rerun-changed applies to --resume only")
     inputs = parse_inputs(graph, args.input, args.inputs_json)
     progress = not args.no_progress and not args.json and sys.stderr.isatty()
-    return run_flow(flow, inputs, as_json=args.json, progress=progress)
+    return run_flow(
+        flow,
+        inputs,
+        as_json=args.json,
+        progress=progress,
+        target=args.target,
+        checkpoint=args.checkpoint,
+        resume=args.resume,
+        rerun_changed=args.rerun_changed,
+        backend=args.backend,
+        scheduler_address=args.scheduler,
+    )
 
 
 # --------------------------------------------------------------------------- render

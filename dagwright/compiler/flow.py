@@ -189,6 +189,8 @@ class Flow:
         self._inherited_inputs: list[_FlowInput] = []
         self._exposed: dict[str, str] = {}
         self._declaration_problems: list[Diagnostic] = []
+        self._observers: list[Any] = []
+        self._monitor: Any = None
 
     def __repr__(self) -> str:
         return f"Flow({self.name!r}, nodes={len(self._nodes)}, connections={len(self._connections)})"
@@ -469,8 +471,13 @@ class Flow:
 
     # ------------------------------------------------------------------ running (built-in runtime)
 
-    def configure(self, node_id: str, *, retry: Any = None, timeout: float | None = None) -> Flow:
-        """Set a node's retry policy (a ``RetryPolicy``) and per-attempt timeout (seconds)."""
+    def configure(self, node_id: str, *, retry: Any = None, timeout: float | None = None, cache: Any = None) -> Flow:
+        """Set a node's retry policy (a ``RetryPolicy``), per-attempt timeout (seconds) and result cache.
+
+        ``cache=True`` (or ``"memory"``) gives the node its own in-memory cache, a
+        ``ResultCache`` (``SqliteCache("cache.db")``) is used as given, ``cache=False`` removes it:
+        a node with a cache answers inputs it has answered before without running again.
+        """
         from dagwright.runtime.policy import NodePolicy, RetryPolicy
 
         if node_id not in self._by_id:
@@ -480,11 +487,42 @@ class Flow:
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise TypeError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
         current = self._policies.get(node_id, NodePolicy())
+        if cache is None:
+            node_cache = current.cache
+        elif cache is False:
+            node_cache = None
+        else:
+            from dagwright.runtime.cache import make_cache
+
+            node_cache = make_cache(cache, owner=f"flow {self.name!r}, node {node_id!r}")
         self._policies[node_id] = NodePolicy(
-            retry if retry is not None else current.retry, timeout if timeout is not None else current.timeout
+            retry if retry is not None else current.retry,
+            timeout if timeout is not None else current.timeout,
+            node_cache,
         )
         self._version += 1
         return self
+
+    def monitor(self) -> Any:
+        """This flow's :class:`~dagwright.runtime.monitor.FlowMonitor`, made on the first call.
+
+        From then on every run on the built-in scheduler is recorded: ``monitor().metrics()`` gives
+        per-run and per-node latency percentiles, tokens, cost, retries, failures and cache hits;
+        ``set_performance_alerts(latency_threshold=ms, hook=...)`` and ``enable_real_time_tracking()``
+        work as on an agent's monitor.
+        """
+        if self._monitor is None:
+            from dagwright.runtime.monitor import FlowMonitor
+
+            monitor = FlowMonitor(self.name)
+            monitor._cache_counts = lambda: {
+                node_id: (policy.cache.hits, policy.cache.misses)
+                for node_id, policy in self._policies.items()
+                if policy.cache is not None
+            }
+            self._monitor = monitor
+            self._observers.append(monitor)
+        return self._monitor
 
     def _scheduler(self) -> Any:
         from dagwright.runtime.runner import build_plan
@@ -495,15 +533,19 @@ class Flow:
             return cached[1]
         graph = self.compile()
         scheduler = Scheduler(build_plan(graph, self._bindings, self._policies))
+        # Shared, not copied: a monitor made after this plan still sees its runs.
+        scheduler.observers = self._observers
         self._plan = (self._version, scheduler)
         return scheduler
 
     def _split_run_args(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[dict[str, Any], Any]:
         from dagwright.runtime.scheduler import RunOptions
 
-        option_names = ("max_concurrency", "failure_mode", "run_id")
+        option_names = ("max_concurrency", "failure_mode", "run_id", "checkpoint")
         declared = {decl.name for decl in self._inputs.values()}
         options = {k: kwargs.pop(k) for k in option_names if k in kwargs and k not in declared}
+        if options.get("checkpoint") is not None:
+            options["checkpoint"] = _open_checkpoint(options["checkpoint"])
         inputs: dict[str, Any] = {}
         if len(args) > 1:
             raise TypeError("run() takes one positional argument: a mapping of inputs")
@@ -520,26 +562,111 @@ class Flow:
         """Compile (once per change) and run on the built-in scheduler; returns a ``RunResult``.
 
         Inputs by name (``flow.run(question="...")``) or as a mapping (``flow.run({"q": ...})``,
-        ``flow.run(inputs={...})``). ``max_concurrency=``, ``failure_mode=`` and ``run_id=``
-        are run options unless the flow has an input of that name. Works inside a running
-        event loop too.
+        ``flow.run(inputs={...})``). ``max_concurrency=``, ``failure_mode=``, ``run_id=`` and
+        ``checkpoint=`` (a SQLite path or a ``CheckpointStore``: each finished node's outputs are
+        stored, see :meth:`resume`) are run options unless the flow has an input of that name.
+        ``backend="dask"`` runs on a Dask cluster instead (``client=``: None for a local cluster,
+        a scheduler address or a ``distributed.Client``; see :mod:`dagwright.runtime.dask_backend`).
+        Works inside a running event loop too.
         """
         from dagwright.runtime._sync import run_sync
 
+        backend, client = self._pop_backend(inputs)
         values, options = self._split_run_args(args, inputs)
-        scheduler = self._scheduler()
-        return run_sync(scheduler.run(values, options))
+        if backend == "dask":
+            return self._run_dask(values, options, client)
+        with _closing_checkpoint(options):
+            scheduler = self._scheduler()
+            return run_sync(scheduler.run(values, options))
 
     async def arun(self, *args: Any, **inputs: Any) -> Any:
         """``run()`` for async code: awaits the run on the current event loop."""
+        backend, client = self._pop_backend(inputs)
         values, options = self._split_run_args(args, inputs)
-        return await self._scheduler().run(values, options)
+        if backend == "dask":
+            import asyncio  # here, not at the top: importing asyncio costs ~40 ms of `import dagwright`
+
+            return await asyncio.to_thread(self._run_dask, values, options, client)
+        with _closing_checkpoint(options):
+            return await self._scheduler().run(values, options)
+
+    def _pop_backend(self, kwargs: dict[str, Any]) -> tuple[str, Any]:
+        """The ``backend=`` (``"builtin"`` or ``"dask"``) and ``client=`` run options, unless they are inputs."""
+        declared = {decl.name for decl in self._inputs.values()}
+        backend = kwargs.pop("backend", "builtin") if "backend" not in declared else "builtin"
+        client = kwargs.pop("client", None) if "client" not in declared else None
+        if backend not in ("builtin", "dask"):
+            raise ValueError(f"backend must be 'builtin' or 'dask', got {backend!r}")
+        if client is not None and backend != "dask":
+            raise ValueError("client= is a run option of backend='dask'")
+        return backend, client
+
+    def _run_dask(self, values: dict[str, Any], options: Any, client: Any) -> Any:
+        """Run on Dask (:mod:`dagwright.runtime.dask_backend`): ``client`` is None, an address or a Client."""
+        from dagwright.runtime.dask_backend import run_on_dask
+
+        with _closing_checkpoint(options):
+            return run_on_dask(
+                self,
+                values,
+                client=client,
+                failure_mode=options.failure_mode,
+                run_id=options.run_id,
+                max_concurrency=options.max_concurrency,
+                checkpoint=options.checkpoint,
+                resume=options.resume,
+            )
 
     async def stream(self, *args: Any, **inputs: Any) -> Any:
         """Run, yielding events (node started / finished / failed / retried / skipped) as they happen."""
         values, options = self._split_run_args(args, inputs)
-        async for event in self._scheduler().stream(values, options):
-            yield event
+        with _closing_checkpoint(options):
+            async for event in self._scheduler().stream(values, options):
+                yield event
+
+    def _resume_args(
+        self, run_id: str, checkpoint: Any, rerun_changed: bool, options: dict[str, Any]
+    ) -> tuple[Any, dict[str, Any], Any]:
+        from dagwright.runtime.scheduler import RunOptions
+
+        unknown = [k for k in options if k not in ("max_concurrency", "failure_mode")]
+        if unknown:
+            raise TypeError(
+                f"resume() got unexpected argument(s) {', '.join(map(repr, unknown))}: the run's inputs are stored "
+                "in the checkpoint; only max_concurrency= and failure_mode= may be given"
+            )
+        if checkpoint is None:
+            raise TypeError("resume() needs checkpoint=: the SQLite path (or CheckpointStore) the run was stored in")
+        store = _open_checkpoint(checkpoint)
+        try:
+            scheduler = self._scheduler()
+            stored = store.prepare_resume(run_id, scheduler.plan.graph, rerun_changed=rerun_changed)
+            run_options = RunOptions(**options, run_id=run_id, checkpoint=store, resume=True)
+        except BaseException:
+            if store.close_after_run:
+                store.close()
+            raise
+        return scheduler, stored.inputs, run_options
+
+    def resume(self, run_id: str, *, checkpoint: Any = None, rerun_changed: bool = False, **options: Any) -> Any:
+        """Continue run ``run_id`` stored in ``checkpoint``: nodes whose outputs are stored are marked
+        ``cached`` and not run again; the rest run with the run's stored inputs. Returns a ``RunResult``.
+
+        A flow that changed since the run started is refused with a ``CheckpointMismatchError`` naming
+        the changed, added and removed nodes; ``rerun_changed=True`` re-runs those nodes and everything
+        downstream of them instead.
+        """
+        from dagwright.runtime._sync import run_sync
+
+        scheduler, inputs, run_options = self._resume_args(run_id, checkpoint, rerun_changed, options)
+        with _closing_checkpoint(run_options):
+            return run_sync(scheduler.run(inputs, run_options))
+
+    async def aresume(self, run_id: str, *, checkpoint: Any = None, rerun_changed: bool = False, **options: Any) -> Any:
+        """:meth:`resume` for async code."""
+        scheduler, inputs, run_options = self._resume_args(run_id, checkpoint, rerun_changed, options)
+        with _closing_checkpoint(run_options):
+            return await scheduler.run(inputs, run_options)
 
     # ------------------------------------------------------------------ Kailash (dagwright.compiler.lower_kailash)
     # Imported on use, so `import dagwright` does not import kailash.
@@ -1031,3 +1158,26 @@ def _derive_function_ports(
     if inspect.iscoroutinefunction(fn):
         config["async"] = True
     return tuple(inputs), outputs, FrozenDict(config)
+
+
+def _open_checkpoint(value: Any) -> Any:
+    """A ``CheckpointStore`` from a path (closed after the run) or as given."""
+    from dagwright.runtime.checkpoint import CheckpointStore
+
+    if isinstance(value, CheckpointStore):
+        return value
+    if isinstance(value, (str, os.PathLike)):
+        store = CheckpointStore(value)
+        store.close_after_run = True
+        return store
+    raise TypeError(f"checkpoint must be a SQLite file path or a CheckpointStore, got {type(value).__name__}")
+
+
+@contextlib.contextmanager
+def _closing_checkpoint(options: Any) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        store = options.checkpoint
+        if store is not None and store.close_after_run:
+            store.close()

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import difflib
 import functools
-import hashlib
 import json
 import os
 from collections.abc import Iterator, Mapping
@@ -69,6 +68,10 @@ class FrozenDict(Mapping[str, Any]):
 
     def __setattr__(self, key: str, value: object) -> None:
         raise AttributeError("FrozenDict is immutable")
+
+    def __reduce__(self) -> tuple[type[FrozenDict], tuple[dict[str, Any]]]:
+        # Pickling (to run on another process) would otherwise restore the slots through __setattr__.
+        return (FrozenDict, (self._data,))
 
     def __getitem__(self, key: str) -> Any:
         return self._data[key]
@@ -482,6 +485,8 @@ def _canonical(data: Any) -> str:
 
 def _sha256(data: Any) -> str:
     # surrogatepass: a lone surrogate (legal in JSON text, "\ud800") still hashes
+    import hashlib  # on first use: loading OpenSSL's hashes is a tenth of `import dagwright`
+
     return hashlib.sha256(_canonical(data).encode("utf-8", "surrogatepass")).hexdigest()
 
 

@@ -89,11 +89,8 @@ def supervisor(
     if allocation == "automatic":
         # Each subtask carries its worker, so a plan cannot assign more or fewer workers than
         # it has subtasks, and the schema limits `worker` to the real names.
-        types["Assignment"] = create_model(
-            "Assignment",
-            subtask=(str, ...),
-            worker=(Literal[tuple(worker_names)], ...),  # type: ignore[valid-type]
-        )
+        worker_type: Any = Literal.__getitem__(tuple(worker_names))
+        types["Assignment"] = create_model("Assignment", subtask=(str, ...), worker=(worker_type, ...))
         plan_outputs = "subtasks: list[Assignment]"
     plan_sig = make_signature(
         f"task: str -> {plan_outputs}",

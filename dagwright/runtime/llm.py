@@ -205,5 +205,5 @@ async def _complete_openai(
 def _backoff(settings: LLMSettings, attempt: int, retry_after: float | None) -> float:
     if retry_after is not None:
         return min(retry_after, max(settings.retry_max_delay, 0.0))
-    base = min(settings.retry_max_delay, settings.retry_initial_delay * 2 ** (attempt - 1))
+    base: float = min(settings.retry_max_delay, settings.retry_initial_delay * 2.0 ** (attempt - 1))
     return base * random.uniform(0.8, 1.2)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 __all__ = ["FailureMode", "NodePolicy", "RetryPolicy"]
 
@@ -59,10 +59,12 @@ class RetryPolicy:
 
 @dataclass(frozen=True, slots=True)
 class NodePolicy:
-    """Everything the scheduler applies to one node: retries and a per-attempt timeout (seconds)."""
+    """Everything the scheduler applies to one node: retries, a per-attempt timeout (seconds), and an
+    optional result cache (a :class:`~dagwright.runtime.cache.ResultCache`) answering repeated inputs."""
 
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeout: float | None = None
+    cache: Any = None
 
     def __post_init__(self) -> None:
         if self.timeout is not None and self.timeout <= 0:

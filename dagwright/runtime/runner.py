@@ -53,7 +53,13 @@ def build_plan(
         if factory is None:
             unknown.append(f"{node.id!r} ({node.kind})")
             continue
-        executors[node.id] = factory(node, bindings.get(node.id))
+        executor = factory(node, bindings.get(node.id))
+        policy = (policies or {}).get(node.id)
+        if policy is not None and policy.cache is not None:
+            from dagwright.runtime.cache import cached_executor
+
+            executor = cached_executor(executor, node, policy.cache)
+        executors[node.id] = executor
     if unknown:
         raise ValueError(f"no runtime support for the kind of node(s) {', '.join(unknown)}")
     return ExecutionPlan.build(graph, executors, policies)
@@ -81,7 +87,8 @@ class Runtime:
         from dagwright.compiler.flow import Flow
 
         if isinstance(target, Flow):
-            return target._scheduler()
+            scheduler: Scheduler = target._scheduler()
+            return scheduler
         if isinstance(target, Graph):
             return Scheduler(build_plan(target, registry=self.registry))
         raise TypeError(f"Runtime runs a Flow or a compiled Graph, got {type(target).__name__}")

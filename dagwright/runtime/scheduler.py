@@ -14,13 +14,14 @@ bindings, so repeated runs of one flow pay only for execution.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import difflib
 import inspect
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dagwright.compiler.ir import INPUT_KIND, OUTPUT_KIND, Graph, Node
 from dagwright.compiler.signature import MISSING
@@ -29,6 +30,10 @@ from dagwright.nodes.io import input_default, input_name, output_name
 from dagwright.runtime.errors import NodeExecutionError
 from dagwright.runtime.events import Event, NodeRecord, RunResult
 from dagwright.runtime.policy import FailureMode, NodePolicy
+from dagwright.runtime.telemetry import run_listener
+
+if TYPE_CHECKING:
+    from dagwright.runtime.checkpoint import CheckpointStore
 
 __all__ = ["ExecutionPlan", "RunOptions", "Scheduler"]
 
@@ -37,17 +42,26 @@ _DEFAULT_POLICY = NodePolicy()
 
 @dataclass(frozen=True, slots=True)
 class RunOptions:
-    """Per-run settings: ``max_concurrency`` (None: unlimited), the failure mode, the run id."""
+    """Per-run settings: ``max_concurrency`` (None: unlimited), the failure mode, the run id.
+
+    ``checkpoint`` (a :class:`~dagwright.runtime.checkpoint.CheckpointStore`) stores each
+    finished node's outputs; with ``resume`` the run continues the stored run ``run_id``:
+    nodes with stored outputs are marked ``cached`` and not run again.
+    """
 
     max_concurrency: int | None = None
     failure_mode: FailureMode = "fail_fast"
     run_id: str | None = None
+    checkpoint: CheckpointStore | None = None
+    resume: bool = False
 
     def __post_init__(self) -> None:
         if self.max_concurrency is not None and self.max_concurrency < 1:
             raise ValueError(f"max_concurrency must be at least 1, got {self.max_concurrency}")
         if self.failure_mode not in ("fail_fast", "continue"):
             raise ValueError(f"failure_mode must be 'fail_fast' or 'continue', got {self.failure_mode!r}")
+        if self.resume and (self.checkpoint is None or self.run_id is None):
+            raise ValueError("resume needs a checkpoint and the run_id of the run to resume")
 
 
 @dataclass(slots=True)
@@ -139,6 +153,8 @@ class Scheduler:
 
     def __init__(self, plan: ExecutionPlan) -> None:
         self.plan = plan
+        # Listeners of every run (a flow's monitors), on top of each run's own listener.
+        self.observers: list[Callable[[Event], None]] = []
 
     def check_inputs(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
         """The run's input values by input-node index; unknown or missing names raise ValueError."""
@@ -177,6 +193,11 @@ class Scheduler:
     ) -> RunResult:
         """Run once with ``inputs`` (flow input names -> values)."""
         values = self.check_inputs(inputs)
+        listeners = [fn for fn in (listener, *self.observers, run_listener(self.plan.graph.name)) if fn is not None]
+        if len(listeners) > 1:
+            listener = _fanout(listeners)
+        elif listeners:
+            listener = listeners[0]
         return await _Run(self.plan, values, options or RunOptions(), listener).execute()
 
     async def stream(self, inputs: Mapping[str, Any], options: RunOptions | None = None) -> AsyncIterator[Event]:
@@ -225,6 +246,12 @@ class _Run:
         self.backlog: list[int] = []
         self.draining = False
         self.loop: asyncio.AbstractEventLoop | None = None
+        # None unless the run is checkpointed: the only thing the per-node path checks.
+        self.checkpoint = options.checkpoint
+        self.restored: dict[str, dict[str, Any]] = {}
+        self.fingerprints: dict[str, str] = {}
+        self.predecessors: list[list[int]] = []
+        self.checkpoint_error: str | None = None
 
     def emit(self, kind: Any, node_id: str | None = None, **extra: Any) -> None:
         if self.listener is not None:
@@ -234,6 +261,8 @@ class _Run:
         started = time.time()
         self.loop = asyncio.get_running_loop()
         self.finished = self.loop.create_future()
+        if self.checkpoint is not None:
+            self.open_checkpoint()
         self.emit("run_started")
         ready = [s.index for s in self.plan.steps if s.n_preds == 0]
         if not ready and self.plan.steps:
@@ -246,9 +275,20 @@ class _Run:
             except asyncio.CancelledError:
                 self.cancel_all("the run was cancelled")
                 await self.drain()
+                if self.checkpoint is not None:
+                    # Best effort: a sync caller interrupted by Ctrl-C may already have closed the store, and the
+                    # node rows, not this status, are what a resume relies on.
+                    with contextlib.suppress(Exception):
+                        self.checkpoint.finish_run(self.run_id, "cancelled")
                 raise
         await self.drain()
         failed = [r for r in self.records if r.status == "failed"]
+        if self.checkpoint is not None:
+            self.checkpoint.finish_run(self.run_id, "failed" if failed else "succeeded")
+            if self.checkpoint_error is not None:
+                from dagwright.runtime.checkpoint import CheckpointError
+
+                raise CheckpointError(self.checkpoint_error)
         error = None
         if failed:
             error = "; ".join(f"{r.node_id}: {r.error_type}: {r.error}" for r in failed)
@@ -301,9 +341,71 @@ class _Run:
             record.status = "done"
             self.resolved(idx)
             return
+        if self.checkpoint is not None:
+            self.start_checkpointed(step, args)
+            return
         loop = self.loop or asyncio.get_running_loop()
         task = loop.create_task(self.run_node(step, args), name=step.task_name)
         self.tasks[idx] = task
+
+    # ---- checkpoints (only when the run has a store)
+
+    def open_checkpoint(self) -> None:
+        from dagwright.runtime.checkpoint import node_fingerprints
+
+        store = self.checkpoint
+        assert store is not None
+        graph = self.plan.graph
+        self.fingerprints = node_fingerprints(graph)
+        if self.options.resume:
+            self.restored = store.node_outputs(self.run_id, graph.content_hash)
+            preds: list[set[int]] = [set() for _ in self.plan.steps]
+            for edge in graph.edges:
+                preds[self.plan.by_id[edge.target]].add(self.plan.by_id[edge.source])
+            self.predecessors = [sorted(p) for p in preds]
+        else:
+            store.begin_run(self.run_id, graph, self.inputs)
+
+    def start_checkpointed(self, step: _Step, args: dict[str, Any]) -> None:
+        idx = step.index
+        stored = self.restored.get(step.node.id)
+        # Stored outputs stand only when every input is restored too: a node that ran on a default because
+        # its upstream failed (``continue`` mode) must see the value that upstream produces now.
+        if (
+            stored is not None
+            and step.output_names.issuperset(stored)
+            and all(
+                self.records[p].status == "cached" or self.plan.steps[p].kind == INPUT_KIND
+                for p in self.predecessors[idx]
+            )
+        ):
+            record = self.records[idx]
+            record.status = "cached"
+            record.outputs = stored
+            self.values[idx] = stored
+            self.emit("node_finished", step.node.id, record=record)
+            self.resolved(idx)
+            return
+        loop = self.loop or asyncio.get_running_loop()
+        self.tasks[idx] = loop.create_task(self.run_checkpointed(step, args), name=step.task_name)
+
+    async def run_checkpointed(self, step: _Step, args: dict[str, Any]) -> None:
+        await self.run_node(step, args)
+        record = self.records[step.index]
+        if record.status != "done" or self.checkpoint is None:
+            return
+        # Synchronous on purpose: no await between the node finishing and its row being committed, so a
+        # cancellation cannot leave a half-written checkpoint, and no dependent starts before the commit.
+        try:
+            self.checkpoint.save_node(
+                self.run_id, self.plan.graph.content_hash, step.node.id, self.fingerprints[step.node.id], record.outputs
+            )
+        except Exception as exc:
+            if self.checkpoint_error is None:
+                self.checkpoint_error = (
+                    f"checkpoint {self.checkpoint.path!r}: could not store the outputs of node {step.node.id!r}: "
+                    f"{type(exc).__name__}: {exc}"
+                )
 
     def gather(self, step: _Step) -> tuple[dict[str, Any], str | None]:
         """The input values of a step, or why it cannot run (an upstream value was not produced)."""
@@ -455,7 +557,8 @@ class _Run:
         for idx, task in list(self.tasks.items()):
             if not task.done():
                 task.cancel(reason)
-                if inspect.getcoroutinestate(task.get_coro()) == inspect.CORO_CREATED:
+                coro = task.get_coro()
+                if inspect.iscoroutine(coro) and inspect.getcoroutinestate(coro) == inspect.CORO_CREATED:
                     # Cancelled before its first step, the task never enters run_node's body, so nothing
                     # there would resolve the node and the run would wait for it forever.
                     record = self.records[idx]
@@ -465,6 +568,14 @@ class _Run:
         for record in self.records:
             if record.status == "pending":
                 record.skip_reason = reason
+
+
+def _fanout(listeners: list[Callable[[Event], None]]) -> Callable[[Event], None]:
+    def listen(event: Event) -> None:
+        for fn in listeners:
+            fn(event)
+
+    return listen
 
 
 def _thaw(value: Any) -> Any:

@@ -92,15 +92,18 @@ def _model_name(spec: SignatureSpec, suffix: str) -> str:
 @functools.lru_cache(maxsize=512)
 def output_model(spec: SignatureSpec) -> type[BaseModel]:
     """A pydantic model of the signature's outputs (unknown keys rejected)."""
-    fields = {f.name: _field(f, for_input=False) for f in spec.outputs}
-    return create_model(_model_name(spec, "Output"), __config__=ConfigDict(extra="forbid"), **fields)
+    fields: dict[str, Any] = {f.name: _field(f, for_input=False) for f in spec.outputs}
+    model: type[BaseModel] = create_model(_model_name(spec, "Output"), __config__=ConfigDict(extra="forbid"), **fields)
+    return model
 
 
 @functools.lru_cache(maxsize=512)
 def input_model(spec: SignatureSpec) -> type[BaseModel]:
     """A pydantic model of the signature's inputs, strict (no silent coercion), defaults filled."""
-    fields = {f.name: _field(f, for_input=True) for f in spec.inputs}
-    return create_model(_model_name(spec, "Input"), __config__=ConfigDict(extra="forbid", strict=True), **fields)
+    fields: dict[str, Any] = {f.name: _field(f, for_input=True) for f in spec.inputs}
+    config = ConfigDict(extra="forbid", strict=True)
+    model: type[BaseModel] = create_model(_model_name(spec, "Input"), __config__=config, **fields)
+    return model
 
 
 def validate_inputs(spec: SignatureSpec, inputs: dict[str, Any], *, where: str = "agent") -> dict[str, Any]:
@@ -134,7 +137,7 @@ def validate_inputs(spec: SignatureSpec, inputs: dict[str, Any], *, where: str =
                 problems.append(f"input {loc!r} expects {expected}, got {got}: {err['msg']}")
         else:
             return {name: getattr(validated, name) for name in fields}
-    first = (unknown or missing or [None])[0]
+    first = next(iter(unknown or missing), None)
     raise InputValidationError(f"{where}: " + "; ".join(problems), field=first, errors=problems)
 
 

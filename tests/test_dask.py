@@ -1,0 +1,493 @@
+"""Running flows on Dask: the same results as the built-in scheduler, on a real local cluster.
+
+One ``LocalCluster`` (2 worker processes x 2 threads, 127.0.0.1) serves the whole module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from distributed import Client, LocalCluster
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dagwright import BaseAgent, Flow, Kaizen, Node, Port, RetryPolicy
+from dagwright.compiler.ir import FrozenDict
+from dagwright.compiler.types import INT, list_of
+from dagwright.runtime.dask_backend import build_graph, lower_plan, run_on_dask
+from dagwright.runtime.events import RunResult
+from dagwright.testing import OpenAITestServer
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Client]:
+    cluster = LocalCluster(
+        n_workers=2,
+        threads_per_worker=2,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=":0",  # a free port: never collide with a cluster already running
+        silence_logs=logging.ERROR,
+    )
+    with cluster, Client(cluster, set_as_default=False) as c:
+        yield c
+
+
+def statuses(result: RunResult) -> dict[str, str]:
+    return {node_id: record.status for node_id, record in result.nodes.items()}
+
+
+def assert_same(dask: RunResult, builtin: RunResult) -> None:
+    assert dask.success == builtin.success, (dask.error, builtin.error)
+    assert dask.outputs == builtin.outputs
+    assert statuses(dask) == statuses(builtin)
+    assert dask.error == builtin.error
+    for node_id, record in builtin.nodes.items():
+        mine = dask.nodes[node_id]
+        assert (mine.outputs, mine.attempts, mine.skip_reason) == (record.outputs, record.attempts, record.skip_reason)
+        assert (mine.usage, mine.model, mine.error_type) == (record.usage, record.model, record.error_type)
+
+
+# ----------------------------------------------------------------------------- random DAGs
+
+
+def _source(value: int) -> Callable[[], int]:
+    def source() -> int:
+        return value
+
+    return source
+
+
+def _unary(salt: int) -> Callable[[int], int]:
+    def unary(x: int) -> int:
+        return x * 3 + salt
+
+    return unary
+
+
+def _async_unary(salt: int) -> Callable[[int], Any]:
+    async def unary(x: int) -> int:
+        await asyncio.sleep(0)
+        return x * 7 - salt
+
+    return unary
+
+
+def _binary(salt: int) -> Callable[[int, int], int]:
+    def binary(a: int, b: int) -> int:
+        return a * 31 - b + salt
+
+    return binary
+
+
+def _join(values: list[int]) -> list[int]:
+    return list(values)
+
+
+def _join_node(node_id: str) -> Node:
+    return Node(
+        node_id,
+        "function",
+        (Port("values", list_of(INT), collect=True),),
+        (Port("output", list_of(INT)),),
+        FrozenDict({"function": f"{__name__}:_join"}),
+    )
+
+
+@st.composite
+def random_flows(draw: st.DrawFn) -> tuple[Flow, dict[str, int]]:
+    """1-8 function nodes (sync and async, so chains fuse and break), fed by up to two flow inputs."""
+    flow = Flow("random")
+    n_inputs = draw(st.integers(0, 2))
+    available: list[tuple[str, str]] = [(f"input:in{j}", f"in{j}") for j in range(n_inputs)]
+    targets: dict[str, list[str]] = {f"in{j}": [] for j in range(n_inputs)}
+
+    def wire(source: tuple[str, str], target: str) -> None:
+        node, port = source
+        if node.startswith("input:"):
+            targets[port].append(target)
+        else:
+            flow.connect(f"{node}.{port}", target)
+
+    for i in range(draw(st.integers(1, 8))):
+        node_id = f"n{i}"
+        shape = draw(st.sampled_from(["source", "unary", "async", "binary", "join"] if available else ["source"]))
+        if shape == "source":
+            flow.add_function(node_id, _source(draw(st.integers(-5, 5))))
+        elif shape in ("unary", "async"):
+            flow.add_function(node_id, _unary(i) if shape == "unary" else _async_unary(i))
+            # Mostly the newest value: long chains, which the lowering fuses.
+            wire(available[-1] if draw(st.booleans()) else draw(st.sampled_from(available)), f"{node_id}.x")
+        elif shape == "binary":
+            flow.add_function(node_id, _binary(i))
+            wire(draw(st.sampled_from(available)), f"{node_id}.a")
+            wire(draw(st.sampled_from(available)), f"{node_id}.b")
+        else:
+            flow.add_node(_join_node(node_id), _join)
+            for source in draw(st.lists(st.sampled_from(available), min_size=1, max_size=3)):
+                wire(source, f"{node_id}.values")
+        if shape != "join":
+            available.append((node_id, "output"))
+    values: dict[str, int] = {}
+    for name, ends in targets.items():
+        if ends:
+            flow.input(name, int, to=ends)
+            values[name] = draw(st.integers(-100, 100))
+    return flow, values
+
+
+@settings(max_examples=15)
+@given(random_flows())
+def test_random_dags_give_the_same_result_as_the_builtin_scheduler(
+    client: Client, case: tuple[Flow, dict[str, int]]
+) -> None:
+    flow, values = case
+    builtin = flow.run(values)
+    dask = flow.run(values, backend="dask", client=client)
+    assert builtin.success
+    assert_same(dask, builtin)
+
+
+def test_chains_of_sync_functions_fuse_and_agents_and_async_functions_break_them() -> None:
+    flow = Flow("chain")
+    flow.add_function("a", _unary(1))
+    flow.add_function("b", _unary(2))
+    flow.add_function("c", _async_unary(3))
+    flow.add_function("d", _unary(4))
+    flow.add_function("e", _unary(5))
+    flow.add_agent("f", BaseAgent(signature="x: int -> y: int", name="f"))
+    flow.add_function("g", _unary(6))
+    for src, dst in (("a", "b.x"), ("b", "c.x"), ("c", "d.x"), ("d", "e.x"), ("e", "f.x")):
+        flow.connect(f"{src}.output", dst)
+    flow.connect("f.y", "g.x")
+    flow.input("x", int, to=["a.x"])
+    groups = lower_plan(flow._scheduler().plan).groups
+    assert [[s.node.id for s in g.steps] for g in groups] == [["a", "b"], ["c"], ["d", "e"], ["f"], ["g"]]
+    assert [g.key_name for g in groups] == ["b", "c", "e", "f", "g"]
+    assert [len(g.steps) for g in lower_plan(flow._scheduler().plan, fuse=False).groups] == [1] * 7
+
+
+# ----------------------------------------------------------------------------- keys and inputs
+
+
+def plan_step(topic: str, plan: str) -> str:
+    return f"{topic}/{plan}"
+
+
+def test_a_string_input_equal_to_a_node_key_is_a_value_not_a_dependency(client: Client) -> None:
+    flow = Flow("keys")
+    flow.add_function("plan", plan_step)
+    flow.add_function("echo", _join_like_text)
+    flow.connect("plan.output", "echo.text")
+    flow.input("topic")
+    flow.input("plan", str, to=["plan.plan"])
+    flow.input("word", str, to=["echo.word"])
+    dsk, keys = build_graph(
+        lower_plan(flow._scheduler().plan), {"topic": "plan", "plan": "plan", "word": "x"}, "r", "fail_fast"
+    )
+    assert [k.split("@")[0] for k in keys] == ["n:echo"]  # plan and echo fused; the key has the prefix
+    # Inputs spelled like keys, including this run's own key, stay plain values.
+    for word in ("plan", "n:plan", keys[0]):
+        result = flow.run(topic="plan", plan="n:echo", word=word, backend="dask", client=client)
+        assert result.success, result.error
+        assert result.outputs == {"output": f"plan/n:echo+{word}"}
+    assert set(dsk) == set(keys)
+
+
+def _join_like_text(text: str, word: str) -> str:
+    return f"{text}+{word}"
+
+
+# ----------------------------------------------------------------------------- failures, retries, timeouts
+
+
+def flaky() -> Callable[[int], int]:
+    """A step failing its first call in each process, then answering."""
+    calls: list[int] = []
+
+    def step(x: int) -> int:
+        calls.append(x)
+        if len(calls) == 1:
+            raise ConnectionError("transient")
+        return x + 1
+
+    return step
+
+
+def broken(x: int) -> int:
+    raise ValueError(f"cannot handle {x}")
+
+
+async def slow(x: int) -> int:
+    await asyncio.sleep(5)
+    return x
+
+
+def failing_flow() -> Flow:
+    flow = Flow("failing")
+    flow.add_function("bad", broken)
+    flow.add_function("after_bad", _unary(1))
+    flow.add_function("good", _unary(2))
+    flow.add_function("after_good", _async_unary(3))
+    flow.connect("bad.output", "after_bad.x")
+    flow.connect("good.output", "after_good.x")
+    flow.input("x", int, to=["bad.x", "good.x"])
+    return flow
+
+
+def test_a_failing_node_in_continue_mode_skips_only_its_descendants(client: Client) -> None:
+    flow = failing_flow()
+    builtin = flow.run(x=2, failure_mode="continue")
+    dask = flow.run(x=2, failure_mode="continue", backend="dask", client=client)
+    assert_same(dask, builtin)
+    assert dask.error == "bad: ValueError: cannot handle 2"
+    assert dask.nodes["after_bad"].skip_reason == "input 'x' has no value: bad.output failed"
+    assert dask.outputs == {"after_good.output": (2 * 3 + 2) * 7 - 3}
+
+
+def test_a_failing_node_in_fail_fast_mode_fails_the_run_and_cancels_its_descendants(client: Client) -> None:
+    flow = failing_flow()
+    dask = flow.run(x=2, backend="dask", client=client)
+    assert dask.success is False
+    assert dask.error == "bad: ValueError: cannot handle 2"
+    assert dask.nodes["bad"].status == "failed"
+    assert dask.nodes["after_bad"].status == "cancelled"
+    assert dask.nodes["after_bad"].skip_reason == "cancelled: bad failed"
+    assert dask.nodes["output:after_bad.output"].status == "cancelled"
+    # The independent branch may finish before the failure is seen, or be cancelled: never skipped or failed.
+    assert dask.nodes["good"].status in ("done", "cancelled")
+
+
+def test_retry_and_timeout_policies_apply_on_workers(client: Client) -> None:
+    flow = Flow("policies")
+    flow.add_function("flaky", flaky())
+    flow.add_function("slow", slow)
+    flow.input("x", int)
+    flow.configure("flaky", retry=RetryPolicy(max_attempts=3, initial_delay=0.0, retry_on=(ConnectionError,)))
+    flow.configure("slow", timeout=0.2)
+    dask = flow.run(x=1, failure_mode="continue", backend="dask", client=client)
+    assert dask.nodes["flaky"].attempts == 2
+    assert dask.nodes["flaky"].outputs == {"output": 2}
+    assert dask.nodes["slow"].status == "failed"
+    assert dask.error == "slow: TimeoutError: node 'slow' timed out after 0.2 s"
+    assert_same(dask, Flow.run(flow, x=1, failure_mode="continue"))
+
+
+def test_a_worker_that_cannot_import_a_function_names_the_module(
+    client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The module exists on this side only: the workers were started before its directory was on sys.path.
+    (tmp_path / "client_only_steps.py").write_text("def double(x: int) -> int:\n    return 2 * x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import client_only_steps  # type: ignore[import-not-found]
+
+    try:
+        flow = Flow("missing")
+        flow.add_function("double", client_only_steps.double)
+        flow.input("x", int)
+        assert flow.run(x=4).outputs == {"output": 8}
+        result = flow.run(x=4, backend="dask", client=client)
+    finally:
+        sys.modules.pop("client_only_steps", None)
+    record = result.nodes["double"]
+    assert result.success is False
+    assert record.status == "failed"
+    assert record.error_type == "ModuleNotFoundError"
+    assert record.error is not None
+    assert "cannot import module 'client_only_steps', needed by node 'double'" in record.error
+    assert "importable on every worker" in record.error
+
+
+def test_bad_run_options_are_refused_clearly(client: Client) -> None:
+    flow = Flow("opts")
+    flow.add_function("a", _unary(0))
+    flow.input("x", int)
+    with pytest.raises(ValueError, match="max_concurrency is not supported with backend='dask'"):
+        flow.run(x=1, backend="dask", client=client, max_concurrency=2)
+    with pytest.raises(ValueError, match="backend must be 'builtin' or 'dask', got 'spark'"):
+        flow.run(x=1, backend="spark")
+    with pytest.raises(ValueError, match="client= is a run option of backend='dask'"):
+        flow.run(x=1, client=client)
+    with pytest.raises(ValueError, match="needs input"):
+        run_on_dask(flow, {}, client=client)
+    with pytest.raises(TypeError, match=r"client must be None, a scheduler address or a distributed\.Client"):
+        run_on_dask(flow, {"x": 1}, client=42)
+
+
+# ----------------------------------------------------------------------------- patterns and agents
+
+
+def pattern_cases() -> Iterator[tuple[str, Callable[[Kaizen], Flow], dict[str, Any]]]:
+    """Every coordination pattern with offline-model agents, and the inputs a run needs."""
+
+    def pipeline(k: Kaizen) -> Flow:
+        research = k.create_agent("research", signature="topic: str -> findings: list[str]")
+        outline = k.create_agent("outline", signature="findings: list[str] -> sections: list[str]")
+        write = k.create_agent("write", signature="topic: str, findings: list[str], outline: list[str] -> article: str")
+        return k.create_pipeline([research, outline, (write, {"mapping": {"sections": "outline"}})])
+
+    def router(k: Kaizen) -> Flow:
+        billing = k.create_agent("billing", signature="request: str -> response: str")
+        tech = k.create_agent("tech", signature="request: str -> response: str")
+        return k.create_router(("triage", {}), [billing, tech])
+
+    summarize = BaseAgent(signature="doc: str, style: str -> summary: str", name="summarize")
+    yield "pipeline", pipeline, {"topic": "solar"}
+    yield (
+        "debate",
+        lambda k: k.create_debate_workflow(
+            agents=[("optimist", {}), ("skeptic", {}), ("judge", {})], topic="Adopt Rust?", rounds=2
+        ),
+        {},
+    )
+    yield "consensus", lambda k: k.create_consensus_workflow([("a", {}), ("b", {}), ("c", {})]), {"question": "Go?"}
+    yield (
+        "supervisor",
+        lambda k: k.create_supervisor_agent(
+            "boss", {"workers": [("a", {}), ("b", {})], "task_allocation": "round_robin"}
+        ),
+        {"task": "Plan a launch"},
+    )
+    yield "router", router, {"request": "The app crashes"}
+    yield (
+        "parallel_map",
+        lambda k: k.create_parallel_map(summarize, over="doc", concurrency=2),
+        {"doc": ["alpha", "beta", "gamma"], "style": "terse"},
+    )
+
+
+@pytest.mark.parametrize(("name", "make", "inputs"), list(pattern_cases()), ids=[c[0] for c in pattern_cases()])
+def test_every_pattern_gives_the_same_result_with_the_offline_model(
+    client: Client, name: str, make: Callable[[Kaizen], Flow], inputs: dict[str, Any]
+) -> None:
+    flow = make(Kaizen())
+    builtin = flow.run(inputs)
+    assert builtin.success, builtin.error
+    dask = flow.run(inputs, backend="dask", client=client)
+    assert_same(dask, builtin)
+    assert dask.usage.total == builtin.usage.total > 0
+    if name == "router":
+        assert sorted(s for s in statuses(dask).values() if s == "skipped") != []
+
+
+def test_agents_call_a_loopback_server_from_the_workers(client: Client) -> None:
+    with OpenAITestServer(latency=0.01) as server:
+        config = {"base_url": server.base_url, "api_key": "test-key", "model": "gpt-4o-mini"}
+        kaizen = Kaizen()
+        flow = Flow("pair")
+        flow.add_agent("a", kaizen.create_agent("a", signature="topic: str -> summary: str", config=config))
+        flow.add_agent("b", kaizen.create_agent("b", signature="summary: str -> title: str", config=config))
+        flow.connect("a.summary", "b.summary")
+        flow.input("topic")
+        builtin = flow.run(topic="tides")
+        dask = flow.run(topic="tides", backend="dask", client=client)
+    assert_same(dask, builtin)
+    assert dask.nodes["a"].model == "gpt-4o-mini"
+    assert dask.usage.cost == builtin.usage.cost > 0
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def test_cli_runs_on_the_given_scheduler(client: Client, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from dagwright.cli import main
+
+    script = tmp_path / "cli_flow.py"
+    script.write_text(
+        "from dagwright import Flow\n\n"
+        "def shout(text: str) -> str:\n    return text.upper()\n\n"
+        "flow = Flow('cli')\nflow.add_function('shout', shout)\nflow.input('text')\n"
+    )
+    code = main(["run", str(script), "-i", "text=hi", "--backend", "dask", "--scheduler", client.scheduler.address])
+    assert code == 0
+    assert capsys.readouterr().out == "output: HI\n"
+    assert main(["run", str(script), "-i", "text=hi", "--scheduler", "tcp://127.0.0.1:1"]) == 2
+    assert "use it with --backend dask" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- a worker lost mid-run
+
+
+async def hold(x: int) -> int:
+    await asyncio.sleep(1.5)
+    return x
+
+
+def test_a_worker_killed_mid_run_still_gives_every_output_once(client: Client) -> None:
+    flow = Flow("resilient")
+    for i in range(4):
+        flow.add_function(f"h{i}", hold)
+    flow.input("x", int)
+    outcome: list[RunResult] = []
+    runner = threading.Thread(target=lambda: outcome.append(flow.run(x=3, backend="dask", client=client)))
+    runner.start()
+    deadline = time.monotonic() + 10
+    busy: list[str] = []
+    while not busy and time.monotonic() < deadline:
+        busy = [address for address, keys in client.processing().items() if keys]
+        time.sleep(0.05)
+    assert busy, "no task started on the cluster"
+    pids = client.run(os.getpid, workers=[busy[0]])
+    os.kill(pids[busy[0]], signal.SIGKILL)
+    runner.join(30)
+    assert not runner.is_alive()
+    (result,) = outcome
+    assert result.success, result.error
+    assert result.outputs == {"h0.output": 3, "h1.output": 3, "h2.output": 3, "h3.output": 3}
+    assert statuses(result) == {"input:x": "done"} | {f"h{i}": "done" for i in range(4)} | {
+        f"output:h{i}.output": "done" for i in range(4)
+    }
+    client.wait_for_workers(2, timeout=30)  # the nanny restarts the killed worker for the tests after this one
+
+
+# ----------------------------------------------------------------------------- checkpoints across back ends
+
+
+def test_a_run_checkpointed_on_dask_resumes_on_the_builtin_scheduler_and_back(client: Client, tmp_path: Path) -> None:
+    gate = tmp_path / "open"
+    flow = Flow("resumable")
+    flow.add_function("first", _unary(1))
+    flow.add_function("second", _guarded(str(gate)))
+    flow.add_function("third", _unary(3))
+    flow.add_function("fourth", _async_unary(4))
+    flow.connect("first.output", "second.x")
+    flow.connect("second.output", "third.x")
+    flow.connect("third.output", "fourth.x")
+    flow.input("x", int, to=["first.x"])
+    db = str(tmp_path / "runs.db")
+    failed = flow.run(x=2, backend="dask", client=client, checkpoint=db, failure_mode="continue")
+    assert failed.success is False
+    assert statuses(failed)["first"] == "done"
+    gate.write_text("")
+    resumed = flow.resume(failed.run_id, checkpoint=db)
+    assert resumed.success, resumed.error
+    chain = ("first", "second", "third", "fourth")
+    assert [resumed.nodes[n].status for n in chain] == ["cached", "done", "done", "done"]
+    again = run_on_dask(flow, {"x": 2}, client=client, run_id=failed.run_id, checkpoint=_store(db), resume=True)
+    assert [again.nodes[n].status for n in chain] == ["cached"] * 4
+    assert again.outputs == resumed.outputs == flow.run(x=2).outputs
+
+
+def _store(path: str) -> Any:
+    from dagwright.runtime.checkpoint import CheckpointStore
+
+    return CheckpointStore(path)
+
+
+def _guarded(gate: str) -> Callable[[int], int]:
+    def second(x: int) -> int:
+        if not os.path.exists(gate):
+            raise RuntimeError("the gate is closed")
+        return x * 5
+
+    return second

@@ -466,6 +466,17 @@ def test_collapse_names_unknown_groups() -> None:
         build_debate_flow().to_dot(collapse=[""])
 
 
+def test_collapse_takes_a_groups_own_name_when_it_is_unique() -> None:
+    flow = build_debate_flow()
+    assert flow.to_dot(collapse=["round1"]) == flow.to_dot(collapse=["debate/round1"])
+    with flow.group("appeal"), flow.group("round1"):
+        flow.add_agent("appeal.round1.clerk", "topic: str -> argument: str")
+    with pytest.raises(
+        ValueError, match=r"'round1' names several groups of flow 'debate': 'debate/round1', 'appeal/round1'"
+    ):
+        flow.to_dot(collapse=["round1"])
+
+
 # --------------------------------------------------------------------------- scale and imports
 
 

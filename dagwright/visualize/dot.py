@@ -89,7 +89,7 @@ def to_dot(
     diagnostics (``Flow.validate()``); offending nodes, ports and edges are drawn
     red (warnings orange) with their codes. ``run``: a ``RunResult`` (anything
     with ``.nodes``: id -> record with status, duration_ms, tokens, cost, error).
-    ``collapse``: group names (``"debate"``, ``"debate/round1"``) drawn as one box.
+    ``collapse``: group paths (``"debate/round1"``), or a group's own name when unique (``"round1"``), drawn as one box.
     """
     return view_to_dot(build_view(graph, collapse=collapse, diagnostics=diagnostics, run=run))
 

@@ -575,8 +575,15 @@ def _collapse(
             raise ValueError(f"collapse takes group names such as 'debate', got {spec!r}")
         path = tuple(spec.split("/"))
         if path not in known_set:
-            names = ", ".join(repr("/".join(p)) for p in known) or "none"
-            raise ValueError(f"collapse: flow {graph.name!r} has no group {spec!r} (groups: {names})")
+            # A group's own name, without the groups around it ('debate' for 'research/debate'), when unique.
+            ending = [p for p in known if p[-len(path) :] == path]
+            if len(ending) > 1:
+                names = ", ".join(repr("/".join(p)) for p in ending)
+                raise ValueError(f"collapse: {spec!r} names several groups of flow {graph.name!r}: {names}; give one")
+            if not ending:
+                names = ", ".join(repr("/".join(p)) for p in known) or "none"
+                raise ValueError(f"collapse: flow {graph.name!r} has no group {spec!r} (groups: {names})")
+            path = ending[0]
         wanted.add(path)
 
     def box_path(group: tuple[str, ...]) -> tuple[str, ...] | None:

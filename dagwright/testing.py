@@ -197,7 +197,7 @@ class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = False
     block_on_close = True
     # socketserver's default backlog of 5 drops the SYNs of a burst of new connections (a 1 s retransmit each).
-    request_queue_size = 128
+    request_queue_size = 1024
 
     def __init__(self, address: tuple[str, int], owner: OpenAITestServer, family: socket.AddressFamily) -> None:
         self.address_family = family

@@ -16,10 +16,10 @@ graph up front into one Dask task graph and submits it at once:
   a node's function fails that node with a message naming the module;
 * each task runs its nodes on an event loop of its worker thread (one loop per thread,
   kept, so LLM clients and their connections are reused), under the node's retry and
-  timeout policy. A task never raises for a node's failure: it returns the node
-  records, and the nodes downstream skip (``continue``) or cancel (``fail_fast``)
-  exactly as on the built-in scheduler. In ``fail_fast`` the client also cancels every
-  task still queued when the first failure arrives.
+  timeout policy. A task returns its node records, and the nodes downstream skip
+  (``continue``) or cancel (``fail_fast``) exactly as on the built-in scheduler. In
+  ``fail_fast`` a task whose node failed raises instead, carrying its records, so the
+  client sees the failure without fetching results and cancels every task still queued.
 
 With ``client=None`` a ``LocalCluster`` on 127.0.0.1 (worker processes, many threads
 each, since agents wait on I/O) is started for the run and shut down afterwards; an
@@ -95,9 +95,16 @@ class _TaskSpec:
     failure_mode: FailureMode
     group_id: int
     # The group pickled once per lowering: bytes cost nothing to send again, a Node with its ports would.
+    # (Shipping every group to the workers once instead, as a scattered dependency of each task, measured
+    # slower: the scheduler pays for the extra dependency of every task more than the bytes cost.)
     payload: bytes
     inputs: dict[int, dict[str, Any]]
     cached: dict[int, dict[str, Any]]  # outputs restored from a checkpoint: these nodes do not run
+
+    def __dask_tokenize__(self) -> tuple[str, str, int]:
+        # Dask tokenizes every argument of a submitted graph by walking it, payload bytes included: a third of
+        # the per-task cost. Each task's key is already unique to its run, and so is this.
+        return (self.token, self.run_id, self.group_id)
 
 
 @dataclass(slots=True)
@@ -437,12 +444,35 @@ def _group(task: _TaskSpec) -> _Group:
     return group
 
 
-def _run_group(task: _TaskSpec, *upstream: list[tuple[int, NodeRecord]]) -> list[tuple[int, NodeRecord]]:
-    """The Dask task: run one group's nodes on this thread's event loop and return ``(step index, record)`` s."""
-    by_index = {index: record for records in upstream for index, record in records}
-    group = _group(task)
-    loop = _thread_loop(group.cheap)
-    return loop.run_until_complete(_run_steps(task, group, by_index))
+class _GroupFailed(Exception):
+    """A ``fail_fast`` task whose node failed: raised so the client sees the failure from the task's status
+    alone, without fetching results as they arrive; carries the group's records."""
+
+    def __init__(self, group_id: int, records: list[tuple[int, NodeRecord]]) -> None:
+        super().__init__(group_id, records)
+        self.group_id = group_id
+        self.records = records
+
+
+class _GroupRunner:
+    """The function of every Dask task: run one group's nodes on this thread's event loop and return
+    ``(step index, record)`` pairs. An object rather than a function only for its token: Dask tokenizes a
+    plain function by pickling it, once per task of every run."""
+
+    def __call__(self, task: _TaskSpec, *upstream: list[tuple[int, NodeRecord]]) -> list[tuple[int, NodeRecord]]:
+        by_index = {index: record for records in upstream for index, record in records}
+        group = _group(task)
+        loop = _thread_loop(group.cheap)
+        mine = loop.run_until_complete(_run_steps(task, group, by_index))
+        if task.failure_mode == "fail_fast" and any(record.status == "failed" for _, record in mine):
+            raise _GroupFailed(task.group_id, mine)
+        return mine
+
+    def __dask_tokenize__(self) -> str:
+        return "dagwright.run_group"
+
+
+_run_group = _GroupRunner()
 
 
 # --------------------------------------------------------------------------- running a flow (client side)
@@ -617,38 +647,74 @@ def _collect(
     failure_mode: FailureMode,
     saver: Callable[[NodeRecord], None] | None = None,
 ) -> dict[int, NodeRecord]:
-    """Submit the graph and collect every task's records; in ``fail_fast`` stop at the first failure."""
-    from distributed import as_completed
+    """Submit the graph and collect every task's records; in ``fail_fast`` stop at the first failure.
+
+    Without a checkpoint the results come in one ``gather``, which returns early at the first task in
+    error: a ``fail_fast`` task whose node failed raises :class:`_GroupFailed` for that, carrying its
+    records. Watching each task as it lands (``as_completed``) costs a fifth of a run of small tasks, so
+    it is kept for checkpoints, whose rows must be written as nodes finish.
+    """
+    from distributed import as_completed, wait
 
     group_of_key = {key: i for i, key in enumerate(keys)}
     futures = client.get(dsk, keys, sync=False) if keys else []
     records: dict[int, NodeRecord] = {}
     failed = False
+
+    def take(result: list[tuple[int, NodeRecord]]) -> None:
+        nonlocal failed
+        for index, record in result:
+            records[index] = record
+            failed = failed or record.status == "failed"
+            if saver is not None:
+                saver(record)
+
+    def fetch(finished: list[Any]) -> None:
+        if finished:
+            for result in client.gather(finished):
+                take(result)
+
+    def settle(future: Any) -> None:
+        """The records of a task that did not finish: failed, downstream of a failure, or cancelled."""
+        nonlocal failed
+        group_id = group_of_key[future.key]
+        error = future.exception() if future.status == "error" else None
+        if isinstance(error, _GroupFailed) and error.group_id == group_id:
+            take(error.records)
+            return
+        # Downstream of a failed fail_fast task (it carries that task's error), cancelled, or the cluster
+        # failing the task itself (a worker lost too often): the task never raises for a node otherwise.
+        for spec in lowering.groups[group_id].steps:
+            record = NodeRecord(spec.node.id, spec.node.kind, status="cancelled")
+            if error is not None and not isinstance(error, _GroupFailed):
+                record.status = "failed"
+                record.error_type = type(error).__name__
+                record.error = str(error) or type(error).__name__
+                failed = True
+            records[spec.index] = record
+
     try:
+        if saver is None:
+            try:
+                for result in client.gather(futures):
+                    take(result)
+                return records
+            except Exception:  # a task in error: its records are sorted out below
+                pass
+            if failure_mode == "fail_fast":
+                client.cancel([f for f in futures if not f.done()])
+            else:
+                wait(futures)
+            fetch([f for f in futures if f.status == "finished"])
+            for future in futures:
+                if future.status != "finished":
+                    settle(future)
+            return records
         for batch in as_completed(futures).batches():
-            finished = [f for f in batch if f.status == "finished"]
-            for future, result in zip(finished, client.gather(finished, errors="skip"), strict=False):
-                del future
-                for index, record in result:
-                    records[index] = record
-                    failed = failed or record.status == "failed"
-                    if saver is not None:
-                        saver(record)
+            fetch([f for f in batch if f.status == "finished"])
             for future in batch:
-                if future.status == "finished":
-                    continue
-                # The task itself never raises for a node: this is the cluster failing it (a worker lost too often).
-                error = future.exception() if future.status == "error" else None
-                for spec in lowering.groups[group_of_key[future.key]].steps:
-                    record = NodeRecord(spec.node.id, spec.node.kind)
-                    if error is not None:
-                        record.status = "failed"
-                        record.error_type = type(error).__name__
-                        record.error = str(error) or type(error).__name__
-                        failed = True
-                    else:
-                        record.status = "cancelled"
-                    records[spec.index] = record
+                if future.status != "finished":
+                    settle(future)
             if failed and failure_mode == "fail_fast":
                 client.cancel([f for f in futures if not f.done()])
                 break

@@ -7,6 +7,7 @@ counts come from the server, so retries and repairs are counted, not assumed.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 import threading
@@ -14,6 +15,9 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from strategies import json_values
 
 from dagwright import (
     BaseAgent,
@@ -28,8 +32,9 @@ from dagwright import (
     Signature,
 )
 from dagwright.agent import AgentContext
+from dagwright.compiler.signature import parse_signature
 from dagwright.runtime import llm
-from dagwright.runtime.prompt import PromptError
+from dagwright.runtime.prompt import DEFAULT_TEMPLATE, PromptError, user_message
 from dagwright.testing import Fault, OpenAITestServer
 
 
@@ -457,3 +462,27 @@ def test_fail_fast_cancels_an_inflight_llm_call() -> None:
         assert result.nodes["fails"].status == "failed"
         assert result.nodes["slow"].status == "cancelled"
         assert result.duration_ms < 4000  # the 5 s reply was not waited for
+
+
+@settings(max_examples=200)
+@given(
+    st.lists(
+        st.tuples(st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True), st.text(max_size=12), json_values),
+        min_size=1,
+        max_size=4,
+        unique_by=lambda field: field[0],
+    )
+)
+def test_the_default_prompt_is_the_default_template_rendered(fields: list[tuple[str, str, Any]]) -> None:
+    """The user message is rendered without jinja2 when no template is set: it must be the same text."""
+    text = ", ".join(f"{name}: Any" for name, _, _ in fields) + " -> out"
+    spec = parse_signature(text)
+    spec = dataclasses.replace(
+        spec,
+        inputs=tuple(
+            dataclasses.replace(f, description=description)
+            for f, (_, description, _) in zip(spec.inputs, fields, strict=True)
+        ),
+    )
+    inputs = {name: value for name, _, value in fields}
+    assert user_message(spec, inputs, None) == user_message(spec, inputs, DEFAULT_TEMPLATE)

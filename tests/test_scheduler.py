@@ -217,8 +217,8 @@ def test_sync_functions_run_in_worker_threads(mode: str) -> None:
     assert result.outputs == {"output": 3}
     assert seen["worker"] != seen["loop"]
     caller = threading.get_ident()
-    # flow.run() drives its own background loop; arun() runs on the caller's loop.
-    assert (seen["loop"] == caller) is (mode == "async")
+    # Both run the loop in the caller's thread: arun() on the caller's loop, run() on the thread's own loop.
+    assert seen["loop"] == caller
 
 
 @mode_param

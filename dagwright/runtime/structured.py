@@ -189,8 +189,12 @@ def _strict_compatible(schema: Any) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=512)
 def response_format(spec: SignatureSpec, mode: StructuredMode) -> dict[str, Any] | None:
-    """The ``response_format`` request field for ``mode`` (None in prompt mode)."""
+    """The ``response_format`` request field for ``mode`` (None in prompt mode).
+
+    Made once per signature and mode and shared by every request: read it, do not change it.
+    """
     schema = output_schema(spec)
     if mode == "json_schema":
         name = re.sub(r"[^A-Za-z0-9_-]", "_", spec.name or "output")[:64] or "output"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import keyword
 import re
 import threading
 from collections.abc import Iterator
@@ -467,7 +468,11 @@ def test_fail_fast_cancels_an_inflight_llm_call() -> None:
 @settings(max_examples=200)
 @given(
     st.lists(
-        st.tuples(st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True), st.text(max_size=12), json_values),
+        st.tuples(
+            st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True).filter(lambda name: not keyword.iskeyword(name)),
+            st.text(max_size=12),
+            json_values,
+        ),
         min_size=1,
         max_size=4,
         unique_by=lambda field: field[0],

@@ -18,12 +18,10 @@ from typing import Any
 
 import pytest
 from distributed import Client, LocalCluster
+from function_flows import async_unary, random_function_flows, unary
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from dagwright import BaseAgent, Flow, Kaizen, Node, Port, RetryPolicy
-from dagwright.compiler.ir import FrozenDict
-from dagwright.compiler.types import INT, list_of
+from dagwright import BaseAgent, Flow, Kaizen, RetryPolicy
 from dagwright.runtime.dask_backend import build_graph, lower_plan, run_on_dask
 from dagwright.runtime.events import RunResult
 from dagwright.testing import OpenAITestServer
@@ -61,93 +59,8 @@ def assert_same(dask: RunResult, builtin: RunResult) -> None:
 # ----------------------------------------------------------------------------- random DAGs
 
 
-def _source(value: int) -> Callable[[], int]:
-    def source() -> int:
-        return value
-
-    return source
-
-
-def _unary(salt: int) -> Callable[[int], int]:
-    def unary(x: int) -> int:
-        return x * 3 + salt
-
-    return unary
-
-
-def _async_unary(salt: int) -> Callable[[int], Any]:
-    async def unary(x: int) -> int:
-        await asyncio.sleep(0)
-        return x * 7 - salt
-
-    return unary
-
-
-def _binary(salt: int) -> Callable[[int, int], int]:
-    def binary(a: int, b: int) -> int:
-        return a * 31 - b + salt
-
-    return binary
-
-
-def _join(values: list[int]) -> list[int]:
-    return list(values)
-
-
-def _join_node(node_id: str) -> Node:
-    return Node(
-        node_id,
-        "function",
-        (Port("values", list_of(INT), collect=True),),
-        (Port("output", list_of(INT)),),
-        FrozenDict({"function": f"{__name__}:_join"}),
-    )
-
-
-@st.composite
-def random_flows(draw: st.DrawFn) -> tuple[Flow, dict[str, int]]:
-    """1-8 function nodes (sync and async, so chains fuse and break), fed by up to two flow inputs."""
-    flow = Flow("random")
-    n_inputs = draw(st.integers(0, 2))
-    available: list[tuple[str, str]] = [(f"input:in{j}", f"in{j}") for j in range(n_inputs)]
-    targets: dict[str, list[str]] = {f"in{j}": [] for j in range(n_inputs)}
-
-    def wire(source: tuple[str, str], target: str) -> None:
-        node, port = source
-        if node.startswith("input:"):
-            targets[port].append(target)
-        else:
-            flow.connect(f"{node}.{port}", target)
-
-    for i in range(draw(st.integers(1, 8))):
-        node_id = f"n{i}"
-        shape = draw(st.sampled_from(["source", "unary", "async", "binary", "join"] if available else ["source"]))
-        if shape == "source":
-            flow.add_function(node_id, _source(draw(st.integers(-5, 5))))
-        elif shape in ("unary", "async"):
-            flow.add_function(node_id, _unary(i) if shape == "unary" else _async_unary(i))
-            # Mostly the newest value: long chains, which the lowering fuses.
-            wire(available[-1] if draw(st.booleans()) else draw(st.sampled_from(available)), f"{node_id}.x")
-        elif shape == "binary":
-            flow.add_function(node_id, _binary(i))
-            wire(draw(st.sampled_from(available)), f"{node_id}.a")
-            wire(draw(st.sampled_from(available)), f"{node_id}.b")
-        else:
-            flow.add_node(_join_node(node_id), _join)
-            for source in draw(st.lists(st.sampled_from(available), min_size=1, max_size=3)):
-                wire(source, f"{node_id}.values")
-        if shape != "join":
-            available.append((node_id, "output"))
-    values: dict[str, int] = {}
-    for name, ends in targets.items():
-        if ends:
-            flow.input(name, int, to=ends)
-            values[name] = draw(st.integers(-100, 100))
-    return flow, values
-
-
 @settings(max_examples=15)
-@given(random_flows())
+@given(random_function_flows(max_nodes=8, max_join=3, async_steps=True))
 def test_random_dags_give_the_same_result_as_the_builtin_scheduler(
     client: Client, case: tuple[Flow, dict[str, int]]
 ) -> None:
@@ -160,13 +73,13 @@ def test_random_dags_give_the_same_result_as_the_builtin_scheduler(
 
 def test_chains_of_sync_functions_fuse_and_agents_and_async_functions_break_them() -> None:
     flow = Flow("chain")
-    flow.add_function("a", _unary(1))
-    flow.add_function("b", _unary(2))
-    flow.add_function("c", _async_unary(3))
-    flow.add_function("d", _unary(4))
-    flow.add_function("e", _unary(5))
+    flow.add_function("a", unary(1))
+    flow.add_function("b", unary(2))
+    flow.add_function("c", async_unary(3))
+    flow.add_function("d", unary(4))
+    flow.add_function("e", unary(5))
     flow.add_agent("f", BaseAgent(signature="x: int -> y: int", name="f"))
-    flow.add_function("g", _unary(6))
+    flow.add_function("g", unary(6))
     for src, dst in (("a", "b.x"), ("b", "c.x"), ("c", "d.x"), ("d", "e.x"), ("e", "f.x")):
         flow.connect(f"{src}.output", dst)
     flow.connect("f.y", "g.x")
@@ -236,9 +149,9 @@ async def slow(x: int) -> int:
 def failing_flow() -> Flow:
     flow = Flow("failing")
     flow.add_function("bad", broken)
-    flow.add_function("after_bad", _unary(1))
-    flow.add_function("good", _unary(2))
-    flow.add_function("after_good", _async_unary(3))
+    flow.add_function("after_bad", unary(1))
+    flow.add_function("good", unary(2))
+    flow.add_function("after_good", async_unary(3))
     flow.connect("bad.output", "after_bad.x")
     flow.connect("good.output", "after_good.x")
     flow.input("x", int, to=["bad.x", "good.x"])
@@ -310,7 +223,7 @@ def test_a_worker_that_cannot_import_a_function_names_the_module(
 
 def test_bad_run_options_are_refused_clearly(client: Client) -> None:
     flow = Flow("opts")
-    flow.add_function("a", _unary(0))
+    flow.add_function("a", unary(0))
     flow.input("x", int)
     with pytest.raises(ValueError, match="max_concurrency is not supported with backend='dask'"):
         flow.run(x=1, backend="dask", client=client, max_concurrency=2)
@@ -456,10 +369,10 @@ def test_a_worker_killed_mid_run_still_gives_every_output_once(client: Client) -
 def test_a_run_checkpointed_on_dask_resumes_on_the_builtin_scheduler_and_back(client: Client, tmp_path: Path) -> None:
     gate = tmp_path / "open"
     flow = Flow("resumable")
-    flow.add_function("first", _unary(1))
+    flow.add_function("first", unary(1))
     flow.add_function("second", _guarded(str(gate)))
-    flow.add_function("third", _unary(3))
-    flow.add_function("fourth", _async_unary(4))
+    flow.add_function("third", unary(3))
+    flow.add_function("fourth", async_unary(4))
     flow.connect("first.output", "second.x")
     flow.connect("second.output", "third.x")
     flow.connect("third.output", "fourth.x")

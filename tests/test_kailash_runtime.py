@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from function_flows import join, join_node, random_function_flows
 from helpers_runtime import registered_kind
 from hypothesis import given, settings
-from hypothesis import strategies as st
 from kailash.nodes.code import PythonCodeNode
 from kailash.runtime.async_local import AsyncLocalRuntime
 from kailash.runtime.local import LocalRuntime
@@ -24,7 +24,6 @@ from kailash.sdk_exceptions import RuntimeExecutionError
 
 import dagwright
 from dagwright import BaseAgent, Flow, Kaizen, Node, Port, RetryPolicy
-from dagwright.compiler.ir import FrozenDict
 from dagwright.compiler.types import INT, STR, list_of
 from dagwright.nodes.base import Executor, NodeContext
 from dagwright.nodes.kailash import DagwrightAgentNode, NodeOutputs
@@ -57,91 +56,8 @@ def statuses(result: RunResult) -> dict[str, str]:
 # ----------------------------------------------------------------------------- random DAGs of function nodes
 
 
-def _source(value: int) -> Callable[[], int]:
-    def source() -> int:
-        return value
-
-    return source
-
-
-def _unary(salt: int) -> Callable[[int], int]:
-    def unary(x: int) -> int:
-        return x * 3 + salt
-
-    return unary
-
-
-def _binary(salt: int) -> Callable[[int, int], int]:
-    def binary(a: int, b: int) -> int:
-        return a * 31 - b + salt
-
-    return binary
-
-
-def _join(values: list[int]) -> list[int]:
-    return list(values)
-
-
-def _join_node(node_id: str) -> Node:
-    return Node(
-        node_id,
-        "function",
-        (Port("values", list_of(INT), collect=True),),
-        (Port("output", list_of(INT)),),
-        FrozenDict({"function": f"{__name__}:_join"}),
-    )
-
-
-@st.composite
-def random_flows(draw: st.DrawFn) -> tuple[Flow, dict[str, int]]:
-    """A flow of 1-7 function nodes: sources, unary and binary steps, and collect joins.
-
-    Sources are picked with replacement, so one output often feeds two inputs of one node
-    and a join often receives one value twice; flow inputs feed ordinary and collect ports.
-    """
-    flow = Flow("random")
-    n_inputs = draw(st.integers(0, 2))
-    available: list[tuple[str, str]] = [(f"input:in{j}", f"in{j}") for j in range(n_inputs)]
-    targets: dict[str, list[str]] = {f"in{j}": [] for j in range(n_inputs)}
-    scalar_ids: list[str] = []
-
-    def wire(source: tuple[str, str], target: str) -> None:
-        node, port = source
-        if node.startswith("input:"):
-            targets[port].append(target)
-        else:
-            flow.connect(f"{node}.{port}", target)
-
-    for i in range(draw(st.integers(1, 7))):
-        node_id = f"n{i}"
-        shapes = ["source", "unary", "binary", "join"] if available else ["source"]
-        shape = draw(st.sampled_from(shapes))
-        if shape == "source":
-            flow.add_function(node_id, _source(draw(st.integers(-5, 5))))
-        elif shape == "unary":
-            flow.add_function(node_id, _unary(i))
-            wire(draw(st.sampled_from(available)), f"{node_id}.x")
-        elif shape == "binary":
-            flow.add_function(node_id, _binary(i))
-            wire(draw(st.sampled_from(available)), f"{node_id}.a")
-            wire(draw(st.sampled_from(available)), f"{node_id}.b")
-        else:
-            flow.add_node(_join_node(node_id), _join)
-            for source in draw(st.lists(st.sampled_from(available), min_size=1, max_size=4)):
-                wire(source, f"{node_id}.values")
-        if shape != "join":
-            scalar_ids.append(node_id)
-            available.append((node_id, "output"))
-    values: dict[str, int] = {}
-    for name, ends in targets.items():
-        if ends:
-            flow.input(name, int, to=ends)
-            values[name] = draw(st.integers(-100, 100))
-    return flow, values
-
-
 @settings(max_examples=30)
-@given(random_flows())
+@given(random_function_flows())
 def test_random_function_dags_give_the_same_results_on_kailash(case: tuple[Flow, dict[str, int]]) -> None:
     flow, values = case
     builtin = flow.run(values)
@@ -154,7 +70,7 @@ def test_random_function_dags_give_the_same_results_on_kailash(case: tuple[Flow,
 
 
 @settings(max_examples=10)
-@given(random_flows())
+@given(random_function_flows())
 def test_random_function_dags_run_directly_on_kailash_runtimes(case: tuple[Flow, dict[str, int]]) -> None:
     flow, values = case
     expected = flow.run(values)
@@ -187,7 +103,7 @@ def collect_flow() -> Flow:
     flow = Flow("collect")
     for fn in (three, one, two):
         flow.add_function(fn.__name__, fn)
-    flow.add_node(_join_node("join"), _join)
+    flow.add_node(join_node("join"), join)
     for source in ("two", "three", "one", "two", "three"):
         flow.connect(f"{source}.output", "join.values")
     flow.output("values", "join.output")

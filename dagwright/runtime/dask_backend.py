@@ -42,11 +42,11 @@ from typing import TYPE_CHECKING, Any
 
 from dagwright.compiler.ir import INPUT_KIND, OUTPUT_KIND, Graph
 from dagwright.compiler.signature import MISSING
-from dagwright.nodes.base import NodeContext
 from dagwright.nodes.io import output_name
+from dagwright.runtime.errors import NodeExecutionError
 from dagwright.runtime.events import NodeRecord, RunResult
 from dagwright.runtime.policy import FailureMode, NodePolicy
-from dagwright.runtime.scheduler import ExecutionPlan, Scheduler, _Slot
+from dagwright.runtime.scheduler import ExecutionPlan, Scheduler, _Slot, attempt_node, output_problem
 
 if TYPE_CHECKING:
     from dagwright.compiler.flow import Flow
@@ -355,40 +355,18 @@ async def _run_step(task: _TaskSpec, spec: _StepSpec, args: dict[str, Any], reco
     """One node under its policy, as the scheduler's ``run_node`` runs it; the outcome lands in ``record``."""
     record.status = "running"
     record.started_at = time.time()
-    attempt = 0
     try:
         executor, policy = _load(task.token, spec)
-        while True:
-            attempt += 1
-            record.attempts = attempt
-            ctx = NodeContext(task.run_id, spec.node, attempt, record)
-            try:
-                if policy.timeout is None:
-                    outputs = await executor(args, ctx)
-                else:
-                    outputs = await asyncio.wait_for(executor(args, ctx), policy.timeout)
-                break
-            except Exception as exc:
-                error: Exception = exc
-                if isinstance(exc, asyncio.TimeoutError) and policy.timeout is not None:
-                    error = TimeoutError(f"node {spec.node.id!r} timed out after {policy.timeout:g} s")
-                if not policy.retry.should_retry(error, attempt):
-                    raise error from None
-                await asyncio.sleep(policy.retry.delay(attempt))
-    except Exception as exc:
+        outputs = await attempt_node(executor, policy, args, task.run_id, spec.node, record)
+    except Exception as exc:  # the node's last failure, or its code not loading on this worker
+        cause = exc.error if isinstance(exc, NodeExecutionError) else exc
         record.ended_at = time.time()
         record.status = "failed"
-        record.error = str(exc) or type(exc).__name__
-        record.error_type = "ModuleNotFoundError" if isinstance(exc, WorkerImportError) else type(exc).__name__
+        record.error = str(cause) or type(cause).__name__
+        record.error_type = "ModuleNotFoundError" if isinstance(cause, WorkerImportError) else type(cause).__name__
         return
     record.ended_at = time.time()
-    problem: str | None = None
-    if not isinstance(outputs, dict):
-        problem = f"returned {type(outputs).__name__}, not a dict of output name -> value"
-    else:
-        unknown = [k for k in outputs if k not in spec.output_names]
-        if unknown:
-            problem = f"returned unknown output(s) {', '.join(map(repr, unknown))}"
+    problem = output_problem(outputs, spec.output_names)
     if problem is not None:
         record.status = "failed"
         record.error_type = "ValueError"

@@ -407,6 +407,9 @@ class _Run:
                     f"{type(exc).__name__}: {exc}"
                 )
 
+    def retried(self, node_id: str, attempt: int, error: Exception) -> None:
+        self.emit("node_retried", node_id, attempt=attempt, error=f"{type(error).__name__}: {error}")
+
     def gather(self, step: _Step) -> tuple[dict[str, Any], str | None]:
         """The input values of a step, or why it cannot run (an upstream value was not produced)."""
         args: dict[str, Any] = {}
@@ -444,7 +447,6 @@ class _Run:
         assert executor is not None
         # Fixed for the run: read once, and build no event at all when nobody listens.
         listener = self.listener
-        attempt = 0
         try:
             if self.semaphore is not None:
                 await self.semaphore.acquire()
@@ -453,26 +455,7 @@ class _Run:
                 record.started_at = time.time()
                 if listener is not None:
                     self.emit("node_started", node_id, record=record)
-                while True:
-                    attempt += 1
-                    record.attempts = attempt
-                    ctx = NodeContext(self.run_id, step.node, attempt, record)
-                    try:
-                        if policy.timeout is None:
-                            outputs = await executor(args, ctx)
-                        else:
-                            outputs = await asyncio.wait_for(executor(args, ctx), policy.timeout)
-                        break
-                    except asyncio.CancelledError:
-                        raise
-                    except Exception as exc:
-                        error: Exception = exc
-                        if isinstance(exc, asyncio.TimeoutError) and policy.timeout is not None:
-                            error = TimeoutError(f"node {node_id!r} timed out after {policy.timeout:g} s")
-                        if not policy.retry.should_retry(error, attempt):
-                            raise NodeExecutionError(node_id, error, attempt) from error
-                        self.emit("node_retried", node_id, attempt=attempt, error=f"{type(error).__name__}: {error}")
-                        await asyncio.sleep(policy.retry.delay(attempt))
+                outputs = await attempt_node(executor, policy, args, self.run_id, step.node, record, self.retried)
             finally:
                 if self.semaphore is not None:
                     self.semaphore.release()
@@ -489,7 +472,11 @@ class _Run:
             record.error = str(cause) or type(cause).__name__
             record.error_type = type(cause).__name__
             self.emit(
-                "node_failed", node_id, attempt=attempt, error=f"{record.error_type}: {record.error}", record=record
+                "node_failed",
+                node_id,
+                attempt=record.attempts,
+                error=f"{record.error_type}: {record.error}",
+                record=record,
             )
             if self.first_error is None:
                 self.first_error = failure
@@ -504,22 +491,17 @@ class _Run:
             self.values[step.index] = outputs
             record.status = "done"
             if listener is not None:
-                self.emit("node_finished", node_id, attempt=attempt, record=record)
+                self.emit("node_finished", node_id, attempt=record.attempts, record=record)
             self.resolved(step.index)
             return
-        if not isinstance(outputs, dict):
-            # Iterating a non-dict here would kill this task before the node resolves, and the run would hang.
-            problem: str | None = f"returned {type(outputs).__name__}, not a dict of output name -> value"
-        else:
-            unknown = [k for k in outputs if k not in step.output_names]
-            problem = f"returned unknown output(s) {', '.join(map(repr, unknown))}" if unknown else None
+        problem = output_problem(outputs, step.output_names)
         if problem is not None:
             record.status = "failed"
             record.error_type = "ValueError"
             record.error = problem
-            self.emit("node_failed", node_id, attempt=attempt, error=f"ValueError: {problem}", record=record)
+            self.emit("node_failed", node_id, attempt=record.attempts, error=f"ValueError: {problem}", record=record)
             if self.first_error is None:
-                self.first_error = NodeExecutionError(node_id, ValueError(record.error), attempt)
+                self.first_error = NodeExecutionError(node_id, ValueError(record.error), record.attempts)
                 if self.options.failure_mode == "fail_fast":
                     self.cancel_all(f"cancelled: {node_id} failed")
             self.resolved(step.index)
@@ -527,7 +509,7 @@ class _Run:
         record.outputs = outputs
         self.values[step.index] = outputs
         record.status = "done"
-        self.emit("node_finished", node_id, attempt=attempt, record=record)
+        self.emit("node_finished", node_id, attempt=record.attempts, record=record)
         self.resolved(step.index)
 
     def resolved(self, idx: int) -> None:
@@ -568,6 +550,52 @@ class _Run:
         for record in self.records:
             if record.status == "pending":
                 record.skip_reason = reason
+
+
+async def attempt_node(
+    executor: Executor,
+    policy: NodePolicy,
+    args: dict[str, Any],
+    run_id: str,
+    node: Node,
+    record: NodeRecord,
+    on_retry: Callable[[str, int, Exception], None] | None = None,
+) -> Any:
+    """What ``executor`` returns for ``args``, under the node's retry policy and per-attempt timeout.
+
+    ``record.attempts`` counts the attempts; a timeout is a ``TimeoutError`` naming the node;
+    ``on_retry(node id, attempt, error)`` hears of each failed attempt that is retried. The last
+    failure raises :class:`NodeExecutionError`. Every back end runs its nodes through this.
+    """
+    attempt = 0
+    while True:
+        attempt += 1
+        record.attempts = attempt
+        ctx = NodeContext(run_id, node, attempt, record)
+        try:
+            if policy.timeout is None:
+                return await executor(args, ctx)
+            return await asyncio.wait_for(executor(args, ctx), policy.timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            error: Exception = exc
+            if isinstance(exc, asyncio.TimeoutError) and policy.timeout is not None:
+                error = TimeoutError(f"node {node.id!r} timed out after {policy.timeout:g} s")
+            if not policy.retry.should_retry(error, attempt):
+                raise NodeExecutionError(node.id, error, attempt) from error
+            if on_retry is not None:
+                on_retry(node.id, attempt, error)
+            await asyncio.sleep(policy.retry.delay(attempt))
+
+
+def output_problem(outputs: object, output_names: frozenset[str]) -> str | None:
+    """Why what a node returned is not its outputs (not a dict, or names it does not declare), or None."""
+    if not isinstance(outputs, dict):
+        # Iterating a non-dict would kill the node's task before the node resolves, and a run would hang.
+        return f"returned {type(outputs).__name__}, not a dict of output name -> value"
+    unknown = [k for k in outputs if k not in output_names]
+    return f"returned unknown output(s) {', '.join(map(repr, unknown))}" if unknown else None
 
 
 def _fanout(listeners: list[Callable[[Event], None]]) -> Callable[[Event], None]:

@@ -1,4 +1,4 @@
-"""Shared test setup: hypothesis settings and a clean registry of custom types per test."""
+"""Shared test setup: hypothesis settings, a clean registry of custom types per test, a loopback LLM server."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from dagwright.compiler import types as _types
+from dagwright.testing import OpenAITestServer
 
 # Timing varies a lot on shared CI machines; a slow example is not a failure.
 settings.register_profile("dagwright", deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -24,3 +25,10 @@ def type_registry() -> Iterator[None]:
         _types._registry.clear()
         _types._registry.update(saved)
         _types._registry_generation += 1
+
+
+@pytest.fixture
+def server() -> Iterator[OpenAITestServer]:
+    """An OpenAI-compatible server on 127.0.0.1 for one test (``dagwright.testing``)."""
+    with OpenAITestServer() as srv:
+        yield srv

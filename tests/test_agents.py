@@ -12,7 +12,6 @@ import json
 import keyword
 import re
 import threading
-from collections.abc import Iterator
 from typing import Any, Literal
 
 import pytest
@@ -45,12 +44,6 @@ class QA(Signature):
     question: str = InputField(description="User question")
     answer: str = OutputField(description="Answer")
     confidence: float = OutputField(description="0 to 1")
-
-
-@pytest.fixture
-def server() -> Iterator[OpenAITestServer]:
-    with OpenAITestServer() as srv:
-        yield srv
 
 
 def make_agent(server: OpenAITestServer, **config: Any) -> BaseAgent:

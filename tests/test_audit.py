@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +16,6 @@ from dagwright.runtime.errors import LLMRequestError
 from dagwright.testing import Fault, OpenAITestServer
 
 API_KEY = "sk-live-abcdef0123456789"
-
-
-@pytest.fixture
-def server() -> Iterator[OpenAITestServer]:
-    with OpenAITestServer() as srv:
-        yield srv
 
 
 def make_agent(server: OpenAITestServer, signature: str = "question: str -> answer: str") -> BaseAgent:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +13,6 @@ from dagwright import BaseAgent, Flow
 from dagwright.runtime.cache import MemoryCache, SqliteCache, cache_key, make_cache
 from dagwright.runtime.errors import LLMRequestError, OutputParseError
 from dagwright.testing import Fault, OpenAITestServer
-
-
-@pytest.fixture
-def server() -> Iterator[OpenAITestServer]:
-    with OpenAITestServer() as srv:
-        yield srv
 
 
 def make_agent(server: OpenAITestServer, **config: Any) -> BaseAgent:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +26,6 @@ from dagwright.testing import Fault, OpenAITestServer
 
 STEPS = 3
 GUARD = 10.0
-
-
-@pytest.fixture
-def server() -> Iterator[OpenAITestServer]:
-    with OpenAITestServer() as srv:
-        yield srv
 
 
 def chain(base_url: str, *, urls: dict[str, str] | None = None, **config: Any) -> Flow:

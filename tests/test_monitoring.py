@@ -32,12 +32,6 @@ from dagwright.runtime.pricing import cost_of
 from dagwright.testing import Fault, OpenAITestServer
 
 
-@pytest.fixture
-def server() -> Iterator[OpenAITestServer]:
-    with OpenAITestServer() as srv:
-        yield srv
-
-
 def make_agent(server: OpenAITestServer, **config: Any) -> BaseAgent:
     settings_ = {
         "provider": "openai",

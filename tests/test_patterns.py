@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 
 from dagwright import BaseAgent, CompileError, Flow, Kaizen, patterns
 from dagwright.nodes.coordination import tally
 from dagwright.testing import Fault, OpenAITestServer
-
-
-@pytest.fixture
-def server() -> Iterator[OpenAITestServer]:
-    with OpenAITestServer() as srv:
-        yield srv
 
 
 def kaizen_for(server: OpenAITestServer) -> Kaizen:

@@ -20,6 +20,7 @@ import pytest
 from distributed import Client, LocalCluster
 from function_flows import async_unary, random_function_flows, unary
 from hypothesis import given, settings
+from pattern_cases import pattern_cases
 
 from dagwright import BaseAgent, Flow, Kaizen, RetryPolicy
 from dagwright.runtime.dask_backend import build_graph, lower_plan, run_on_dask
@@ -238,45 +239,6 @@ def test_bad_run_options_are_refused_clearly(client: Client) -> None:
 
 
 # ----------------------------------------------------------------------------- patterns and agents
-
-
-def pattern_cases() -> Iterator[tuple[str, Callable[[Kaizen], Flow], dict[str, Any]]]:
-    """Every coordination pattern with offline-model agents, and the inputs a run needs."""
-
-    def pipeline(k: Kaizen) -> Flow:
-        research = k.create_agent("research", signature="topic: str -> findings: list[str]")
-        outline = k.create_agent("outline", signature="findings: list[str] -> sections: list[str]")
-        write = k.create_agent("write", signature="topic: str, findings: list[str], outline: list[str] -> article: str")
-        return k.create_pipeline([research, outline, (write, {"mapping": {"sections": "outline"}})])
-
-    def router(k: Kaizen) -> Flow:
-        billing = k.create_agent("billing", signature="request: str -> response: str")
-        tech = k.create_agent("tech", signature="request: str -> response: str")
-        return k.create_router(("triage", {}), [billing, tech])
-
-    summarize = BaseAgent(signature="doc: str, style: str -> summary: str", name="summarize")
-    yield "pipeline", pipeline, {"topic": "solar"}
-    yield (
-        "debate",
-        lambda k: k.create_debate_workflow(
-            agents=[("optimist", {}), ("skeptic", {}), ("judge", {})], topic="Adopt Rust?", rounds=2
-        ),
-        {},
-    )
-    yield "consensus", lambda k: k.create_consensus_workflow([("a", {}), ("b", {}), ("c", {})]), {"question": "Go?"}
-    yield (
-        "supervisor",
-        lambda k: k.create_supervisor_agent(
-            "boss", {"workers": [("a", {}), ("b", {})], "task_allocation": "round_robin"}
-        ),
-        {"task": "Plan a launch"},
-    )
-    yield "router", router, {"request": "The app crashes"}
-    yield (
-        "parallel_map",
-        lambda k: k.create_parallel_map(summarize, over="doc", concurrency=2),
-        {"doc": ["alpha", "beta", "gamma"], "style": "terse"},
-    )
 
 
 @pytest.mark.parametrize(("name", "make", "inputs"), list(pattern_cases()), ids=[c[0] for c in pattern_cases()])

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import subprocess
+import sys
 import threading
 from typing import Any, TypedDict
 
@@ -219,6 +221,39 @@ def test_sync_functions_run_in_worker_threads(mode: str) -> None:
     caller = threading.get_ident()
     # Both run the loop in the caller's thread: arun() on the caller's loop, run() on the thread's own loop.
     assert seen["loop"] == caller
+
+
+_INTERRUPTED_RUN = """
+import asyncio, os, signal, threading
+from dagwright import Flow
+
+finished = []
+
+async def slow(x: int) -> int:
+    await asyncio.sleep(0.5)
+    finished.append(x)
+    return x
+
+flow = Flow("interrupted")
+flow.add_function("a", slow)
+flow.add_function("b", slow)
+flow.input("x", int, to=["a.x", "b.x"])
+threading.Timer(0.2, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+try:
+    flow.run(x=1)
+    print("not interrupted")
+except KeyboardInterrupt:
+    print("interrupted", finished)
+result = flow.run(x=2)
+print("again", result.success, finished)
+"""
+
+
+def test_ctrl_c_during_a_sync_run_leaves_no_node_behind() -> None:
+    """Ctrl-C in flow.run() raises KeyboardInterrupt; the run's nodes do not wake up in the next run."""
+    done = subprocess.run([sys.executable, "-c", _INTERRUPTED_RUN], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["interrupted []", "again True [2, 2]"]
 
 
 @mode_param

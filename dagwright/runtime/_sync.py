@@ -2,12 +2,13 @@
 
 A thread with no running loop runs the coroutine on its own loop, kept for the
 thread's life (so LLM clients and their connections are reused across calls) and
-entered with ``run_until_complete``: no hand-off to another thread, which costs
-about half a millisecond per call. ``asyncio.run`` fails inside a running loop
-(Jupyter, an async web handler) and blocking that loop on its own work would hang:
-there the coroutine runs on one long-lived background loop in a daemon thread and
-the caller's thread waits on a future. Either way, Ctrl-C while waiting cancels
-the coroutine, lets it clean up, and re-raises.
+entered directly: no hand-off to another thread, which costs about half a
+millisecond per call. ``asyncio.run`` fails inside a running loop (Jupyter, an
+async web handler) and blocking that loop on its own work would hang: there the
+coroutine runs on one long-lived background loop in a daemon thread and the
+caller's thread waits on a future. Either way, Ctrl-C while waiting cancels the
+coroutine, lets it clean up (a run cancels its nodes), and re-raises; no task is
+left to wake up in a later call.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import sys
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -50,24 +52,28 @@ def _runner_loop() -> asyncio.AbstractEventLoop:
 _local = threading.local()
 
 
-def _thread_loop() -> asyncio.AbstractEventLoop:
+def _run_here(coro: Coroutine[Any, Any, T]) -> T:
+    if sys.version_info >= (3, 11):
+        # A Runner kept for the thread's life: one loop across calls, and on Ctrl-C in the main thread it
+        # cancels the running coroutine (which cancels its nodes and lets them clean up), then raises.
+        runner: asyncio.Runner | None = getattr(_local, "runner", None)
+        if runner is None:
+            runner = asyncio.Runner()
+            _local.runner = runner
+        return runner.run(coro)
     loop: asyncio.AbstractEventLoop | None = getattr(_local, "loop", None)
     if loop is None or loop.is_closed():
         loop = asyncio.new_event_loop()
         _local.loop = loop
-    return loop
-
-
-def _run_here(coro: Coroutine[Any, Any, T]) -> T:
-    loop = _thread_loop()
-    task = loop.create_task(coro)
     try:
-        return loop.run_until_complete(task)
+        return loop.run_until_complete(coro)
     except KeyboardInterrupt:
-        task.cancel()
-        # The coroutine's cleanup (finally blocks, a checkpoint marked cancelled) runs before the re-raise.
+        # No task may outlive the call: a node left pending would wake up inside the thread's next run.
+        pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+        for task in pending:
+            task.cancel()
         with contextlib.suppress(BaseException):
-            loop.run_until_complete(task)
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         raise
 
 

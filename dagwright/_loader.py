@@ -99,13 +99,19 @@ def _module_name(abspath: str) -> str:
     unless that name already means another module.
     """
     stem = os.path.splitext(os.path.basename(abspath))[0]
-    if stem.isidentifier() and stem not in sys.modules:
-        try:
-            found = importlib.util.find_spec(stem)
-        except (ImportError, ValueError):
-            found = None
-        if found is None or (found.origin and os.path.abspath(found.origin) == abspath):
-            return stem
+    if stem.isidentifier():
+        loaded = sys.modules.get(stem)
+        if loaded is not None:
+            # This very file, loaded before in this process (a run, then its resume): the same name again.
+            if os.path.abspath(str(getattr(loaded, "__file__", None) or "")) == abspath:
+                return stem
+        else:
+            try:
+                found = importlib.util.find_spec(stem)
+            except (ImportError, ValueError):
+                found = None
+            if found is None or (found.origin and os.path.abspath(found.origin) == abspath):
+                return stem
     digest = hashlib.sha256(abspath.encode("utf-8", "surrogateescape")).hexdigest()[:12]
     return f"_dagwright_target_{digest}_{stem}" if stem.isidentifier() else f"_dagwright_target_{digest}"
 

@@ -121,9 +121,16 @@ def run_flow(
     from dagwright.runtime.scheduler import RunOptions
 
     if backend == "dask":
-        if resume is not None:
-            raise TargetError("--resume runs on the built-in scheduler: drop --backend dask to resume")
-        return _execute_dask(flow, inputs, scheduler_address, as_json=as_json, target=target, checkpoint=checkpoint)
+        return _execute_dask(
+            flow,
+            inputs,
+            scheduler_address,
+            as_json=as_json,
+            target=target,
+            checkpoint=checkpoint,
+            resume=resume,
+            rerun_changed=rerun_changed,
+        )
     if scheduler_address is not None:
         raise TargetError("--scheduler is the address of a Dask scheduler: use it with --backend dask")
     scheduler = flow._scheduler()
@@ -177,20 +184,34 @@ def _execute(
     try:
         result: RunResult = asyncio.run(scheduler.run(inputs, options, listener))
     except KeyboardInterrupt:
-        sys.stderr.write("\ninterrupted: the run was cancelled\n")
-        if options is not None and options.checkpoint is not None:
-            store = options.checkpoint
-            done = len(store.finished_nodes(options.run_id))
-            command = shlex.join(["dagwright", "run", target, "--resume", options.run_id, "--checkpoint", store.path])
-            sys.stderr.write(f"{done} finished node(s) are stored in {store.path}; resume the run with:\n  {command}\n")
+        if options is not None and options.checkpoint is not None and options.run_id is not None:
+            _interrupted(options.checkpoint, options.run_id, target)
+        else:
+            sys.stderr.write("\ninterrupted: the run was cancelled\n")
         return 130
     except CheckpointError as exc:
         raise TargetError(str(exc)) from None
     return _report(flow, result, time.perf_counter() - started, as_json=as_json)
 
 
+def _interrupted(store: Any, run_id: str, target: str, *extra: str) -> None:
+    """What a Ctrl-C leaves: the finished nodes stored, and the command that resumes the run."""
+    done = len(store.finished_nodes(run_id))
+    command = shlex.join(["dagwright", "run", target, "--resume", run_id, "--checkpoint", store.path, *extra])
+    sys.stderr.write("\ninterrupted: the run was cancelled\n")
+    sys.stderr.write(f"{done} finished node(s) are stored in {store.path}; resume the run with:\n  {command}\n")
+
+
 def _execute_dask(
-    flow: Flow, inputs: dict[str, Any], address: str | None, *, as_json: bool, target: str, checkpoint: str | None
+    flow: Flow,
+    inputs: dict[str, Any],
+    address: str | None,
+    *,
+    as_json: bool,
+    target: str,
+    checkpoint: str | None,
+    resume: str | None,
+    rerun_changed: bool,
 ) -> int:
     """``--backend dask``: the same printout, without a per-node progress display.
 
@@ -209,21 +230,30 @@ def _execute_dask(
         for module in list(sys.modules.values()):
             if getattr(module, "__file__", None) and os.path.abspath(str(module.__file__)) == wanted:
                 cloudpickle.register_pickle_by_value(module)
-    try:
-        flow._scheduler().check_inputs(inputs)
-    except ValueError as exc:
-        raise TargetError(str(exc)) from None
     from dagwright.runtime.checkpoint import CheckpointError, CheckpointStore
 
+    if resume is not None and checkpoint is None:
+        raise TargetError("--resume needs --checkpoint: the database the run was stored in")
     started = time.perf_counter()
     store: CheckpointStore | None = None
+    run_id = resume if resume is not None else uuid.uuid4().hex
     try:
         store = CheckpointStore(checkpoint) if checkpoint is not None else None
-        result = run_on_dask(flow, inputs, client=address, checkpoint=store)
+        if store is not None and resume is not None:
+            inputs = store.prepare_resume(resume, flow.compile(), rerun_changed=rerun_changed).inputs
+        try:
+            flow._scheduler().check_inputs(inputs)
+        except ValueError as exc:
+            raise TargetError(str(exc)) from None
+        result = run_on_dask(flow, inputs, client=address, checkpoint=store, run_id=run_id, resume=resume is not None)
     except (ImportError, ConnectionError, CheckpointError) as exc:
         raise TargetError(str(exc)) from None
     except KeyboardInterrupt:
-        sys.stderr.write("\ninterrupted: the run was cancelled\n")
+        if store is not None:
+            extra = ["--backend", "dask", *(["--scheduler", address] if address else [])]
+            _interrupted(store, run_id, target, *extra)
+        else:
+            sys.stderr.write("\ninterrupted: the run was cancelled\n")
         return 130
     finally:
         if store is not None:

@@ -840,3 +840,14 @@ def test_readme_documents_every_code() -> None:
         # The table says what the code is called and how severe it is, as the checker does.
         assert info.name in rows[code], (code, rows[code])
         assert info.severity in rows[code], (code, rows[code])
+
+
+def test_a_file_loaded_twice_in_one_process_gives_the_same_graph(tmp_path: Path) -> None:
+    """A run and its resume in one process must see one graph: the file keeps its module name."""
+    from dagwright._loader import load_targets
+
+    path = write(tmp_path, "twice_loaded.py", GOOD)
+    first = load_targets(f"{path}:flow")[0].flow.compile()
+    second = load_targets(f"{path}:flow")[0].flow.compile()
+    assert second.content_hash == first.content_hash
+    assert second.node("shout").config["function"] == "twice_loaded:shout"

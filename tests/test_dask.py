@@ -6,6 +6,7 @@ One ``LocalCluster`` (2 worker processes x 2 threads, 127.0.0.1) serves the whol
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -288,6 +289,39 @@ def test_cli_runs_on_the_given_scheduler(client: Client, tmp_path: Path, capsys:
     assert capsys.readouterr().out == "output: HI\n"
     assert main(["run", str(script), "-i", "text=hi", "--scheduler", "tcp://127.0.0.1:1"]) == 2
     assert "use it with --backend dask" in capsys.readouterr().err
+
+
+def test_cli_resumes_a_checkpointed_run_on_dask(
+    client: Client, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run stored with --checkpoint on Dask fails at its second node; --resume on Dask runs only that node."""
+    from dagwright.cli import main
+
+    marker = tmp_path / "fixed"
+    calls = tmp_path / "calls"
+    script = tmp_path / "resume_flow.py"
+    script.write_text(
+        "import os\nfrom dagwright import Flow\n\n"
+        f"MARKER, CALLS = {str(marker)!r}, {str(calls)!r}\n\n"
+        "def first(text: str) -> str:\n"
+        "    with open(CALLS, 'a') as f:\n        f.write('first\\n')\n"
+        "    return text.upper()\n\n"
+        "def second(text: str) -> str:\n"
+        "    with open(CALLS, 'a') as f:\n        f.write('second\\n')\n"
+        "    if not os.path.exists(MARKER):\n        raise RuntimeError('not yet')\n"
+        "    return text + '!'\n\n"
+        "flow = Flow('resume')\nflow.add_function('first', first)\nflow.add_function('second', second)\n"
+        "flow.connect('first.output', 'second.text')\nflow.input('text')\n"
+    )
+    db = str(tmp_path / "runs.db")
+    common = ["--backend", "dask", "--scheduler", client.scheduler.address, "--checkpoint", db]
+    assert main(["run", str(script), "-i", "text=hi", "--json", *common]) == 1
+    run_id = json.loads(capsys.readouterr().out)["run_id"]
+    marker.write_text("")
+    assert main(["run", str(script), "--resume", run_id, "--json", *common]) == 0
+    resumed = json.loads(capsys.readouterr().out)
+    assert (resumed["run_id"], resumed["outputs"]) == (run_id, {"output": "HI!"})
+    assert calls.read_text().split() == ["first", "second", "second"]
 
 
 # ----------------------------------------------------------------------------- a worker lost mid-run

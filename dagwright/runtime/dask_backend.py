@@ -431,6 +431,14 @@ class _GroupFailed(Exception):
         self.group_id = group_id
         self.records = records
 
+    def __str__(self) -> str:
+        # What a worker's "Compute Failed" log line shows: the node and its error, not the records.
+        failed = [r for _, r in self.records if r.status == "failed"]
+        return "; ".join(f"node {r.node_id!r} failed: {r.error_type}: {r.error}" for r in failed)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self})"
+
 
 class _GroupRunner:
     """The function of every Dask task: run one group's nodes on this thread's event loop and return

@@ -12,9 +12,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from dagwright.agent import BaseAgent
 from dagwright.compiler.flow import Flow
 from dagwright.nodes import EXECUTORS, ExecutorFactory, register_kind
 from dagwright.runtime.events import Event, RunResult
+from dagwright.testing import OpenAITestServer
 
 MODES = ("sync", "async")
 """``sync``: ``flow.run(...)``; ``async``: ``await flow.arun(...)`` inside ``asyncio.run``."""
@@ -129,3 +131,17 @@ def run_in_thread(target: Callable[[], Any], timeout: float) -> Any:
     if "error" in box:
         raise box["error"]
     return box["value"]
+
+
+def loopback_agent(server: OpenAITestServer, signature: str, **config: Any) -> BaseAgent:
+    """An agent ``qa`` calling ``server`` with no retries (a fault is seen at once); ``config`` overrides."""
+    settings = {
+        "provider": "openai",
+        "base_url": server.base_url,
+        "api_key": "sk-test",
+        "model": "gpt-4o-mini",
+        "retry_initial_delay": 0.01,
+        "max_retries": 0,
+        **config,
+    }
+    return BaseAgent(config=settings, signature=signature, name="qa")

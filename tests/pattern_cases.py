@@ -8,6 +8,24 @@ from typing import Any
 from dagwright import BaseAgent, Flow, Kaizen
 
 
+def nested_flow(k: Kaizen, name: str = "pipeline") -> Flow:
+    """Patterns composed: research, then a two-round debate, then a consensus of two reviewers on its decision."""
+    research = k.create_agent("research", signature="topic: str -> findings: list[str]")
+    debater = "topic: str, findings: list[str], transcript: list[str] -> argument: str"
+    debate = k.create_debate_workflow(
+        agents=[k.create_agent("pro", signature=debater), k.create_agent("con", signature=debater), ("judge", {})],
+        rounds=2,
+    )
+    reviewers = k.create_consensus_workflow(
+        [
+            k.create_agent("r1", signature="decision_to_check: str -> decision: str, confidence: float"),
+            k.create_agent("r2", signature="decision_to_check: str -> decision: str, confidence: float"),
+        ],
+        confidence_threshold=0.0,
+    )
+    return k.create_pipeline([research, debate, (reviewers, {"mapping": {"decision": "decision_to_check"}})], name=name)
+
+
 def pattern_cases() -> Iterator[tuple[str, Callable[[Kaizen], Flow], dict[str, Any]]]:
     """Every coordination pattern, offline-model agents, with the inputs a run needs."""
 
@@ -21,22 +39,6 @@ def pattern_cases() -> Iterator[tuple[str, Callable[[Kaizen], Flow], dict[str, A
         billing = k.create_agent("billing", signature="request: str -> response: str")
         tech = k.create_agent("tech", signature="request: str -> response: str")
         return k.create_router(("triage", {}), [billing, tech])
-
-    def nested(k: Kaizen) -> Flow:
-        research = k.create_agent("research", signature="topic: str -> findings: list[str]")
-        debater = "topic: str, findings: list[str], transcript: list[str] -> argument: str"
-        debate = k.create_debate_workflow(
-            agents=[k.create_agent("pro", signature=debater), k.create_agent("con", signature=debater), ("judge", {})],
-            rounds=2,
-        )
-        reviewers = k.create_consensus_workflow(
-            [
-                k.create_agent("r1", signature="decision_to_check: str -> decision: str, confidence: float"),
-                k.create_agent("r2", signature="decision_to_check: str -> decision: str, confidence: float"),
-            ],
-            confidence_threshold=0.0,
-        )
-        return k.create_pipeline([research, debate, (reviewers, {"mapping": {"decision": "decision_to_check"}})])
 
     summarize = BaseAgent(signature="doc: str, style: str -> summary: str", name="summarize")
     yield "pipeline", pipeline, {"topic": "solar"}
@@ -61,4 +63,4 @@ def pattern_cases() -> Iterator[tuple[str, Callable[[Kaizen], Flow], dict[str, A
         lambda k: k.create_parallel_map(summarize, over="doc", concurrency=2),
         {"doc": ["alpha", "beta", "gamma"], "style": "terse"},
     )
-    yield "nested", nested, {"topic": "Four-day week"}
+    yield "nested", nested_flow, {"topic": "Four-day week"}

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers_runtime import loopback_agent
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,16 +17,7 @@ from dagwright.testing import Fault, OpenAITestServer
 
 
 def make_agent(server: OpenAITestServer, **config: Any) -> BaseAgent:
-    settings_ = {
-        "provider": "openai",
-        "base_url": server.base_url,
-        "api_key": "sk-test",
-        "model": "gpt-4o-mini",
-        "retry_initial_delay": 0.01,
-        "max_retries": 0,
-        **config,
-    }
-    return BaseAgent(config=settings_, signature="question: str -> answer: str, score: float", name="qa")
+    return loopback_agent(server, "question: str -> answer: str, score: float", **config)
 
 
 def outputs(result: dict[str, Any]) -> dict[str, Any]:

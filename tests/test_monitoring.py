@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers_runtime import loopback_agent
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -33,16 +34,7 @@ from dagwright.testing import Fault, OpenAITestServer
 
 
 def make_agent(server: OpenAITestServer, **config: Any) -> BaseAgent:
-    settings_ = {
-        "provider": "openai",
-        "base_url": server.base_url,
-        "api_key": "sk-test",
-        "model": "gpt-4o-mini",
-        "retry_initial_delay": 0.01,
-        "max_retries": 0,
-        **config,
-    }
-    return BaseAgent(config=settings_, signature="question: str -> answer: str", name="qa")
+    return loopback_agent(server, "question: str -> answer: str", **config)
 
 
 def rec(ms: float, *, success: bool = True, **extra: Any) -> ExecutionRecord:

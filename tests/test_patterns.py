@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from pattern_cases import nested_flow
 
 from dagwright import BaseAgent, CompileError, Flow, Kaizen, patterns
 from dagwright.nodes.coordination import tally
@@ -318,22 +319,7 @@ def test_parallel_map_respects_the_concurrency_limit() -> None:
 
 def test_nested_composition_runs(server: OpenAITestServer) -> None:
     k = kaizen_for(server)
-    research = k.create_agent("research", signature="topic: str -> findings: list[str]")
-    debater = "topic: str, findings: list[str], transcript: list[str] -> argument: str"
-    debate = k.create_debate_workflow(
-        agents=[k.create_agent("pro", signature=debater), k.create_agent("con", signature=debater), ("judge", {})],
-        rounds=2,
-    )
-    reviewers = k.create_consensus_workflow(
-        [
-            k.create_agent("r1", signature="decision_to_check: str -> decision: str, confidence: float"),
-            k.create_agent("r2", signature="decision_to_check: str -> decision: str, confidence: float"),
-        ],
-        confidence_threshold=0.0,
-    )
-    flow = k.create_pipeline(
-        [research, debate, (reviewers, {"mapping": {"decision": "decision_to_check"}})], name="research_flow"
-    )
+    flow = nested_flow(k, name="research_flow")
     graph = flow.compile(strict=True)
     assert "debate.round2.pro" in graph and "consensus.vote" in graph
     assert graph.node("debate.round1.pro").group == ("research_flow", "debate", "round1")

@@ -41,12 +41,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dagwright.compiler.ir import INPUT_KIND, OUTPUT_KIND, Graph
-from dagwright.compiler.signature import MISSING
 from dagwright.nodes.io import output_name
 from dagwright.runtime.errors import NodeExecutionError
 from dagwright.runtime.events import NodeRecord, RunResult
 from dagwright.runtime.policy import FailureMode, NodePolicy
-from dagwright.runtime.scheduler import ExecutionPlan, Scheduler, _Slot, attempt_node, output_problem
+from dagwright.runtime.scheduler import ExecutionPlan, Scheduler, _Slot, attempt_node, gather_inputs, output_problem
 
 if TYPE_CHECKING:
     from dagwright.compiler.flow import Flow
@@ -310,45 +309,21 @@ def _worker_address() -> str:
         return "(not a worker)"
 
 
-def _gather(
-    spec: _StepSpec, inputs: Mapping[int, Mapping[str, Any]], records: Mapping[int, NodeRecord]
-) -> tuple[dict[str, Any], str | None]:
-    """The scheduler's input gathering, reading upstream values from records (see Scheduler's ``gather``)."""
-    from dagwright.compiler.ir import thaw_json
+class _Produced:
+    """Upstream values by step index, for :func:`gather_inputs`: flow inputs, then finished records."""
 
-    args: dict[str, Any] = {}
+    __slots__ = ("inputs", "records")
 
-    def produced(src: int) -> Mapping[str, Any] | None:
-        given = inputs.get(src)
+    def __init__(self, inputs: Mapping[int, Mapping[str, Any]], records: Mapping[int, NodeRecord]) -> None:
+        self.inputs = inputs
+        self.records = records
+
+    def __getitem__(self, src: int) -> Mapping[str, Any] | None:
+        given = self.inputs.get(src)
         if given is not None:
             return given
-        record = records.get(src)
+        record = self.records.get(src)
         return record.outputs if record is not None and record.status in ("done", "cached") else None
-
-    for slot in spec.slots:
-        if slot.collect:
-            items = []
-            for src, port in slot.sources:
-                values = produced(src)
-                if values is not None and port in values:
-                    items.append(values[port])
-            args[slot.name] = items
-            continue
-        if not slot.sources:
-            if slot.default is not MISSING:
-                args[slot.name] = thaw_json(slot.default)
-            continue
-        src, port = slot.sources[0]
-        values = produced(src)
-        if values is not None and port in values:
-            args[slot.name] = values[port]
-        elif slot.required:
-            upstream = records[src]
-            reason = upstream.status if upstream.status != "done" else "did not produce it"
-            return args, f"input {slot.name!r} has no value: {upstream.node_id}.{port} {reason}"
-        elif slot.default is not MISSING:
-            args[slot.name] = thaw_json(slot.default)
-    return args, None
 
 
 async def _run_step(task: _TaskSpec, spec: _StepSpec, args: dict[str, Any], record: NodeRecord) -> None:
@@ -398,7 +373,7 @@ async def _run_steps(task: _TaskSpec, group: _Group, upstream: dict[int, NodeRec
                 records[spec.index] = record
                 continue
         records[spec.index] = record
-        args, why_not = _gather(spec, task.inputs, records)
+        args, why_not = gather_inputs(spec.slots, _Produced(task.inputs, records), records)
         if why_not is not None:
             record.status = "skipped"
             record.skip_reason = why_not

@@ -19,9 +19,9 @@ import difflib
 import inspect
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from dagwright.compiler.ir import INPUT_KIND, OUTPUT_KIND, Graph, Node
 from dagwright.compiler.signature import MISSING
@@ -35,7 +35,16 @@ from dagwright.runtime.telemetry import run_listener
 if TYPE_CHECKING:
     from dagwright.runtime.checkpoint import CheckpointStore
 
-__all__ = ["ExecutionPlan", "RunOptions", "Scheduler"]
+__all__ = ["ExecutionPlan", "RunOptions", "Scheduler", "attempt_node", "gather_inputs", "output_problem"]
+
+_T_co = TypeVar("_T_co", covariant=True)
+
+
+class _Indexed(Protocol[_T_co]):
+    """A list, or a mapping by step index: what input gathering reads."""
+
+    def __getitem__(self, index: int, /) -> _T_co: ...
+
 
 _DEFAULT_POLICY = NodePolicy()
 
@@ -328,7 +337,7 @@ class _Run:
             record.status = "done"
             self.resolved(idx)
             return
-        args, why_not = self.gather(step)
+        args, why_not = gather_inputs(step.slots, self.values, self.records)
         if why_not is not None:
             record.status = "skipped"
             record.skip_reason = why_not
@@ -409,35 +418,6 @@ class _Run:
 
     def retried(self, node_id: str, attempt: int, error: Exception) -> None:
         self.emit("node_retried", node_id, attempt=attempt, error=f"{type(error).__name__}: {error}")
-
-    def gather(self, step: _Step) -> tuple[dict[str, Any], str | None]:
-        """The input values of a step, or why it cannot run (an upstream value was not produced)."""
-        args: dict[str, Any] = {}
-        values = self.values
-        for slot in step.slots:
-            if slot.collect:
-                items = []
-                for src, port in slot.sources:
-                    produced = values[src]
-                    if produced is not None and port in produced:
-                        items.append(produced[port])
-                args[slot.name] = items
-                continue
-            if not slot.sources:
-                if slot.default is not MISSING:
-                    args[slot.name] = _thaw(slot.default)
-                continue
-            src, port = slot.sources[0]
-            produced = values[src]
-            if produced is not None and port in produced:
-                args[slot.name] = produced[port]
-            elif slot.required:
-                upstream = self.records[src]
-                reason = upstream.status if upstream.status != "done" else "did not produce it"
-                return args, f"input {slot.name!r} has no value: {upstream.node_id}.{port} {reason}"
-            elif slot.default is not MISSING:
-                args[slot.name] = _thaw(slot.default)
-        return args, None
 
     async def run_node(self, step: _Step, args: dict[str, Any]) -> None:
         record = self.records[step.index]
@@ -550,6 +530,41 @@ class _Run:
         for record in self.records:
             if record.status == "pending":
                 record.skip_reason = reason
+
+
+def gather_inputs(
+    slots: Sequence[_Slot], values: _Indexed[Mapping[str, Any] | None], records: _Indexed[NodeRecord]
+) -> tuple[dict[str, Any], str | None]:
+    """A node's input values, or why it cannot run (an upstream value was not produced).
+
+    ``values[i]`` is what step ``i`` produced (None: nothing), ``records[i]`` its record. Every
+    back end gathers inputs through this.
+    """
+    args: dict[str, Any] = {}
+    for slot in slots:
+        if slot.collect:
+            items = []
+            for src, port in slot.sources:
+                produced = values[src]
+                if produced is not None and port in produced:
+                    items.append(produced[port])
+            args[slot.name] = items
+            continue
+        if not slot.sources:
+            if slot.default is not MISSING:
+                args[slot.name] = _thaw(slot.default)
+            continue
+        src, port = slot.sources[0]
+        produced = values[src]
+        if produced is not None and port in produced:
+            args[slot.name] = produced[port]
+        elif slot.required:
+            upstream = records[src]
+            reason = upstream.status if upstream.status != "done" else "did not produce it"
+            return args, f"input {slot.name!r} has no value: {upstream.node_id}.{port} {reason}"
+        elif slot.default is not MISSING:
+            args[slot.name] = _thaw(slot.default)
+    return args, None
 
 
 async def attempt_node(

@@ -7,6 +7,7 @@ take a lock; sequence numbers (not clock readings) give the order of starts and 
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -145,3 +146,13 @@ def loopback_agent(server: OpenAITestServer, signature: str, **config: Any) -> B
         **config,
     }
     return BaseAgent(config=settings, signature=signature, name="qa")
+
+
+def restore_ctrl_c() -> None:
+    """``preexec_fn`` for a child that a test interrupts with SIGINT.
+
+    A shell starts background jobs with SIGINT ignored, children inherit that,
+    and Python then installs no KeyboardInterrupt handler: without this, a
+    suite run in the background would see Ctrl-C do nothing.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers_runtime import registered_kind
+from helpers_runtime import registered_kind, restore_ctrl_c
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -505,6 +505,7 @@ def test_ctrl_c_stops_cleanly_and_prints_how_to_resume(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=restore_ctrl_c,
     )
     try:
         wait_for(lambda: log.exists() and "slow" in log.read_text().split(), "the slow node to start")

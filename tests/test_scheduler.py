@@ -15,7 +15,16 @@ import threading
 from typing import Any, TypedDict
 
 import pytest
-from helpers_runtime import MODES, InFlight, Trace, registered_kind, run_flow, run_in_thread, stream_events
+from helpers_runtime import (
+    MODES,
+    InFlight,
+    Trace,
+    registered_kind,
+    restore_ctrl_c,
+    run_flow,
+    run_in_thread,
+    stream_events,
+)
 
 from dagwright.compiler.flow import Flow
 from dagwright.compiler.ir import FrozenDict, Graph, Node, Port
@@ -251,7 +260,9 @@ print("again", result.success, finished)
 
 def test_ctrl_c_during_a_sync_run_leaves_no_node_behind() -> None:
     """Ctrl-C in flow.run() raises KeyboardInterrupt; the run's nodes do not wake up in the next run."""
-    done = subprocess.run([sys.executable, "-c", _INTERRUPTED_RUN], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", _INTERRUPTED_RUN], capture_output=True, text=True, timeout=60, preexec_fn=restore_ctrl_c
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["interrupted []", "again True [2, 2]"]
 

@@ -208,3 +208,29 @@ def digraphs(draw: st.DrawFn, max_nodes: int = 9) -> tuple[int, list[tuple[int, 
     n = draw(st.integers(1, max_nodes))
     pairs = draw(st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)), max_size=3 * n))
     return n, pairs
+
+
+# Shared type objects, as a compiled flow has them (signatures and functions reuse their types).
+_SHARED_TYPES = (INT, FLOAT, STR, ANY, optional(INT), list_of(INT), list_of(FLOAT))
+
+
+@st.composite
+def wired_graphs(draw: st.DrawFn, max_nodes: int = 8) -> Graph:
+    """Graphs whose edges mostly join ports that exist: unique ids, types from a small
+    shared pool (and some random ones), a few dangling ends, any edge direction."""
+    types = st.sampled_from(_SHARED_TYPES) | port_types
+    in_ports = st.builds(Port, st.sampled_from(("x", "y", "in")), types, st.booleans(), st.just(MISSING), st.booleans())
+    out_ports = st.builds(Port, st.sampled_from(("out", "y")), types)
+    nodes = []
+    for i in range(draw(st.integers(1, max_nodes))):
+        kind = draw(st.sampled_from(("function", "function", "agent", "input")))
+        nid = f"input:n{i}" if kind == "input" else f"n{i}"
+        ins = () if kind == "input" else tuple(draw(st.lists(in_ports, max_size=3)))
+        nodes.append(Node(nid, kind, ins, tuple(draw(st.lists(out_ports, max_size=2)))))
+    broken = st.tuples(st.sampled_from([n.id for n in nodes] + ["ghost"]), st.just("nope"))
+    out_keys = [(n.id, p.name) for n in nodes for p in n.outputs]
+    in_keys = [(n.id, p.name) for n in nodes for p in n.inputs]
+    sources = st.sampled_from(out_keys) | broken if out_keys else broken
+    targets = st.sampled_from(in_keys) | broken if in_keys else broken
+    pairs = draw(st.lists(st.tuples(sources, targets), max_size=3 * len(nodes)))
+    return Graph("wired", tuple(nodes), tuple(Edge(s, sp, t, tp) for (s, sp), (t, tp) in pairs))

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import itertools
+import random
+from collections import Counter
 from collections.abc import Iterable, Sequence
 
 import networkx as nx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies import digraphs
+from strategies import digraphs, graphs, wired_graphs
 
 from dagwright.compiler.diagnostics import CODES, CompileError, Diagnostic
 from dagwright.compiler.flow import Flow
 from dagwright.compiler.ir import Edge, Graph, Node, Port, SourceLocation, freeze_json
 from dagwright.compiler.passes import PASSES, check_cycles, check_reachability, check_unused, validate
-from dagwright.compiler.types import ANY, INT, STR, TypeExpr, list_of, optional, parse_type
+from dagwright.compiler.types import ANY, INT, STR, TypeExpr, is_assignable, list_of, optional, parse_type
 
 # --------------------------------------------------------------------------- helpers
 
@@ -487,6 +489,70 @@ def test_reachability_agrees_with_networkx(dg: tuple[int, list[tuple[int, int]]]
     assert unreachable == set(reference) - reached
     dead_ends = {d.node for d in check_unused(g) if d.code == "DW012"}
     assert dead_ends == {v for v in reference if reference.out_degree(v) == 0}
+
+
+# The passes answer "nothing to report" from whole-graph counts and set operations
+# before looking at single edges; the properties below hold them to the rules as
+# stated, edge by edge, on random and mostly broken graphs.
+
+
+def _valid_edges(g: Graph) -> list[tuple[Edge, Port, Port]]:
+    """Edges whose both ends exist (the first node of an id, the first port of a name)."""
+    out = []
+    for e in g.edges:
+        if e.source in g and e.target in g:
+            src, dst = g.node(e.source).output(e.source_port), g.node(e.target).input(e.target_port)
+            if src is not None and dst is not None:
+                out.append((e, src, dst))
+    return out
+
+
+@settings(max_examples=500)
+@given(graphs() | wired_graphs())
+def test_edge_rules_hold_edge_by_edge(g: Graph) -> None:
+    found = validate(g)
+    valid = _valid_edges(g)
+    expected_types = Counter()
+    for e, src, dst in valid:
+        level = is_assignable(src.type, dst.item_type()).level
+        if level != "ok":
+            expected_types[("DW007" if level == "error" else "DW008", str(e))] += 1
+    assert Counter((d.code, str(d.edge)) for d in found if d.code in ("DW007", "DW008")) == expected_types
+    per_port = Counter((e.target, e.target_port) for e, _, dst in valid if not dst.collect)
+    assert {(d.node, d.port) for d in found if d.code == "DW010"} == {k for k, n in per_port.items() if n > 1}
+    reached_for = {
+        (e.target, e.target_port) for e in g.edges if e.target in g and g.node(e.target).input(e.target_port)
+    }
+    firsts = {n.id: n for n in reversed(g.nodes)}.values()
+    required = {
+        (n.id, p.name) for n in firsts for p in n.inputs if n.input(p.name) is p and p.required and not p.collect
+    }
+    assert {(d.node, d.port) for d in found if d.code == "DW009"} == required - reached_for
+    used = {(e.source, e.source_port) for e in g.edges if e.source in g and g.node(e.source).output(e.source_port)}
+    unused = {(n.id, p.name) for n in firsts for p in n.outputs} - used
+    for d in found:
+        if d.code == "DW013":
+            assert (d.node, d.port) in unused
+        elif d.code in ("DW012", "DW016"):
+            assert d.node is not None and {(d.node, p.name) for p in g.node(d.node).outputs} <= unused
+
+
+@settings(max_examples=300)
+@given(graphs() | wired_graphs(), st.randoms(use_true_random=False))
+def test_diagnostics_do_not_depend_on_node_order(g: Graph, rnd: random.Random) -> None:
+    # One node per id: which of two same-id nodes counts is decided by order.
+    nodes = list({n.id: n for n in reversed(g.nodes)}.values())
+    shuffled = list(nodes)
+    rnd.shuffle(shuffled)
+
+    def summary(order: list[Node]) -> Counter[tuple[str, str | None, str | None, str]]:
+        # Where a cycle's report starts (and so its path) follows node order; its code does not.
+        return Counter(
+            (d.code, None, None, "") if d.code == "DW006" else (d.code, d.node, d.port, str(d.edge))
+            for d in validate(Graph(g.name, tuple(order), g.edges))
+        )
+
+    assert summary(shuffled) == summary(nodes)
 
 
 LONG = 100_000

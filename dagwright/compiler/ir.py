@@ -18,9 +18,11 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+import operator
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from dagwright.compiler._gc import gc_paused
@@ -244,7 +246,7 @@ class Node:
         return _sha256(self.to_dict(locations=False))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Edge:
     """Data flowing from ``source``'s output ``source_port`` into ``target``'s input ``target_port``."""
 
@@ -253,6 +255,18 @@ class Edge:
     target: str
     target_port: str
     location: SourceLocation | None = field(default=None, compare=False)
+
+    def __init__(
+        self, source: str, source_port: str, target: str, target_port: str, location: SourceLocation | None = None
+    ) -> None:
+        # Writes through the slots' own setters: a frozen dataclass's generated
+        # __init__ goes through object.__setattr__ by name, and a large flow makes
+        # hundreds of thousands of edges while compiling.
+        _set_source(self, source)
+        _set_source_port(self, source_port)
+        _set_target(self, target)
+        _set_target_port(self, target_port)
+        _set_location(self, location)
 
     def __str__(self) -> str:
         return f"{self.source}.{self.source_port} -> {self.target}.{self.target_port}"
@@ -269,91 +283,183 @@ class Edge:
         return out
 
 
+def _slot_setter(cls: type, name: str) -> Callable[[object, object], None]:
+    setter: Callable[[object, object], None] = vars(cls)[name].__set__
+    return setter
+
+
+_set_source = _slot_setter(Edge, "source")
+_set_source_port = _slot_setter(Edge, "source_port")
+_set_target = _slot_setter(Edge, "target")
+_set_target_port = _slot_setter(Edge, "target_port")
+_set_location = _slot_setter(Edge, "location")
+
+
 # --------------------------------------------------------------------------- graph
 
 
-class _Index:
-    """Lookups shared by the passes, built once per graph in one linear sweep.
+_ID_OF = attrgetter("id")
+_INPUTS = attrgetter("inputs")
+_OUTPUTS = attrgetter("outputs")
+_SOURCE = attrgetter("source")
+_SOURCE_PORT = attrgetter("source_port")
+_TARGET = attrgetter("target")
+_TARGET_PORT = attrgetter("target_port")
 
-    ``valid`` holds the edges whose both ends (node and port) exist; only those
-    enter ``in_edges`` / ``succ`` / ``pred``, so one bad edge is reported once
-    (by the endpoint pass) instead of cascading through every other pass.
+PortKey = tuple[str, str]
+"""(node id, port name)."""
+
+
+class _Index:
+    """Lookups shared by the passes, built once per graph.
+
+    ``valid`` holds the edges whose both ends (node and port) exist, and
+    ``valid_sources`` / ``valid_targets`` their two ports; only valid edges enter
+    ``in_edges`` / ``succ`` / ``pred``, so one bad edge is reported once (by the
+    endpoint pass) instead of cascading through every other pass.
+
+    The sweeps go through C-level ``map``/``zip``/set operations wherever they
+    can (an interpreted loop per edge costs more than all of them together at
+    100 000 nodes), and what only some callers need is built on first use.
     """
 
-    __slots__ = (
-        "_out_edges",
-        "attempted_in",
-        "attempted_out",
-        "by_id",
-        "duplicates",
-        "in_edges",
-        "pred",
-        "succ",
-        "valid",
-    )
-
     def __init__(self, graph: Graph) -> None:
-        by_id: dict[str, Node] = {}
+        nodes = graph.nodes
+        by_id: dict[str, Node] = dict(zip(map(_ID_OF, nodes), nodes, strict=True))
         duplicates: list[Node] = []
-        for node in graph.nodes:
-            if node.id in by_id:
-                duplicates.append(node)
-            else:
-                by_id[node.id] = node
-        in_edges: dict[tuple[str, str], list[Edge]] = {}
-        succ: dict[str, list[str]] = {nid: [] for nid in by_id}
-        pred: dict[str, list[str]] = {nid: [] for nid in by_id}
+        if len(by_id) != len(nodes):  # the first node of an id counts, the others are reported
+            by_id = {}
+            for node in nodes:
+                if node.id in by_id:
+                    duplicates.append(node)
+                else:
+                    by_id[node.id] = node
+        unique = by_id.values()
+        self.by_id = by_id
+        self.duplicates = duplicates
+        self.in_ports, self.in_port_count = _ports_by_key(unique, _INPUTS)
+        self.out_ports, self.out_port_count = _ports_by_key(unique, _OUTPUTS)
+
+        edges = graph.edges
+        src_keys = list(zip(map(_SOURCE, edges), map(_SOURCE_PORT, edges), strict=True))
+        dst_keys = list(zip(map(_TARGET, edges), map(_TARGET_PORT, edges), strict=True))
+        src_ports = list(map(self.out_ports.get, src_keys))
+        dst_ports = list(map(self.in_ports.get, dst_keys))
+        if all(src_ports) and all(dst_ports):  # Ports are always true: no None, every end exists
+            self.valid: Sequence[Edge] = edges
+            self.valid_sources: list[Port] = src_ports  # type: ignore[assignment]
+            self.valid_targets: list[Port] = dst_ports  # type: ignore[assignment]
+            self.valid_target_keys = dst_keys
+            # Ports that some edge reaches for: every edge's, here.
+            self.attempted_in = set(dst_keys)
+            self.attempted_out = set(src_keys)
+            return
         valid: list[Edge] = []
+        valid_sources: list[Port] = []
+        valid_targets: list[Port] = []
+        valid_target_keys: list[PortKey] = []
         # Ports that some edge reaches for even when its other end is broken: the
         # broken end is reported once, and the port is not also "not connected".
-        attempted_in: set[tuple[str, str]] = set()
-        attempted_out: set[tuple[str, str]] = set()
-        for edge in graph.edges:
-            src = by_id.get(edge.source)
-            dst = by_id.get(edge.target)
-            src_ok = src is not None and src.output(edge.source_port) is not None
-            dst_ok = dst is not None and dst.input(edge.target_port) is not None
-            if src_ok:
-                attempted_out.add((edge.source, edge.source_port))
-            if not dst_ok:
+        attempted_in: set[PortKey] = set()
+        attempted_out: set[PortKey] = set()
+        for edge, src_key, dst_key, src_port, dst_port in zip(
+            edges, src_keys, dst_keys, src_ports, dst_ports, strict=True
+        ):
+            if src_port is not None:
+                attempted_out.add(src_key)
+            if dst_port is None:
                 continue
-            key = (edge.target, edge.target_port)
-            attempted_in.add(key)
-            if not src_ok:
+            attempted_in.add(dst_key)
+            if src_port is None:
                 continue
             valid.append(edge)
+            valid_sources.append(src_port)
+            valid_targets.append(dst_port)
+            valid_target_keys.append(dst_key)
+        self.valid = valid
+        self.valid_sources = valid_sources
+        self.valid_targets = valid_targets
+        self.valid_target_keys = valid_target_keys
+        self.attempted_in = attempted_in
+        self.attempted_out = attempted_out
+
+    @functools.cached_property
+    def in_edges(self) -> dict[PortKey, list[Edge]]:
+        """Valid edges into each input port, in edge order."""
+        in_edges: dict[PortKey, list[Edge]] = {}
+        for key, edge in zip(self.valid_target_keys, self.valid, strict=True):
             bucket = in_edges.get(key)
             if bucket is None:
                 in_edges[key] = [edge]
             else:
                 bucket.append(edge)
-            succ[edge.source].append(edge.target)
-            pred[edge.target].append(edge.source)
-        self.by_id = by_id
-        self.duplicates = duplicates
-        self.in_edges = in_edges
-        self._out_edges: dict[tuple[str, str], list[Edge]] | None = None
-        self.succ = succ
-        self.pred = pred
-        self.valid = valid
-        self.attempted_in = attempted_in
-        self.attempted_out = attempted_out
+        return in_edges
 
-    @property
-    def out_edges(self) -> dict[tuple[str, str], list[Edge]]:
-        """Valid edges out of each output port, in edge order; built on first use (no pass needs it)."""
-        out_edges = self._out_edges
-        if out_edges is None:
-            out_edges = {}
-            for edge in self.valid:
-                key = (edge.source, edge.source_port)
-                bucket = out_edges.get(key)
-                if bucket is None:
-                    out_edges[key] = [edge]
-                else:
-                    bucket.append(edge)
-            self._out_edges = out_edges
+    @functools.cached_property
+    def out_edges(self) -> dict[PortKey, list[Edge]]:
+        """Valid edges out of each output port, in edge order."""
+        out_edges: dict[PortKey, list[Edge]] = {}
+        for edge in self.valid:
+            key = (edge.source, edge.source_port)
+            bucket = out_edges.get(key)
+            if bucket is None:
+                out_edges[key] = [edge]
+            else:
+                bucket.append(edge)
         return out_edges
+
+    @functools.cached_property
+    def succ(self) -> dict[str, list[str]]:
+        """Each node's successors through valid edges (repeated once per edge)."""
+        succ: dict[str, list[str]] = {nid: [] for nid in self.by_id}
+        for edge in self.valid:
+            succ[edge.source].append(edge.target)
+        return succ
+
+    @functools.cached_property
+    def pred(self) -> dict[str, list[str]]:
+        """Each node's predecessors through valid edges (repeated once per edge)."""
+        pred: dict[str, list[str]] = {nid: [] for nid in self.by_id}
+        for edge in self.valid:
+            pred[edge.target].append(edge.source)
+        return pred
+
+    @functools.cached_property
+    def forward(self) -> bool:
+        """True when every valid edge goes from a node to a later one: then node order
+        is a topological order, and the graph has no cycle."""
+        position = dict(zip(self.by_id, range(len(self.by_id)), strict=True))
+        at = position.__getitem__
+        return all(map(operator.lt, map(at, map(_SOURCE, self.valid)), map(at, map(_TARGET, self.valid))))
+
+    @functools.cached_property
+    def collect_inputs(self) -> list[PortKey]:
+        """The collect input ports."""
+        return [key for key, port in self.in_ports.items() if port.collect]
+
+    @functools.cached_property
+    def missing_inputs(self) -> list[PortKey]:
+        """Required (non-collect) inputs that no edge reaches for, in node order."""
+        if len(self.attempted_in) == len(self.in_ports):  # attempted_in holds only existing ports
+            return []
+        unattempted = self.in_ports.keys() - self.attempted_in
+        in_ports = self.in_ports
+        wanted = {key for key in unattempted if in_ports[key].required and not in_ports[key].collect}
+        if not wanted:
+            return []
+        return [key for key in in_ports if key in wanted]
+
+
+def _ports_by_key(nodes: Iterable[Node], side: Callable[[Node], tuple[Port, ...]]) -> tuple[dict[PortKey, Port], int]:
+    """Every port of one side by (node id, port name), and how many ports that side declares."""
+    ports = {(node.id, port.name): port for node in nodes for port in side(node)}
+    count = sum(map(len, map(side, nodes)))
+    if len(ports) != count:  # a node repeats a port name (DW014): its first port counts, as Node.input() says
+        ports = {}
+        for node in nodes:
+            for port in side(node):
+                ports.setdefault((node.id, port.name), port)
+    return ports, count
 
 
 @dataclass(frozen=True)

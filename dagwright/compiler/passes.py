@@ -12,19 +12,24 @@ from __future__ import annotations
 import difflib
 import itertools
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from operator import attrgetter
 
 from dagwright.compiler import diagnostics as dg
 from dagwright.compiler._gc import gc_paused
 from dagwright.compiler.diagnostics import Diagnostic
-from dagwright.compiler.ir import INPUT_KIND, OUTPUT_KIND, Edge, Graph, Node
+from dagwright.compiler.ir import INPUT_KIND, OUTPUT_KIND, Edge, Graph, Node, Port
 from dagwright.compiler.types import Compatibility, TypeExpr, is_assignable
 
 __all__ = ["PASSES", "Pass", "validate"]
 
 _ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_][A-Za-z0-9_\-]*)*")
 _IO_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_][A-Za-z0-9_\-]*)*")
+_TYPE = attrgetter("type")
+_COLLECT = attrgetter("collect")
+_TARGET = attrgetter("target")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +94,20 @@ def check_ids(graph: Graph) -> list[Diagnostic]:
 
 def check_ports(graph: Graph) -> list[Diagnostic]:
     """DW014 duplicate port names and collect ports not typed ``list[T]``."""
+    index = graph._index
+    if (
+        not index.duplicates
+        and len(index.in_ports) == index.in_port_count
+        and len(index.out_ports) == index.out_port_count
+    ):
+        # No node repeats a port name (the index keys ports by node and name): only collect ports to look at.
+        if not any(map(_COLLECT, index.in_ports.values())):
+            return []
+        return [
+            _collect_not_list(node_id, port, index.by_id[node_id])
+            for (node_id, _), port in index.in_ports.items()
+            if port.collect and port.type.kind not in ("list", "any")
+        ]
     out: list[Diagnostic] = []
     for node in graph.nodes:
         for side, ports in (("input", node.inputs), ("output", node.outputs)):
@@ -109,17 +128,19 @@ def check_ports(graph: Graph) -> list[Diagnostic]:
                 seen.add(port.name)
         for port in node.inputs:
             if port.collect and port.type.kind not in ("list", "any"):
-                out.append(
-                    dg.make(
-                        "DW014",
-                        f"collect input {node.id}.{port.name} is typed {port.type}; a collect port receives a list",
-                        node=node.id,
-                        port=port.name,
-                        hint=f"type it list[{port.type}]",
-                        location=node.location,
-                    )
-                )
+                out.append(_collect_not_list(node.id, port, node))
     return out
+
+
+def _collect_not_list(node_id: str, port: Port, node: Node) -> Diagnostic:
+    return dg.make(
+        "DW014",
+        f"collect input {node_id}.{port.name} is typed {port.type}; a collect port receives a list",
+        node=node_id,
+        port=port.name,
+        hint=f"type it list[{port.type}]",
+        location=node.location,
+    )
 
 
 def check_edges(graph: Graph) -> list[Diagnostic]:
@@ -180,13 +201,19 @@ def check_edges(graph: Graph) -> list[Diagnostic]:
 def check_fan_in(graph: Graph) -> list[Diagnostic]:
     """DW010: several edges into one input that is not a collect port."""
     out: list[Diagnostic] = []
-    by_id = graph._index.by_id
-    for (target, port_name), edges in graph._index.in_edges.items():
-        if len(edges) < 2:
-            continue
-        port = by_id[target].input(port_name)
-        if port is None or port.collect:
-            continue
+    index = graph._index
+    keys = index.valid_target_keys
+    distinct = index.attempted_in if len(index.valid) == len(graph.edges) else set(keys)
+    if len(distinct) == len(keys):
+        return out  # no port has two edges
+    # Collect ports take any number: are there more edges into the other ports than other ports?
+    into_collect = sum(map(_COLLECT, index.valid_targets))
+    if len(keys) - into_collect == len(distinct) - len(distinct.intersection(index.collect_inputs)):
+        return out
+    shared = [key for key, n in Counter(keys).items() if n > 1 and not index.in_ports[key].collect]
+    in_edges = index.in_edges if shared else {}
+    for target, port_name in shared:
+        edges = in_edges[target, port_name]
         sources = ", ".join(f"{e.source}.{e.source_port}" for e in edges)
         out.append(
             dg.make(
@@ -206,13 +233,22 @@ def check_fan_in(graph: Graph) -> list[Diagnostic]:
 def check_types(graph: Graph) -> list[Diagnostic]:
     """DW007 type mismatches and DW008 optional values into required inputs, per edge."""
     out: list[Diagnostic] = []
-    by_id = graph._index.by_id
-    # Large graphs repeat a few type pairs many times: check each pair once.
+    index = graph._index
+    by_id = index.by_id
+    sources, targets = index.valid_sources, index.valid_targets
+    # Large graphs repeat a few type pairs many times, mostly the very same type
+    # objects: one port pair per distinct (source type, target type, collect).
+    samples = dict(
+        zip(
+            zip(map(id, map(_TYPE, sources)), map(id, map(_TYPE, targets)), map(_COLLECT, targets), strict=True),
+            zip(sources, targets, strict=True),
+            strict=True,
+        )
+    )
+    if all(is_assignable(src.type, dst.item_type()).level == "ok" for src, dst in samples.values()):
+        return out
     checked: dict[tuple[TypeExpr, TypeExpr], Compatibility] = {}
-    for edge in graph._index.valid:
-        src_port = by_id[edge.source].output(edge.source_port)
-        dst_port = by_id[edge.target].input(edge.target_port)
-        assert src_port is not None and dst_port is not None
+    for edge, src_port, dst_port in zip(index.valid, sources, targets, strict=True):
         expected = dst_port.item_type()
         pair = (src_port.type, expected)
         result = checked.get(pair)
@@ -253,21 +289,20 @@ def check_types(graph: Graph) -> list[Diagnostic]:
 
 def check_missing_inputs(graph: Graph) -> list[Diagnostic]:
     """DW009: a required input with no connection."""
+    index = graph._index
     out: list[Diagnostic] = []
-    attempted = graph._index.attempted_in
-    for node in graph._index.by_id.values():
-        for port in node.inputs:
-            if port.required and not port.collect and (node.id, port.name) not in attempted:
-                out.append(
-                    dg.make(
-                        "DW009",
-                        f"required input {node.id}.{port.name} ({port.type}) is not connected",
-                        node=node.id,
-                        port=port.name,
-                        hint=f"connect an output to it, or declare flow.input({port.name!r})",
-                        location=node.location,
-                    )
-                )
+    for key in index.missing_inputs:
+        node, port = index.by_id[key[0]], index.in_ports[key]
+        out.append(
+            dg.make(
+                "DW009",
+                f"required input {node.id}.{port.name} ({port.type}) is not connected",
+                node=node.id,
+                port=port.name,
+                hint=f"connect an output to it, or declare flow.input({port.name!r})",
+                location=node.location,
+            )
+        )
     return out
 
 
@@ -275,6 +310,8 @@ def check_cycles(graph: Graph) -> list[Diagnostic]:
     """DW006: one diagnostic per cycle (strongly connected component), with its full path."""
     index = graph._index
     out: list[Diagnostic] = []
+    if index.forward:
+        return out  # node order is a topological order
     # Every cycle lies in what peeling off source nodes leaves; that is nothing for
     # a DAG, so the cheap peel decides the common case and Tarjan sees only the rest.
     residue = _cyclic_residue(index.succ, index.pred)
@@ -421,21 +458,23 @@ def check_reachability(graph: Graph) -> list[Diagnostic]:
     left out here.
     """
     index = graph._index
-    missing = {
-        node.id
-        for node in index.by_id.values()
-        for port in node.inputs
-        if port.required and not port.collect and (node.id, port.name) not in index.attempted_in
-    }
+    missing = {node_id for node_id, _ in index.missing_inputs}
     # A broken source end of a connection (DW003/DW004) is the same kind of root cause.
-    if len(index.attempted_in) != len(index.in_edges):  # the keys of in_edges are a subset of attempted_in
+    if len(index.valid) != len(graph.edges):
         missing.update(target for target, port in index.attempted_in if (target, port) not in index.in_edges)
+
+    def is_root(nid: str) -> bool:
+        node = index.by_id[nid]
+        return node.kind == INPUT_KIND or not node.inputs or nid in missing
+
+    if index.forward and all(map(is_root, index.by_id.keys() - set(map(_TARGET, index.valid)))):
+        # Acyclic, and every node without an incoming edge is a root: walking back
+        # from any node along incoming edges ends at a root, so all are reached.
+        return []
     reached: set[str] = set()
     # Nodes already reported as missing an input count as reached, so their
     # descendants are not flagged again for the same root cause.
-    frontier = [
-        nid for nid, node in index.by_id.items() if node.kind == INPUT_KIND or not node.inputs or nid in missing
-    ]
+    frontier = [nid for nid in index.by_id if is_root(nid)]
     reached.update(frontier)
     while frontier:
         nid = frontier.pop()
@@ -470,6 +509,8 @@ def check_reachability(graph: Graph) -> list[Diagnostic]:
 def check_unused(graph: Graph) -> list[Diagnostic]:
     """DW012 dead-end nodes, DW013 unused output ports, DW016 unused flow inputs."""
     index = graph._index
+    if len(index.attempted_out) == len(index.out_ports):  # attempted_out holds only existing ports
+        return []  # every output feeds something
     # A node read through a misspelled output port (reported as DW004) is not a dead end as well.
     # (When every edge is valid, every source port is in attempted_out: skip the sweep.)
     misread = (

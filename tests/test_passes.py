@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
@@ -553,6 +554,32 @@ def test_diagnostics_do_not_depend_on_node_order(g: Graph, rnd: random.Random) -
         )
 
     assert summary(shuffled) == summary(nodes)
+
+
+_ID_RULE = r"[A-Za-z0-9_][A-Za-z0-9_-]*(\.[A-Za-z0-9_][A-Za-z0-9_-]*)*"
+_IO_NAME_RULE = r"[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z0-9_][A-Za-z0-9_-]*)*"
+
+
+@settings(max_examples=500)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["input", "output", "function", "agent", "in:put", "input:input"]),
+            st.text(alphabet="ab1_-.:ü", max_size=6) | st.sampled_from(["input:x", "output:y", "input:1", "x.y"]),
+        ),
+        max_size=4,
+    )
+)
+def test_id_rule_holds_node_by_node(kinds_and_ids: list[tuple[str, str]]) -> None:
+    def well_formed(kind: str, nid: str) -> bool:
+        if kind in ("input", "output"):
+            prefix = kind + ":"
+            return nid.startswith(prefix) and re.fullmatch(_IO_NAME_RULE, nid[len(prefix) :]) is not None
+        return re.fullmatch(_ID_RULE, nid) is not None
+
+    g = Graph("ids", tuple(Node(nid, kind) for kind, nid in kinds_and_ids))
+    expected = Counter(nid for kind, nid in kinds_and_ids if not well_formed(kind, nid))
+    assert Counter(d.node for d in validate(g) if d.code == "DW002") == expected
 
 
 LONG = 100_000

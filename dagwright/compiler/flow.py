@@ -812,13 +812,15 @@ class Flow:
     def _resolve_connections(self, found: list[Diagnostic]) -> list[Edge]:
         edges: list[Edge] = []
         if not self._subflows:  # nothing to rewrite: skip a copy of every edge
-            split = self._split
+            by_id = self._by_id
             for conn in self._connections:
-                if conn.mapping is None:
-                    # The common port-to-port case, without building a one-edge list.
-                    src, src_port = split(conn.source)
-                    dst, dst_port = split(conn.target)
-                    if src_port is not None and dst_port is not None:
+                source, target = conn.source, conn.target
+                # The common case, "node.port" to "node.port", inline (what _split does for
+                # strings that name no node): a large flow has hundreds of thousands.
+                if conn.mapping is None and type(source) is str and type(target) is str:
+                    src, _, src_port = source.rpartition(".")
+                    dst, _, dst_port = target.rpartition(".")
+                    if src and dst and source not in by_id and target not in by_id:
                         edges.append(Edge(src, src_port, dst, dst_port, conn.location))
                         continue
                 edges.extend(self._resolve_connection(conn, found))

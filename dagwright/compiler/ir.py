@@ -311,16 +311,14 @@ PortKey = tuple[str, str]
 
 
 class _Index:
-    """Lookups shared by the passes, built once per graph.
+    """Lookups over one graph, built on first use and kept with it.
 
-    ``valid`` holds the edges whose both ends (node and port) exist, and
-    ``valid_sources`` / ``valid_targets`` their two ports; only valid edges enter
-    ``in_edges`` / ``succ`` / ``pred``, so one bad edge is reported once (by the
-    endpoint pass) instead of cascading through every other pass.
-
-    The sweeps go through C-level ``map``/``zip``/set operations wherever they
-    can (an interpreted loop per edge costs more than all of them together at
-    100 000 nodes), and what only some callers need is built on first use.
+    ``valid`` holds the edges whose both ends (node and port) exist; only they
+    enter ``in_edges`` / ``succ`` / ``pred``, so one bad edge is reported once (by
+    the endpoint pass) instead of cascading through every other pass.
+    ``endpoints`` is what only the validation passes read; :func:`validate
+    <dagwright.compiler.passes.validate>` drops it when done (see
+    :meth:`drop_endpoints`), so a compiled graph keeps just what running it needs.
     """
 
     def __init__(self, graph: Graph) -> None:
@@ -334,60 +332,31 @@ class _Index:
                     duplicates.append(node)
                 else:
                     by_id[node.id] = node
-        unique = by_id.values()
         self.by_id = by_id
         self.duplicates = duplicates
-        self.in_ports, self.in_port_count = _ports_by_key(unique, _INPUTS)
-        self.out_ports, self.out_port_count = _ports_by_key(unique, _OUTPUTS)
+        self._edges = graph.edges
 
-        edges = graph.edges
-        src_keys = list(zip(map(_SOURCE, edges), map(_SOURCE_PORT, edges), strict=True))
-        dst_keys = list(zip(map(_TARGET, edges), map(_TARGET_PORT, edges), strict=True))
-        src_ports = list(map(self.out_ports.get, src_keys))
-        dst_ports = list(map(self.in_ports.get, dst_keys))
-        if all(src_ports) and all(dst_ports):  # Ports are always true: no None, every end exists
-            self.valid: Sequence[Edge] = edges
-            self.valid_sources: list[Port] = src_ports  # type: ignore[assignment]
-            self.valid_targets: list[Port] = dst_ports  # type: ignore[assignment]
-            self.valid_target_keys = dst_keys
-            # Ports that some edge reaches for: every edge's, here.
-            self.attempted_in = set(dst_keys)
-            self.attempted_out = set(src_keys)
-            return
-        valid: list[Edge] = []
-        valid_sources: list[Port] = []
-        valid_targets: list[Port] = []
-        valid_target_keys: list[PortKey] = []
-        # Ports that some edge reaches for even when its other end is broken: the
-        # broken end is reported once, and the port is not also "not connected".
-        attempted_in: set[PortKey] = set()
-        attempted_out: set[PortKey] = set()
-        for edge, src_key, dst_key, src_port, dst_port in zip(
-            edges, src_keys, dst_keys, src_ports, dst_ports, strict=True
-        ):
-            if src_port is not None:
-                attempted_out.add(src_key)
-            if dst_port is None:
-                continue
-            attempted_in.add(dst_key)
-            if src_port is None:
-                continue
-            valid.append(edge)
-            valid_sources.append(src_port)
-            valid_targets.append(dst_port)
-            valid_target_keys.append(dst_key)
-        self.valid = valid
-        self.valid_sources = valid_sources
-        self.valid_targets = valid_targets
-        self.valid_target_keys = valid_target_keys
-        self.attempted_in = attempted_in
-        self.attempted_out = attempted_out
+    @functools.cached_property
+    def endpoints(self) -> _Endpoints:
+        """Every edge's two ports, and what the passes derive from them."""
+        return _Endpoints(self.by_id, self._edges)
+
+    def drop_endpoints(self) -> None:
+        """Forget :attr:`endpoints` (rebuilt if asked for again): it holds a key per port and per
+        edge end, a large share of a compiled graph's memory that nothing after validation reads."""
+        self.__dict__.pop("endpoints", None)
+
+    @functools.cached_property
+    def valid(self) -> Sequence[Edge]:
+        """The edges whose both ends exist, in edge order."""
+        return self.endpoints.valid
 
     @functools.cached_property
     def in_edges(self) -> dict[PortKey, list[Edge]]:
         """Valid edges into each input port, in edge order."""
         in_edges: dict[PortKey, list[Edge]] = {}
-        for key, edge in zip(self.valid_target_keys, self.valid, strict=True):
+        for edge in self.valid:
+            key = (edge.target, edge.target_port)
             bucket = in_edges.get(key)
             if bucket is None:
                 in_edges[key] = [edge]
@@ -432,6 +401,63 @@ class _Index:
         at = position.__getitem__
         return all(map(operator.lt, map(at, map(_SOURCE, self.valid)), map(at, map(_TARGET, self.valid))))
 
+
+class _Endpoints:
+    """Every port by (node id, port name), every edge's two ports, and the ports
+    edges reach for: what the validation passes decide from.
+
+    The sweeps go through C-level ``map``/``zip``/set operations wherever they
+    can: an interpreted loop per edge costs more than all of them together at
+    100 000 nodes. ``valid_sources`` / ``valid_targets`` / ``valid_target_keys``
+    run parallel to ``valid``.
+    """
+
+    def __init__(self, by_id: dict[str, Node], edges: tuple[Edge, ...]) -> None:
+        unique = by_id.values()
+        self.in_ports, self.in_port_count = _ports_by_key(unique, _INPUTS)
+        self.out_ports, self.out_port_count = _ports_by_key(unique, _OUTPUTS)
+        src_keys = list(zip(map(_SOURCE, edges), map(_SOURCE_PORT, edges), strict=True))
+        dst_keys = list(zip(map(_TARGET, edges), map(_TARGET_PORT, edges), strict=True))
+        src_ports = list(map(self.out_ports.get, src_keys))
+        dst_ports = list(map(self.in_ports.get, dst_keys))
+        if all(src_ports) and all(dst_ports):  # Ports are always true: no None, every end exists
+            self.valid: Sequence[Edge] = edges
+            self.valid_sources: list[Port] = src_ports  # type: ignore[assignment]
+            self.valid_targets: list[Port] = dst_ports  # type: ignore[assignment]
+            self.valid_target_keys = dst_keys
+            # Ports that some edge reaches for: every edge's, here.
+            self.attempted_in = set(dst_keys)
+            self.attempted_out = set(src_keys)
+            return
+        valid: list[Edge] = []
+        valid_sources: list[Port] = []
+        valid_targets: list[Port] = []
+        valid_target_keys: list[PortKey] = []
+        # Ports that some edge reaches for even when its other end is broken: the
+        # broken end is reported once, and the port is not also "not connected".
+        attempted_in: set[PortKey] = set()
+        attempted_out: set[PortKey] = set()
+        for edge, src_key, dst_key, src_port, dst_port in zip(
+            edges, src_keys, dst_keys, src_ports, dst_ports, strict=True
+        ):
+            if src_port is not None:
+                attempted_out.add(src_key)
+            if dst_port is None:
+                continue
+            attempted_in.add(dst_key)
+            if src_port is None:
+                continue
+            valid.append(edge)
+            valid_sources.append(src_port)
+            valid_targets.append(dst_port)
+            valid_target_keys.append(dst_key)
+        self.valid = valid
+        self.valid_sources = valid_sources
+        self.valid_targets = valid_targets
+        self.valid_target_keys = valid_target_keys
+        self.attempted_in = attempted_in
+        self.attempted_out = attempted_out
+
     @functools.cached_property
     def collect_inputs(self) -> list[PortKey]:
         """The collect input ports."""
@@ -440,10 +466,10 @@ class _Index:
     @functools.cached_property
     def missing_inputs(self) -> list[PortKey]:
         """Required (non-collect) inputs that no edge reaches for, in node order."""
-        if len(self.attempted_in) == len(self.in_ports):  # attempted_in holds only existing ports
-            return []
-        unattempted = self.in_ports.keys() - self.attempted_in
         in_ports = self.in_ports
+        if len(self.attempted_in) == len(in_ports):  # attempted_in holds only existing ports
+            return []
+        unattempted = in_ports.keys() - self.attempted_in
         wanted = {key for key in unattempted if in_ports[key].required and not in_ports[key].collect}
         if not wanted:
             return []

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import operator
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from itertools import repeat
 from operator import attrgetter
 
 from dagwright.compiler import diagnostics as dg
@@ -27,6 +29,14 @@ __all__ = ["PASSES", "Pass", "validate"]
 
 _ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_][A-Za-z0-9_\-]*)*")
 _IO_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_][A-Za-z0-9_\-]*)*")
+# "kind:id" of a well-formed node: an input or output node's id is "kind:NAME"; any
+# other kind (one without a colon, which no valid id has either) takes an _ID.
+_KIND_AND_ID = re.compile(
+    rf"(?:(?P<io>{INPUT_KIND}|{OUTPUT_KIND}):(?P=io):{_IO_NAME.pattern}"
+    rf"|(?!(?:{INPUT_KIND}|{OUTPUT_KIND}):)[^:]+:{_ID.pattern})"
+)
+_KIND = attrgetter("kind")
+_ID_OF = attrgetter("id")
 _TYPE = attrgetter("type")
 _COLLECT = attrgetter("collect")
 _TARGET = attrgetter("target")
@@ -72,6 +82,10 @@ def check_ids(graph: Graph) -> list[Diagnostic]:
                 location=node.location,
             )
         )
+    # One C-level sweep over "kind:id" decides the common case that every id is well formed.
+    kind_and_id = map(operator.add, map(_KIND, graph.nodes), map(operator.add, repeat(":"), map(_ID_OF, graph.nodes)))
+    if all(map(_KIND_AND_ID.fullmatch, kind_and_id)):
+        return out
     for node in graph.nodes:
         if node.kind in (INPUT_KIND, OUTPUT_KIND):
             prefix = node.kind + ":"
@@ -97,15 +111,15 @@ def check_ports(graph: Graph) -> list[Diagnostic]:
     index = graph._index
     if (
         not index.duplicates
-        and len(index.in_ports) == index.in_port_count
-        and len(index.out_ports) == index.out_port_count
+        and len(index.endpoints.in_ports) == index.endpoints.in_port_count
+        and len(index.endpoints.out_ports) == index.endpoints.out_port_count
     ):
         # No node repeats a port name (the index keys ports by node and name): only collect ports to look at.
-        if not any(map(_COLLECT, index.in_ports.values())):
+        if not any(map(_COLLECT, index.endpoints.in_ports.values())):
             return []
         return [
             _collect_not_list(node_id, port, index.by_id[node_id])
-            for (node_id, _), port in index.in_ports.items()
+            for (node_id, _), port in index.endpoints.in_ports.items()
             if port.collect and port.type.kind not in ("list", "any")
         ]
     out: list[Diagnostic] = []
@@ -202,15 +216,15 @@ def check_fan_in(graph: Graph) -> list[Diagnostic]:
     """DW010: several edges into one input that is not a collect port."""
     out: list[Diagnostic] = []
     index = graph._index
-    keys = index.valid_target_keys
-    distinct = index.attempted_in if len(index.valid) == len(graph.edges) else set(keys)
+    keys = index.endpoints.valid_target_keys
+    distinct = index.endpoints.attempted_in if len(index.valid) == len(graph.edges) else set(keys)
     if len(distinct) == len(keys):
         return out  # no port has two edges
     # Collect ports take any number: are there more edges into the other ports than other ports?
-    into_collect = sum(map(_COLLECT, index.valid_targets))
-    if len(keys) - into_collect == len(distinct) - len(distinct.intersection(index.collect_inputs)):
+    into_collect = sum(map(_COLLECT, index.endpoints.valid_targets))
+    if len(keys) - into_collect == len(distinct) - len(distinct.intersection(index.endpoints.collect_inputs)):
         return out
-    shared = [key for key, n in Counter(keys).items() if n > 1 and not index.in_ports[key].collect]
+    shared = [key for key, n in Counter(keys).items() if n > 1 and not index.endpoints.in_ports[key].collect]
     in_edges = index.in_edges if shared else {}
     for target, port_name in shared:
         edges = in_edges[target, port_name]
@@ -235,7 +249,7 @@ def check_types(graph: Graph) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     index = graph._index
     by_id = index.by_id
-    sources, targets = index.valid_sources, index.valid_targets
+    sources, targets = index.endpoints.valid_sources, index.endpoints.valid_targets
     # Large graphs repeat a few type pairs many times, mostly the very same type
     # objects: one port pair per distinct (source type, target type, collect).
     samples = dict(
@@ -291,8 +305,8 @@ def check_missing_inputs(graph: Graph) -> list[Diagnostic]:
     """DW009: a required input with no connection."""
     index = graph._index
     out: list[Diagnostic] = []
-    for key in index.missing_inputs:
-        node, port = index.by_id[key[0]], index.in_ports[key]
+    for key in index.endpoints.missing_inputs:
+        node, port = index.by_id[key[0]], index.endpoints.in_ports[key]
         out.append(
             dg.make(
                 "DW009",
@@ -458,10 +472,10 @@ def check_reachability(graph: Graph) -> list[Diagnostic]:
     left out here.
     """
     index = graph._index
-    missing = {node_id for node_id, _ in index.missing_inputs}
+    missing = {node_id for node_id, _ in index.endpoints.missing_inputs}
     # A broken source end of a connection (DW003/DW004) is the same kind of root cause.
     if len(index.valid) != len(graph.edges):
-        missing.update(target for target, port in index.attempted_in if (target, port) not in index.in_edges)
+        missing.update(target for target, port in index.endpoints.attempted_in if (target, port) not in index.in_edges)
 
     def is_root(nid: str) -> bool:
         node = index.by_id[nid]
@@ -509,20 +523,20 @@ def check_reachability(graph: Graph) -> list[Diagnostic]:
 def check_unused(graph: Graph) -> list[Diagnostic]:
     """DW012 dead-end nodes, DW013 unused output ports, DW016 unused flow inputs."""
     index = graph._index
-    if len(index.attempted_out) == len(index.out_ports):  # attempted_out holds only existing ports
+    if len(index.endpoints.attempted_out) == len(index.endpoints.out_ports):  # attempted_out holds only existing ports
         return []  # every output feeds something
     # A node read through a misspelled output port (reported as DW004) is not a dead end as well.
     # (When every edge is valid, every source port is in attempted_out: skip the sweep.)
     misread = (
         set()
         if len(index.valid) == len(graph.edges)
-        else {e.source for e in graph.edges if (e.source, e.source_port) not in index.attempted_out}
+        else {e.source for e in graph.edges if (e.source, e.source_port) not in index.endpoints.attempted_out}
     )
     out: list[Diagnostic] = []
     for nid, node in index.by_id.items():
         if node.kind == OUTPUT_KIND or not node.outputs:
             continue
-        used = [p.name for p in node.outputs if (nid, p.name) in index.attempted_out]
+        used = [p.name for p in node.outputs if (nid, p.name) in index.endpoints.attempted_out]
         if node.kind == INPUT_KIND:
             if not used:
                 out.append(
@@ -588,5 +602,6 @@ def validate(graph: Graph, passes: Iterable[Pass] = PASSES) -> list[Diagnostic]:
     with gc_paused():
         for p in passes:
             found.extend(p.run(graph))
+        graph._index.drop_endpoints()  # before collection resumes: it need not walk them
     found.sort(key=dg.sort_key)
     return found

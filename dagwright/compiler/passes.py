@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import difflib
 import itertools
-import operator
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from itertools import repeat
 from operator import attrgetter
 
 from dagwright.compiler import diagnostics as dg
@@ -29,14 +27,6 @@ __all__ = ["PASSES", "Pass", "validate"]
 
 _ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_][A-Za-z0-9_\-]*)*")
 _IO_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_][A-Za-z0-9_\-]*)*")
-# "kind:id" of a well-formed node: an input or output node's id is "kind:NAME"; any
-# other kind (one without a colon, which no valid id has either) takes an _ID.
-_KIND_AND_ID = re.compile(
-    rf"(?:(?P<io>{INPUT_KIND}|{OUTPUT_KIND}):(?P=io):{_IO_NAME.pattern}"
-    rf"|(?!(?:{INPUT_KIND}|{OUTPUT_KIND}):)[^:]+:{_ID.pattern})"
-)
-_KIND = attrgetter("kind")
-_ID_OF = attrgetter("id")
 _TYPE = attrgetter("type")
 _COLLECT = attrgetter("collect")
 _TARGET = attrgetter("target")
@@ -82,10 +72,6 @@ def check_ids(graph: Graph) -> list[Diagnostic]:
                 location=node.location,
             )
         )
-    # One C-level sweep over "kind:id" decides the common case that every id is well formed.
-    kind_and_id = map(operator.add, map(_KIND, graph.nodes), map(operator.add, repeat(":"), map(_ID_OF, graph.nodes)))
-    if all(map(_KIND_AND_ID.fullmatch, kind_and_id)):
-        return out
     for node in graph.nodes:
         if node.kind in (INPUT_KIND, OUTPUT_KIND):
             prefix = node.kind + ":"

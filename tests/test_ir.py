@@ -57,6 +57,25 @@ def test_json_round_trip(g: Graph) -> None:
     assert json.loads(text)["schema_version"] == SCHEMA_VERSION
 
 
+@settings(max_examples=100)
+@given(graphs(), st.sampled_from([None, 0, 2, 4]))
+def test_json_text_has_a_line_per_field_node_and_edge(g: Graph, indent: int | None) -> None:
+    text = g.to_json(indent)
+    assert Graph.from_json(text) == g
+    assert json.loads(text) == g.to_dict()
+    if indent is None:
+        assert "\n" not in text  # JSON escapes newlines inside strings
+        return
+    lines = text.split("\n")  # not splitlines(): a string may hold U+0085 or U+2028, which it splits at
+    pad = " " * indent
+    nodes = [json.loads(line.removesuffix(",")) for line in lines if line.startswith(pad * 2 + '{"id": ')]
+    edges = [json.loads(line.removesuffix(",")) for line in lines if line.startswith(pad * 2 + '{"source": ')]
+    assert nodes == [n.to_dict() for n in g.nodes]
+    assert edges == [e.to_dict() for e in g.edges]
+    fields = 3 + bool(g.metadata)  # schema_version, name, [metadata,] nodes and edges (brackets on lines of their own)
+    assert len(lines) == 2 + fields + 1 + len(g.nodes) + bool(g.nodes) + len(g.edges) + bool(g.edges)
+
+
 @settings(max_examples=60)
 @given(graphs(), st.randoms(use_true_random=False))
 def test_content_hash_ignores_insertion_order(g: Graph, rnd: Any) -> None:

@@ -105,6 +105,7 @@ class FrozenDict(Mapping[str, Any]):
 EMPTY = FrozenDict()
 
 
+_FROZEN_SCALARS = frozenset({str, int, bool, type(None)})  # floats are checked for NaN and infinities
 _MAX_JSON_DEPTH = 100  # deeper data is malformed (or refers to itself); hashing it would overflow the stack
 
 
@@ -125,7 +126,8 @@ def freeze_json(value: Any, where: str = "value", _depth: int = 0) -> Any:
         for k, v in value.items():
             if not isinstance(k, str):
                 raise TypeError(f"{where}: keys must be strings, got {k!r}")
-            out[k] = freeze_json(v, f"{where}.{k}", _depth + 1)
+            # Most config values are plain strings, ints and flags: no path to build for them.
+            out[k] = v if type(v) in _FROZEN_SCALARS else freeze_json(v, f"{where}.{k}", _depth + 1)
         return FrozenDict(out)
     raise TypeError(f"{where}: {type(value).__name__} is not JSON data ({value!r})")
 
@@ -649,7 +651,7 @@ def _sha256(data: Any) -> str:
 # --------------------------------------------------------------------------- loading
 
 
-def _expect(cond: bool, where: str, what: str) -> None:
+def _expect(cond: bool, where: str, what: str) -> None:  # for the few checks once per file
     if not cond:
         raise IRFormatError(f"{where}: {what}")
 
@@ -680,23 +682,35 @@ def _load_graph(data: Any) -> Graph:
     return Graph(name, nodes, edges, metadata if isinstance(metadata, FrozenDict) else EMPTY)
 
 
+# The loaders below run once per node, port and edge of a file: they check each
+# field inline and build the path of a field ("nodes[3].inputs[0].name") only to
+# report it, never on the way through.
+
+_PORT_KEYS = frozenset({"name", "type", "required", "default", "collect", "description"})
+_NODE_KEYS = frozenset({"id", "kind", "inputs", "outputs", "config", "group", "location"})
+_EDGE_KEYS = frozenset({"source", "source_port", "target", "target_port", "location"})
+
+
+def _unknown_keys(data: dict[str, Any], known: frozenset[str], where: str) -> IRFormatError:
+    return IRFormatError(f"{where}: unknown key(s) {sorted(set(data) - known)}")
+
+
 def _load_location(data: Any, where: str) -> SourceLocation | None:
     if data is None:
         return None
-    _expect(
-        isinstance(data, dict) and isinstance(data.get("file"), str) and isinstance(data.get("line"), int),
-        where,
-        "expected {'file': str, 'line': int}",
-    )
+    if not (isinstance(data, dict) and isinstance(data.get("file"), str) and isinstance(data.get("line"), int)):
+        raise IRFormatError(f"{where}.location: expected {{'file': str, 'line': int}}")
     return SourceLocation(data["file"], data["line"])
 
 
 def _load_port(data: Any, where: str) -> Port:
-    _expect(isinstance(data, dict), where, "expected a JSON object")
+    if not isinstance(data, dict):
+        raise IRFormatError(f"{where}: expected a JSON object")
     name = data.get("name")
-    _expect(isinstance(name, str) and bool(name), f"{where}.name", "expected a non-empty string")
-    unknown = set(data) - {"name", "type", "required", "default", "collect", "description"}
-    _expect(not unknown, where, f"unknown key(s) {sorted(unknown)}")
+    if not (isinstance(name, str) and name):
+        raise IRFormatError(f"{where}.name: expected a non-empty string")
+    if not data.keys() <= _PORT_KEYS:
+        raise _unknown_keys(data, _PORT_KEYS, where)
     try:
         ptype = type_from_json(data.get("type", "any"), f"{where}.type")
         default = freeze_json(data["default"], f"{where}.default") if "default" in data else MISSING
@@ -705,53 +719,63 @@ def _load_port(data: Any, where: str) -> Port:
     required = data.get("required", True)
     collect = data.get("collect", False)
     description = data.get("description", "")
-    _expect(isinstance(required, bool), f"{where}.required", "expected true or false")
-    _expect(isinstance(collect, bool), f"{where}.collect", "expected true or false")
-    _expect(isinstance(description, str), f"{where}.description", "expected a string")
+    if not isinstance(required, bool):
+        raise IRFormatError(f"{where}.required: expected true or false")
+    if not isinstance(collect, bool):
+        raise IRFormatError(f"{where}.collect: expected true or false")
+    if not isinstance(description, str):
+        raise IRFormatError(f"{where}.description: expected a string")
     return Port(name, ptype, required, default, collect, description)
 
 
+def _load_ports(data: Any, where: str) -> tuple[Port, ...]:
+    if not isinstance(data, list):
+        raise IRFormatError(f"{where}: expected a list")
+    return tuple(_load_port(p, f"{where}[{i}]") for i, p in enumerate(data))
+
+
 def _load_node(data: Any, where: str) -> Node:
-    _expect(isinstance(data, dict), where, "expected a JSON object")
-    unknown = set(data) - {"id", "kind", "inputs", "outputs", "config", "group", "location"}
-    _expect(not unknown, where, f"unknown key(s) {sorted(unknown)}")
+    if not isinstance(data, dict):
+        raise IRFormatError(f"{where}: expected a JSON object")
+    if not data.keys() <= _NODE_KEYS:
+        raise _unknown_keys(data, _NODE_KEYS, where)
     node_id = data.get("id")
     kind = data.get("kind")
-    _expect(isinstance(node_id, str), f"{where}.id", "expected a string")
-    _expect(isinstance(kind, str) and bool(kind), f"{where}.kind", "expected a non-empty string")
-    inputs = data.get("inputs", [])
-    outputs = data.get("outputs", [])
+    if not isinstance(node_id, str):
+        raise IRFormatError(f"{where}.id: expected a string")
+    if not (isinstance(kind, str) and kind):
+        raise IRFormatError(f"{where}.kind: expected a non-empty string")
+    inputs = _load_ports(data["inputs"], f"{where}.inputs") if "inputs" in data else ()
+    outputs = _load_ports(data["outputs"], f"{where}.outputs") if "outputs" in data else ()
     group = data.get("group", [])
-    _expect(isinstance(inputs, list), f"{where}.inputs", "expected a list")
-    _expect(isinstance(outputs, list), f"{where}.outputs", "expected a list")
-    _expect(isinstance(group, list) and all(isinstance(g, str) for g in group), f"{where}.group", "expected strings")
-    config = data.get("config", {})
-    _expect(isinstance(config, dict), f"{where}.config", "expected a JSON object")
-    try:
-        frozen_config = freeze_json(config, f"{where}.config")
-    except TypeError as exc:
-        raise IRFormatError(str(exc)) from None
+    if not (isinstance(group, list) and all(isinstance(g, str) for g in group)):
+        raise IRFormatError(f"{where}.group: expected strings")
+    config = data.get("config")
+    if config is None and "config" not in data:
+        frozen_config = EMPTY
+    elif not isinstance(config, dict):
+        raise IRFormatError(f"{where}.config: expected a JSON object")
+    else:
+        try:
+            frozen_config = freeze_json(config, f"{where}.config")
+        except TypeError as exc:
+            raise IRFormatError(str(exc)) from None
     return Node(
-        node_id,
-        kind,
-        tuple(_load_port(p, f"{where}.inputs[{i}]") for i, p in enumerate(inputs)),
-        tuple(_load_port(p, f"{where}.outputs[{i}]") for i, p in enumerate(outputs)),
-        frozen_config,
-        tuple(group),
-        _load_location(data.get("location"), f"{where}.location"),
+        node_id, kind, inputs, outputs, frozen_config, tuple(group), _load_location(data.get("location"), where)
     )
 
 
 def _load_edge(data: Any, where: str) -> Edge:
-    _expect(isinstance(data, dict), where, "expected a JSON object")
-    unknown = set(data) - {"source", "source_port", "target", "target_port", "location"}
-    _expect(not unknown, where, f"unknown key(s) {sorted(unknown)}")
-    for key in ("source", "source_port", "target", "target_port"):
-        _expect(isinstance(data.get(key), str), f"{where}.{key}", "expected a string")
-    return Edge(
-        data["source"],
-        data["source_port"],
-        data["target"],
-        data["target_port"],
-        _load_location(data.get("location"), f"{where}.location"),
-    )
+    if not isinstance(data, dict):
+        raise IRFormatError(f"{where}: expected a JSON object")
+    if not data.keys() <= _EDGE_KEYS:
+        raise _unknown_keys(data, _EDGE_KEYS, where)
+    source: Any = data.get("source")
+    source_port: Any = data.get("source_port")
+    target: Any = data.get("target")
+    target_port: Any = data.get("target_port")
+    if not (type(source) is str and type(source_port) is str and type(target) is str and type(target_port) is str):
+        for key in ("source", "source_port", "target", "target_port"):
+            if not isinstance(data.get(key), str):
+                raise IRFormatError(f"{where}.{key}: expected a string")
+    return Edge(source, source_port, target, target_port, _load_location(data.get("location"), where))

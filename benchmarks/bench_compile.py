@@ -12,7 +12,7 @@ port) and size, a fresh interpreter measures, as medians of repeated samples:
 * ``validate``: ``dagwright.compiler.passes.validate`` alone on an already-built
   ``Graph`` (a fresh ``Graph`` of the same nodes and edges, so the time includes
   the one linear sweep that builds the graph's lookup index);
-* ``to_json`` / ``from_json``: ``graph.to_json()`` (indented, the default) and
+* ``to_json`` / ``from_json``: ``graph.to_json()`` (the default layout, a line per node and edge) and
   ``Graph.from_json(text)``; the loaded graph is checked equal to the original
   once, untimed;
 * ``peak MB``: the peak resident set size of that interpreter after importing

@@ -206,7 +206,7 @@ class Port:
         return out
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Node:
     """A step of the graph. ``id`` is stable: it is also the checkpoint key, the
     Kailash node id and the DOT id. ``group`` is the pattern path it came from."""
@@ -218,6 +218,25 @@ class Node:
     config: FrozenDict = EMPTY
     group: tuple[str, ...] = ()
     location: SourceLocation | None = field(default=None, compare=False)
+
+    def __init__(
+        self,
+        id: str,
+        kind: str,
+        inputs: tuple[Port, ...] = (),
+        outputs: tuple[Port, ...] = (),
+        config: FrozenDict = EMPTY,
+        group: tuple[str, ...] = (),
+        location: SourceLocation | None = None,
+    ) -> None:
+        # Through the slots' own setters, as Edge does (see there): a large flow adds many nodes.
+        _set_node_id(self, id)
+        _set_node_kind(self, kind)
+        _set_node_inputs(self, inputs)
+        _set_node_outputs(self, outputs)
+        _set_node_config(self, config)
+        _set_node_group(self, group)
+        _set_node_location(self, location)
 
     def input(self, name: str) -> Port | None:
         """The input port called ``name``, or None."""
@@ -269,11 +288,11 @@ class Edge:
         # Writes through the slots' own setters: a frozen dataclass's generated
         # __init__ goes through object.__setattr__ by name, and a large flow makes
         # hundreds of thousands of edges while compiling.
-        _set_source(self, source)
-        _set_source_port(self, source_port)
-        _set_target(self, target)
-        _set_target_port(self, target_port)
-        _set_location(self, location)
+        _set_edge_source(self, source)
+        _set_edge_source_port(self, source_port)
+        _set_edge_target(self, target)
+        _set_edge_target_port(self, target_port)
+        _set_edge_location(self, location)
 
     def __str__(self) -> str:
         return f"{self.source}.{self.source_port} -> {self.target}.{self.target_port}"
@@ -295,11 +314,18 @@ def _slot_setter(cls: type, name: str) -> Callable[[object, object], None]:
     return setter
 
 
-_set_source = _slot_setter(Edge, "source")
-_set_source_port = _slot_setter(Edge, "source_port")
-_set_target = _slot_setter(Edge, "target")
-_set_target_port = _slot_setter(Edge, "target_port")
-_set_location = _slot_setter(Edge, "location")
+_set_node_id = _slot_setter(Node, "id")
+_set_node_kind = _slot_setter(Node, "kind")
+_set_node_inputs = _slot_setter(Node, "inputs")
+_set_node_outputs = _slot_setter(Node, "outputs")
+_set_node_config = _slot_setter(Node, "config")
+_set_node_group = _slot_setter(Node, "group")
+_set_node_location = _slot_setter(Node, "location")
+_set_edge_source = _slot_setter(Edge, "source")
+_set_edge_source_port = _slot_setter(Edge, "source_port")
+_set_edge_target = _slot_setter(Edge, "target")
+_set_edge_target_port = _slot_setter(Edge, "target_port")
+_set_edge_location = _slot_setter(Edge, "location")
 
 
 # --------------------------------------------------------------------------- graph

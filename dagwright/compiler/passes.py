@@ -2,7 +2,9 @@
 
 Passes are independent and run in :data:`PASSES` order; :func:`validate` runs
 them all, so one call reports every problem. Each is linear in nodes + edges and
-reads the graph's shared index (built once), and each reports a problem once:
+reads the graph's shared index (built once). Each first decides from whole-graph
+counts and set operations whether it has anything to report, and walks node by
+node or edge by edge only when it has. Each reports a problem once:
 an edge with a missing end is reported by :func:`check_edges` and then ignored
 by the type, cycle and reachability passes instead of cascading.
 """
@@ -95,17 +97,14 @@ def check_ids(graph: Graph) -> list[Diagnostic]:
 def check_ports(graph: Graph) -> list[Diagnostic]:
     """DW014 duplicate port names and collect ports not typed ``list[T]``."""
     index = graph._index
-    if (
-        not index.duplicates
-        and len(index.endpoints.in_ports) == index.endpoints.in_port_count
-        and len(index.endpoints.out_ports) == index.endpoints.out_port_count
-    ):
+    ends = index.endpoints
+    if not index.duplicates and len(ends.in_ports) == ends.in_port_count and len(ends.out_ports) == ends.out_port_count:
         # No node repeats a port name (the index keys ports by node and name): only collect ports to look at.
-        if not any(map(_COLLECT, index.endpoints.in_ports.values())):
+        if not any(map(_COLLECT, ends.in_ports.values())):
             return []
         return [
             _collect_not_list(node_id, port, index.by_id[node_id])
-            for (node_id, _), port in index.endpoints.in_ports.items()
+            for (node_id, _), port in ends.in_ports.items()
             if port.collect and port.type.kind not in ("list", "any")
         ]
     out: list[Diagnostic] = []
@@ -202,15 +201,16 @@ def check_fan_in(graph: Graph) -> list[Diagnostic]:
     """DW010: several edges into one input that is not a collect port."""
     out: list[Diagnostic] = []
     index = graph._index
-    keys = index.endpoints.valid_target_keys
-    distinct = index.endpoints.attempted_in if len(index.valid) == len(graph.edges) else set(keys)
+    ends = index.endpoints
+    keys = ends.valid_target_keys
+    distinct = ends.attempted_in if len(index.valid) == len(graph.edges) else set(keys)
     if len(distinct) == len(keys):
         return out  # no port has two edges
     # Collect ports take any number: are there more edges into the other ports than other ports?
-    into_collect = sum(map(_COLLECT, index.endpoints.valid_targets))
-    if len(keys) - into_collect == len(distinct) - len(distinct.intersection(index.endpoints.collect_inputs)):
+    into_collect = sum(map(_COLLECT, ends.valid_targets))
+    if len(keys) - into_collect == len(distinct) - len(distinct.intersection(ends.collect_inputs)):
         return out
-    shared = [key for key, n in Counter(keys).items() if n > 1 and not index.endpoints.in_ports[key].collect]
+    shared = [key for key, n in Counter(keys).items() if n > 1 and not ends.in_ports[key].collect]
     in_edges = index.in_edges if shared else {}
     for target, port_name in shared:
         edges = in_edges[target, port_name]
@@ -234,8 +234,9 @@ def check_types(graph: Graph) -> list[Diagnostic]:
     """DW007 type mismatches and DW008 optional values into required inputs, per edge."""
     out: list[Diagnostic] = []
     index = graph._index
+    ends = index.endpoints
     by_id = index.by_id
-    sources, targets = index.endpoints.valid_sources, index.endpoints.valid_targets
+    sources, targets = ends.valid_sources, ends.valid_targets
     # Large graphs repeat a few type pairs many times, mostly the very same type
     # objects: one port pair per distinct (source type, target type, collect).
     samples = dict(
@@ -290,9 +291,10 @@ def check_types(graph: Graph) -> list[Diagnostic]:
 def check_missing_inputs(graph: Graph) -> list[Diagnostic]:
     """DW009: a required input with no connection."""
     index = graph._index
+    ends = index.endpoints
     out: list[Diagnostic] = []
-    for key in index.endpoints.missing_inputs:
-        node, port = index.by_id[key[0]], index.endpoints.in_ports[key]
+    for key in ends.missing_inputs:
+        node, port = index.by_id[key[0]], ends.in_ports[key]
         out.append(
             dg.make(
                 "DW009",
@@ -458,10 +460,11 @@ def check_reachability(graph: Graph) -> list[Diagnostic]:
     left out here.
     """
     index = graph._index
-    missing = {node_id for node_id, _ in index.endpoints.missing_inputs}
+    ends = index.endpoints
+    missing = {node_id for node_id, _ in ends.missing_inputs}
     # A broken source end of a connection (DW003/DW004) is the same kind of root cause.
     if len(index.valid) != len(graph.edges):
-        missing.update(target for target, port in index.endpoints.attempted_in if (target, port) not in index.in_edges)
+        missing.update(target for target, port in ends.attempted_in if (target, port) not in index.in_edges)
 
     def is_root(nid: str) -> bool:
         node = index.by_id[nid]
@@ -509,20 +512,21 @@ def check_reachability(graph: Graph) -> list[Diagnostic]:
 def check_unused(graph: Graph) -> list[Diagnostic]:
     """DW012 dead-end nodes, DW013 unused output ports, DW016 unused flow inputs."""
     index = graph._index
-    if len(index.endpoints.attempted_out) == len(index.endpoints.out_ports):  # attempted_out holds only existing ports
+    ends = index.endpoints
+    if len(ends.attempted_out) == len(ends.out_ports):  # attempted_out holds only existing ports
         return []  # every output feeds something
     # A node read through a misspelled output port (reported as DW004) is not a dead end as well.
     # (When every edge is valid, every source port is in attempted_out: skip the sweep.)
     misread = (
         set()
         if len(index.valid) == len(graph.edges)
-        else {e.source for e in graph.edges if (e.source, e.source_port) not in index.endpoints.attempted_out}
+        else {e.source for e in graph.edges if (e.source, e.source_port) not in ends.attempted_out}
     )
     out: list[Diagnostic] = []
     for nid, node in index.by_id.items():
         if node.kind == OUTPUT_KIND or not node.outputs:
             continue
-        used = [p.name for p in node.outputs if (nid, p.name) in index.endpoints.attempted_out]
+        used = [p.name for p in node.outputs if (nid, p.name) in ends.attempted_out]
         if node.kind == INPUT_KIND:
             if not used:
                 out.append(

@@ -387,44 +387,22 @@ class _Index:
     @functools.cached_property
     def in_edges(self) -> dict[PortKey, list[Edge]]:
         """Valid edges into each input port, in edge order."""
-        in_edges: dict[PortKey, list[Edge]] = {}
-        for edge in self.valid:
-            key = (edge.target, edge.target_port)
-            bucket = in_edges.get(key)
-            if bucket is None:
-                in_edges[key] = [edge]
-            else:
-                bucket.append(edge)
-        return in_edges
+        return _edges_by_port(self.valid, _TARGET, _TARGET_PORT)
 
     @functools.cached_property
     def out_edges(self) -> dict[PortKey, list[Edge]]:
         """Valid edges out of each output port, in edge order."""
-        out_edges: dict[PortKey, list[Edge]] = {}
-        for edge in self.valid:
-            key = (edge.source, edge.source_port)
-            bucket = out_edges.get(key)
-            if bucket is None:
-                out_edges[key] = [edge]
-            else:
-                bucket.append(edge)
-        return out_edges
+        return _edges_by_port(self.valid, _SOURCE, _SOURCE_PORT)
 
     @functools.cached_property
     def succ(self) -> dict[str, list[str]]:
         """Each node's successors through valid edges (repeated once per edge)."""
-        succ: dict[str, list[str]] = {nid: [] for nid in self.by_id}
-        for edge in self.valid:
-            succ[edge.source].append(edge.target)
-        return succ
+        return _neighbours(self.by_id, self.valid, _SOURCE, _TARGET)
 
     @functools.cached_property
     def pred(self) -> dict[str, list[str]]:
         """Each node's predecessors through valid edges (repeated once per edge)."""
-        pred: dict[str, list[str]] = {nid: [] for nid in self.by_id}
-        for edge in self.valid:
-            pred[edge.target].append(edge.source)
-        return pred
+        return _neighbours(self.by_id, self.valid, _TARGET, _SOURCE)
 
     @functools.cached_property
     def forward(self) -> bool:
@@ -433,6 +411,28 @@ class _Index:
         position = dict(zip(self.by_id, range(len(self.by_id)), strict=True))
         at = position.__getitem__
         return all(map(operator.lt, map(at, map(_SOURCE, self.valid)), map(at, map(_TARGET, self.valid))))
+
+
+def _edges_by_port(
+    edges: Sequence[Edge], node_of: Callable[[Edge], str], port_of: Callable[[Edge], str]
+) -> dict[PortKey, list[Edge]]:
+    grouped: dict[PortKey, list[Edge]] = {}
+    for key, edge in zip(zip(map(node_of, edges), map(port_of, edges), strict=True), edges, strict=True):
+        bucket = grouped.get(key)
+        if bucket is None:
+            grouped[key] = [edge]
+        else:
+            bucket.append(edge)
+    return grouped
+
+
+def _neighbours(
+    node_ids: Iterable[str], edges: Sequence[Edge], start: Callable[[Edge], str], end: Callable[[Edge], str]
+) -> dict[str, list[str]]:
+    around: dict[str, list[str]] = {nid: [] for nid in node_ids}
+    for a, b in zip(map(start, edges), map(end, edges), strict=True):
+        around[a].append(b)
+    return around
 
 
 class _Endpoints:

@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -270,6 +271,53 @@ def test_agents_call_a_loopback_server_from_the_workers(client: Client) -> None:
     assert_same(dask, builtin)
     assert dask.nodes["a"].model == "gpt-4o-mini"
     assert dask.usage.cost == builtin.usage.cost > 0
+
+
+def shout(summary: str) -> str:
+    return summary.upper()
+
+
+def test_a_flow_monitor_records_runs_on_dask_as_on_the_builtin_scheduler(client: Client) -> None:
+    with OpenAITestServer(latency=0.01) as server:
+        config = {"base_url": server.base_url, "api_key": "test-key", "model": "gpt-4o-mini"}
+        flow = Flow("watched")
+        flow.add_agent("a", Kaizen().create_agent("a", signature="topic: str -> summary: str", config=config))
+        flow.add_function("shout", shout)
+        flow.add_function("bad", broken)
+        flow.add_function("after_bad", unary(1))
+        flow.connect("a.summary", "shout.summary")
+        flow.connect("bad.output", "after_bad.x")
+        flow.input("topic")
+        flow.input("x", int, to="bad.x")
+        monitor = flow.monitor()
+        seen: list[str] = []
+        monitor.enable_real_time_tracking(lambda e: seen.append(f"{e.kind}:{e.node_id or ''}"))
+        events: list[list[str]] = []
+
+        def watched(**options: Any) -> RunResult:
+            result = flow.run(topic="tides", x=1, failure_mode="continue", **options)
+            events.append(list(seen))
+            seen.clear()
+            return result
+
+        builtin = watched()
+        dask_runs = [watched(backend="dask", client=client) for _ in range(2)]
+    # What happens on the workers (node_started, node_retried) stays there; everything else arrives.
+    told = [Counter(e for e in seen if not e.startswith(("node_started", "node_retried"))) for seen in events]
+    assert told[1] == told[2] == told[0]
+    assert told[0]["node_failed:bad"] == 1 and told[0]["node_skipped:after_bad"] == 1
+    assert all(seen[0] == "run_started:" and seen[-1] == "run_finished:" for seen in events)
+
+    runs = [builtin, *dask_runs]
+    metrics = monitor.metrics()
+    assert metrics["runs"]["count"] == 3 and metrics["runs"]["failures"] == 3
+    assert metrics["runs"]["tokens"]["total"] == sum(r.usage.total for r in runs) > 0
+    assert metrics["runs"]["cost"] == pytest.approx(sum(r.usage.cost for r in runs), abs=1e-15)
+    assert set(metrics["nodes"]) == {"a", "shout", "bad"}
+    assert metrics["nodes"]["bad"]["failures"] == 3 and metrics["nodes"]["a"]["llm_calls"] == 3
+    assert [r.run_id for r in monitor.runs] == [r.run_id for r in runs]
+    assert [r.duration_ms for r in monitor.node_history("a")] == [r.nodes["a"].duration_ms for r in runs]
+    assert monitor.runs[1].error == "bad: ValueError: cannot handle 1"
 
 
 # ----------------------------------------------------------------------------- command line

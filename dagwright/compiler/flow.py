@@ -506,7 +506,7 @@ class Flow:
     def monitor(self) -> Any:
         """This flow's :class:`~dagwright.runtime.monitor.FlowMonitor`, made on the first call.
 
-        From then on every run on the built-in scheduler is recorded: ``monitor().metrics()`` gives
+        From then on every run is recorded (on Dask too): ``monitor().metrics()`` gives
         per-run and per-node latency percentiles, tokens, cost, retries, failures and cache hits;
         ``set_performance_alerts(latency_threshold=ms, hook=...)`` and ``enable_real_time_tracking()``
         work as on an agent's monitor.
@@ -615,6 +615,7 @@ class Flow:
                 max_concurrency=options.max_concurrency,
                 checkpoint=options.checkpoint,
                 resume=options.resume,
+                observers=self._observers,
             )
 
     async def stream(self, *args: Any, **inputs: Any) -> Any:

@@ -21,6 +21,12 @@ graph up front into one Dask task graph and submits it at once:
   ``fail_fast`` a task whose node failed raises instead, carrying its records, so the
   client sees the failure without fetching results and cancels every task still queued.
 
+Listeners of the run (``observers``: a flow's monitors) get ``run_started``, then
+``node_finished`` / ``node_failed`` / ``node_skipped`` for each node as its task's
+result reaches the client, then ``run_finished``: the records carry the attempts,
+timings, tokens and cost measured on the worker. ``node_started`` and
+``node_retried`` happen on the workers and are not sent back.
+
 With ``client=None`` a ``LocalCluster`` on 127.0.0.1 (worker processes, many threads
 each, since agents wait on I/O) is started for the run and shut down afterwards; an
 address (``"tcp://host:8786"``) or a ``distributed.Client`` uses that cluster and leaves
@@ -36,14 +42,14 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dagwright.compiler.ir import INPUT_KIND, OUTPUT_KIND, Graph
 from dagwright.nodes.io import output_name
 from dagwright.runtime.errors import NodeExecutionError
-from dagwright.runtime.events import NodeRecord, RunResult
+from dagwright.runtime.events import Event, NodeRecord, RunResult
 from dagwright.runtime.policy import FailureMode, NodePolicy
 from dagwright.runtime.scheduler import ExecutionPlan, Scheduler, _Slot, attempt_node, gather_inputs, output_problem
 
@@ -525,13 +531,15 @@ def run_on_dask(
     registry: FunctionRegistry | None = None,
     checkpoint: CheckpointStore | None = None,
     resume: bool = False,
+    observers: Sequence[Callable[[Event], None]] = (),
 ) -> RunResult:
     """Run ``target`` on Dask and return a :class:`RunResult` (see the module docstring).
 
     ``client``: None (a LocalCluster for this run), a scheduler address, or a ``distributed.Client``.
     With ``checkpoint``, the client stores each finished node's outputs as its task's result
     arrives, in the built-in scheduler's format: a run resumes on either back end. ``resume``
-    continues the stored run ``run_id`` (its stored nodes are ``cached``).
+    continues the stored run ``run_id`` (its stored nodes are ``cached``). ``observers`` are
+    called with the run's events (see the module docstring).
     """
     if max_concurrency is not None:
         raise ValueError(
@@ -551,19 +559,59 @@ def run_on_dask(
     cached: dict[int, dict[str, Any]] = {}
     if checkpoint is not None:
         cached, saver = _open_checkpoint(plan, checkpoint, run_id, values, resume)
+    emit = _emitter(observers, run_id)
+    on_record = saver
+    if emit is not None:
+        emit("run_started")
+        on_record = _reporting(emit, saver)
     dsk, keys = build_graph(lowering, values, run_id, failure_mode, cached)
     submitter, close = _connect(client)
     try:
         # as_completed looks the client up as "the current one"; a caller's own default must not win.
         with submitter.as_current():
-            records = _collect(submitter, lowering, dsk, keys, failure_mode, saver)
+            records = _collect(submitter, lowering, dsk, keys, failure_mode, on_record)
     finally:
         if close is not None:
             close()
     result = _result(lowering, values, records, failure_mode, run_id, started)
     if checkpoint is not None:
         checkpoint.finish_run(run_id, "succeeded" if result.success else "failed")
+    if emit is not None:
+        for step in plan.steps:  # output nodes are settled here, on the client
+            record = result.nodes[step.node.id]
+            if step.kind == OUTPUT_KIND and record.status == "skipped":
+                emit("node_skipped", record.node_id, error=record.skip_reason, record=record)
+        emit("run_finished")
     return result
+
+
+def _emitter(observers: Sequence[Callable[[Event], None]], run_id: str) -> Callable[..., None] | None:
+    if not observers:
+        return None
+
+    def emit(kind: Any, node_id: str | None = None, **extra: Any) -> None:
+        event = Event(kind, run_id, node_id, time.time(), **extra)
+        for observer in observers:
+            observer(event)
+
+    return emit
+
+
+def _reporting(emit: Callable[..., None], saver: Callable[[NodeRecord], None] | None) -> Callable[[NodeRecord], None]:
+    """Each node record as it reaches the client: stored (with a checkpoint), then told to the observers
+    with the event the built-in scheduler sends for it (none for a node cancelled by a failure)."""
+
+    def on_record(record: NodeRecord) -> None:
+        if saver is not None:
+            saver(record)
+        if record.status in ("done", "cached"):
+            emit("node_finished", record.node_id, attempt=record.attempts, record=record)
+        elif record.status == "failed":
+            emit("node_failed", record.node_id, attempt=record.attempts, error=record.error, record=record)
+        elif record.status == "skipped":
+            emit("node_skipped", record.node_id, error=record.skip_reason, record=record)
+
+    return on_record
 
 
 def _open_checkpoint(
@@ -606,14 +654,14 @@ def _collect(
     dsk: dict[str, Any],
     keys: list[str],
     failure_mode: FailureMode,
-    saver: Callable[[NodeRecord], None] | None = None,
+    on_record: Callable[[NodeRecord], None] | None = None,
 ) -> dict[int, NodeRecord]:
     """Submit the graph and collect every task's records; in ``fail_fast`` stop at the first failure.
 
-    Without a checkpoint the results come in one ``gather``, which returns early at the first task in
+    Without ``on_record`` the results come in one ``gather``, which returns early at the first task in
     error: a ``fail_fast`` task whose node failed raises :class:`_GroupFailed` for that, carrying its
     records. Watching each task as it lands (``as_completed``) costs a fifth of a run of small tasks, so
-    it is kept for checkpoints, whose rows must be written as nodes finish.
+    it is kept for ``on_record`` (checkpoint rows, observers' events), called as each node's record lands.
     """
     from distributed import as_completed, wait
 
@@ -627,8 +675,8 @@ def _collect(
         for index, record in result:
             records[index] = record
             failed = failed or record.status == "failed"
-            if saver is not None:
-                saver(record)
+            if on_record is not None:
+                on_record(record)
 
     def fetch(finished: list[Any]) -> None:
         if finished:
@@ -653,9 +701,11 @@ def _collect(
                 record.error = str(error) or type(error).__name__
                 failed = True
             records[spec.index] = record
+            if on_record is not None:
+                on_record(record)
 
     try:
-        if saver is None:
+        if on_record is None:
             try:
                 for result in client.gather(futures):
                     take(result)

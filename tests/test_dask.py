@@ -25,6 +25,7 @@ from hypothesis import given, settings
 from pattern_cases import pattern_cases
 
 from dagwright import BaseAgent, Flow, Kaizen, RetryPolicy
+from dagwright.runtime.cache import SqliteCache
 from dagwright.runtime.dask_backend import build_graph, lower_plan, run_on_dask
 from dagwright.runtime.events import RunResult
 from dagwright.testing import OpenAITestServer
@@ -318,6 +319,26 @@ def test_a_flow_monitor_records_runs_on_dask_as_on_the_builtin_scheduler(client:
     assert [r.run_id for r in monitor.runs] == [r.run_id for r in runs]
     assert [r.duration_ms for r in monitor.node_history("a")] == [r.nodes["a"].duration_ms for r in runs]
     assert monitor.runs[1].error == "bad: ValueError: cannot handle 1"
+
+
+def test_a_node_cache_travels_with_its_node(client: Client, tmp_path: Path) -> None:
+    """A SqliteCache on a path the workers share is one cache; a memory cache becomes one per worker."""
+    log = tmp_path / "calls.log"
+
+    def double(x: int) -> int:
+        with open(log, "a") as calls:
+            calls.write(f"{x}\n")
+        return 2 * x
+
+    for cache, most_calls in ((SqliteCache(tmp_path / "cache.db"), 1), (True, 2)):
+        log.write_text("")
+        flow = Flow("cached")
+        flow.add_function("double", double)
+        flow.input("x", int)
+        flow.configure("double", cache=cache)
+        results = [flow.run(x=3, backend="dask", client=client) for _ in range(6)]
+        assert [r.outputs for r in results] == [{"output": 6}] * 6
+        assert 1 <= len(log.read_text().split()) <= most_calls
 
 
 # ----------------------------------------------------------------------------- command line

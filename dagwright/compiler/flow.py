@@ -22,7 +22,7 @@ import sys
 import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from dagwright.compiler import diagnostics as dg
 from dagwright.compiler._gc import gc_paused
@@ -54,7 +54,14 @@ __all__ = ["Flow", "NodeRef", "PortRef"]
 
 # Frames in these files are the builder's own; a node's location is the first
 # frame outside them (the user's line, or a pattern factory's caller).
-_INTERNAL_DIRS: list[str] = [os.path.dirname(os.path.abspath(__file__)) + os.sep]
+_INTERNAL_PATHS: tuple[str, ...] = (os.path.dirname(os.path.abspath(__file__)) + os.sep,)
+
+
+def register_internal_path(path: str) -> None:
+    """Treat frames in ``path`` (a directory ending in a separator, or a file) as the builder's own."""
+    global _INTERNAL_PATHS
+    if path not in _INTERNAL_PATHS:
+        _INTERNAL_PATHS = (*_INTERNAL_PATHS, path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +91,8 @@ class NodeRef:
 Endpoint = str | NodeRef | PortRef
 
 
-@dataclass(frozen=True, slots=True)
-class _Connection:
+class _Connection(NamedTuple):
+    # A tuple: a large flow records hundreds of thousands, and a frozen dataclass costs twice as much to make.
     source: Endpoint
     target: Endpoint
     mapping: tuple[tuple[str, str], ...] | None
@@ -137,7 +144,7 @@ class _FlowOutput:
 
 def _caller_location() -> SourceLocation | None:
     """The first frame outside this package: where the user's code made the call."""
-    internal = tuple(_INTERNAL_DIRS)
+    internal = _INTERNAL_PATHS
     frame = sys._getframe(1)
     while frame is not None:
         filename = frame.f_code.co_filename

@@ -17,7 +17,7 @@ from dagwright.patterns.router import router
 from dagwright.patterns.supervisor import supervisor
 
 # Nodes a pattern adds are located at the user's call of the pattern, not in here.
-_flow._INTERNAL_DIRS.append(os.path.dirname(os.path.abspath(__file__)) + os.sep)
-_flow._INTERNAL_DIRS.append(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "kaizen.py"))
+_flow.register_internal_path(os.path.dirname(os.path.abspath(__file__)) + os.sep)
+_flow.register_internal_path(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "kaizen.py"))
 
 __all__ = ["RULES", "consensus", "debate", "parallel_map", "pipeline", "router", "supervisor"]

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dagwright import BaseAgent, Flow
-from dagwright.runtime.cache import MemoryCache, SqliteCache, cache_key, make_cache
+from dagwright.runtime.cache import MemoryCache, ResultCache, SqliteCache, cache_key, make_cache
 from dagwright.runtime.errors import LLMRequestError, OutputParseError
 from dagwright.testing import Fault, OpenAITestServer
 
@@ -214,3 +214,53 @@ def test_configure_cache_errors_name_the_node() -> None:
     flow.add_function("square", lambda x: x)
     with pytest.raises(ValueError, match="flow 'f', node 'square': unknown cache 'disk'"):
         flow.configure("square", cache="disk")
+
+
+class DictCache(ResultCache):
+    """A storage of one's own: the four methods over a plain dict."""
+
+    backend = "dict"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entries: dict[str, str] = {}
+
+    def _load(self, key: str) -> str | None:
+        return self.entries.get(key)
+
+    def _store(self, key: str, text: str) -> None:
+        self.entries[key] = text
+
+    def _clear(self) -> None:
+        self.entries.clear()
+
+    def _size(self) -> int:
+        return len(self.entries)
+
+
+def test_a_storage_of_ones_own_serves_as_a_node_cache() -> None:
+    calls: list[int] = []
+
+    def triple(x: int) -> int:
+        calls.append(x)
+        return 3 * x
+
+    cache = DictCache()
+    flow = Flow("triples")
+    flow.add_function("triple", triple)
+    flow.input("x")
+    flow.configure("triple", cache=cache)
+    assert [flow.run(x=v).outputs for v in (2, 2, 5)] == [{"output": 6}, {"output": 6}, {"output": 15}]
+    assert calls == [2, 5]
+    assert cache.stats() == {"backend": "dict", "hits": 1, "misses": 2, "stored": 2} and len(cache) == 2
+
+
+def test_a_cache_missing_part_of_the_interface_is_refused_when_made() -> None:
+    class Half(ResultCache):
+        def _load(self, key: str) -> str | None:
+            return None
+
+    with pytest.raises(TypeError, match="abstract methods _clear, _size, _store"):
+        Half()  # type: ignore[abstract]
+    with pytest.raises(TypeError, match="abstract"):
+        ResultCache()  # type: ignore[abstract]

@@ -11,6 +11,7 @@ Entries are JSON, so a hit returns a fresh copy that the caller may change freel
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import json
 import os
@@ -41,8 +42,12 @@ def _encode(outputs: dict[str, Any]) -> str | None:
     return text if json.loads(text) == outputs else None
 
 
-class ResultCache:
-    """The cache interface, with hit and miss counts. Thread-safe."""
+class ResultCache(abc.ABC):
+    """The cache interface, with hit and miss counts. Thread-safe.
+
+    A storage of its own subclasses this and implements ``_load``, ``_store``,
+    ``_clear`` and ``_size`` over JSON text keyed by strings (see :class:`MemoryCache`).
+    """
 
     backend = "abstract"
 
@@ -86,17 +91,17 @@ class ResultCache:
     def __len__(self) -> int:
         return self._size()
 
-    def _load(self, key: str) -> str | None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _load(self, key: str) -> str | None: ...
 
-    def _store(self, key: str, text: str) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _store(self, key: str, text: str) -> None: ...
 
-    def _clear(self) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _clear(self) -> None: ...
 
-    def _size(self) -> int:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _size(self) -> int: ...
 
 
 class MemoryCache(ResultCache):

@@ -15,10 +15,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import networkx as nx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies import graphs, json_values, type_exprs, type_like_json
+from strategies import graphs, json_values, type_exprs, type_like_json, wired_graphs
 
 from dagwright.compiler.flow import Flow
 from dagwright.compiler.ir import (
@@ -294,6 +295,38 @@ def test_topological_order_refuses_a_cycle() -> None:
     g = Graph("loop", (a, b), (Edge("a", "y", "b", "x"), Edge("b", "y", "a", "x")))
     with pytest.raises(ValueError, match="graph 'loop' has a cycle"):
         g.topological_order()
+
+
+@settings(max_examples=200)
+@given(graphs() | wired_graphs(), st.booleans())
+def test_lookups_follow_the_edges_whose_ends_exist(g: Graph, validated_first: bool) -> None:
+    if validated_first:
+        validate(g)  # drops the passes' own lookups: what remains must still answer
+    first = {n.id: n for n in reversed(g.nodes)}  # the first node of an id counts
+    valid = [
+        e
+        for e in g.edges
+        if e.source in first
+        and e.target in first
+        and first[e.source].output(e.source_port) is not None
+        and first[e.target].input(e.target_port) is not None
+    ]
+    for nid in first:
+        assert g.successors(nid) == [e.target for e in valid if e.source == nid]
+        assert g.predecessors(nid) == [e.source for e in valid if e.target == nid]
+        for port in first[nid].inputs:
+            assert g.edges_into(nid, port.name) == [e for e in valid if (e.target, e.target_port) == (nid, port.name)]
+    reference = nx.MultiDiGraph()
+    reference.add_nodes_from(first)
+    reference.add_edges_from((e.source, e.target) for e in valid)
+    if not nx.is_directed_acyclic_graph(reference):
+        with pytest.raises(ValueError, match="has a cycle"):
+            g.topological_order()
+        return
+    order = g.topological_order()
+    assert sorted(order) == sorted(first)
+    position = {nid: i for i, nid in enumerate(order)}
+    assert all(position[e.source] < position[e.target] for e in valid)
 
 
 # --------------------------------------------------------------------------- loading errors

@@ -26,7 +26,7 @@ from pattern_cases import pattern_cases
 
 from dagwright import BaseAgent, Flow, Kaizen, RetryPolicy
 from dagwright.runtime.cache import SqliteCache
-from dagwright.runtime.dask_backend import build_graph, lower_plan, run_on_dask
+from dagwright.runtime.dask_backend import _Recent, build_graph, lower_plan, run_on_dask
 from dagwright.runtime.events import RunResult
 from dagwright.testing import OpenAITestServer
 
@@ -339,6 +339,18 @@ def test_a_node_cache_travels_with_its_node(client: Client, tmp_path: Path) -> N
         results = [flow.run(x=3, backend="dask", client=client) for _ in range(6)]
         assert [r.outputs for r in results] == [{"output": 6}] * 6
         assert 1 <= len(log.read_text().split()) <= most_calls
+
+
+def test_a_worker_keeps_the_most_recently_used_plans() -> None:
+    recent: _Recent[str, int] = _Recent(2)
+    recent.put("a", 1)
+    recent.put("b", 2)
+    assert recent.get("a") == 1  # now the most recent
+    recent.put("c", 3)
+    assert (recent.get("b"), recent.get("a"), recent.get("c")) == (None, 1, 3)
+    recent.put("a", 4)
+    recent.put("d", 5)
+    assert (recent.get("c"), recent.get("a"), recent.get("d")) == (None, 4, 5)
 
 
 # ----------------------------------------------------------------------------- command line

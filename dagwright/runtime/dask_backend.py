@@ -37,6 +37,7 @@ on their ``PYTHONPATH``, or send a module with ``client.upload_file``.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import os
 import threading
@@ -44,7 +45,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from dagwright.compiler.ir import INPUT_KIND, OUTPUT_KIND, Graph
 from dagwright.nodes.io import output_name
@@ -59,6 +60,9 @@ if TYPE_CHECKING:
     from dagwright.runtime.checkpoint import CheckpointStore
 
 __all__ = ["WORKER_THREADS", "DaskLowering", "WorkerImportError", "build_graph", "lower_plan", "run_on_dask"]
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 
 WORKER_THREADS = 32
 """Threads per worker of the LocalCluster made for a run: agents spend their time waiting on the network."""
@@ -256,10 +260,34 @@ class _InlineExecutor(concurrent.futures.ThreadPoolExecutor):
         return future
 
 
+class _Recent(Generic[_K, _V]):
+    """What a worker keeps of the plans it has run, least recently used dropped first: a long-lived worker
+    serving many flows (or a flow rebuilt many times) stays bounded, and a busy node keeps its loaded executor
+    (with its memory result cache) however many others pass through."""
+
+    def __init__(self, limit: int) -> None:
+        self._items: collections.OrderedDict[_K, _V] = collections.OrderedDict()
+        self._limit = limit
+        self._lock = threading.Lock()
+
+    def get(self, key: _K) -> _V | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+            return found
+
+    def put(self, key: _K, value: _V) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self._limit:
+                self._items.popitem(last=False)
+
+
 _local = threading.local()
-_executors: dict[tuple[str, int], tuple[Any, NodePolicy]] = {}
-_groups: dict[tuple[str, int], _Group] = {}
-_executors_lock = threading.Lock()
+_executors: _Recent[tuple[str, int], tuple[Any, NodePolicy]] = _Recent(4096)
+_groups: _Recent[tuple[str, int], _Group] = _Recent(4096)
 
 
 def _thread_loop(inline: bool) -> asyncio.AbstractEventLoop:
@@ -299,10 +327,7 @@ def _load(token: str, spec: _StepSpec) -> tuple[Any, NodePolicy]:
             f"worker {_worker_address()} cannot load the code of node {node_id!r}: {exc} (is the same version of "
             "the module installed on the workers?)"
         ) from None
-    with _executors_lock:
-        if len(_executors) > 4096:
-            _executors.clear()
-        _executors[key] = loaded
+    _executors.put(key, loaded)
     return loaded
 
 
@@ -396,10 +421,7 @@ def _group(task: _TaskSpec) -> _Group:
 
         # Only dagwright types inside (executors stay pickled in their steps), so this never imports user code.
         group = pickle.loads(task.payload)
-        with _executors_lock:
-            if len(_groups) > 4096:
-                _groups.clear()
-            _groups[key] = group
+        _groups.put(key, group)
     return group
 
 

@@ -159,6 +159,23 @@ def _small_flow(findings_type: str = "list[str]", model: str = "gpt-4o-mini") ->
     return flow
 
 
+def test_content_hash_is_pinned() -> None:
+    """Checkpoints are keyed by this hash: a change to the canonical form would orphan every stored run."""
+    g = Graph(
+        "pinned",
+        (
+            Node("b", "function", (Port("x", INT),), (Port("y", INT),), FrozenDict({"function": "m:f"})),
+            Node("a", "function", (), (Port("y", INT),)),
+            Node("j", "vote", (Port("values", list_of(INT), collect=True),), (Port("out", STR),), group=("g",)),
+            Node("a", "agent"),  # a duplicate id: ties are broken by content
+        ),
+        (Edge("b", "y", "j", "values"), Edge("a", "y", "j", "values"), Edge("a", "y", "b", "x")),
+    )
+    assert g.content_hash == "a0770224fba309763dcaa99d60cbb2389bab5ede1f20769c8917499adb2d48b3"
+    unique = Graph(g.name, g.nodes[:3], g.edges)
+    assert unique.content_hash == "e747262d8f923b2dbd02653ca468b736417936a82e55df76b7dde24e09ea6928"
+
+
 def test_content_hash_of_flows() -> None:
     base = _small_flow().compile().content_hash
     assert len(base) == 64

@@ -650,17 +650,26 @@ class Graph:
         processes and independent of the order nodes and edges were added, except that
         edges into one port keep their order (a collect port receives values in it)."""
         data = self.to_dict(locations=False)
-        data["nodes"].sort(key=lambda n: (n["id"], _canonical(n)))
+        nodes = data["nodes"]
+        if len(self._index.by_id) == len(nodes):
+            nodes.sort(key=_ID_KEY)  # ids are unique: they decide the order alone
+        else:
+            nodes.sort(key=lambda n: (n["id"], _canonical(n)))
+        # (target, port, position among the edges into that port) is unique: it decides the order alone.
         rank: dict[tuple[str, str], int] = {}
         keyed = []
         for edge in data["edges"]:
             port = (edge["target"], edge["target_port"])
             position = rank.get(port, 0)
             rank[port] = position + 1
-            keyed.append(((edge["target"], edge["target_port"], position, _canonical(edge)), edge))
-        keyed.sort(key=lambda pair: pair[0])
+            keyed.append(((*port, position), edge))
+        keyed.sort(key=_FIRST)
         data["edges"] = [edge for _, edge in keyed]
         return _sha256(data)
+
+
+_ID_KEY = operator.itemgetter("id")
+_FIRST = operator.itemgetter(0)
 
 
 def _canonical(data: Any) -> str:

@@ -58,7 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     export.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
 
-    run = sub.add_parser("run", help="run a flow on the built-in scheduler", description="Run a flow.")
+    run = sub.add_parser(
+        "run", help="run a flow (built-in scheduler, or a Dask cluster with --backend dask)", description="Run a flow."
+    )
     run.add_argument("target", metavar="TARGET")
     run.add_argument(
         "-i",

@@ -484,3 +484,67 @@ def test_the_default_prompt_is_the_default_template_rendered(fields: list[tuple[
     )
     inputs = {name: value for name, _, value in fields}
     assert user_message(spec, inputs, None) == user_message(spec, inputs, DEFAULT_TEMPLATE)
+
+
+def test_list_and_dict_defaults_work_in_agents_flows_and_patterns() -> None:
+    kaizen = Kaizen()
+    debaters = [
+        kaizen.create_agent(name, signature="topic: str, transcript: list[str] = [] -> argument: str")
+        for name in ("pro", "con")
+    ]
+    judge = kaizen.create_agent(
+        "judge", signature="topic: str, transcript: list[str] = [], weights: dict[str, float] = {} -> verdict: str"
+    )
+    assert debaters[0].run(topic="tides")["argument"]
+    assert judge.execute(topic="tides").success
+    debate = kaizen.create_debate_workflow(agents=[*debaters, judge], topic="Close the centre to cars?", rounds=2)
+    result = debate.run()
+    assert result.success, result.error
+    assert set(result.outputs) == {"verdict", "transcript"}
+    # The judge's optional `weights` is an optional input of the debate, with the judge's default.
+    assert "weights" not in debate.validate() and debate.run(weights={"pro": 2.0}).success
+    (weights,) = [n for n in debate.compile().input_nodes if n.id == "input:weights"]
+    assert weights.config["default"] == {}
+    flow = Flow("single")
+    flow.add_agent("judge", judge)
+    flow.input("topic")
+    assert flow.run(topic="tides").success
+
+
+def test_patterns_declare_shared_inputs_by_what_the_members_need() -> None:
+    kaizen = Kaizen()
+
+    def voter(name: str, fields: str) -> Any:
+        return kaizen.create_agent(name, signature=f"question: str, {fields} -> decision: str, confidence: float")
+
+    needs = [voter("a", "context: str"), voter("b", "context: str = 'none'")]
+    same = [voter("c", "context: str = 'none'"), voter("d", "context: str = 'none'")]
+    differ = [voter("e", "context: str = 'x'"), voter("f", "context: str = 'y'")]
+    inputs = {
+        label: {
+            n.id: n.config.get("default", "required")
+            for n in kaizen.create_consensus_workflow(agents=group).compile().input_nodes
+        }
+        for label, group in (("needs", needs), ("same", same), ("differ", differ))
+    }
+    assert inputs["needs"] == {"input:question": "required", "input:context": "required"}
+    assert inputs["same"] == {"input:question": "required", "input:context": "none"}
+    assert inputs["differ"] == {"input:question": "required"}  # each voter keeps its own default
+    assert kaizen.create_consensus_workflow(agents=differ).run(question="Ship it?").success
+
+
+def test_list_and_dict_flow_input_defaults_arrive_as_fresh_plain_values() -> None:
+    seen: list[Any] = []
+
+    def grow(items: list[int], table: dict[str, int]) -> int:
+        seen.append((type(items), type(table), list(items), dict(table)))
+        items.append(1)  # a node mutating its input must not change the next run's default
+        table["k"] = 1
+        return len(items)
+
+    flow = Flow("defaults")
+    flow.add_function("grow", grow)
+    flow.input("items", default=[])
+    flow.input("table", default={})
+    assert [flow.run().outputs for _ in range(2)] == [{"output": 1}, {"output": 1}]
+    assert seen == [(list, dict, [], {})] * 2

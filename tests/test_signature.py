@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
-from strategies import identifiers, type_exprs
+from strategies import identifiers, json_values, type_exprs
 
 from dagwright.compiler.signature import (
     MISSING,
@@ -479,3 +479,45 @@ def test_any_text_parses_or_raises_signature_error(text: str) -> None:
         assert spec.inputs and spec.outputs
         names = [f.name for f in spec.inputs + spec.outputs]
         assert len(names) == len(set(names))
+
+
+# --------------------------------------------------------------------------- container defaults
+
+
+@settings(max_examples=200)
+@given(json_values, json_values)
+def test_specs_with_any_json_defaults_are_hashable_and_equal_exactly_when_the_defaults_are(a: Any, b: Any) -> None:
+    first, second = FieldSpec("x", ANY, "input", default=a), FieldSpec("x", ANY, "input", default=b)
+    same = a == b and _kinds(a) == _kinds(b)
+    assert (first == second) == same
+    if same:
+        assert hash(first) == hash(second)
+    assert first.default is a  # the default stays the value given
+
+
+def _kinds(value: Any) -> Any:
+    """The Python types inside JSON data: ``1 == 1.0 == True`` in Python, not as defaults."""
+    if isinstance(value, list):
+        return ["list", *map(_kinds, value)]
+    if isinstance(value, dict):
+        return {k: _kinds(v) for k, v in value.items()}
+    return type(value).__name__
+
+
+def test_list_and_dict_defaults_in_both_forms() -> None:
+    spec = parse_signature("topic: str, transcript: list[str] = [], weights: dict[str, float] = {} -> verdict: str")
+    assert [f.default for f in spec.inputs] == [MISSING, [], {}]
+    assert hash(spec) == hash(
+        parse_signature("topic, transcript: list[str] = [], weights: dict[str, float] = {} -> verdict")
+    )
+
+    class Judge(Signature):
+        """Judge the debate."""
+
+        topic: str = InputField()
+        transcript: list[str] = InputField(default=[])
+        verdict: str = OutputField()
+
+    assert Judge.input_fields["transcript"].default == []
+    assert hash(as_signature(Judge)) == hash(as_signature(Judge))
+    assert parse_signature("x: list[int] = [1] -> y") != parse_signature("x: list[int] = [2] -> y")

@@ -22,7 +22,7 @@ import inspect
 import math
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, ClassVar, Literal
 
@@ -119,7 +119,14 @@ class FieldSpec:
     type: TypeExpr
     role: Literal["input", "output"]
     description: str = ""
-    default: Any = MISSING
+    default: Any = field(default=MISSING, compare=False)
+    # What equality and hashing see of the default: specs are cache keys, and a list
+    # or dict default (``transcript: list[str] = []``) is not hashable as it is.
+    _default_key: Any = field(default=MISSING, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.default is not MISSING:
+            object.__setattr__(self, "_default_key", json_key(self.default))
 
     @property
     def required(self) -> bool:
@@ -131,6 +138,15 @@ class FieldSpec:
         if self.default is not MISSING:
             text += f" = {self.default!r}"
         return text
+
+
+def json_key(value: Any) -> Any:
+    """A hashable stand-in for JSON data, equal exactly when the data is (``1``, ``1.0`` and ``True`` differ)."""
+    if isinstance(value, (list, tuple)):
+        return ("list", tuple(json_key(v) for v in value))
+    if isinstance(value, Mapping):
+        return ("dict", tuple(sorted((str(k), json_key(v)) for k, v in value.items())))
+    return (type(value).__name__, value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dagwright.compiler.ir import Node
+from dagwright.compiler.ir import Node, thaw_json
 from dagwright.compiler.signature import MISSING
 
 __all__ = ["input_default", "input_name", "output_name"]
@@ -28,5 +28,5 @@ def output_name(node: Node) -> str:
 
 
 def input_default(node: Node) -> Any:
-    """The declared default of an input node, or MISSING."""
-    return node.config.get("default", MISSING) if "default" in node.config else MISSING
+    """The declared default of an input node (plain JSON data, a fresh copy each call), or MISSING."""
+    return thaw_json(node.config["default"]) if "default" in node.config else MISSING

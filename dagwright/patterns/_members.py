@@ -10,7 +10,7 @@ in a config (``mapping``) are kept apart from agent settings.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +19,7 @@ from dagwright.compiler import diagnostics as dg
 from dagwright.compiler.flow import Flow, PortRef
 from dagwright.compiler.ir import Port
 from dagwright.compiler.redact import config_to_dict
-from dagwright.compiler.signature import SignatureSpec
+from dagwright.compiler.signature import FieldSpec, SignatureSpec, json_key
 
 __all__ = ["PATTERN_OPTIONS", "Member", "add_members", "member_of", "ports_of"]
 
@@ -119,3 +119,22 @@ def ports_of(flow: Flow, name: str) -> tuple[list[Port], list[Port]]:
 
 def ref(name: str, port: str) -> PortRef:
     return PortRef(name, port)
+
+
+def declare_member_inputs(flow: Flow, fields: Iterable[FieldSpec]) -> None:
+    """Flow inputs for the input fields members share by name.
+
+    Required when some member requires the field; optional with the members'
+    default when they all have the same one; not declared when they all have
+    defaults that differ, so each member keeps its own.
+    """
+    by_name: dict[str, list[FieldSpec]] = {}
+    for f in fields:
+        by_name.setdefault(f.name, []).append(f)
+    for name in sorted(by_name):
+        specs = by_name[name]
+        if any(f.required for f in specs):
+            flow.input(name)
+            continue
+        if len({json_key(f.default) for f in specs}) == 1:
+            flow.input(name, default=specs[0].default)

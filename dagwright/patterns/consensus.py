@@ -24,8 +24,9 @@ from typing import Any
 from dagwright.compiler import diagnostics as dg
 from dagwright.compiler.flow import Flow, PortRef
 from dagwright.compiler.ir import Node, Port, freeze_json
+from dagwright.compiler.signature import FieldSpec
 from dagwright.compiler.types import ANY, BOOL, FLOAT, STR, TypeExpr, is_assignable, list_of, union
-from dagwright.patterns._members import add_members
+from dagwright.patterns._members import add_members, declare_member_inputs
 
 __all__ = ["RULES", "VOTER_SIGNATURE", "consensus"]
 
@@ -74,19 +75,19 @@ def consensus(
                 )
         vote_inputs: list[Port] = []
         decision_types: list[TypeExpr] = []
-        shared_inputs: set[str] = set()
+        shared_inputs: list[FieldSpec] = []
         voters: list[str] = []
         for m in members:
             if m.flow is not None:
                 flow.add_flow(m.name, m.flow)
                 ins, outs = flow._virtual_ports(m.name) or ([], [])
                 out_types = {p.name: p.type for p in outs}
-                shared_inputs.update(p.name for p in ins)
+                shared_inputs.extend(FieldSpec(p.name, p.type, "input") for p in ins)
             else:
                 assert m.agent is not None
                 flow.add_agent(m.name, m.agent)
                 out_types = {f.name: f.type for f in m.agent.signature.outputs}
-                shared_inputs.update(f.name for f in m.agent.signature.inputs)
+                shared_inputs.extend(m.agent.signature.inputs)
             if "decision" not in out_types:
                 flow.report(
                     dg.make(
@@ -129,8 +130,7 @@ def consensus(
             Port("reason", STR, description="Why consensus was or was not reached"),
         )
         flow.add_node(Node("vote", "vote", tuple(vote_inputs), outputs, freeze_json(config)))
-    for input_name in sorted(shared_inputs):
-        flow.input(input_name)
+    declare_member_inputs(flow, shared_inputs)
     for port in outputs:
         flow.output(port.name, PortRef("vote", port.name))
     return flow

@@ -16,9 +16,9 @@ from typing import Any
 from dagwright.compiler import diagnostics as dg
 from dagwright.compiler.flow import Flow, PortRef
 from dagwright.compiler.ir import Node, Port
-from dagwright.compiler.signature import MISSING, SignatureSpec
+from dagwright.compiler.signature import MISSING, FieldSpec, SignatureSpec
 from dagwright.compiler.types import STR, is_assignable, list_of
-from dagwright.patterns._members import Member, add_members
+from dagwright.patterns._members import Member, add_members, declare_member_inputs
 
 __all__ = ["DEBATER_SIGNATURE", "JUDGE_SIGNATURE", "debate"]
 
@@ -115,7 +115,7 @@ def debate(
         else:
             arguments[m.name] = port
     turns: list[tuple[str, str]] = []  # (node id, argument port), in transcript order
-    extra_inputs: set[str] = set()
+    extra_inputs: list[FieldSpec] = []
     with flow.group(name):
         for r in range(1, rounds + 1):
             earlier = list(turns)
@@ -129,7 +129,7 @@ def debate(
                         flow.connect(PortRef(source, port), PortRef(node_id, "transcript"))
                     turns.append((node_id, arguments[m.name]))
                     assert m.signature is not None
-                    extra_inputs.update(f.name for f in m.signature.inputs if f.name not in ("topic", "transcript"))
+                    extra_inputs.extend(f for f in m.signature.inputs if f.name not in ("topic", "transcript"))
         flow.add_node(
             Node(
                 "transcript",
@@ -146,11 +146,10 @@ def debate(
             for source, port in turns:
                 flow.connect(PortRef(source, port), PortRef("verdict", "transcript"))
             assert judge.signature is not None
-            extra_inputs.update(f.name for f in judge.signature.inputs if f.name not in ("topic", "transcript"))
+            extra_inputs.extend(f for f in judge.signature.inputs if f.name not in ("topic", "transcript"))
             for f in judge.signature.outputs:
                 flow.output(f.name, PortRef("verdict", f.name))
     flow.input("topic", str, default=topic if topic is not None else MISSING, description="The question debated")
-    for input_name in sorted(extra_inputs):
-        flow.input(input_name)
+    declare_member_inputs(flow, extra_inputs)
     flow.output("transcript", PortRef("transcript", "values"))
     return flow

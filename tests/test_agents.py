@@ -532,6 +532,16 @@ def test_patterns_declare_shared_inputs_by_what_the_members_need() -> None:
     assert inputs["differ"] == {"input:question": "required"}  # each voter keeps its own default
     assert kaizen.create_consensus_workflow(agents=differ).run(question="Ship it?").success
 
+    steps = [
+        kaizen.create_agent("draft", signature="topic: str, notes: list[str] = [] -> text: str"),
+        kaizen.create_agent("edit", signature="text: str, notes: list[str] = [] -> final: str"),
+    ]
+    pipeline = kaizen.create_pipeline(steps)
+    (notes,) = [n for n in pipeline.compile().input_nodes if n.id == "input:notes"]
+    assert notes.config["default"] == ()  # frozen in the IR; nodes receive a fresh []
+    assert pipeline.run(topic="tides").success
+    assert pipeline.run(topic="tides", notes=["short"]).success
+
 
 def test_list_and_dict_flow_input_defaults_arrive_as_fresh_plain_values() -> None:
     seen: list[Any] = []

@@ -10,16 +10,16 @@ in a config (``mapping``) are kept apart from agent settings.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from dagwright.agent import AgentConfig, BaseAgent
 from dagwright.compiler import diagnostics as dg
 from dagwright.compiler.flow import Flow, PortRef
 from dagwright.compiler.ir import Port
 from dagwright.compiler.redact import config_to_dict
-from dagwright.compiler.signature import FieldSpec, SignatureSpec, json_key
+from dagwright.compiler.signature import MISSING, SignatureSpec, json_key
 
 __all__ = ["PATTERN_OPTIONS", "Member", "add_members", "member_of", "ports_of"]
 
@@ -121,20 +121,33 @@ def ref(name: str, port: str) -> PortRef:
     return PortRef(name, port)
 
 
-def declare_member_inputs(flow: Flow, fields: Iterable[FieldSpec]) -> None:
-    """Flow inputs for the input fields members share by name.
+class _InputLike(Protocol):
+    """A member's input as a signature field or an IR port describes it."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def required(self) -> bool: ...
+    @property
+    def default(self) -> Any: ...
+
+
+def declare_member_inputs(
+    flow: Flow, fields: Iterable[_InputLike], to: Mapping[str, Sequence[PortRef]] | None = None
+) -> None:
+    """Flow inputs for the input fields members share by name (fed to ``to[name]`` when given), declared in
+    the order the names first come.
 
     Required when some member requires the field; optional with the members'
     default when they all have the same one; not declared when they all have
-    defaults that differ, so each member keeps its own.
+    defaults that differ (or one that is not JSON data), so each member keeps its own.
     """
-    by_name: dict[str, list[FieldSpec]] = {}
+    by_name: dict[str, list[_InputLike]] = {}
     for f in fields:
         by_name.setdefault(f.name, []).append(f)
-    for name in sorted(by_name):
-        specs = by_name[name]
+    for name, specs in by_name.items():  # in the order the fields came
+        targets = to.get(name) if to is not None else None
         if any(f.required for f in specs):
-            flow.input(name)
-            continue
-        if len({json_key(f.default) for f in specs}) == 1:
-            flow.input(name, default=specs[0].default)
+            flow.input(name, to=targets)
+        elif all(f.default is not MISSING for f in specs) and len({json_key(f.default) for f in specs}) == 1:
+            flow.input(name, default=specs[0].default, to=targets)

@@ -130,7 +130,7 @@ def consensus(
             Port("reason", STR, description="Why consensus was or was not reached"),
         )
         flow.add_node(Node("vote", "vote", tuple(vote_inputs), outputs, freeze_json(config)))
-    declare_member_inputs(flow, shared_inputs)
+    declare_member_inputs(flow, sorted(shared_inputs, key=lambda f: f.name))
     for port in outputs:
         flow.output(port.name, PortRef("vote", port.name))
     return flow

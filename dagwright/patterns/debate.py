@@ -150,6 +150,6 @@ def debate(
             for f in judge.signature.outputs:
                 flow.output(f.name, PortRef("verdict", f.name))
     flow.input("topic", str, default=topic if topic is not None else MISSING, description="The question debated")
-    declare_member_inputs(flow, extra_inputs)
+    declare_member_inputs(flow, sorted(extra_inputs, key=lambda f: f.name))
     flow.output("transcript", PortRef("transcript", "values"))
     return flow

@@ -23,7 +23,8 @@ from typing import Any
 
 from dagwright.compiler import diagnostics as dg
 from dagwright.compiler.flow import Flow, PortRef
-from dagwright.patterns._members import Member, add_members, ports_of
+from dagwright.compiler.ir import Port
+from dagwright.patterns._members import Member, add_members, declare_member_inputs, ports_of
 
 __all__ = ["PIPELINE_ROLE_SIGNATURE", "pipeline"]
 
@@ -48,10 +49,12 @@ def pipeline(steps: Sequence[object], *, name: str = "pipeline", defaults: Mappi
         flow.report(dg.make("DW203", "a pipeline needs at least one step", hint="pass a list of agents"))
         return flow
     flow_inputs: dict[str, list[PortRef]] = {}
+    input_ports: list[Port] = []  # the ports behind each flow input, for what it requires
     produced: dict[str, str] = {}  # output name -> the latest step that produces it
     first_inputs, previous_outputs = ports_of(flow, members[0].name)
     for port in first_inputs:
         flow_inputs.setdefault(port.name, []).append(PortRef(members[0].name, port.name))
+        input_ports.append(port)
     for port in previous_outputs:
         produced[port.name] = members[0].name
     for prev, step in itertools.pairwise(members):
@@ -83,6 +86,7 @@ def pipeline(steps: Sequence[object], *, name: str = "pipeline", defaults: Mappi
         for port in unresolved:
             if port.name in flow_inputs:
                 flow_inputs[port.name].append(PortRef(step.name, port.name))
+                input_ports.append(port)
             elif port.required:
                 left.append(port)
         for port in left:
@@ -99,8 +103,7 @@ def pipeline(steps: Sequence[object], *, name: str = "pipeline", defaults: Mappi
             )
         for port in outputs:
             produced[port.name] = step.name
-    for input_name, targets in flow_inputs.items():
-        flow.input(input_name, to=targets)
+    declare_member_inputs(flow, input_ports, to=flow_inputs)
     last = members[-1].name
     for port in ports_of(flow, last)[1]:
         flow.output(port.name, PortRef(last, port.name))

@@ -264,6 +264,21 @@ def test_supervisor_configuration_errors() -> None:
     assert {c for c, _ in codes(bad)} == {"DW206", "DW202"}
     odd = BaseAgent(signature="question -> answer", name="odd")
     assert ("DW204", "odd") in codes(patterns.supervisor("m", {"workers": [odd]}))
+    # A worker that cannot take a task is reported once, and the others still form the team.
+    fine = BaseAgent(signature="task: str, notes: list[str] = [], context: str = 'none' -> result: str", name="fine")
+    mixed = patterns.supervisor("m", {"workers": [odd, fine], "quality_control": True})
+    found = mixed.validate()
+    assert [(d.code, d.where) for d in found if d.severity != "info"] == [("DW204", "odd")]
+    assert "question" in found[0].message and "rename its input to 'task'" in found[0].hint
+    assert "odd" not in mixed and "fine" in mixed
+    # Its other inputs become the team's, optional with their defaults.
+    team = patterns.supervisor("m", {"workers": [fine]})
+    assert {n.id: n.config.get("default", "required") for n in team.compile().input_nodes} == {
+        "input:task": "required",
+        "input:context": "none",
+        "input:notes": (),
+    }
+    assert team.run(task="t").success and team.run(task="t", context="prod", notes=["x"]).success
 
 
 # --------------------------------------------------------------------------- router and map
@@ -280,6 +295,36 @@ def test_router_runs_only_the_chosen_destination(server: OpenAITestServer) -> No
     assert result.nodes["billing"].status == "skipped"
     assert result.nodes["tech"].status == "done"
     assert server.request_count == 2
+
+
+def test_router_destinations_may_take_different_and_optional_fields(server: OpenAITestServer) -> None:
+    k = kaizen_for(server)
+    billing = k.create_agent(
+        "billing", signature="request: str, account: str = 'none', tags: list[str] = [] -> response: str"
+    )
+    tech = k.create_agent("tech", signature="request: str, account: str = 'none' -> response: str")
+    flow = k.create_router(("triage", {}), [billing, tech])
+    inputs = {n.id: n.config.get("default", "required") for n in flow.compile().input_nodes}
+    assert inputs == {"input:request": "required", "input:account": "none", "input:tags": ()}
+    for route, extra in (("billing", {"tags": ["vip"]}), ("tech", {}), ("billing", {})):
+        server.enqueue(Fault(match="You are the triage", content=json.dumps({"route": route})))
+        result = flow.run(request="Refund?", **extra)
+        assert result.success, result.error
+        assert result.outputs["route"] == route and result.nodes[route].status == "done"
+    # Each destination received only its own fields: the request the billing agent saw carries the tags.
+    assert 'tags:\n["vip"]' in server.requests[1]["messages"][-1]["content"]
+
+
+def test_parallel_map_keeps_the_steps_optional_inputs_optional() -> None:
+    k = Kaizen()
+    step = k.create_agent("m", signature="item: str, style: str = 'plain', tags: list[str] = [] -> out: str")
+    mapped = k.create_parallel_map(step, over="item")
+    inputs = {n.id: n.config.get("default", "required") for n in mapped.compile().input_nodes}
+    assert inputs == {"input:item": "required", "input:style": "plain", "input:tags": ()}
+    plain = mapped.run(item=["a", "b"])
+    assert plain.success, plain.error
+    assert len(plain.outputs["out"]) == 2
+    assert mapped.run(item=["a"], style="bold", tags=["x"]).success
 
 
 def test_router_needs_a_shared_output() -> None:

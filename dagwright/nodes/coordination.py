@@ -125,13 +125,15 @@ def route_executor(node: Node, binding: object) -> Executor:
     routes = [str(r) for r in node.config.get("routes", ())]
     fields = [str(f) for f in node.config.get("fields", ())]
     by_key = {_normalize(r): r for r in routes}
+    # What each destination takes: the request's other fields belong to other destinations.
+    takes = {r: [f for f in fields if node.output(f"{r}.{f}") is not None] for r in routes}
 
     async def run(inputs: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
         choice = inputs["route"]
         chosen = by_key.get(_normalize(choice))
         if chosen is None:
             raise ValueError(f"route {choice!r} is not one of {', '.join(map(repr, routes))}")
-        return {f"{chosen}.{f}": inputs[f] for f in fields if f in inputs}
+        return {f"{chosen}.{f}": inputs[f] for f in takes[chosen] if f in inputs}
 
     return run
 

@@ -14,7 +14,9 @@ from typing import Any
 from dagwright.compiler import diagnostics as dg
 from dagwright.compiler.flow import Flow, PortRef
 from dagwright.compiler.ir import Node, Port, freeze_json
+from dagwright.compiler.signature import MISSING
 from dagwright.compiler.types import list_of
+from dagwright.nodes.io import input_default
 from dagwright.patterns._members import member_of
 
 __all__ = ["parallel_map"]
@@ -56,6 +58,8 @@ def parallel_map(
                 )
             )
     step_inputs = {n.outputs[0].name: n.outputs[0] for n in graph.input_nodes}
+    # The step's optional inputs stay optional around it, with their defaults.
+    step_defaults = {n.outputs[0].name: input_default(n) for n in graph.input_nodes}
     if over not in step_inputs:
         flow.report(
             dg.make(
@@ -67,14 +71,18 @@ def parallel_map(
         )
         return flow
     inputs = tuple(
-        Port(n, list_of(p.type) if n == over else p.type, description=p.description) for n, p in step_inputs.items()
+        Port(n, list_of(p.type) if n == over else p.type, description=p.description)
+        if n == over or step_defaults[n] is MISSING
+        else Port(n, p.type, False, freeze_json(step_defaults[n]), description=p.description)
+        for n, p in step_inputs.items()
     )
     outputs = tuple(Port(n.inputs[0].name, list_of(n.inputs[0].type)) for n in graph.output_nodes)
     config = {"over": over, "concurrency": concurrency, "graph": graph.to_dict(locations=False)}
     with flow.group(name):
         flow.add_node(Node(name, "map", inputs, outputs, freeze_json(config)), inner)
     for port in inputs:
-        flow.input(port.name, to=PortRef(name, port.name))
+        default = MISSING if port.required else port.default
+        flow.input(port.name, default=default, to=PortRef(name, port.name))
     for port in outputs:
         flow.output(port.name, PortRef(name, port.name))
     return flow

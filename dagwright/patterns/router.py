@@ -14,6 +14,7 @@ from typing import Any
 from dagwright.compiler import diagnostics as dg
 from dagwright.compiler.flow import Flow, PortRef
 from dagwright.compiler.ir import Node, Port, freeze_json
+from dagwright.compiler.signature import MISSING, FieldSpec, json_key
 from dagwright.compiler.types import ANY, TypeExpr, list_of, union
 from dagwright.patterns._members import add_members, member_of
 
@@ -38,13 +39,26 @@ def router(
             if d.agent is None:
                 flow.report(dg.make("DW204", f"router destination {d.name!r} must be an agent", node=d.name))
         fields: dict[str, TypeExpr] = {}
+        specs: dict[str, list[FieldSpec]] = {}
         for d in agents:
             assert d.agent is not None
             for f in d.agent.signature.inputs:
                 fields.setdefault(f.name, f.type)
+                specs.setdefault(f.name, []).append(f)
+        # A field every destination gives the same default stays optional, with that default; the request
+        # carries every other field (the chooser reads them all to decide).
+        optional = {
+            k: fs[0].default
+            for k, fs in specs.items()
+            if not any(f.required for f in fs) and len({json_key(f.default) for f in fs}) == 1
+        }
         names = [d.name for d in agents]
         literal = ", ".join(repr(n) for n in names)
-        field_text = ", ".join(f"{k}: {v}" for k, v in fields.items()) or "request: str"
+        field_text = ", ".join(
+            [f"{k}: {v}" for k, v in fields.items() if k not in optional]
+            + [f"{k}: {v} = {optional[k]!r}" for k, v in fields.items() if k in optional]  # defaults last
+        )
+        field_text = field_text or "request: str"
         default_sig = f"{field_text} -> route: Literal[{literal}]" if names else "request: str -> route: str"
         try:
             chooser = member_of(router_agent, default_sig, defaults)
@@ -73,7 +87,13 @@ def router(
             Node(
                 "handoff",
                 "route",
-                (Port("route", route_type), *(Port(k, t) for k, t in fields.items())),
+                (
+                    Port("route", route_type),
+                    *(
+                        Port(k, t) if k not in optional else Port(k, t, False, freeze_json(optional[k]))
+                        for k, t in fields.items()
+                    ),
+                ),
                 tuple(outputs),
                 freeze_json({"routes": names, "fields": list(fields)}),
             )
@@ -108,6 +128,6 @@ def router(
                 flow.connect(PortRef(d.name, out), PortRef(node_id, "values"))
             flow.output(out, PortRef(node_id, "value"))
     for field in list(fields):
-        flow.input(field)
+        flow.input(field, default=optional.get(field, MISSING))
     flow.output("route", PortRef(chooser.name, "route"))
     return flow

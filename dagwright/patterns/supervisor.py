@@ -29,7 +29,7 @@ from dagwright.compiler.flow import Flow, PortRef
 from dagwright.compiler.ir import Node, Port, freeze_json
 from dagwright.compiler.signature import make_signature
 from dagwright.compiler.types import ANY, BOOL, STR, is_assignable, list_of
-from dagwright.patterns._members import Member, add_members
+from dagwright.patterns._members import Member, add_members, declare_member_inputs
 
 __all__ = ["ALLOCATIONS", "WORKER_SIGNATURE", "supervisor"]
 
@@ -52,6 +52,36 @@ def _worker_io(flow: Flow, m: Member) -> tuple[str | None, str | None]:
                 result = p.name
                 break
     return task, result
+
+
+def _workers(flow: Flow, members: list[Member]) -> tuple[list[Member], list[Port]]:
+    """The workers that take a task and give a text result (each other one reported once, and left out of
+    the plan, the rounds and the review), and the inputs they take besides ``task``."""
+    usable: list[Member] = []
+    extra: list[Port] = []
+    for m in members:
+        probe = Flow("worker")
+        if m.flow is not None:
+            probe.add_flow(m.name, m.flow)
+        else:
+            probe.add_agent(m.name, m.agent)
+        task, result = _worker_io(probe, m)
+        if task is None or result is None:
+            ins, outs = probe._virtual_ports(m.name) or ([], [])
+            flow.report(
+                dg.make(
+                    "DW204",
+                    f"worker {m.name!r} needs an input 'task' and a text output (like {WORKER_SIGNATURE!r}); "
+                    f"it has inputs ({', '.join(p.name for p in ins) or 'none'}) and outputs "
+                    f"({', '.join(f'{p.name}: {p.type}' for p in outs) or 'none'})",
+                    node=m.name,
+                    hint="rename its input to 'task', or wrap it in a Flow that maps 'task' to its input",
+                )
+            )
+            continue
+        usable.append(m)
+        extra.extend(p for p in (probe._virtual_ports(m.name) or ([], []))[0] if p.name != "task")
+    return usable, extra
 
 
 def supervisor(
@@ -79,7 +109,9 @@ def supervisor(
         flow.report(dg.make("DW203", f"supervisor {name!r} needs config['workers']: a non-empty list of agents"))
         workers_spec = []
     settings = {**dict(defaults or {}), **options}
-    members = add_members(flow, list(workers_spec), WORKER_SIGNATURE, defaults, "supervisor")
+    members, extra_inputs = _workers(
+        flow, add_members(flow, list(workers_spec), WORKER_SIGNATURE, defaults, "supervisor")
+    )
     if not members:
         return flow
     worker_names = [m.name for m in members]
@@ -165,6 +197,7 @@ def supervisor(
                 for review in answers:
                     flow.connect(PortRef(review, output), PortRef(node_id, "values"))
     flow.input("task", str, description="The task for the team")
+    declare_member_inputs(flow, sorted(extra_inputs, key=lambda f: f.name))
     flow.output("answer", PortRef(f"{name}.answer", "value"))
     flow.output("plan", PortRef(f"{name}.plan", "subtasks"))
     if quality:
@@ -212,16 +245,7 @@ def _add_round(
         else:
             flow.add_agent(node_id, m.agent)
         task, result = _worker_io(flow, Member(node_id, m.agent, m.flow))
-        if task is None or result is None:
-            if not suffix:
-                flow.report(
-                    dg.make(
-                        "DW204",
-                        f"worker {m.name!r} needs an input 'task' and a text output (like {WORKER_SIGNATURE!r})",
-                        node=node_id,
-                    )
-                )
-            continue
+        assert task is not None and result is not None  # _workers kept only workers that have both
         flow.connect(PortRef(assign, m.name), PortRef(node_id, task))
         usable.append((node_id, result))
     return usable

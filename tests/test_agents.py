@@ -17,6 +17,7 @@ from typing import Any, Literal
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel
 from strategies import json_values
 
 from dagwright import (
@@ -558,3 +559,69 @@ def test_list_and_dict_flow_input_defaults_arrive_as_fresh_plain_values() -> Non
     flow.input("table", default={})
     assert [flow.run().outputs for _ in range(2)] == [{"output": 1}, {"output": 1}]
     assert seen == [(list, dict, [], {})] * 2
+
+
+class Finding(BaseModel):
+    claim: str
+    score: float
+
+
+class Research(Signature):
+    """Research the topic."""
+
+    topic: str = InputField()
+    findings: list[Finding] = OutputField()
+
+
+class Assess(Signature):
+    """Assess the findings."""
+
+    findings: list[Finding] = InputField()
+    verdict: str = OutputField()
+
+
+def test_model_values_cross_between_agents_and_functions(server: OpenAITestServer) -> None:
+    """Functions get and give model instances; between nodes (and in prompts) they travel as JSON data."""
+    got: list[Any] = []
+
+    def strongest(findings: list[Finding]) -> Finding:
+        got.extend(findings)
+        return max(findings, key=lambda f: f.score)
+
+    def gather(best: Finding) -> list[Finding]:
+        got.append(best)
+        return [best, Finding(claim="second", score=0.1)]
+
+    server.enqueue(
+        Fault(content=json.dumps({"findings": [{"claim": "a", "score": 0.2}, {"claim": "b", "score": 0.9}]}))
+    )
+    flow = Flow("models")
+    config = {"base_url": server.base_url, "api_key": "k", "model": "gpt-4o-mini"}
+    flow.add_agent("research", BaseAgent(signature=Research, name="research", config=config))
+    flow.add_function("strongest", strongest)
+    flow.add_function("gather", gather)
+    flow.add_agent("assess", BaseAgent(signature=Assess, name="assess", config=config))
+    flow.connect("research.findings", "strongest.findings")
+    flow.connect("strongest.output", "gather.best")
+    flow.connect("gather.output", "assess.findings")
+    flow.input("topic")
+    result = flow.run(topic="tides")
+    assert result.success, result.error
+    assert all(isinstance(f, Finding) for f in got) and [f.claim for f in got] == ["a", "b", "b"]
+    assert result.nodes["strongest"].outputs == {"output": {"claim": "b", "score": 0.9}}
+    sent = server.requests[-1]["messages"][-1]["content"]
+    assert '[{"claim": "b", "score": 0.9}, {"claim": "second", "score": 0.1}]' in sent
+
+
+def test_a_value_that_does_not_fit_a_model_parameter_fails_the_node_clearly() -> None:
+    def count(findings: list[Finding]) -> int:
+        return len(findings)
+
+    flow = Flow("strict")
+    flow.add_function("count", count)
+    flow.input("findings")
+    result = flow.run(findings=[{"claim": "no score"}])
+    assert not result.success
+    assert result.error == (
+        "count: TypeError: function node 'count': input 'findings' does not fit list[Finding]: 0.score: Field required"
+    )

@@ -47,9 +47,18 @@ def _as_text(value: Any) -> str:
     if isinstance(value, str):
         return value
     try:
-        return json.dumps(value, ensure_ascii=False, default=str)
+        return json.dumps(value, ensure_ascii=False, default=_json_default)
     except (TypeError, ValueError):
         return str(value)
+
+
+def _json_default(value: Any) -> Any:
+    """Models (validated inputs of a model type) as their JSON data; anything else as its text."""
+    from pydantic import BaseModel
+
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    return str(value)
 
 
 @functools.lru_cache(maxsize=512)

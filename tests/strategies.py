@@ -234,3 +234,36 @@ def wired_graphs(draw: st.DrawFn, max_nodes: int = 8) -> Graph:
     targets = st.sampled_from(in_keys) | broken if in_keys else broken
     pairs = draw(st.lists(st.tuples(sources, targets), max_size=3 * len(nodes)))
     return Graph("wired", tuple(nodes), tuple(Edge(s, sp, t, tp) for (s, sp), (t, tp) in pairs))
+
+
+def fitting_values(t: TypeExpr) -> st.SearchStrategy[Any]:
+    """JSON values of type ``t`` (what a default of that type may be)."""
+    kind = t.kind
+    if kind in ("any", "named"):
+        return json_values
+    scalars: dict[str, st.SearchStrategy[Any]] = {
+        "none": st.none(),
+        "str": st.text(max_size=5),
+        "int": st.integers(-(2**40), 2**40),
+        "float": st.floats(allow_nan=False, allow_infinity=False) | st.integers(-5, 5),
+        "bool": st.booleans(),
+    }
+    if kind in scalars:
+        return scalars[kind]
+    if kind == "literal":
+        return st.sampled_from(list(t.values))
+    if kind == "union":
+        return st.one_of(*(fitting_values(member) for member in t.args))
+    if kind == "list" or (kind == "tuple" and t.variadic):
+        return st.lists(fitting_values(t.args[0]), max_size=3)
+    if kind == "tuple":
+        return st.tuples(*(fitting_values(a) for a in t.args)).map(list)
+    if kind == "dict":
+        key_type, value_type = t.args
+        keys = fitting_values(key_type).filter(lambda k: isinstance(k, str))
+        return st.dictionaries(keys, fitting_values(value_type), max_size=3) | st.just({})
+    if kind == "model":
+        required = {f.name: fitting_values(f.type) for f in t.fields if f.required}
+        optional = {f.name: fitting_values(f.type) for f in t.fields if not f.required}
+        return st.fixed_dictionaries(required, optional=optional)
+    raise AssertionError(f"no values for {t}")  # bytes: JSON holds none

@@ -78,6 +78,7 @@ def test_every_code_is_documented() -> None:
     assert [p.name for p in PASSES] == [
         "ids",
         "ports",
+        "defaults",
         "edges",
         "fan-in",
         "types",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import typing
 from typing import Any
 
@@ -37,6 +38,7 @@ from dagwright.compiler.types import (
     optional,
     register_type,
     union,
+    value_misfit,
 )
 
 
@@ -448,7 +450,10 @@ def signature_specs(draw: st.DrawFn) -> SignatureSpec:
     inputs = []
     for i, name in enumerate(in_names):
         default = draw(default_values) if i >= len(in_names) - n_defaults else MISSING
-        inputs.append(FieldSpec(name, draw(text_types), "input", "", default))
+        ftype = draw(text_types)
+        if default is not MISSING and value_misfit(default, ftype) is not None:
+            ftype = ANY  # a default must fit its field's type (tested apart)
+        inputs.append(FieldSpec(name, ftype, "input", "", default))
     outputs = [FieldSpec(name, draw(text_types), "output") for name in out_names]
     return SignatureSpec(tuple(inputs), tuple(outputs))
 
@@ -521,3 +526,41 @@ def test_list_and_dict_defaults_in_both_forms() -> None:
     assert Judge.input_fields["transcript"].default == []
     assert hash(as_signature(Judge)) == hash(as_signature(Judge))
     assert parse_signature("x: list[int] = [1] -> y") != parse_signature("x: list[int] = [2] -> y")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "x: str, n: int = 'abc' -> y",
+            "the default of input field 'n' does not fit its type int: 'abc' is not an int",
+        ),
+        ("x, n: int = True -> y", "the default of input field 'n' does not fit its type int: True is not an int"),
+        ("x, t: list[str] = [1] -> y", "does not fit its type list[str]: item 0: 1 is not a str"),
+        ("x, m: dict[str, int] = {'a': 'b'} -> y", "does not fit its type dict[str, int]: 'a': 'b' is not an int"),
+        ("x, c: Literal['a', 'b'] = 'z' -> y", "'z' is not one of Literal['a', 'b']"),
+        ("x, p: tuple[int, str] = [1] -> y", "[1] has 1 items, tuple[int, str] takes 2"),
+    ],
+)
+def test_a_default_must_fit_its_type(text: str, message: str) -> None:
+    with pytest.raises(SignatureError, match=re.escape(message)):
+        parse_signature(text)
+
+
+def test_defaults_that_fit() -> None:
+    spec = parse_signature(
+        "x, f: float = 1, o: int | None = None, t: tuple[int, ...] = [1, 2], a: Any = {'k': [1]} -> y"
+    )
+    assert [f.default for f in spec.inputs][1:] == [1, None, [1, 2], {"k": [1]}]
+
+
+def test_a_class_signature_default_must_fit_its_type() -> None:
+    with pytest.raises(SignatureError, match=r"the default of field .n. of signature .*Bad does not fit its type int"):
+
+        class Bad(Signature):
+            """Bad."""
+
+            n: int = InputField(default="three")
+            y: str = OutputField()
+
+        as_signature(Bad)

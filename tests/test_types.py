@@ -8,12 +8,13 @@ import json
 import pickle
 import re
 import typing
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
-from strategies import NAMED, literal_values, model, type_exprs, type_like_json
+from strategies import NAMED, fitting_values, literal_values, model, type_exprs, type_like_json
 
 from dagwright.compiler.types import (
     ANY,
@@ -33,6 +34,7 @@ from dagwright.compiler.types import (
     parse_type,
     register_type,
     union,
+    value_misfit,
 )
 
 # --------------------------------------------------------------------------- the rules, one by one
@@ -610,3 +612,44 @@ def test_structural_subtyping_with_optional_fields_is_not_transitive() -> None:
     assert is_assignable(m2, m3).level == "ok"
     assert is_assignable(m1, m3).level == "error"
     assert is_assignable(m1, m3).reason == "field 'f': int is not assignable to str"
+
+
+# --------------------------------------------------------------------------- values (defaults)
+
+
+def _without_bytes(t: TypeExpr) -> bool:
+    return (
+        t.kind != "bytes" and all(_without_bytes(a) for a in t.args) and all(_without_bytes(f.type) for f in t.fields)
+    )
+
+
+@settings(max_examples=400)
+@given(
+    type_exprs(models=True, named=True)
+    .filter(_without_bytes)
+    .flatmap(lambda t: st.tuples(st.just(t), fitting_values(t)))
+)
+def test_a_value_of_a_type_fits_it(case: tuple[TypeExpr, Any]) -> None:
+    t, value = case
+    assert value_misfit(value, t) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "type_text", "why"),
+    [
+        (True, "int", "True is not an int"),
+        ("1", "float", "'1' is not a float"),
+        (1.5, "int", "1.5 is not an int"),
+        (None, "str", "None is not a str"),
+        ([1, "a"], "list[int]", "item 1: 'a' is not an int"),
+        ({"a": 1}, "list[int]", "{'a': 1} is not a list"),
+        ({"1": "x"}, "dict[int, str]", "key '1': '1' is not an int"),
+        ("c", "Literal['a', 'b']", "'c' is not one of Literal['a', 'b']"),
+        (1, "Literal[True]", "1 is not one of Literal[True]"),
+        ([1, 2, 3], "tuple[int, int]", "[1, 2, 3] has 3 items, tuple[int, int] takes 2"),
+        ("x", "int | None", "'x' is none of int | None"),
+        ("", "bytes", "JSON data holds no bytes"),
+    ],
+)
+def test_a_value_that_does_not_fit_says_why(value: Any, type_text: str, why: str) -> None:
+    assert value_misfit(value, parse_type(type_text)) == why

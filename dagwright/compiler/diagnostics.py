@@ -56,7 +56,8 @@ CODES: dict[str, CodeInfo] = _codes(
         "DW014",
         "invalid-port",
         "error",
-        "A port is declared wrongly: a duplicate name, or a collect port not typed list[T].",
+        "A port is declared wrongly: a duplicate name, a collect port not typed list[T], or a default (of an input"
+        " or a flow input) that does not fit its type.",
     ),
     ("DW015", "no-matching-ports", "error", "A node-to-node connection found no output and input of the same name."),
     ("DW016", "unused-flow-input", "warning", "A declared flow input feeds no node."),

@@ -13,17 +13,20 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import operator
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from itertools import repeat
 from operator import attrgetter
 
 from dagwright.compiler import diagnostics as dg
 from dagwright.compiler._gc import gc_paused
 from dagwright.compiler.diagnostics import Diagnostic
 from dagwright.compiler.ir import INPUT_KIND, OUTPUT_KIND, Edge, Graph, Node, Port
-from dagwright.compiler.types import Compatibility, TypeExpr, is_assignable
+from dagwright.compiler.signature import MISSING
+from dagwright.compiler.types import Compatibility, TypeExpr, is_assignable, value_misfit
 
 __all__ = ["PASSES", "Pass", "validate"]
 
@@ -31,6 +34,7 @@ _ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_][A-Za-z0-9_\-]*)*
 _IO_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_][A-Za-z0-9_\-]*)*")
 _TYPE = attrgetter("type")
 _COLLECT = attrgetter("collect")
+_DEFAULT = attrgetter("default")
 _TARGET = attrgetter("target")
 
 
@@ -128,6 +132,44 @@ def check_ports(graph: Graph) -> list[Diagnostic]:
         for port in node.inputs:
             if port.collect and port.type.kind not in ("list", "any"):
                 out.append(_collect_not_list(node.id, port, node))
+    return out
+
+
+def check_defaults(graph: Graph) -> list[Diagnostic]:
+    """DW014: a default that does not fit its port's type (an input's, or a flow input's declared one)."""
+    index = graph._index
+    out: list[Diagnostic] = []
+    ports = index.endpoints.in_ports
+    if not all(map(operator.is_, map(_DEFAULT, ports.values()), repeat(MISSING))):
+        for (node_id, _), port in ports.items():
+            if port.default is MISSING:
+                continue
+            why = value_misfit(port.default, port.type)
+            if why is not None:
+                out.append(
+                    dg.make(
+                        "DW014",
+                        f"the default of input {node_id}.{port.name} does not fit its type {port.type}: {why}",
+                        node=node_id,
+                        port=port.name,
+                        location=index.by_id[node_id].location,
+                    )
+                )
+    for node in index.by_id.values():
+        if node.kind == INPUT_KIND and node.outputs and "default" in node.config:
+            port = node.outputs[0]
+            why = value_misfit(node.config["default"], port.type)
+            if why is not None:
+                out.append(
+                    dg.make(
+                        "DW014",
+                        f"the default of flow input {_io_name(node)!r} does not fit its type {port.type}: {why}",
+                        node=node.id,
+                        port=port.name,
+                        hint="fix the default, or declare the input's type: flow.input(name, type, default=...)",
+                        location=node.location,
+                    )
+                )
     return out
 
 
@@ -575,6 +617,7 @@ def check_not_empty(graph: Graph) -> list[Diagnostic]:
 PASSES: tuple[Pass, ...] = (
     Pass("ids", check_ids),
     Pass("ports", check_ports),
+    Pass("defaults", check_defaults),
     Pass("edges", check_edges),
     Pass("fan-in", check_fan_in),
     Pass("types", check_types),

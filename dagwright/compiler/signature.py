@@ -33,6 +33,7 @@ from dagwright.compiler.types import (
     from_python,
     registry_generation,
     type_from_ast,
+    value_misfit,
 )
 
 __all__ = [
@@ -358,6 +359,14 @@ def _parse_side(
                     field=param.arg,
                     hint="use None, True/False, numbers, strings, lists or dicts with string keys",
                 )
+            why = value_misfit(default, ftype)
+            if why is not None:
+                raise SignatureError(
+                    f"the default of input field {param.arg!r} does not fit its type {ftype}: {why}",
+                    text,
+                    dpos,
+                    field=param.arg,
+                )
         fields.append(FieldSpec(param.arg, ftype, role, "", default))
     return tuple(fields)
 
@@ -487,6 +496,13 @@ def _spec_from_class(cls: type[Signature]) -> SignatureSpec:
             ) from None
         if info.default is not MISSING:
             _require_json(info.default, cls.__qualname__, name)
+            why = value_misfit(info.default, ftype)
+            if why is not None:
+                raise SignatureError(
+                    f"the default of field {name!r} of signature {cls.__qualname__} does not fit its type "
+                    f"{ftype}: {why}",
+                    field=name,
+                )
         spec = FieldSpec(name, ftype, info.role, info.description, info.default)
         other = outputs if info.role == "input" else inputs
         if name in other:

@@ -20,7 +20,7 @@ import functools
 import json
 import types as _pytypes
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Union
 
@@ -45,6 +45,7 @@ __all__ = [
     "register_type",
     "registered_types",
     "union",
+    "value_misfit",
 ]
 
 LiteralValue = str | int | bool | None
@@ -485,6 +486,79 @@ def _check_model(src: TypeExpr, dst: TypeExpr) -> tuple[int, str]:
 
 _registry: dict[str, type] = {}
 _registry_generation = 0
+
+
+# --------------------------------------------------------------------------- values
+
+
+def value_misfit(value: object, t: TypeExpr) -> str | None:
+    """Why the JSON value ``value`` (a default) is not of type ``t``, or None when it is.
+
+    Exact JSON kinds: ``True`` is not an ``int``, ``1`` is a ``float``; a model
+    takes an object with its required fields; a named class cannot be judged
+    from JSON data and takes anything.
+    """
+    kind = t.kind
+    if kind in ("any", "named"):
+        return None
+    if kind == "union":
+        if any(value_misfit(value, member) is None for member in t.args):
+            return None
+        return f"{value!r} is none of {t}"
+    if kind == "none":
+        return None if value is None else f"{value!r} is not None"
+    if kind == "literal":
+        # A tuple, not a set: the value may be a list or a dict, which does not hash.
+        tagged = (type(value).__name__, value)
+        return None if tagged in _literal_key(t.values) else f"{value!r} is not one of {t}"
+    if kind in _SCALAR_CHECKS:
+        return None if _SCALAR_CHECKS[kind](value) else f"{value!r} is not {'an' if kind == 'int' else 'a'} {kind}"
+    if kind == "bytes":
+        return "JSON data holds no bytes"
+    if kind in ("list", "tuple"):
+        if not isinstance(value, (list, tuple)):
+            return f"{value!r} is not a {kind}"
+        if kind == "list" or t.variadic:
+            item_types = [t.args[0] if t.args else ANY] * len(value)
+        elif len(value) != len(t.args):
+            return f"{value!r} has {len(value)} items, {t} takes {len(t.args)}"
+        else:
+            item_types = list(t.args)
+        for i, (item, item_type) in enumerate(zip(value, item_types, strict=True)):
+            why = value_misfit(item, item_type)
+            if why is not None:
+                return f"item {i}: {why}"
+        return None
+    if kind in ("dict", "model"):
+        if not isinstance(value, Mapping):
+            return f"{value!r} is not an object"
+        if kind == "dict":
+            key_type, value_type = t.args if len(t.args) == 2 else (ANY, ANY)
+            for k in value:  # a JSON object's keys are strings
+                why = value_misfit(k, key_type)
+                if why is not None:
+                    return f"key {k!r}: {why}"
+            fields = [(str(k), v, value_type) for k, v in value.items()]
+        else:
+            declared = {f.name: f for f in t.fields}
+            missing = [name for name, f in declared.items() if f.required and name not in value]
+            if missing:
+                return f"{t} needs {', '.join(map(repr, missing))}"
+            fields = [(str(k), v, declared[k].type) for k, v in value.items() if k in declared]
+        for key, item, item_type in fields:
+            why = value_misfit(item, item_type)
+            if why is not None:
+                return f"{key!r}: {why}"
+        return None
+    return None
+
+
+_SCALAR_CHECKS: dict[str, Callable[[object], bool]] = {
+    "str": lambda v: isinstance(v, str),
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "bool": lambda v: isinstance(v, bool),
+}
 
 
 def register_type(tp: type, name: str | None = None) -> type:

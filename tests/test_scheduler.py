@@ -8,6 +8,7 @@ concurrency from counters and barriers inside them, never from wall-clock thresh
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import subprocess
 import sys
@@ -374,6 +375,58 @@ def test_unconnected_optional_inputs_take_their_defaults(mode: str) -> None:
 class Parts(TypedDict):
     low: int
     high: int
+
+
+def _scale(x: int, factor: int) -> int:
+    return x * factor
+
+
+class _Offset:
+    """A callable object: its __call__'s annotations give the ports."""
+
+    def __init__(self, by: int) -> None:
+        self.by = by
+
+    def __call__(self, x: int) -> int:
+        return x + self.by
+
+
+class _AsyncOffset(_Offset):
+    async def __call__(self, x: int) -> int:  # type: ignore[override]
+        await asyncio.sleep(0)
+        return x + self.by
+
+
+@mode_param
+def test_partials_and_callable_objects_are_nodes(mode: str) -> None:
+    flow = Flow("callables")
+    flow.add_function("triple", functools.partial(_scale, factor=3))
+    flow.add_function("offset", _Offset(10))
+    flow.add_function("later", _AsyncOffset(100))
+    flow.connect("triple.output", "offset.x")
+    flow.connect("offset.output", "later.x")
+    flow.input("x", int, to="triple.x")
+    graph = flow.compile()
+    assert [(p.name, str(p.type), p.required) for p in graph.node("triple").inputs] == [
+        ("x", "int", True),
+        ("factor", "int", False),  # bound by the partial: its value is the default
+    ]
+    assert graph.node("later").config.get("async") is True
+    result = run_flow(mode, flow, x=2)
+    assert result.success, result.error
+    assert result.outputs == {"output": 116}
+
+
+def test_a_generator_function_is_refused_as_a_node() -> None:
+    def numbers(n: int) -> Any:
+        yield from range(n)
+
+    async def stream(n: int) -> Any:
+        yield n
+
+    for fn in (numbers, stream):
+        with pytest.raises(TypeError, match="is a generator function; a node returns its outputs once"):
+            Flow("g").add_function("g", fn)
 
 
 @mode_param

@@ -43,7 +43,7 @@ from dagwright.compiler.passes import validate
 from dagwright.compiler.redact import config_to_dict, redact_config
 from dagwright.compiler.registry import function_ref
 from dagwright.compiler.signature import MISSING, SignatureSpec, as_signature
-from dagwright.compiler.types import ANY, TypeExpr, from_python
+from dagwright.compiler.types import ANY, TypeExpr, callable_hints, from_python
 
 if typing.TYPE_CHECKING:
     from pathlib import Path
@@ -322,6 +322,11 @@ class Flow:
         """
         if not callable(fn):
             raise TypeError(f"add_function({node_id!r}) takes a callable, got {type(fn).__name__}")
+        if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+            raise TypeError(
+                f"add_function({node_id!r}): {getattr(fn, '__qualname__', fn)!r} is a generator function; a node "
+                "returns its outputs once (return a list to give many values)"
+            )
         inputs, outputs, config = _function_ports(fn, output)
         node = Node(node_id, "function", inputs, outputs, config, self._group, _caller_location())
         return self.add_node(node, fn)
@@ -1126,7 +1131,7 @@ def _derive_function_ports(
     except (TypeError, ValueError) as exc:
         raise TypeError(f"cannot read the signature of {label}: {exc}") from None
     try:
-        hints = typing.get_type_hints(fn)
+        hints = callable_hints(fn)
     except Exception as exc:  # an annotation that does not evaluate (forward ref, missing import)
         raise TypeError(f"cannot evaluate the annotations of {label}: {exc}") from None
     inputs: list[Port] = []
@@ -1165,7 +1170,8 @@ def _derive_function_ports(
     config: dict[str, Any] = {"function": label}
     if returns_dict:
         config["returns"] = "dict"
-    if inspect.iscoroutinefunction(fn):
+    call = inspect.getattr_static(type(fn), "__call__", None)  # an object whose __call__ is async
+    if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call):
         config["async"] = True
     return tuple(inputs), outputs, FrozenDict(config)
 

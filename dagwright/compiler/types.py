@@ -17,6 +17,7 @@ import ast
 import difflib
 import enum
 import functools
+import inspect
 import json
 import types as _pytypes
 import typing
@@ -583,6 +584,19 @@ def registered_types() -> Mapping[str, type]:
 def registry_generation() -> int:
     """A counter that changes whenever the registry does (for caches keyed on it)."""
     return _registry_generation
+
+
+def callable_hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    """The evaluated annotations of a function, of a ``functools.partial`` of one, or of a callable
+    object's ``__call__`` (``typing.get_type_hints`` takes only the first)."""
+    target: Any = fn
+    while isinstance(target, functools.partial):
+        target = target.func
+    if not (inspect.isfunction(target) or inspect.ismethod(target) or inspect.isbuiltin(target)):
+        call = inspect.getattr_static(type(target), "__call__", None)
+        if call is not None and (inspect.isfunction(call) or inspect.ismethod(call)):
+            target = call
+    return typing.get_type_hints(target)
 
 
 class TypeConversionError(TypeError):

@@ -13,12 +13,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-import typing
 from collections.abc import Callable
 from typing import Any
 
 from dagwright.compiler.ir import Node
-from dagwright.compiler.types import TypeExpr
+from dagwright.compiler.types import TypeExpr, callable_hints
 from dagwright.nodes.base import Executor, NodeContext
 
 __all__ = ["function_executor"]
@@ -86,7 +85,7 @@ def _model_inputs(node: Node, fn: Callable[..., Any]) -> dict[str, Any] | None:
     if not names:
         return None
     try:
-        hints = typing.get_type_hints(fn)
+        hints = callable_hints(fn)
     except Exception as exc:  # a function bound from IR JSON whose annotations do not evaluate here
         raise TypeError(f"function node {node.id!r}: cannot evaluate the annotations of its function: {exc}") from None
     from pydantic import TypeAdapter

@@ -614,14 +614,26 @@ def test_model_values_cross_between_agents_and_functions(server: OpenAITestServe
 
 
 def test_a_value_that_does_not_fit_a_model_parameter_fails_the_node_clearly() -> None:
+    def raw() -> Any:  # Any: the compiler cannot tell, the node's input check can
+        return [{"claim": "no score"}]
+
     def count(findings: list[Finding]) -> int:
         return len(findings)
 
     flow = Flow("strict")
+    flow.add_function("raw", raw)
     flow.add_function("count", count)
-    flow.input("findings")
-    result = flow.run(findings=[{"claim": "no score"}])
+    flow.connect("raw.output", "count.findings")
+    result = flow.run()
     assert not result.success
     assert result.error == (
         "count: TypeError: function node 'count': input 'findings' does not fit list[Finding]: 0.score: Field required"
     )
+    # Given to a flow input, the same value is refused before anything runs.
+    direct = Flow("direct")
+    direct.add_function("count", count)
+    direct.input("findings")
+    with pytest.raises(
+        ValueError, match=r"input 'findings' is typed list\[Finding\], and item 0: Finding needs 'score'"
+    ):
+        direct.run(findings=[{"claim": "no score"}])

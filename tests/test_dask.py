@@ -481,3 +481,11 @@ def _guarded(gate: str) -> Callable[[int], int]:
         return x * 5
 
     return second
+
+
+def test_values_given_to_flow_inputs_are_checked_on_dask_too(client: Client) -> None:
+    flow = Flow("typed")
+    flow.add_function("double", unary(2))
+    flow.input("x", int)
+    with pytest.raises(ValueError, match="input 'x' is typed int, and True is not an int"):
+        flow.run(x=True, backend="dask", client=client)

@@ -1280,3 +1280,31 @@ def test_a_failure_at_the_head_of_a_2000_node_chain_resolves_every_node(mode: st
     tail = [result.nodes[f"n{i}"].status for i in range(1, 2000)]
     assert tail == [status] * 1999
     assert result.outputs == {}
+
+
+def _typed_inputs_flow() -> Flow:
+    def add(a: int, b: float = 0.5) -> float:
+        return a + b
+
+    def count(items: list[str]) -> int:
+        return len(items)
+
+    flow = Flow("typed-inputs")
+    flow.add_function("add", add)
+    flow.add_function("count", count)
+    flow.input("a", int)
+    flow.input("items", list[str])
+    return flow
+
+
+@pytest.mark.parametrize("runner", ["run", "run_kailash"])
+def test_values_given_to_flow_inputs_are_checked_against_their_types(runner: str) -> None:
+    flow = _typed_inputs_flow()
+    run = getattr(flow, runner)
+    with pytest.raises(ValueError) as refused:
+        run(a="1", items=["x", 2])
+    assert str(refused.value) == (
+        "flow 'typed-inputs': input 'a' is typed int, and '1' is not an int; "
+        "input 'items' is typed list[str], and item 1: 2 is not a str"
+    )
+    assert run(a=1, items=("x", "y")).outputs == {"add.output": 1.5, "count.output": 2}

@@ -648,7 +648,7 @@ def test_a_value_of_a_type_fits_it(case: tuple[TypeExpr, Any]) -> None:
         (1, "Literal[True]", "1 is not one of Literal[True]"),
         ([1, 2, 3], "tuple[int, int]", "[1, 2, 3] has 3 items, tuple[int, int] takes 2"),
         ("x", "int | None", "'x' is none of int | None"),
-        ("", "bytes", "JSON data holds no bytes"),
+        ("", "bytes", "'' is not bytes (JSON data holds none)"),
     ],
 )
 def test_a_value_that_does_not_fit_says_why(value: Any, type_text: str, why: str) -> None:

@@ -19,6 +19,7 @@ import enum
 import functools
 import inspect
 import json
+import numbers
 import types as _pytypes
 import typing
 from collections.abc import Callable, Iterable, Mapping
@@ -493,13 +494,15 @@ _registry_generation = 0
 
 
 def value_misfit(value: object, t: TypeExpr) -> str | None:
-    """Why the JSON value ``value`` (a default) is not of type ``t``, or None when it is.
+    """Why ``value`` (a default, or a value given to a flow input) is not of type ``t``, or None when it is.
 
-    Exact JSON kinds: ``True`` is not an ``int``, ``1`` is a ``float``; a model
-    takes an object with its required fields; a named class cannot be judged
-    from JSON data and takes anything.
+    ``True`` is not an ``int``, ``1`` is a ``float`` (any ``numbers.Integral`` /
+    ``numbers.Real``, so numpy scalars count); a model takes an object with its
+    required fields, or an instance; a named class cannot be judged and takes anything.
     """
     kind = t.kind
+    if kind == "model" and hasattr(value, "model_dump"):
+        value = value.model_dump(mode="json")
     if kind in ("any", "named"):
         return None
     if kind == "union":
@@ -515,7 +518,7 @@ def value_misfit(value: object, t: TypeExpr) -> str | None:
     if kind in _SCALAR_CHECKS:
         return None if _SCALAR_CHECKS[kind](value) else f"{value!r} is not {'an' if kind == 'int' else 'a'} {kind}"
     if kind == "bytes":
-        return "JSON data holds no bytes"
+        return None if isinstance(value, (bytes, bytearray)) else f"{value!r} is not bytes (JSON data holds none)"
     if kind in ("list", "tuple"):
         if not isinstance(value, (list, tuple)):
             return f"{value!r} is not a {kind}"
@@ -556,8 +559,8 @@ def value_misfit(value: object, t: TypeExpr) -> str | None:
 
 _SCALAR_CHECKS: dict[str, Callable[[object], bool]] = {
     "str": lambda v: isinstance(v, str),
-    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "int": lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool),
+    "float": lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool),
     "bool": lambda v: isinstance(v, bool),
 }
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from dagwright.compiler.ir import INPUT_KIND, OUTPUT_KIND, Graph
 from dagwright.compiler.registry import FunctionRegistry
+from dagwright.nodes.io import check_input_types
 from dagwright.runtime._sync import run_sync
 from dagwright.runtime.errors import NodeExecutionError
 from dagwright.runtime.events import NodeRecord, RunResult
@@ -97,6 +98,7 @@ def _check_inputs(lowering: Lowering, inputs: Mapping[str, Any]) -> dict[str, An
     absent = [name for name in known if name not in values and name not in lowering.input_defaults]
     if absent:
         raise ValueError(f"flow {lowering.name!r} needs input(s) {', '.join(map(repr, absent))}")
+    check_input_types(lowering.name, lowering.graph.input_nodes, inputs)
     for name in known:
         values.setdefault(name, lowering.input_defaults.get(name))
     return values

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from dagwright.compiler.ir import INPUT_KIND, OUTPUT_KIND, Graph, Node
 from dagwright.compiler.signature import MISSING
 from dagwright.nodes.base import Executor, NodeContext
-from dagwright.nodes.io import input_default, input_name, output_name
+from dagwright.nodes.io import check_input_types, input_default, input_name, output_name
 from dagwright.runtime.errors import NodeExecutionError
 from dagwright.runtime.events import Event, NodeRecord, RunResult
 from dagwright.runtime.policy import FailureMode, NodePolicy
@@ -192,6 +192,7 @@ class Scheduler:
                 values[name] = default
         if absent:
             raise ValueError(f"flow {plan.graph.name!r} needs input(s) {', '.join(map(repr, absent))}")
+        check_input_types(plan.graph.name, (plan.steps[idx].node for idx in plan.inputs.values()), inputs)
         return values
 
     async def run(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -631,3 +632,29 @@ def test_types_survive_loading() -> None:
     assert g.node("research").outputs[0].type == list_of(STR)
     assert g.node("count").outputs[0].type == INT
     assert validate(g) == []
+
+
+def _triple(x: int, factor: int) -> int:
+    return x * factor
+
+
+class _Tripler:
+    def __call__(self, x: int) -> int:
+        return 3 * x
+
+
+def test_partials_and_callable_objects_resolve_only_through_a_registry() -> None:
+    """Their references name what they wrap, but an import would give the bare function or the class."""
+    tripler, partial = _Tripler(), functools.partial(_triple, factor=3)
+    flow = Flow("refs")
+    flow.add_function("obj", tripler)
+    flow.add_function("part", partial)
+    flow.input("x", int, to=["obj.x", "part.x"])
+    graph = Graph.from_json(flow.compile().to_json())
+    refs = {n.id: n.config["function"] for n in graph.nodes if n.kind == "function"}
+    assert refs == {"obj": f"{__name__}:_Tripler()", "part": f"{__name__}:_triple(partial)"}
+    refused = r"_Tripler\(\)' is a callable object, which no import rebuilds: register it"
+    with pytest.raises(UnresolvedReferenceError, match=refused):
+        FunctionRegistry(allow=[__name__]).bind(graph)
+    bound = FunctionRegistry({refs["obj"]: tripler, refs["part"]: partial}).bind(graph)
+    assert bound == {"obj": tripler, "part": partial}

@@ -9,7 +9,9 @@ caller allows to be imported. Everything else is a clear error.
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
+import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -23,7 +25,17 @@ class UnresolvedReferenceError(LookupError):
 
 
 def function_ref(fn: Callable[..., Any]) -> str:
-    """The reference stored in the IR for ``fn``: ``module:qualname``."""
+    """The reference stored in the IR for ``fn``: ``module:qualname``.
+
+    A ``functools.partial`` and a callable object cannot be rebuilt from an import:
+    their references (``module:f(partial)``, ``module:Class()``) name what they wrap
+    but resolve only through a registry they were registered in, never to the bare
+    function or the class.
+    """
+    if isinstance(fn, functools.partial):
+        return f"{function_ref(fn.func)}(partial)"
+    if not (inspect.isroutine(fn) or isinstance(fn, type)):  # an instance of a class with __call__
+        return f"{type(fn).__module__}:{type(fn).__qualname__}()"
     module = getattr(fn, "__module__", None) or "<unknown>"
     qualname = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__qualname__
     return f"{module}:{qualname}"
@@ -78,6 +90,11 @@ class FunctionRegistry:
             raise UnresolvedReferenceError(
                 f"{where}unknown function {ref!r}{hint}: register it, or allow its module with "
                 f"FunctionRegistry(allow=[{module!r}])"
+            )
+        if qualname.endswith(("()", "(partial)")):
+            what = "a callable object" if qualname.endswith("()") else "a functools.partial"
+            raise UnresolvedReferenceError(
+                f"{where}{ref!r} is {what}, which no import rebuilds: register it, FunctionRegistry({{{ref!r}: ...}})"
             )
         try:
             obj: Any = importlib.import_module(module)

@@ -25,8 +25,9 @@ from hypothesis import given, settings
 from pattern_cases import pattern_cases
 
 from dagwright import BaseAgent, Flow, Kaizen, RetryPolicy
+from dagwright.runtime._recent import Recent
 from dagwright.runtime.cache import SqliteCache
-from dagwright.runtime.dask_backend import _Recent, build_graph, lower_plan, run_on_dask
+from dagwright.runtime.dask_backend import build_graph, lower_plan, run_on_dask
 from dagwright.runtime.events import RunResult
 from dagwright.testing import OpenAITestServer
 
@@ -342,7 +343,7 @@ def test_a_node_cache_travels_with_its_node(client: Client, tmp_path: Path) -> N
 
 
 def test_a_worker_keeps_the_most_recently_used_plans() -> None:
-    recent: _Recent[str, int] = _Recent(2)
+    recent: Recent[str, int] = Recent(2)
     recent.put("a", 1)
     recent.put("b", 2)
     assert recent.get("a") == 1  # now the most recent

@@ -17,12 +17,12 @@ import json
 import os
 import sqlite3
 import threading
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 from dagwright.compiler.ir import Node
 from dagwright.nodes.base import Executor, NodeContext
+from dagwright.runtime._recent import Recent
 
 __all__ = ["MemoryCache", "ResultCache", "SqliteCache", "cache_key", "cached_executor", "make_cache"]
 
@@ -114,29 +114,19 @@ class MemoryCache(ResultCache):
         if max_entries < 1:
             raise ValueError(f"max_entries must be at least 1, got {max_entries}")
         self.max_entries = max_entries
-        self._entries: OrderedDict[str, str] = OrderedDict()
+        self._entries: Recent[str, str] = Recent(max_entries)
 
     def _load(self, key: str) -> str | None:
-        with self._lock:
-            text = self._entries.get(key)
-            if text is not None:
-                self._entries.move_to_end(key)
-            return text
+        return self._entries.get(key)
 
     def _store(self, key: str, text: str) -> None:
-        with self._lock:
-            self._entries[key] = text
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
+        self._entries.put(key, text)
 
     def _clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
+        self._entries.clear()
 
     def _size(self) -> int:
-        with self._lock:
-            return len(self._entries)
+        return len(self._entries)
 
 
 class SqliteCache(ResultCache):

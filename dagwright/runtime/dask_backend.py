@@ -37,7 +37,6 @@ on their ``PYTHONPATH``, or send a module with ``client.upload_file``.
 from __future__ import annotations
 
 import asyncio
-import collections
 import concurrent.futures
 import os
 import threading
@@ -45,10 +44,11 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from dagwright.compiler.ir import INPUT_KIND, OUTPUT_KIND, Graph
 from dagwright.nodes.io import output_name
+from dagwright.runtime._recent import Recent
 from dagwright.runtime.errors import NodeExecutionError
 from dagwright.runtime.events import Event, NodeRecord, RunResult
 from dagwright.runtime.policy import FailureMode, NodePolicy
@@ -60,9 +60,6 @@ if TYPE_CHECKING:
     from dagwright.runtime.checkpoint import CheckpointStore
 
 __all__ = ["WORKER_THREADS", "DaskLowering", "WorkerImportError", "build_graph", "lower_plan", "run_on_dask"]
-
-_K = TypeVar("_K")
-_V = TypeVar("_V")
 
 WORKER_THREADS = 32
 """Threads per worker of the LocalCluster made for a run: agents spend their time waiting on the network."""
@@ -260,34 +257,11 @@ class _InlineExecutor(concurrent.futures.ThreadPoolExecutor):
         return future
 
 
-class _Recent(Generic[_K, _V]):
-    """What a worker keeps of the plans it has run, least recently used dropped first: a long-lived worker
-    serving many flows (or a flow rebuilt many times) stays bounded, and a busy node keeps its loaded executor
-    (with its memory result cache) however many others pass through."""
-
-    def __init__(self, limit: int) -> None:
-        self._items: collections.OrderedDict[_K, _V] = collections.OrderedDict()
-        self._limit = limit
-        self._lock = threading.Lock()
-
-    def get(self, key: _K) -> _V | None:
-        with self._lock:
-            found = self._items.get(key)
-            if found is not None:
-                self._items.move_to_end(key)
-            return found
-
-    def put(self, key: _K, value: _V) -> None:
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self._limit:
-                self._items.popitem(last=False)
-
-
 _local = threading.local()
-_executors: _Recent[tuple[str, int], tuple[Any, NodePolicy]] = _Recent(4096)
-_groups: _Recent[tuple[str, int], _Group] = _Recent(4096)
+# What a worker keeps of the plans it has run: bounded, and a busy node keeps its loaded executor (with its
+# memory result cache) however many others pass through.
+_executors: Recent[tuple[str, int], tuple[Any, NodePolicy]] = Recent(4096)
+_groups: Recent[tuple[str, int], _Group] = Recent(4096)
 
 
 def _thread_loop(inline: bool) -> asyncio.AbstractEventLoop:

@@ -1170,8 +1170,7 @@ def _derive_function_ports(
     config: dict[str, Any] = {"function": label}
     if returns_dict:
         config["returns"] = "dict"
-    call = inspect.getattr_static(type(fn), "__call__", None)  # an object whose __call__ is async
-    if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call):
+    if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__):  # or its __call__
         config["async"] = True
     return tuple(inputs), outputs, FrozenDict(config)
 

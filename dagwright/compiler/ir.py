@@ -442,7 +442,7 @@ class _Endpoints:
     The sweeps go through C-level ``map``/``zip``/set operations wherever they
     can: an interpreted loop per edge costs more than all of them together at
     100 000 nodes. ``valid_sources`` / ``valid_targets`` / ``valid_target_keys``
-    run parallel to ``valid``.
+    run parallel to ``valid``; ``distinct_targets`` is the set of those keys.
     """
 
     def __init__(self, by_id: dict[str, Node], edges: tuple[Edge, ...]) -> None:
@@ -461,6 +461,7 @@ class _Endpoints:
             # Ports that some edge reaches for: every edge's, here.
             self.attempted_in = set(dst_keys)
             self.attempted_out = set(src_keys)
+            self.distinct_targets = self.attempted_in
             return
         valid: list[Edge] = []
         valid_sources: list[Port] = []
@@ -490,6 +491,7 @@ class _Endpoints:
         self.valid_target_keys = valid_target_keys
         self.attempted_in = attempted_in
         self.attempted_out = attempted_out
+        self.distinct_targets = set(valid_target_keys)  # the input ports valid edges go into
 
     @functools.cached_property
     def collect_inputs(self) -> list[PortKey]:

@@ -109,7 +109,7 @@ def check_ports(graph: Graph) -> list[Diagnostic]:
         return [
             _collect_not_list(node_id, port, index.by_id[node_id])
             for (node_id, _), port in ends.in_ports.items()
-            if port.collect and port.type.kind not in ("list", "any")
+            if _is_collect_not_list(port)
         ]
     out: list[Diagnostic] = []
     for node in graph.nodes:
@@ -129,9 +129,7 @@ def check_ports(graph: Graph) -> list[Diagnostic]:
                         )
                     )
                 seen.add(port.name)
-        for port in node.inputs:
-            if port.collect and port.type.kind not in ("list", "any"):
-                out.append(_collect_not_list(node.id, port, node))
+        out.extend(_collect_not_list(node.id, port, node) for port in node.inputs if _is_collect_not_list(port))
     return out
 
 
@@ -171,6 +169,10 @@ def check_defaults(graph: Graph) -> list[Diagnostic]:
                     )
                 )
     return out
+
+
+def _is_collect_not_list(port: Port) -> bool:
+    return port.collect and port.type.kind not in ("list", "any")
 
 
 def _collect_not_list(node_id: str, port: Port, node: Node) -> Diagnostic:
@@ -244,8 +246,7 @@ def check_fan_in(graph: Graph) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     index = graph._index
     ends = index.endpoints
-    keys = ends.valid_target_keys
-    distinct = ends.attempted_in if len(index.valid) == len(graph.edges) else set(keys)
+    keys, distinct = ends.valid_target_keys, ends.distinct_targets
     if len(distinct) == len(keys):
         return out  # no port has two edges
     # Collect ports take any number: are there more edges into the other ports than other ports?

@@ -31,6 +31,7 @@ from dagwright.compiler.types import (
     TypeExpr,
     TypeSyntaxError,
     from_python,
+    json_key,
     registry_generation,
     type_from_ast,
     value_misfit,
@@ -139,15 +140,6 @@ class FieldSpec:
         if self.default is not MISSING:
             text += f" = {self.default!r}"
         return text
-
-
-def json_key(value: Any) -> Any:
-    """A hashable stand-in for JSON data, equal exactly when the data is (``1``, ``1.0`` and ``True`` differ)."""
-    if isinstance(value, (list, tuple)):
-        return ("list", tuple(json_key(v) for v in value))
-    if isinstance(value, Mapping):
-        return ("dict", tuple(sorted((str(k), json_key(v)) for k, v in value.items())))
-    return (type(value).__name__, value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,7 @@ __all__ = [
     "from_json",
     "from_python",
     "is_assignable",
+    "json_key",
     "list_of",
     "optional",
     "parse_type",
@@ -175,9 +176,18 @@ class TypeExpr:
         return out
 
 
+def json_key(value: Any) -> Any:
+    """A hashable stand-in for JSON data, equal exactly when the data is (``1``, ``1.0`` and ``True`` differ)."""
+    if isinstance(value, (list, tuple)):
+        return ("list", tuple(json_key(v) for v in value))
+    if isinstance(value, Mapping):
+        return ("dict", tuple(sorted((str(k), json_key(v)) for k, v in value.items())))
+    return (type(value).__name__, value)
+
+
 def _literal_key(values: tuple[LiteralValue, ...]) -> tuple[tuple[str, LiteralValue], ...]:
     # Literal[1] and Literal[True] differ although 1 == True in Python.
-    return tuple((type(v).__name__, v) for v in values)
+    return tuple(map(json_key, values))
 
 
 @dataclass(frozen=True, slots=True)
@@ -512,9 +522,7 @@ def value_misfit(value: object, t: TypeExpr) -> str | None:
     if kind == "none":
         return None if value is None else f"{value!r} is not None"
     if kind == "literal":
-        # A tuple, not a set: the value may be a list or a dict, which does not hash.
-        tagged = (type(value).__name__, value)
-        return None if tagged in _literal_key(t.values) else f"{value!r} is not one of {t}"
+        return None if json_key(value) in _literal_key(t.values) else f"{value!r} is not one of {t}"
     if kind in _SCALAR_CHECKS:
         return None if _SCALAR_CHECKS[kind](value) else f"{value!r} is not {'an' if kind == 'int' else 'a'} {kind}"
     if kind == "bytes":

@@ -19,7 +19,8 @@ from dagwright.compiler import diagnostics as dg
 from dagwright.compiler.flow import Flow, PortRef
 from dagwright.compiler.ir import Port
 from dagwright.compiler.redact import config_to_dict
-from dagwright.compiler.signature import MISSING, SignatureSpec, json_key
+from dagwright.compiler.signature import MISSING, SignatureSpec
+from dagwright.compiler.types import json_key
 
 __all__ = ["PATTERN_OPTIONS", "Member", "add_members", "member_of", "ports_of"]
 
@@ -147,7 +148,16 @@ def declare_member_inputs(
         by_name.setdefault(f.name, []).append(f)
     for name, specs in by_name.items():  # in the order the fields came
         targets = to.get(name) if to is not None else None
-        if any(f.required for f in specs):
+        default = shared_default(specs)
+        if default is not MISSING:
+            flow.input(name, default=default, to=targets)
+        elif any(f.required for f in specs):
             flow.input(name, to=targets)
-        elif all(f.default is not MISSING for f in specs) and len({json_key(f.default) for f in specs}) == 1:
-            flow.input(name, default=specs[0].default, to=targets)
+
+
+def shared_default(fields: Sequence[_InputLike]) -> Any:
+    """The default all of ``fields`` (one input, as several members take it) give, the same one; MISSING
+    when one of them requires the input, or when their defaults differ (or one is not JSON data)."""
+    if any(f.required or f.default is MISSING for f in fields) or len({json_key(f.default) for f in fields}) != 1:
+        return MISSING
+    return fields[0].default

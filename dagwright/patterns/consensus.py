@@ -75,14 +75,14 @@ def consensus(
                 )
         vote_inputs: list[Port] = []
         decision_types: list[TypeExpr] = []
-        shared_inputs: list[FieldSpec] = []
+        shared_inputs: list[FieldSpec | Port] = []
         voters: list[str] = []
         for m in members:
             if m.flow is not None:
                 flow.add_flow(m.name, m.flow)
                 ins, outs = flow._virtual_ports(m.name) or ([], [])
                 out_types = {p.name: p.type for p in outs}
-                shared_inputs.extend(FieldSpec(p.name, p.type, "input") for p in ins)
+                shared_inputs.extend(ins)
             else:
                 assert m.agent is not None
                 flow.add_agent(m.name, m.agent)

@@ -14,9 +14,9 @@ from typing import Any
 from dagwright.compiler import diagnostics as dg
 from dagwright.compiler.flow import Flow, PortRef
 from dagwright.compiler.ir import Node, Port, freeze_json
-from dagwright.compiler.signature import MISSING, FieldSpec, json_key
+from dagwright.compiler.signature import MISSING, FieldSpec
 from dagwright.compiler.types import ANY, TypeExpr, list_of, union
-from dagwright.patterns._members import add_members, member_of
+from dagwright.patterns._members import add_members, member_of, shared_default
 
 __all__ = ["router"]
 
@@ -47,11 +47,7 @@ def router(
                 specs.setdefault(f.name, []).append(f)
         # A field every destination gives the same default stays optional, with that default; the request
         # carries every other field (the chooser reads them all to decide).
-        optional = {
-            k: fs[0].default
-            for k, fs in specs.items()
-            if not any(f.required for f in fs) and len({json_key(f.default) for f in fs}) == 1
-        }
+        optional = {k: default for k, fs in specs.items() if (default := shared_default(fs)) is not MISSING}
         names = [d.name for d in agents]
         literal = ", ".join(repr(n) for n in names)
         field_text = ", ".join(

@@ -66,8 +66,8 @@ def _workers(flow: Flow, members: list[Member]) -> tuple[list[Member], list[Port
         else:
             probe.add_agent(m.name, m.agent)
         task, result = _worker_io(probe, m)
+        ins, outs = probe._virtual_ports(m.name) or ([], [])
         if task is None or result is None:
-            ins, outs = probe._virtual_ports(m.name) or ([], [])
             flow.report(
                 dg.make(
                     "DW204",
@@ -80,7 +80,7 @@ def _workers(flow: Flow, members: list[Member]) -> tuple[list[Member], list[Port
             )
             continue
         usable.append(m)
-        extra.extend(p for p in (probe._virtual_ports(m.name) or ([], []))[0] if p.name != "task")
+        extra.extend(p for p in ins if p.name != "task")
     return usable, extra
 
 

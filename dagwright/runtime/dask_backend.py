@@ -52,7 +52,15 @@ from dagwright.runtime._recent import Recent
 from dagwright.runtime.errors import NodeExecutionError
 from dagwright.runtime.events import Event, NodeRecord, RunResult
 from dagwright.runtime.policy import FailureMode, NodePolicy
-from dagwright.runtime.scheduler import ExecutionPlan, Scheduler, _Slot, attempt_node, gather_inputs, output_problem
+from dagwright.runtime.scheduler import (
+    ExecutionPlan,
+    Scheduler,
+    _fanout,
+    _Slot,
+    attempt_node,
+    gather_inputs,
+    output_problem,
+)
 
 if TYPE_CHECKING:
     from dagwright.compiler.flow import Flow
@@ -584,11 +592,10 @@ def run_on_dask(
 def _emitter(observers: Sequence[Callable[[Event], None]], run_id: str) -> Callable[..., None] | None:
     if not observers:
         return None
+    listen = _fanout(list(observers))
 
     def emit(kind: Any, node_id: str | None = None, **extra: Any) -> None:
-        event = Event(kind, run_id, node_id, time.time(), **extra)
-        for observer in observers:
-            observer(event)
+        listen(Event(kind, run_id, node_id, time.time(), **extra))
 
     return emit
 

@@ -87,7 +87,7 @@ def measure(shape: str, n: int, repeat: int) -> Row:
     from shapes import SHAPES
 
     import dagwright
-    from dagwright.compiler.lower_kailash import _lower
+    from dagwright.backends.kailash.lowering import _lower
 
     flow = SHAPES[shape](n)
     graph = flow.compile()

@@ -3,6 +3,7 @@
 The public API; everything else is an implementation detail.
 """
 
+from dagwright._version import __version__
 from dagwright.compiler import (
     CODES,
     Compatibility,
@@ -10,7 +11,6 @@ from dagwright.compiler import (
     Diagnostic,
     Edge,
     FieldSpec,
-    Flow,
     FunctionRegistry,
     Graph,
     InputField,
@@ -33,12 +33,10 @@ from dagwright.compiler import (
     register_type,
     validate,
 )
+from dagwright.flow import Flow
 
-__version__ = "0.1.0"
-
-
-# The compiler (above) is all `dagwright check` needs; the runtime side (agents, pydantic,
-# the openai client, kailash) loads on first use, so checks and pre-commit hooks start fast.
+# The compiler and the Flow (above) are all `dagwright check` needs; the rest (agents, pydantic,
+# the openai client, the back ends, kailash) loads on first use, so checks and pre-commit hooks start fast.
 _LAZY = {
     "Agent": "dagwright.agent",
     "AgentConfig": "dagwright.agent",
@@ -47,18 +45,18 @@ _LAZY = {
     "ExecutionResult": "dagwright.agent",
     "Strategy": "dagwright.agent",
     "Kaizen": "dagwright.kaizen",
-    "InputValidationError": "dagwright.runtime.errors",
-    "LLMError": "dagwright.runtime.errors",
-    "LLMRequestError": "dagwright.runtime.errors",
-    "NodeExecutionError": "dagwright.runtime.errors",
-    "OutputParseError": "dagwright.runtime.errors",
-    "RunFailedError": "dagwright.runtime.errors",
-    "Event": "dagwright.runtime.events",
-    "NodeRecord": "dagwright.runtime.events",
-    "RunResult": "dagwright.runtime.events",
-    "RetryPolicy": "dagwright.runtime.policy",
-    "Runtime": "dagwright.runtime.runner",
-    "WorkflowBuilder": "dagwright.nodes.kailash",
+    "InputValidationError": "dagwright.execution.errors",
+    "LLMError": "dagwright.execution.errors",
+    "LLMRequestError": "dagwright.execution.errors",
+    "NodeExecutionError": "dagwright.execution.errors",
+    "OutputParseError": "dagwright.execution.errors",
+    "RunFailedError": "dagwright.execution.errors",
+    "Event": "dagwright.execution.events",
+    "NodeRecord": "dagwright.execution.events",
+    "RunResult": "dagwright.execution.events",
+    "RetryPolicy": "dagwright.execution.policy",
+    "Runtime": "dagwright.backends.builtin.runner",
+    "WorkflowBuilder": "dagwright.backends.kailash.nodes",
     "patterns": "dagwright.patterns",
 }
 

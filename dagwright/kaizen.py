@@ -19,10 +19,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dagwright import patterns
-from dagwright.agent import Agent, AgentConfig, Strategy
-from dagwright.compiler.flow import Flow
+from dagwright.agent import AGENTS, Agent, AgentConfig, Strategy
 from dagwright.compiler.redact import config_to_dict
 from dagwright.compiler.signature import Signature, make_signature
+from dagwright.flow import Flow
 
 __all__ = ["Kaizen"]
 
@@ -70,13 +70,13 @@ class Kaizen:
 
     def create_pipeline(self, steps: Sequence[object], *, name: str = "pipeline") -> Flow:
         """Steps in order, each step's outputs feeding the next step's inputs by name (or a ``mapping``)."""
-        return patterns.pipeline(steps, name=name, defaults=self._defaults)
+        return patterns.pipeline(steps, name=name, defaults=self._defaults, factory=AGENTS)
 
     def create_debate_workflow(
         self, agents: Sequence[object], topic: str | None = None, rounds: int = 3, *, name: str = "debate"
     ) -> Flow:
         """Debaters (all agents but the last) argue for ``rounds`` rounds; the last agent judges."""
-        return patterns.debate(agents, topic, rounds, name=name, defaults=self._defaults)
+        return patterns.debate(agents, topic, rounds, name=name, defaults=self._defaults, factory=AGENTS)
 
     def create_consensus_workflow(
         self,
@@ -89,17 +89,19 @@ class Kaizen:
     ) -> Flow:
         """Agents decide in parallel; a vote node aggregates under ``decision_criteria``."""
         return patterns.consensus(
-            agents, decision_criteria, confidence_threshold, weights, name=name, defaults=self._defaults
+            agents, decision_criteria, confidence_threshold, weights, name=name, defaults=self._defaults, factory=AGENTS
         )
 
     def create_supervisor_agent(self, name: str, config: Mapping[str, Any]) -> Flow:
         """A supervisor that plans, hands subtasks to ``config["workers"]`` and reviews their results."""
-        return patterns.supervisor(name, config, defaults=self._defaults)
+        return patterns.supervisor(name, config, defaults=self._defaults, factory=AGENTS)
 
     def create_router(self, router: object, routes: Sequence[object], *, name: str = "router") -> Flow:
         """``router`` picks which of ``routes`` handles the request; the others are skipped."""
-        return patterns.router(router, routes, name=name, defaults=self._defaults)
+        return patterns.router(router, routes, name=name, defaults=self._defaults, factory=AGENTS)
 
     def create_parallel_map(self, step: object, over: str, *, concurrency: int = 4, name: str = "map") -> Flow:
         """Run ``step`` once per item of the list input ``over``, ``concurrency`` at a time."""
-        return patterns.parallel_map(step, over, concurrency=concurrency, name=name, defaults=self._defaults)
+        return patterns.parallel_map(
+            step, over, concurrency=concurrency, name=name, defaults=self._defaults, factory=AGENTS
+        )

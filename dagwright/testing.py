@@ -2,7 +2,7 @@
 
 :class:`OpenAITestServer` answers ``POST /v1/chat/completions`` and ``GET /v1/models`` like the
 OpenAI API does, so code under test uses the real ``openai`` client (``base_url=server.base_url``).
-Replies come from the embedded :class:`~dagwright.runtime.offline.OfflineModel`, which honours
+Replies come from the embedded :class:`~dagwright.llm.offline.OfflineModel`, which honours
 ``response_format`` (OpenAI's ``json_schema``, llama.cpp's ``json_object`` + ``schema``, or a schema
 between ``<output_schema>`` markers in the prompt) and reports token usage.
 
@@ -44,7 +44,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from dagwright.runtime.offline import (
+from dagwright.llm.offline import (
     OFFLINE_MODEL_NAME,
     Completion,
     OfflineModel,

@@ -14,9 +14,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from dagwright.agent import BaseAgent
-from dagwright.compiler.flow import Flow
+from dagwright.execution.events import Event, RunResult
+from dagwright.flow import Flow
 from dagwright.nodes import EXECUTORS, ExecutorFactory, register_kind
-from dagwright.runtime.events import Event, RunResult
 from dagwright.testing import OpenAITestServer
 
 MODES = ("sync", "async")

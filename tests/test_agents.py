@@ -34,8 +34,8 @@ from dagwright import (
 )
 from dagwright.agent import AgentContext
 from dagwright.compiler.signature import parse_signature
-from dagwright.runtime import llm
-from dagwright.runtime.prompt import DEFAULT_TEMPLATE, PromptError, user_message
+from dagwright.llm import client as llm
+from dagwright.llm.prompt import DEFAULT_TEMPLATE, PromptError, user_message
 from dagwright.testing import Fault, OpenAITestServer
 
 

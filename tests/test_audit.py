@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from dagwright import BaseAgent
-from dagwright.runtime.audit import AccessRequest, AuditLog
-from dagwright.runtime.errors import LLMRequestError
+from dagwright.execution.errors import LLMRequestError
+from dagwright.ops.audit import AccessRequest, AuditLog
 from dagwright.testing import Fault, OpenAITestServer
 
 API_KEY = "sk-live-abcdef0123456789"

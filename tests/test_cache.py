@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dagwright import BaseAgent, Flow
-from dagwright.runtime.cache import MemoryCache, ResultCache, SqliteCache, cache_key, make_cache
-from dagwright.runtime.errors import LLMRequestError, OutputParseError
+from dagwright.execution.errors import LLMRequestError, OutputParseError
+from dagwright.ops.cache import MemoryCache, ResultCache, SqliteCache, cache_key, make_cache
 from dagwright.testing import Fault, OpenAITestServer
 
 

@@ -25,11 +25,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dagwright.cli import main
-from dagwright.compiler.flow import Flow
 from dagwright.compiler.ir import Node, Port
 from dagwright.compiler.types import INT
-from dagwright.nodes.base import Executor, NodeContext
-from dagwright.runtime.checkpoint import CheckpointError, CheckpointMismatchError, CheckpointStore
+from dagwright.execution.executor import Executor, NodeContext
+from dagwright.flow import Flow
+from dagwright.ops.checkpoint import CheckpointError, CheckpointMismatchError, CheckpointStore
 from dagwright.testing import OpenAITestServer
 
 PYTHON = sys.executable
@@ -361,7 +361,7 @@ def test_resume_equals_an_uninterrupted_run_and_runs_each_node_once(
 CHAIN = """
 import os
 from dagwright.agent import BaseAgent
-from dagwright.compiler.flow import Flow
+from dagwright.flow import Flow
 from dagwright.compiler.signature import make_signature
 
 config = {"provider": "openai", "base_url": os.environ["DW_BASE_URL"], "api_key": "sk-test",
@@ -381,7 +381,7 @@ SLOW = """
 import asyncio
 import os
 from pathlib import Path
-from dagwright.compiler.flow import Flow
+from dagwright.flow import Flow
 
 LOG = Path(os.environ["DW_LOG"])
 

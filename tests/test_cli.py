@@ -844,7 +844,7 @@ def test_readme_documents_every_code() -> None:
 
 def test_a_file_loaded_twice_in_one_process_gives_the_same_graph(tmp_path: Path) -> None:
     """A run and its resume in one process must see one graph: the file keeps its module name."""
-    from dagwright._loader import load_targets
+    from dagwright.cli.loader import load_targets
 
     path = write(tmp_path, "twice_loaded.py", GOOD)
     first = load_targets(f"{path}:flow")[0].flow.compile()

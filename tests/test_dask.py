@@ -25,10 +25,11 @@ from hypothesis import given, settings
 from pattern_cases import pattern_cases
 
 from dagwright import BaseAgent, Flow, Kaizen, RetryPolicy
-from dagwright.runtime._recent import Recent
-from dagwright.runtime.cache import SqliteCache
-from dagwright.runtime.dask_backend import build_graph, lower_plan, run_on_dask
-from dagwright.runtime.events import RunResult
+from dagwright.backends.dask.client import run_on_dask
+from dagwright.backends.dask.lowering import build_graph, lower_plan
+from dagwright.execution._recent import Recent
+from dagwright.execution.events import RunResult
+from dagwright.ops.cache import SqliteCache
 from dagwright.testing import OpenAITestServer
 
 
@@ -470,7 +471,7 @@ def test_a_run_checkpointed_on_dask_resumes_on_the_builtin_scheduler_and_back(cl
 
 
 def _store(path: str) -> Any:
-    from dagwright.runtime.checkpoint import CheckpointStore
+    from dagwright.ops.checkpoint import CheckpointStore
 
     return CheckpointStore(path)
 

@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 
 from dagwright.agent import BaseAgent
-from dagwright.compiler.flow import Flow
 from dagwright.compiler.signature import make_signature
-from dagwright.runtime.checkpoint import CheckpointMismatchError, CheckpointStore
-from dagwright.runtime.errors import RunFailedError
-from dagwright.runtime.events import RunResult
+from dagwright.execution.errors import RunFailedError
+from dagwright.execution.events import RunResult
+from dagwright.flow import Flow
+from dagwright.ops.checkpoint import CheckpointMismatchError, CheckpointStore
 from dagwright.testing import Fault, OpenAITestServer
 
 STEPS = 3

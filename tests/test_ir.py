@@ -22,7 +22,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import graphs, json_values, type_exprs, type_like_json, wired_graphs
 
-from dagwright.compiler.flow import Flow
 from dagwright.compiler.ir import (
     SCHEMA_VERSION,
     Edge,
@@ -38,6 +37,7 @@ from dagwright.compiler.ir import (
 from dagwright.compiler.passes import validate
 from dagwright.compiler.registry import FunctionRegistry, UnresolvedReferenceError, function_ref
 from dagwright.compiler.types import INT, STR, list_of
+from dagwright.flow import Flow
 
 # --------------------------------------------------------------------------- round trip
 
@@ -186,8 +186,8 @@ def test_content_hash_of_flows() -> None:
 
 
 HASH_SCRIPT = """
-from dagwright.compiler.flow import Flow
-from dagwright.demo import build_research_flow
+from dagwright.flow import Flow
+from dagwright.cli.demo import build_research_flow
 
 flow = Flow("agents")
 flow.input("question", str)

@@ -24,21 +24,16 @@ from kailash.workflow.graph import Workflow
 
 import dagwright
 from dagwright import Flow, FunctionRegistry, Kaizen, Node, Port, RetryPolicy
-from dagwright._loader import load_targets
+from dagwright.backends.kailash import nodes as kailash_nodes
+from dagwright.backends.kailash.config import policy_from_json, policy_to_json
+from dagwright.backends.kailash.export import to_kailash_script, to_kailash_yaml
+from dagwright.backends.kailash.lowering import KailashPortNameWarning, Lowering, lower_graph
+from dagwright.backends.kailash.nodes import DagwrightFunctionNode
+from dagwright.backends.kailash.runtime import FAST_SETTINGS, run_on_kailash
+from dagwright.cli.loader import load_targets
 from dagwright.compiler.ir import FrozenDict, Graph
-from dagwright.compiler.lower_kailash import (
-    KailashPortNameWarning,
-    lower_flow,
-    lower_graph,
-    policy_to_json,
-    to_kailash_script,
-    to_kailash_yaml,
-)
 from dagwright.compiler.types import INT, list_of
-from dagwright.nodes import kailash as kailash_nodes
-from dagwright.nodes.kailash import DagwrightFunctionNode, policy_from_json
-from dagwright.runtime.kailash_backend import FAST_SETTINGS, run_on_kailash
-from dagwright.runtime.policy import NodePolicy
+from dagwright.execution.policy import NodePolicy
 
 ROOT = Path(__file__).parent.parent
 
@@ -126,7 +121,7 @@ def test_lazy_attribute_errors_name_the_attribute() -> None:
 
 
 def test_nodes_keep_their_ids_and_get_the_type_of_their_kind() -> None:
-    lowering = lower_flow(demo_flow())
+    lowering = _lowered(demo_flow())
     assert [(s.id, s.type) for s in lowering.nodes] == [
         ("fetch", "DagwrightFunctionNode"),
         ("count", "DagwrightFunctionNode"),
@@ -147,7 +142,7 @@ def test_nodes_keep_their_ids_and_get_the_type_of_their_kind() -> None:
 
 
 def test_one_output_into_two_inputs_is_one_connection_delivered_to_both() -> None:
-    lowering = lower_flow(demo_flow())
+    lowering = _lowered(demo_flow())
     assert [(c.source, c.source_output, c.target, c.target_input) for c in lowering.connections] == [
         ("fetch", "output", "count", "items")
     ]
@@ -157,7 +152,7 @@ def test_one_output_into_two_inputs_is_one_connection_delivered_to_both() -> Non
 
 
 def test_collect_edges_get_distinct_inputs_and_flow_inputs_too() -> None:
-    lowering = lower_flow(join_flow())
+    lowering = _lowered(join_flow())
     assert [(c.source, c.target_input) for c in lowering.connections] == [("three", "__collect_values_1")]
     settings = lowering.nodes[1].config["dagwright"]
     assert settings["wiring"] == {"values": ["__collect_values_0", "__collect_values_1", "__collect_values_1"]}
@@ -171,7 +166,7 @@ def test_dotted_output_names_are_written_with_double_underscores() -> None:
     billing = k.create_agent("billing", signature="request: str -> response: str")
     tech = k.create_agent("tech", signature="request: str -> response: str")
     flow = k.create_router(("triage", {}), [billing, tech])
-    lowering = lower_flow(flow)
+    lowering = _lowered(flow)
     handoff = next(s for s in lowering.nodes if s.id == "handoff")
     assert handoff.type == "DagwrightNode"
     assert handoff.config["dagwright"]["outputs"] == {
@@ -194,7 +189,7 @@ def test_dotted_output_names_are_written_with_double_underscores() -> None:
 
 def test_flow_inputs_become_parameters_of_their_consumers() -> None:
     flow = demo_flow()
-    lowering = lower_flow(flow)
+    lowering = _lowered(flow)
     assert lowering.inputs == {"topic": [("fetch", "topic")], "question": [("qa", "question")]}
     assert lowering.outputs == {"n": ("count", "output"), "answer": ("qa", "answer")}
     assert flow.kailash_parameters(topic="bees") == {"fetch": {"topic": "bees"}}
@@ -225,10 +220,10 @@ def test_parameters_work_on_local_runtime_in_both_forms() -> None:
 
 def test_lowering_is_cached_until_the_flow_changes() -> None:
     flow = demo_flow()
-    first = lower_flow(flow)
-    assert lower_flow(flow) is first
+    first = _lowered(flow)
+    assert _lowered(flow) is first
     flow.output("words", "fetch.output")
-    second = lower_flow(flow)
+    second = _lowered(flow)
     assert second is not first
     assert second.outputs["words"] == ("fetch", "output")
 
@@ -306,7 +301,7 @@ def test_policies_travel_in_the_config() -> None:
         policy_from_json({**data, "retry_on": ["nowhere.Missing"]})
     flow = demo_flow()
     flow.configure("count", retry=policy.retry, timeout=2.5)
-    assert lower_flow(flow).nodes[1].config["dagwright"]["policy"] == data
+    assert _lowered(flow).nodes[1].config["dagwright"]["policy"] == data
 
 
 # ----------------------------------------------------------------------------- YAML
@@ -500,3 +495,8 @@ def test_cli_exports_kailash_yaml_from_an_ir_file(flow_file: Path, tmp_path: Pat
     data = yaml.load(done.stdout, Loader=yaml.FullLoader)
     assert data["nodes"]["fetch"]["config"]["dagwright"]["node"]["config"] == {"function": "kailash_demo_flow:fetch"}
     assert data["nodes"]["qa"]["node_type"] == "DagwrightAgentNode"
+
+
+def _lowered(flow: Flow) -> Lowering:
+    """The flow's own lowering, kept until it changes (what ``to_kailash()`` and ``run_kailash()`` use)."""
+    return flow._kailash_lowering()

@@ -25,11 +25,11 @@ from pattern_cases import pattern_cases
 
 import dagwright
 from dagwright import BaseAgent, Flow, Kaizen, Node, Port, RetryPolicy
+from dagwright.backends.kailash.nodes import DagwrightAgentNode, NodeOutputs
+from dagwright.backends.kailash.runtime import FAST_SETTINGS, async_runtime, run_on_kailash
 from dagwright.compiler.types import INT, STR, list_of
-from dagwright.nodes.base import Executor, NodeContext
-from dagwright.nodes.kailash import DagwrightAgentNode, NodeOutputs
-from dagwright.runtime.events import RunResult
-from dagwright.runtime.kailash_backend import FAST_SETTINGS, async_runtime, run_on_kailash
+from dagwright.execution.events import RunResult
+from dagwright.execution.executor import Executor, NodeContext
 from dagwright.testing import OpenAITestServer
 
 RUNTIMES = ("local", "async")

@@ -20,16 +20,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dagwright import BaseAgent, Flow, RetryPolicy
-from dagwright.runtime import telemetry
-from dagwright.runtime.errors import LLMRequestError
-from dagwright.runtime.monitor import (
+from dagwright.execution.errors import LLMRequestError
+from dagwright.ops import telemetry
+from dagwright.ops.monitor import (
     ExecutionRecord,
     MonitorEvent,
     PerformanceAlert,
     percentile,
     summarize,
 )
-from dagwright.runtime.pricing import cost_of
+from dagwright.ops.pricing import cost_of
 from dagwright.testing import Fault, OpenAITestServer
 
 

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, Field, ValidationError, create_model
 
-from dagwright.runtime.offline import (
+from dagwright.llm.offline import (
     Completion,
     OfflineModel,
     count_prompt_tokens,
@@ -161,7 +161,7 @@ _CHILD = """
 import json, sys
 sys.path.insert(0, {root!r})
 from tests.test_offline_model import _Everything, _conversation
-from dagwright.runtime.offline import OfflineModel
+from dagwright.llm.offline import OfflineModel
 schema = _Everything.model_json_schema()
 fmt = {{"type": "json_schema", "json_schema": {{"name": "E", "schema": schema, "strict": True}}}}
 print(json.dumps([OfflineModel().complete(_conversation(i), response_format=fmt).content for i in range(5)]))

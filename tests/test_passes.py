@@ -15,10 +15,10 @@ from hypothesis import strategies as st
 from strategies import digraphs, graphs, wired_graphs
 
 from dagwright.compiler.diagnostics import CODES, CompileError, Diagnostic
-from dagwright.compiler.flow import Flow
 from dagwright.compiler.ir import Edge, Graph, Node, Port, SourceLocation, freeze_json
 from dagwright.compiler.passes import PASSES, check_cycles, check_reachability, check_unused, validate
 from dagwright.compiler.types import ANY, INT, STR, TypeExpr, is_assignable, list_of, optional, parse_type
+from dagwright.flow import Flow
 
 # --------------------------------------------------------------------------- helpers
 

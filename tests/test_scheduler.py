@@ -27,16 +27,16 @@ from helpers_runtime import (
     stream_events,
 )
 
-from dagwright.compiler.flow import Flow
+from dagwright.backends.builtin.runner import Runtime
+from dagwright.backends.builtin.scheduler import RunOptions
 from dagwright.compiler.ir import FrozenDict, Graph, Node, Port
 from dagwright.compiler.registry import FunctionRegistry, UnresolvedReferenceError
 from dagwright.compiler.types import INT, list_of
-from dagwright.nodes.base import Executor, NodeContext
-from dagwright.runtime.errors import RunFailedError
-from dagwright.runtime.events import Event, RunResult
-from dagwright.runtime.policy import NodePolicy, RetryPolicy
-from dagwright.runtime.runner import Runtime
-from dagwright.runtime.scheduler import RunOptions
+from dagwright.execution.errors import RunFailedError
+from dagwright.execution.events import Event, RunResult
+from dagwright.execution.executor import Executor, NodeContext
+from dagwright.execution.policy import NodePolicy, RetryPolicy
+from dagwright.flow import Flow
 
 mode_param = pytest.mark.parametrize("mode", MODES)
 

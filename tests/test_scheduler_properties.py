@@ -18,8 +18,8 @@ from helpers_runtime import MODES, InFlight, Trace, run_flow, run_in_thread
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dagwright.compiler.flow import Flow
-from dagwright.runtime.events import RunResult
+from dagwright.execution.events import RunResult
+from dagwright.flow import Flow
 
 GUARD = 10.0  # a run that has not finished by then is hung
 

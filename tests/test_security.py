@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from dagwright import Graph, IRFormatError, SignatureError, parse_signature
 from dagwright.compiler.types import TypeSyntaxError, parse_type
-from dagwright.runtime.prompt import PromptError, user_message
+from dagwright.llm.prompt import PromptError, user_message
 
 json_data = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
@@ -107,7 +107,7 @@ def test_loading_ir_never_imports_the_functions_it_names() -> None:
         """
         import json, sys
         from dagwright import Graph, FunctionRegistry
-        from dagwright.runtime.runner import build_plan
+        from dagwright.backends.builtin.runner import build_plan
         doc = {"schema_version": 1, "name": "g", "nodes": [
             {"id": "n", "kind": "function", "inputs": [], "outputs": [{"name": "output", "type": "int"}],
              "config": {"function": "antigravity:fly"}}], "edges": []}

@@ -1,6 +1,6 @@
 """End-to-end smoke: the demo flow compiles clean and the broken one reports its three mistakes."""
 
-from dagwright.demo import build_broken_flow, build_research_flow
+from dagwright.cli.demo import build_broken_flow, build_research_flow
 
 
 def test_demo_flow_compiles_clean() -> None:

@@ -17,7 +17,7 @@ import openai
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from dagwright.runtime.offline import OfflineModel
+from dagwright.llm.offline import OfflineModel
 from dagwright.testing import Fault, OpenAITestServer, cassette_key
 
 

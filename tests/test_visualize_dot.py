@@ -30,8 +30,8 @@ from visualize_support import (
     weird_graph,
 )
 
-from dagwright.compiler.flow import Flow
 from dagwright.compiler.ir import Graph
+from dagwright.flow import Flow
 from dagwright.visualize import GraphvizNotFoundError, RenderError, format_for, to_dot, to_mermaid
 from dagwright.visualize._text import dot_name
 from dagwright.visualize.dot import ERROR, ERROR_FILL, STATUS_COLORS, WARNING
@@ -136,7 +136,7 @@ def test_svg_holds_every_node_id(build: object) -> None:
 def test_the_shipped_demo_flows_draw_cleanly() -> None:
     # Whatever shape the demo has today: dot lays it out without a warning, every id is drawn,
     # and its Mermaid passes the syntax check.
-    from dagwright import demo
+    from dagwright.cli import demo
 
     for flow in (demo.build_research_flow(), demo.build_broken_flow()):
         titles = set(svg_texts(dot_svg(flow.to_dot(diagnostics=True))))

@@ -26,10 +26,10 @@ from typing import Literal
 
 import pytest
 
-from dagwright.compiler.flow import Flow
 from dagwright.compiler.ir import FrozenDict, Graph, Node, Port
 from dagwright.compiler.signature import InputField, OutputField, Signature
 from dagwright.compiler.types import parse_type
+from dagwright.flow import Flow
 
 # --------------------------------------------------------------------------- `dot`
 

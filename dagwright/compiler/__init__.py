@@ -1,7 +1,9 @@
-"""The compiler: signatures and types (front end), the IR and its validation passes (middle)."""
+"""The compiler, dagwright's core: signatures and types, the flow builder (front end), the IR and its
+validation passes (middle). It imports nothing else of dagwright; everything else builds on it."""
 
+from dagwright.compiler.builder import FlowBuilder
+from dagwright.compiler.connections import NodeRef, PortRef
 from dagwright.compiler.diagnostics import CODES, CompileError, Diagnostic
-from dagwright.compiler.flow import Flow, NodeRef, PortRef
 from dagwright.compiler.ir import Edge, Graph, IRFormatError, Node, Port, SourceLocation
 from dagwright.compiler.passes import PASSES, validate
 from dagwright.compiler.registry import FunctionRegistry, UnresolvedReferenceError
@@ -26,7 +28,7 @@ __all__ = [
     "Diagnostic",
     "Edge",
     "FieldSpec",
-    "Flow",
+    "FlowBuilder",
     "FunctionRegistry",
     "Graph",
     "IRFormatError",

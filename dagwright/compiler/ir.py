@@ -15,7 +15,6 @@ function by reference, resolved only through :mod:`dagwright.compiler.registry`.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import json
 import operator
@@ -27,6 +26,7 @@ from typing import Any
 
 from dagwright.compiler._gc import gc_paused
 from dagwright.compiler.signature import MISSING
+from dagwright.compiler.suggest import suggest
 from dagwright.compiler.types import ANY, TypeExpr
 from dagwright.compiler.types import from_json as type_from_json
 
@@ -541,7 +541,7 @@ class Graph:
         """The node with this id; a KeyError names close matches."""
         found = self._index.by_id.get(node_id)
         if found is None:
-            close = difflib.get_close_matches(node_id, list(self._index.by_id), n=3)
+            close = suggest(node_id, self._index.by_id, limit=3)
             hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
             raise KeyError(f"graph {self.name!r} has no node {node_id!r}{hint}")
         return found

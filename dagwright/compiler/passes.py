@@ -11,7 +11,6 @@ by the type, cycle and reachability passes instead of cascading.
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import operator
 import re
@@ -26,6 +25,7 @@ from dagwright.compiler._gc import gc_paused
 from dagwright.compiler.diagnostics import Diagnostic
 from dagwright.compiler.ir import INPUT_KIND, OUTPUT_KIND, Edge, Graph, Node, Port
 from dagwright.compiler.signature import MISSING
+from dagwright.compiler.suggest import suggest
 from dagwright.compiler.types import Compatibility, TypeExpr, is_assignable, value_misfit
 
 __all__ = ["PASSES", "Pass", "validate"]
@@ -48,7 +48,7 @@ class Pass:
 
 def _did_you_mean(name: str, candidates: Iterable[str]) -> str:
     options = list(candidates)
-    close = difflib.get_close_matches(name, options, n=1, cutoff=0.5)
+    close = suggest(name, options, cutoff=0.5)
     if close:
         return f"did you mean {close[0]!r}?"
     if options:

@@ -8,7 +8,6 @@ caller allows to be imported. Everything else is a clear error.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import importlib
 import inspect
@@ -16,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from dagwright.compiler.ir import Graph
+from dagwright.compiler.suggest import suggest
 
 __all__ = ["FunctionRegistry", "UnresolvedReferenceError", "function_ref"]
 
@@ -85,7 +85,7 @@ class FunctionRegistry:
         if not qualname:
             raise UnresolvedReferenceError(f"{where}function reference {ref!r} is not of the form 'module:name'")
         if not self.allowed(module):
-            close = difflib.get_close_matches(ref, list(self._functions), n=1)
+            close = suggest(ref, self._functions)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise UnresolvedReferenceError(
                 f"{where}unknown function {ref!r}{hint}: register it, or allow its module with "

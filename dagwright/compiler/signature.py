@@ -16,7 +16,6 @@ is taken.
 from __future__ import annotations
 
 import ast
-import difflib
 import functools
 import inspect
 import math
@@ -26,6 +25,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, ClassVar, Literal
 
+from dagwright.compiler.suggest import suggest
 from dagwright.compiler.types import STR as _STR
 from dagwright.compiler.types import (
     TypeExpr,
@@ -555,7 +555,7 @@ def make_signature(
         if unknown:
             names = [f.name for f in spec.inputs + spec.outputs]
             bad = sorted(unknown)[0]
-            close = difflib.get_close_matches(bad, names, n=1)
+            close = suggest(bad, names)
             raise SignatureError(
                 f"description given for unknown field {bad!r}",
                 text,

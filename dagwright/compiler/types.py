@@ -14,7 +14,6 @@ read (and to change) what may flow into what.
 from __future__ import annotations
 
 import ast
-import difflib
 import enum
 import functools
 import inspect
@@ -25,6 +24,8 @@ import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Union
+
+from dagwright.compiler.suggest import suggest
 
 __all__ = [
     "ANY",
@@ -812,7 +813,7 @@ class _TypeBuilder:
         if name in ("Optional", "Union", "Literal"):
             raise self.fail(node, f"{name} needs type arguments, e.g. {name}[...]")
         candidates = list(_NAMES) + list(self.types) + list(_registry) + ["Optional", "Union", "Literal"]
-        close = difflib.get_close_matches(name, candidates, n=1)
+        close = suggest(name, candidates)
         hint = f"did you mean {close[0]!r}?" if close else "register custom types with dagwright.register_type"
         raise self.fail(node, f"unknown type {name!r}", hint)
 

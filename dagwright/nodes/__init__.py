@@ -7,9 +7,9 @@ scheduler directly and have no executor.
 
 from __future__ import annotations
 
+from dagwright.execution.executor import Executor, ExecutorFactory, NodeContext
 from dagwright.nodes import coordination
 from dagwright.nodes.agent import agent_executor
-from dagwright.nodes.base import Executor, ExecutorFactory, NodeContext
 from dagwright.nodes.function import function_executor
 
 EXECUTORS: dict[str, ExecutorFactory] = {

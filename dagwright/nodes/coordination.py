@@ -1,5 +1,8 @@
 """Coordination node kinds: the steps patterns expand into, besides agents and functions.
 
+Each executor reads its node's settings through :mod:`dagwright.compiler.kinds`, where
+the kinds, their ports and their config defaults are defined once.
+
 * ``vote``: aggregates ballots (``<voter>.decision`` and ``<voter>.confidence`` inputs)
   under a rule (majority, weighted, unanimous) and a confidence threshold;
 * ``route``: sends its inputs to the destination an agent chose; other destinations
@@ -20,11 +23,23 @@ first voter comes first in the agents' order.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
-from dagwright.compiler.ir import Graph, Node, thaw_json
-from dagwright.nodes.base import Executor, NodeContext
-from dagwright.runtime.events import Usage
+from dagwright.compiler.ir import Node
+from dagwright.compiler.kinds import (
+    AssignSettings,
+    GateSettings,
+    MapSettings,
+    RouteSettings,
+    SelectSettings,
+    VoteSettings,
+    ballot_ports,
+    route_port,
+)
+from dagwright.execution.events import RunResult, Usage
+from dagwright.execution.executor import Executor, NodeContext
+from dagwright.execution.policy import RunOptions
 
 __all__ = [
     "assign_executor",
@@ -35,6 +50,12 @@ __all__ = [
     "select_executor",
     "vote_executor",
 ]
+
+
+class StepRunner(Protocol):
+    """What a ``map`` node is bound to: runs its step's graph once (a built-in ``Scheduler`` is one)."""
+
+    async def run(self, inputs: Mapping[str, Any], options: RunOptions | None = None) -> RunResult: ...
 
 
 def _normalize(value: Any) -> Any:
@@ -102,18 +123,17 @@ def tally(
 
 
 def vote_executor(node: Node, binding: object) -> Executor:
-    voters = [str(v) for v in node.config.get("voters", ())]
-    rule = str(node.config.get("rule", "majority_vote"))
-    threshold = float(node.config.get("threshold", 0.0))
-    weights = {str(k): float(v) for k, v in dict(node.config.get("weights", {})).items()}
+    settings = VoteSettings.of(node)
+    ports = [(voter, *ballot_ports(voter)) for voter in settings.voters]
+    weights = dict(settings.weights)
 
     async def run(inputs: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
         ballots = [
-            (voter, inputs[f"{voter}.decision"], inputs.get(f"{voter}.confidence"))
-            for voter in voters
-            if f"{voter}.decision" in inputs
+            (voter, inputs[decision], inputs.get(confidence))
+            for voter, decision, confidence in ports
+            if decision in inputs
         ]
-        return tally(ballots, rule, threshold, weights)
+        return tally(ballots, settings.rule, settings.threshold, weights)
 
     return run
 
@@ -122,18 +142,18 @@ def vote_executor(node: Node, binding: object) -> Executor:
 
 
 def route_executor(node: Node, binding: object) -> Executor:
-    routes = [str(r) for r in node.config.get("routes", ())]
-    fields = [str(f) for f in node.config.get("fields", ())]
+    settings = RouteSettings.of(node)
+    routes = list(settings.routes)
     by_key = {_normalize(r): r for r in routes}
     # What each destination takes: the request's other fields belong to other destinations.
-    takes = {r: [f for f in fields if node.output(f"{r}.{f}") is not None] for r in routes}
+    takes = {r: [f for f in settings.fields if node.output(route_port(r, f)) is not None] for r in routes}
 
     async def run(inputs: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
         choice = inputs["route"]
         chosen = by_key.get(_normalize(choice))
         if chosen is None:
             raise ValueError(f"route {choice!r} is not one of {', '.join(map(repr, routes))}")
-        return {f"{chosen}.{f}": inputs[f] for f in takes[chosen] if f in inputs}
+        return {route_port(chosen, f): inputs[f] for f in takes[chosen] if f in inputs}
 
     return run
 
@@ -145,8 +165,9 @@ def _numbered(tasks: list[str]) -> str:
 
 
 def assign_executor(node: Node, binding: object) -> Executor:
-    workers = [str(w) for w in node.config.get("workers", ())]
-    allocation = str(node.config.get("allocation", "automatic"))
+    settings = AssignSettings.of(node)
+    workers = list(settings.workers)
+    allocation = settings.allocation
     by_key = {_normalize(w): w for w in workers}
 
     async def run(inputs: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
@@ -186,7 +207,7 @@ def assign_executor(node: Node, binding: object) -> Executor:
 
 
 def gate_executor(node: Node, binding: object) -> Executor:
-    when = bool(node.config.get("when", True))
+    when = GateSettings.of(node).when
     names = [p.name for p in node.outputs]
 
     async def run(inputs: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
@@ -201,7 +222,7 @@ def gate_executor(node: Node, binding: object) -> Executor:
 
 
 def select_executor(node: Node, binding: object) -> Executor:
-    pick = str(node.config.get("pick", "last"))
+    pick = SelectSettings.of(node).pick
 
     async def run(inputs: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
         values = inputs["values"]
@@ -223,26 +244,26 @@ def gather_executor(node: Node, binding: object) -> Executor:
 
 
 def map_executor(node: Node, binding: object) -> Executor:
-    from dagwright.runtime.runner import build_plan
-    from dagwright.runtime.scheduler import RunOptions, Scheduler
-
-    over = str(node.config["over"])
-    concurrency = int(node.config.get("concurrency", 4))
-    scheduler: Scheduler | None = getattr(binding, "_scheduler", lambda: None)() if binding is not None else None
-    if scheduler is None:
-        graph = Graph.from_dict(thaw_json(node.config["graph"]))
-        scheduler = Scheduler(build_plan(graph))
+    """The executor of a ``map`` node bound to the runner of its step (see :class:`StepRunner`)."""
+    settings = MapSettings.of(node)
+    if not callable(getattr(binding, "run", None)):
+        raise TypeError(
+            f"map node {node.id!r} is bound to {type(binding).__name__}, not a runner of its step; a back end binds "
+            "it (dagwright.backends.builtin.plan.bind_nodes)"
+        )
+    step: StepRunner = binding  # type: ignore[assignment]
+    over = settings.over
     outputs = [p.name for p in node.outputs]
 
     async def run(inputs: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
         items = list(inputs[over])
         shared = {k: v for k, v in inputs.items() if k != over}
-        semaphore = asyncio.Semaphore(concurrency)
+        semaphore = asyncio.Semaphore(settings.concurrency)
         usage = Usage()
 
         async def one(index: int, item: Any) -> dict[str, Any]:
             async with semaphore:
-                result = await scheduler.run({**shared, over: item}, RunOptions(run_id=f"{ctx.run_id}.{index}"))
+                result = await step.run({**shared, over: item}, RunOptions(run_id=f"{ctx.run_id}.{index}"))
             usage.add(result.usage)
             if not result.success:
                 raise RuntimeError(f"item {index} ({item!r}) failed: {result.error}")

@@ -18,9 +18,9 @@ from typing import Any
 
 from dagwright.compiler.ir import Node
 from dagwright.compiler.types import TypeExpr, callable_hints
-from dagwright.nodes.base import Executor, NodeContext
+from dagwright.execution.executor import Executor, NodeContext
 
-__all__ = ["function_executor"]
+__all__ = ["function_executor", "is_sync_function_executor"]
 
 
 def function_executor(node: Node, binding: object) -> Executor:
@@ -73,6 +73,11 @@ def function_executor(node: Node, binding: object) -> Executor:
         return shape(await loop.run_in_executor(None, functools.partial(fn, **inputs)))
 
     return run_sync
+
+
+def is_sync_function_executor(executor: object) -> bool:
+    """Is ``executor`` one this module made for a sync function (which waits on nothing but its own work)?"""
+    return getattr(executor, "__module__", "") == __name__ and getattr(executor, "__name__", "") == "run_sync"
 
 
 def _has_model(t: TypeExpr) -> bool:

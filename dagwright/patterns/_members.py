@@ -5,26 +5,69 @@ settings changed for this pattern), as ``("role_name", {config})`` (a new agent
 for that role, with the pattern's default signature for the role), as a bare
 role name, or as a :class:`Flow` (a pattern nested in a pattern). Pattern options
 in a config (``mapping``) are kept apart from agent settings.
+
+Patterns make and adapt agents through an :class:`AgentFactory` that the face passes
+in (``Kaizen`` does; without one, :func:`agent_factory` takes the default from
+:mod:`dagwright.agent` when a pattern first needs it), so importing the patterns
+never imports the agent runtime.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from dagwright.agent import AgentConfig, BaseAgent
 from dagwright.compiler import diagnostics as dg
-from dagwright.compiler.flow import Flow, PortRef
 from dagwright.compiler.ir import Port
 from dagwright.compiler.redact import config_to_dict
 from dagwright.compiler.signature import MISSING, SignatureSpec
 from dagwright.compiler.types import json_key
+from dagwright.flow import Flow, PortRef
 
-__all__ = ["PATTERN_OPTIONS", "Member", "add_members", "member_of", "ports_of"]
+__all__ = ["PATTERN_OPTIONS", "AgentFactory", "AgentLike", "Member", "add_members", "agent_factory", "member_of"]
 
 PATTERN_OPTIONS = frozenset({"mapping"})
+
+
+class AgentLike(Protocol):
+    """What a pattern reads of an agent: its name, signature and config (``system_prompt``)."""
+
+    name: str
+
+    @property
+    def signature(self) -> SignatureSpec: ...
+
+    @property
+    def config(self) -> Any: ...
+
+
+class AgentFactory(Protocol):
+    """How a pattern makes and adapts agents (``dagwright.agent.AgentFactory`` is the face's)."""
+
+    @property
+    def setting_names(self) -> frozenset[str]:
+        """Config keys that are agent settings; a role's other keys are its context."""
+        ...
+
+    def is_agent(self, obj: object) -> bool: ...
+
+    def create(self, name: str, signature: object, config: Mapping[str, Any]) -> AgentLike:
+        """A new agent for a role."""
+        ...
+
+    def configure(self, agent: AgentLike, config: Mapping[str, Any]) -> AgentLike:
+        """A copy of ``agent`` with some settings changed for one pattern."""
+        ...
+
+
+def agent_factory(given: AgentFactory | None = None) -> AgentFactory:
+    """``given``, or the face's default factory (imported on first use, not with the patterns)."""
+    if given is not None:
+        return given
+    from dagwright.agent import AGENTS
+
+    return AGENTS
 
 
 @dataclass(slots=True)
@@ -32,7 +75,7 @@ class Member:
     """One agent (or sub-flow) of a pattern, by the name its node ids derive from."""
 
     name: str
-    agent: BaseAgent | None = None
+    agent: AgentLike | None = None
     flow: Flow | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -48,7 +91,12 @@ def _role_instructions(role: str, context: Mapping[str, Any]) -> str:
     return text
 
 
-def member_of(spec: object, default_signature: object, defaults: Mapping[str, Any] | None = None) -> Member:
+def member_of(
+    spec: object,
+    default_signature: object,
+    defaults: Mapping[str, Any] | None = None,
+    agents: AgentFactory | None = None,
+) -> Member:
     """Normalize one member spec; raises TypeError/ValueError for specs that are not members."""
     config: dict[str, Any] = {}
     target = spec
@@ -62,21 +110,19 @@ def member_of(spec: object, default_signature: object, defaults: Mapping[str, An
         if config:
             raise ValueError(f"sub-flow {target.name!r} takes only pattern options, not {sorted(config)}")
         return Member(target.name, flow=target, options=options)
-    if isinstance(target, BaseAgent):
-        agent = target
-        if config:
-            agent = copy.copy(target)
-            merged = {**agent.config.model_dump(exclude_unset=True), **config}
-            agent.config = AgentConfig.coerce(merged, owner=target.name)
-        return Member(agent.name, agent=agent, options=options)
     if isinstance(target, str):
+        factory = agent_factory(agents)
         settings = {**dict(defaults or {}), **config}
-        known = set(AgentConfig.model_fields)
-        context = {k: v for k, v in settings.items() if k not in known}
+        context = {k: v for k, v in settings.items() if k not in factory.setting_names}
         if "system_prompt" not in settings:
             settings["system_prompt"] = _role_instructions(target, context)
-        agent = BaseAgent(config=settings, signature=default_signature, name=target)
-        return Member(target, agent=agent, options=options)
+        return Member(target, agent=factory.create(target, default_signature, settings), options=options)
+    factory = agent_factory(agents)
+    if factory.is_agent(target):
+        agent: AgentLike = target  # type: ignore[assignment]
+        if config:
+            agent = factory.configure(agent, config)
+        return Member(agent.name, agent=agent, options=options)
     raise TypeError(
         f"a pattern member is an agent, a Flow, a role name, or a (agent_or_role, config) tuple; "
         f"got {type(target).__name__}"
@@ -84,14 +130,19 @@ def member_of(spec: object, default_signature: object, defaults: Mapping[str, An
 
 
 def add_members(
-    flow: Flow, specs: list[object], default_signature: object, defaults: Mapping[str, Any] | None, pattern: str
+    flow: Flow,
+    specs: list[object],
+    default_signature: object,
+    defaults: Mapping[str, Any] | None,
+    pattern: str,
+    agents: AgentFactory | None = None,
 ) -> list[Member]:
     """Normalize and add members to ``flow``; a duplicate name is reported (DW205) and skipped."""
     members: list[Member] = []
     seen: set[str] = set()
     for position, spec in enumerate(specs):
         try:
-            m = member_of(spec, default_signature, defaults)
+            m = member_of(spec, default_signature, defaults, agents)
         except (TypeError, ValueError) as exc:
             flow.report(dg.make("DW200", f"{pattern} member {position}: {exc}", node=None))
             continue

@@ -22,15 +22,16 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dagwright.compiler import diagnostics as dg
-from dagwright.compiler.flow import Flow, PortRef
-from dagwright.compiler.ir import Node, Port, freeze_json
+from dagwright.compiler.ir import Port
+from dagwright.compiler.kinds import VOTE_RULES, VoteSettings, ballot_ports, vote_node
 from dagwright.compiler.signature import FieldSpec
-from dagwright.compiler.types import ANY, BOOL, FLOAT, STR, TypeExpr, is_assignable, list_of, union
-from dagwright.patterns._members import add_members, declare_member_inputs
+from dagwright.compiler.types import ANY, FLOAT, TypeExpr, is_assignable, union
+from dagwright.flow import Flow, PortRef
+from dagwright.patterns._members import AgentFactory, Member, add_members, declare_member_inputs
 
 __all__ = ["RULES", "VOTER_SIGNATURE", "consensus"]
 
-RULES = ("majority_vote", "weighted_vote", "unanimous")
+RULES = VOTE_RULES
 VOTER_SIGNATURE = "question: str -> decision: str, confidence: float, rationale: str"
 
 
@@ -42,98 +43,99 @@ def consensus(
     *,
     name: str = "consensus",
     defaults: Mapping[str, Any] | None = None,
+    factory: AgentFactory | None = None,
 ) -> Flow:
     """Agents vote in parallel; see the module docstring for the rules."""
     flow = Flow(name)
-    bad = _check_options(decision_criteria, confidence_threshold)
-    for message in bad:
+    for message in _check_options(decision_criteria, confidence_threshold):
         flow.report(dg.make("DW206", message))
     with flow.group(name):
-        members = add_members(flow, list(agents), VOTER_SIGNATURE, defaults, "consensus")
+        members = add_members(flow, list(agents), VOTER_SIGNATURE, defaults, "consensus", factory)
         if len(members) < 2:
             flow.report(
                 dg.make("DW203", f"a consensus needs at least two agents; got {len(members)}", hint="add agents")
             )
-        names = [m.name for m in members]
-        if weights is not None:
-            if decision_criteria != "weighted_vote":
-                flow.report(dg.make("DW206", f"weights are used only by 'weighted_vote', not {decision_criteria!r}"))
-            for key, value in weights.items():
-                if key not in names:
-                    flow.report(dg.make("DW206", f"weights name {key!r}, which is not an agent ({', '.join(names)})"))
-                elif not isinstance(value, (int, float)) or value < 0:
-                    flow.report(dg.make("DW206", f"the weight of {key!r} must be a number >= 0, got {value!r}"))
-        if decision_criteria == "weighted_vote":
-            missing = [n for n in names if n not in (weights or {})]
-            if missing:
-                flow.report(
-                    dg.make(
-                        "DW206",
-                        f"weighted_vote needs a weight for every agent; missing: {', '.join(missing)}",
-                        hint="weights={" + ", ".join(f"{n!r}: 1.0" for n in missing) + "}",
-                    )
+        _check_weights(flow, [m.name for m in members], decision_criteria, weights)
+        vote_inputs, decision_types, shared_inputs, voters = _add_voters(flow, members)
+        threshold = float(confidence_threshold) if isinstance(confidence_threshold, (int, float)) else 0.0
+        usable_weights = {k: float(v) for k, v in (weights or {}).items() if isinstance(v, (int, float))}
+        settings = VoteSettings(tuple(voters), decision_criteria, threshold, usable_weights)
+        vote = vote_node("vote", vote_inputs, union(decision_types) if decision_types else ANY, settings)
+        flow.add_node(vote)
+    declare_member_inputs(flow, sorted(shared_inputs, key=lambda f: f.name))
+    for port in vote.outputs:
+        flow.output(port.name, PortRef("vote", port.name))
+    return flow
+
+
+def _check_weights(flow: Flow, names: list[str], rule: str, weights: Mapping[str, float] | None) -> None:
+    if weights is not None:
+        if rule != "weighted_vote":
+            flow.report(dg.make("DW206", f"weights are used only by 'weighted_vote', not {rule!r}"))
+        for key, value in weights.items():
+            if key not in names:
+                flow.report(dg.make("DW206", f"weights name {key!r}, which is not an agent ({', '.join(names)})"))
+            elif not isinstance(value, (int, float)) or value < 0:
+                flow.report(dg.make("DW206", f"the weight of {key!r} must be a number >= 0, got {value!r}"))
+    if rule == "weighted_vote":
+        missing = [n for n in names if n not in (weights or {})]
+        if missing:
+            flow.report(
+                dg.make(
+                    "DW206",
+                    f"weighted_vote needs a weight for every agent; missing: {', '.join(missing)}",
+                    hint="weights={" + ", ".join(f"{n!r}: 1.0" for n in missing) + "}",
                 )
-        vote_inputs: list[Port] = []
-        decision_types: list[TypeExpr] = []
-        shared_inputs: list[FieldSpec | Port] = []
-        voters: list[str] = []
-        for m in members:
-            if m.flow is not None:
-                flow.add_flow(m.name, m.flow)
-                ins, outs = flow._virtual_ports(m.name) or ([], [])
-                out_types = {p.name: p.type for p in outs}
-                shared_inputs.extend(ins)
-            else:
-                assert m.agent is not None
-                flow.add_agent(m.name, m.agent)
-                out_types = {f.name: f.type for f in m.agent.signature.outputs}
-                shared_inputs.extend(m.agent.signature.inputs)
-            if "decision" not in out_types:
+            )
+
+
+def _add_voters(
+    flow: Flow, members: list[Member]
+) -> tuple[list[Port], list[TypeExpr], list[FieldSpec | Port], list[str]]:
+    """Add each member and connect its ballot to the vote node; returns the vote's inputs, the decisions'
+    types, the members' inputs and the voters' names."""
+    vote_inputs: list[Port] = []
+    decision_types: list[TypeExpr] = []
+    shared_inputs: list[FieldSpec | Port] = []
+    voters: list[str] = []
+    for m in members:
+        if m.flow is not None:
+            flow.add_flow(m.name, m.flow)
+            ins, outs = flow._virtual_ports(m.name) or ([], [])
+            out_types = {p.name: p.type for p in outs}
+            shared_inputs.extend(ins)
+        else:
+            assert m.agent is not None
+            flow.add_agent(m.name, m.agent)
+            out_types = {f.name: f.type for f in m.agent.signature.outputs}
+            shared_inputs.extend(m.agent.signature.inputs)
+        if "decision" not in out_types:
+            flow.report(
+                dg.make(
+                    "DW204",
+                    f"consensus agent {m.name!r} has no 'decision' output (outputs: {', '.join(out_types)})",
+                    node=m.name,
+                    hint=f"use a signature like {VOTER_SIGNATURE!r}",
+                )
+            )
+            continue
+        decision, confidence = ballot_ports(m.name)
+        voters.append(m.name)
+        decision_types.append(out_types["decision"])
+        vote_inputs.append(Port(decision, out_types["decision"], required=False))
+        flow.connect(PortRef(m.name, "decision"), PortRef("vote", decision))
+        if "confidence" in out_types:
+            if is_assignable(out_types["confidence"], FLOAT).level == "error":
                 flow.report(
                     dg.make(
                         "DW204",
-                        f"consensus agent {m.name!r} has no 'decision' output (outputs: {', '.join(out_types)})",
+                        f"consensus agent {m.name!r}: confidence is {out_types['confidence']}, not a number",
                         node=m.name,
-                        hint=f"use a signature like {VOTER_SIGNATURE!r}",
                     )
                 )
-                continue
-            voters.append(m.name)
-            decision_types.append(out_types["decision"])
-            vote_inputs.append(Port(f"{m.name}.decision", out_types["decision"], required=False))
-            flow.connect(PortRef(m.name, "decision"), PortRef("vote", f"{m.name}.decision"))
-            if "confidence" in out_types:
-                if is_assignable(out_types["confidence"], FLOAT).level == "error":
-                    flow.report(
-                        dg.make(
-                            "DW204",
-                            f"consensus agent {m.name!r}: confidence is {out_types['confidence']}, not a number",
-                            node=m.name,
-                        )
-                    )
-                vote_inputs.append(Port(f"{m.name}.confidence", FLOAT, required=False))
-                flow.connect(PortRef(m.name, "confidence"), PortRef("vote", f"{m.name}.confidence"))
-        decision_type = union(decision_types) if decision_types else ANY
-        config: dict[str, Any] = {
-            "voters": voters,
-            "rule": decision_criteria,
-            "threshold": float(confidence_threshold) if isinstance(confidence_threshold, (int, float)) else 0.0,
-        }
-        if weights:
-            config["weights"] = {k: float(v) for k, v in weights.items() if isinstance(v, (int, float))}
-        outputs = (
-            Port("decision", decision_type, description="The winning decision"),
-            Port("confidence", FLOAT, description="Mean confidence of the winning voters"),
-            Port("agreement", FLOAT, description="The winner's share of the votes (or weight)"),
-            Port("votes", list_of(TypeExpr("dict", (STR, ANY))), description="Every ballot"),
-            Port("consensus_reached", BOOL),
-            Port("reason", STR, description="Why consensus was or was not reached"),
-        )
-        flow.add_node(Node("vote", "vote", tuple(vote_inputs), outputs, freeze_json(config)))
-    declare_member_inputs(flow, sorted(shared_inputs, key=lambda f: f.name))
-    for port in outputs:
-        flow.output(port.name, PortRef("vote", port.name))
-    return flow
+            vote_inputs.append(Port(confidence, FLOAT, required=False))
+            flow.connect(PortRef(m.name, "confidence"), PortRef("vote", confidence))
+    return vote_inputs, decision_types, shared_inputs, voters
 
 
 def _check_options(rule: str, threshold: object) -> list[str]:

@@ -14,11 +14,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dagwright.compiler import diagnostics as dg
-from dagwright.compiler.flow import Flow, PortRef
-from dagwright.compiler.ir import Node, Port
+from dagwright.compiler.kinds import gather_node
 from dagwright.compiler.signature import MISSING, FieldSpec, SignatureSpec
-from dagwright.compiler.types import STR, is_assignable, list_of
-from dagwright.patterns._members import Member, add_members, declare_member_inputs
+from dagwright.compiler.types import STR, is_assignable
+from dagwright.flow import Flow, PortRef
+from dagwright.patterns._members import AgentFactory, Member, add_members, declare_member_inputs
 
 __all__ = ["DEBATER_SIGNATURE", "JUDGE_SIGNATURE", "debate"]
 
@@ -80,6 +80,7 @@ def debate(
     *,
     name: str = "debate",
     defaults: Mapping[str, Any] | None = None,
+    factory: AgentFactory | None = None,
 ) -> Flow:
     """A debate between ``agents[:-1]`` judged by ``agents[-1]``; ``topic`` is the topic input's default."""
     flow = Flow(name)
@@ -96,8 +97,8 @@ def debate(
             )
         )
     debater_specs, judge_spec = (specs[:-1], specs[-1:]) if specs else ([], [])
-    debaters = add_members(flow, debater_specs, DEBATER_SIGNATURE, defaults, "debate")
-    judges = add_members(flow, judge_spec, JUDGE_SIGNATURE, defaults, "debate")
+    debaters = add_members(flow, debater_specs, DEBATER_SIGNATURE, defaults, "debate", factory)
+    judges = add_members(flow, judge_spec, JUDGE_SIGNATURE, defaults, "debate", factory)
     usable = [m for m in debaters if _check_role(flow, m, "debater")]
     arguments: dict[str, str] = {}
     for m in usable:
@@ -130,14 +131,7 @@ def debate(
                     turns.append((node_id, arguments[m.name]))
                     assert m.signature is not None
                     extra_inputs.extend(f for f in m.signature.inputs if f.name not in ("topic", "transcript"))
-        flow.add_node(
-            Node(
-                "transcript",
-                "gather",
-                (Port("values", list_of(STR), required=False, collect=True),),
-                (Port("values", list_of(STR), description="Every turn, in order"),),
-            )
-        )
+        flow.add_node(gather_node("transcript", STR, description="Every turn, in order"))
         for source, port in turns:
             flow.connect(PortRef(source, port), PortRef("transcript", "values"))
         judge = judges[0] if judges else None

@@ -12,12 +12,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from dagwright.compiler import diagnostics as dg
-from dagwright.compiler.flow import Flow, PortRef
-from dagwright.compiler.ir import Node, Port, freeze_json
+from dagwright.compiler.ir import Port, freeze_json
+from dagwright.compiler.kinds import MapSettings, map_node
 from dagwright.compiler.signature import MISSING
 from dagwright.compiler.types import list_of
-from dagwright.nodes.io import input_default
-from dagwright.patterns._members import member_of
+from dagwright.execution.inputs import input_default
+from dagwright.flow import Flow, PortRef
+from dagwright.patterns._members import AgentFactory, member_of
 
 __all__ = ["parallel_map"]
 
@@ -29,11 +30,12 @@ def parallel_map(
     concurrency: int = 4,
     name: str = "map",
     defaults: Mapping[str, Any] | None = None,
+    factory: AgentFactory | None = None,
 ) -> Flow:
     """Run ``step`` for each item of the list input ``over``."""
     flow = Flow(name)
     try:
-        m = member_of(step, "item: str -> result: str", defaults)
+        m = member_of(step, "item: str -> result: str", defaults, factory)
     except (TypeError, ValueError) as exc:
         flow.report(dg.make("DW200", f"parallel_map step: {exc}"))
         return flow
@@ -77,9 +79,9 @@ def parallel_map(
         for n, p in step_inputs.items()
     )
     outputs = tuple(Port(n.inputs[0].name, list_of(n.inputs[0].type)) for n in graph.output_nodes)
-    config = {"over": over, "concurrency": concurrency, "graph": graph.to_dict(locations=False)}
+    settings = MapSettings(over, concurrency)
     with flow.group(name):
-        flow.add_node(Node(name, "map", inputs, outputs, freeze_json(config)), inner)
+        flow.add_node(map_node(name, inputs, outputs, graph, settings), inner)
     for port in inputs:
         default = MISSING if port.required else port.default
         flow.input(port.name, default=default, to=PortRef(name, port.name))

@@ -22,9 +22,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dagwright.compiler import diagnostics as dg
-from dagwright.compiler.flow import Flow, PortRef
 from dagwright.compiler.ir import Port
-from dagwright.patterns._members import Member, add_members, declare_member_inputs, ports_of
+from dagwright.flow import Flow, PortRef
+from dagwright.patterns._members import AgentFactory, Member, add_members, declare_member_inputs, ports_of
 
 __all__ = ["PIPELINE_ROLE_SIGNATURE", "pipeline"]
 
@@ -38,11 +38,17 @@ def _add(flow: Flow, m: Member) -> None:
         flow.add_agent(m.name, m.agent)
 
 
-def pipeline(steps: Sequence[object], *, name: str = "pipeline", defaults: Mapping[str, Any] | None = None) -> Flow:
+def pipeline(
+    steps: Sequence[object],
+    *,
+    name: str = "pipeline",
+    defaults: Mapping[str, Any] | None = None,
+    factory: AgentFactory | None = None,
+) -> Flow:
     """A flow running ``steps`` in order (agents, ``(agent, config)``, role names, or Flows)."""
     flow = Flow(name)
     with flow.group(name):
-        members = add_members(flow, list(steps), PIPELINE_ROLE_SIGNATURE, defaults, "pipeline")
+        members = add_members(flow, list(steps), PIPELINE_ROLE_SIGNATURE, defaults, "pipeline", factory)
         for m in members:
             _add(flow, m)
     if not members:

@@ -12,11 +12,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dagwright.compiler import diagnostics as dg
-from dagwright.compiler.flow import Flow, PortRef
-from dagwright.compiler.ir import Node, Port, freeze_json
+from dagwright.compiler.ir import Port, freeze_json
+from dagwright.compiler.kinds import SelectSettings, route_node, route_port, select_node
 from dagwright.compiler.signature import MISSING, FieldSpec
-from dagwright.compiler.types import ANY, TypeExpr, list_of, union
-from dagwright.patterns._members import add_members, member_of, shared_default
+from dagwright.compiler.types import ANY, TypeExpr, union
+from dagwright.flow import Flow, PortRef
+from dagwright.patterns._members import AgentFactory, AgentLike, Member, add_members, member_of, shared_default
 
 __all__ = ["router"]
 
@@ -27,27 +28,19 @@ def router(
     *,
     name: str = "router",
     defaults: Mapping[str, Any] | None = None,
+    factory: AgentFactory | None = None,
 ) -> Flow:
     """A flow where ``router_agent`` hands the request to one of ``routes``."""
     flow = Flow(name)
     with flow.group(name):
-        destinations = add_members(flow, list(routes), "request: str -> response: str", defaults, "router")
+        destinations = add_members(flow, list(routes), "request: str -> response: str", defaults, "router", factory)
         if len(destinations) < 2:
             flow.report(dg.make("DW203", f"a router needs at least two destinations; got {len(destinations)}"))
         agents = [d for d in destinations if d.agent is not None]
         for d in destinations:
             if d.agent is None:
                 flow.report(dg.make("DW204", f"router destination {d.name!r} must be an agent", node=d.name))
-        fields: dict[str, TypeExpr] = {}
-        specs: dict[str, list[FieldSpec]] = {}
-        for d in agents:
-            assert d.agent is not None
-            for f in d.agent.signature.inputs:
-                fields.setdefault(f.name, f.type)
-                specs.setdefault(f.name, []).append(f)
-        # A field every destination gives the same default stays optional, with that default; the request
-        # carries every other field (the chooser reads them all to decide).
-        optional = {k: default for k, fs in specs.items() if (default := shared_default(fs)) is not MISSING}
+        fields, optional = _request_fields(agents)
         names = [d.name for d in agents]
         literal = ", ".join(repr(n) for n in names)
         field_text = ", ".join(
@@ -57,7 +50,7 @@ def router(
         field_text = field_text or "request: str"
         default_sig = f"{field_text} -> route: Literal[{literal}]" if names else "request: str -> route: str"
         try:
-            chooser = member_of(router_agent, default_sig, defaults)
+            chooser = member_of(router_agent, default_sig, defaults, factory)
         except (TypeError, ValueError) as exc:
             flow.report(dg.make("DW200", f"router agent: {exc}"))
             return flow
@@ -70,60 +63,70 @@ def router(
                 )
             )
             return flow
-        flow.add_agent(chooser.name, chooser.agent)
-        route_type = chooser.agent.signature.output_fields["route"].type
-        outputs: list[Port] = []
-        for d in agents:
-            assert d.agent is not None
-            flow.add_agent(d.name, d.agent)
-            for f in d.agent.signature.inputs:
-                outputs.append(Port(f"{d.name}.{f.name}", f.type))
-                flow.connect(PortRef("handoff", f"{d.name}.{f.name}"), PortRef(d.name, f.name))
-        flow.add_node(
-            Node(
-                "handoff",
-                "route",
-                (
-                    Port("route", route_type),
-                    *(
-                        Port(k, t) if k not in optional else Port(k, t, False, freeze_json(optional[k]))
-                        for k, t in fields.items()
-                    ),
-                ),
-                tuple(outputs),
-                freeze_json({"routes": names, "fields": list(fields)}),
-            )
-        )
-        flow.connect(PortRef(chooser.name, "route"), PortRef("handoff", "route"))
-        shared = None
-        for d in agents:
-            assert d.agent is not None
-            outs = [f.name for f in d.agent.signature.outputs]
-            shared = outs if shared is None else [o for o in shared if o in outs]
-        if agents and not shared:
-            flow.report(
-                dg.make("DW207", f"the destinations {literal} share no output; give them a common output field")
-            )
-        for out in shared or []:
-            types = []
-            for d in agents:
-                assert d.agent is not None
-                types.append(d.agent.signature.output_fields[out].type)
-            out_type = union(types) if types else ANY
-            node_id = f"result.{out}"
-            flow.add_node(
-                Node(
-                    node_id,
-                    "select",
-                    (Port("values", list_of(out_type), required=False, collect=True),),
-                    (Port("value", out_type),),
-                    freeze_json({"pick": "first"}),
-                )
-            )
-            for d in agents:
-                flow.connect(PortRef(d.name, out), PortRef(node_id, "values"))
-            flow.output(out, PortRef(node_id, "value"))
+        _add_handoff(flow, chooser.name, chooser.agent, agents, fields, optional)
+        _add_results(flow, agents, literal)
     for field in list(fields):
         flow.input(field, default=optional.get(field, MISSING))
     flow.output("route", PortRef(chooser.name, "route"))
     return flow
+
+
+def _request_fields(agents: list[Member]) -> tuple[dict[str, TypeExpr], dict[str, Any]]:
+    """Every field the destinations take, with its type, and the defaults of those that stay optional."""
+    fields: dict[str, TypeExpr] = {}
+    specs: dict[str, list[FieldSpec]] = {}
+    for d in agents:
+        assert d.agent is not None
+        for f in d.agent.signature.inputs:
+            fields.setdefault(f.name, f.type)
+            specs.setdefault(f.name, []).append(f)
+    # A field every destination gives the same default stays optional, with that default; the request
+    # carries every other field (the chooser reads them all to decide).
+    optional = {k: default for k, fs in specs.items() if (default := shared_default(fs)) is not MISSING}
+    return fields, optional
+
+
+def _add_handoff(
+    flow: Flow,
+    chooser: str,
+    chooser_agent: AgentLike,
+    agents: list[Member],
+    fields: dict[str, TypeExpr],
+    optional: dict[str, Any],
+) -> None:
+    """The chooser, the destinations, and the ``handoff`` node between them."""
+    flow.add_agent(chooser, chooser_agent)
+    route_type = chooser_agent.signature.output_fields["route"].type
+    outputs: list[Port] = []
+    for d in agents:
+        assert d.agent is not None
+        flow.add_agent(d.name, d.agent)
+        for f in d.agent.signature.inputs:
+            outputs.append(Port(route_port(d.name, f.name), f.type))
+            flow.connect(PortRef("handoff", route_port(d.name, f.name)), PortRef(d.name, f.name))
+    requested = (
+        Port(k, t) if k not in optional else Port(k, t, False, freeze_json(optional[k])) for k, t in fields.items()
+    )
+    flow.add_node(route_node("handoff", route_type, requested, outputs, [d.name for d in agents]))
+    flow.connect(PortRef(chooser, "route"), PortRef("handoff", "route"))
+
+
+def _add_results(flow: Flow, agents: list[Member], literal: str) -> None:
+    """A ``result.<output>`` node per output the destinations share: the value of whichever one ran."""
+    shared: list[str] | None = None
+    for d in agents:
+        assert d.agent is not None
+        outs = [f.name for f in d.agent.signature.outputs]
+        shared = outs if shared is None else [o for o in shared if o in outs]
+    if agents and not shared:
+        flow.report(dg.make("DW207", f"the destinations {literal} share no output; give them a common output field"))
+    for out in shared or []:
+        types = []
+        for d in agents:
+            assert d.agent is not None
+            types.append(d.agent.signature.output_fields[out].type)
+        node_id = f"result.{out}"
+        flow.add_node(select_node(node_id, union(types) if types else ANY, SelectSettings("first")))
+        for d in agents:
+            flow.connect(PortRef(d.name, out), PortRef(node_id, "values"))
+        flow.output(out, PortRef(node_id, "value"))

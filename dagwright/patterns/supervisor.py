@@ -21,19 +21,32 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from pydantic import create_model
-
-from dagwright.agent import BaseAgent
 from dagwright.compiler import diagnostics as dg
-from dagwright.compiler.flow import Flow, PortRef
-from dagwright.compiler.ir import Node, Port, freeze_json
+from dagwright.compiler.ir import Port
+from dagwright.compiler.kinds import (
+    ALLOCATIONS,
+    AssignSettings,
+    GateSettings,
+    SelectSettings,
+    assign_node,
+    gate_node,
+    gather_node,
+    select_node,
+)
 from dagwright.compiler.signature import make_signature
-from dagwright.compiler.types import ANY, BOOL, STR, is_assignable, list_of
-from dagwright.patterns._members import Member, add_members, declare_member_inputs
+from dagwright.compiler.types import BOOL, STR, is_assignable
+from dagwright.flow import Flow, PortRef
+from dagwright.patterns._members import (
+    AgentFactory,
+    AgentLike,
+    Member,
+    add_members,
+    agent_factory,
+    declare_member_inputs,
+)
 
 __all__ = ["ALLOCATIONS", "WORKER_SIGNATURE", "supervisor"]
 
-ALLOCATIONS = ("automatic", "round_robin", "all")
 WORKER_SIGNATURE = "task: str -> result: str"
 _OPTIONS = {"workers", "task_allocation", "quality_control", "max_revisions"}
 
@@ -89,13 +102,58 @@ def supervisor(
     config: Mapping[str, Any],
     *,
     defaults: Mapping[str, Any] | None = None,
+    factory: AgentFactory | None = None,
 ) -> Flow:
     """A supervisor named ``name`` with ``config["workers"]``; see the module docstring."""
     flow = Flow(name)
     options = dict(config)
+    workers_spec, allocation, quality, max_revisions = _team_options(flow, name, options)
+    members, extra_inputs = _workers(
+        flow, add_members(flow, list(workers_spec), WORKER_SIGNATURE, defaults, "supervisor", factory)
+    )
+    if not members:
+        return flow
+    settings = {**dict(defaults or {}), **options}
+    plan_sig, review_sig = _signatures(members, allocation, quality)
+    agents = agent_factory(factory)
+    planner = agents.create(f"{name}.plan", plan_sig, settings)
+    reviewer = agents.create(f"{name}.review", review_sig, settings)
+    worker_names = [m.name for m in members]
+    with flow.group(name):
+        flow.add_agent(f"{name}.plan", planner)
+        flow.connect(PortRef(f"{name}.plan", "subtasks"), PortRef(f"{name}.assign", "subtasks"))
+        usable = _add_round(flow, name, members, "", allocation, worker_names)
+        _add_review(flow, name, reviewer, "", usable)
+        answers = [f"{name}.review"]
+        for r in range(1, max_revisions + 1):
+            gate = f"{name}.gate{r}"
+            previous = answers[-1]
+            flow.add_node(gate_node(gate, (Port("feedback", STR), Port("task", STR)), GateSettings(when=False)))
+            flow.connect(PortRef(previous, "approved"), PortRef(gate, "condition"))
+            flow.connect(PortRef(previous, "feedback"), PortRef(gate, "feedback"))
+            flow.connect(PortRef(f"{name}.plan", "subtasks"), PortRef(f"{name}.assign{r}", "subtasks"))
+            flow.connect(PortRef(gate, "feedback"), PortRef(f"{name}.assign{r}", "feedback"))
+            with flow.group(f"revision{r}"):
+                revised = _add_round(flow, name, members, f"revision{r}.", allocation, worker_names, suffix=str(r))
+            _add_review(flow, name, reviewer, str(r), revised, task_from=PortRef(gate, "task"))
+            answers.append(f"{name}.review{r}")
+        _add_answers(flow, name, answers, quality)
+    flow.input("task", str, description="The task for the team")
+    declare_member_inputs(flow, sorted(extra_inputs, key=lambda f: f.name))
+    flow.output("answer", PortRef(f"{name}.answer", "value"))
+    flow.output("plan", PortRef(f"{name}.plan", "subtasks"))
+    if quality:
+        flow.output("approved", PortRef(f"{name}.approved", "value"))
+        flow.output("review_trail", PortRef(f"{name}.trail", "values"))
+    return flow
+
+
+def _team_options(flow: Flow, name: str, options: dict[str, Any]) -> tuple[Sequence[object], str, bool, int]:
+    """Take the team's options out of ``options`` (what remains is agent settings), reporting bad ones:
+    the workers, the allocation, whether the supervisor reviews, and how many revisions it may ask for."""
     workers_spec = options.pop("workers", None)
     allocation = options.pop("task_allocation", "automatic")
-    quality = options.pop("quality_control", True)
+    quality = bool(options.pop("quality_control", True))
     max_revisions = options.pop("max_revisions", 2)
     if allocation not in ALLOCATIONS:
         flow.report(dg.make("DW206", f"task_allocation {allocation!r} is not one of {', '.join(ALLOCATIONS)}"))
@@ -108,12 +166,13 @@ def supervisor(
     if not isinstance(workers_spec, Sequence) or isinstance(workers_spec, str) or not workers_spec:
         flow.report(dg.make("DW203", f"supervisor {name!r} needs config['workers']: a non-empty list of agents"))
         workers_spec = []
-    settings = {**dict(defaults or {}), **options}
-    members, extra_inputs = _workers(
-        flow, add_members(flow, list(workers_spec), WORKER_SIGNATURE, defaults, "supervisor")
-    )
-    if not members:
-        return flow
+    return workers_spec, allocation, quality, max_revisions
+
+
+def _signatures(members: list[Member], allocation: str, quality: bool) -> tuple[type[Any], type[Any]]:
+    """The planner's and the reviewer's signatures for this team."""
+    from pydantic import create_model  # here: importing the patterns does not import pydantic
+
     worker_names = [m.name for m in members]
     described = "\n".join(f"- {m.name}: {_describe(m)}" for m in members)
     types: dict[str, object] = {}
@@ -141,69 +200,22 @@ def supervisor(
         + (" Approve only if the results fully answer the task; otherwise say what to fix." if quality else ""),
         name="Review",
     )
-    planner = BaseAgent(config=settings, signature=plan_sig, name=f"{name}.plan")
-    reviewer = BaseAgent(config=settings, signature=review_sig, name=f"{name}.review")
-    with flow.group(name):
-        flow.add_agent(f"{name}.plan", planner)
-        flow.connect(PortRef(f"{name}.plan", "subtasks"), PortRef(f"{name}.assign", "subtasks"))
-        usable = _add_round(flow, name, members, "", allocation, worker_names)
-        _add_review(flow, name, reviewer, "", usable)
-        answers = [f"{name}.review"]
-        for r in range(1, max_revisions + 1):
-            gate = f"{name}.gate{r}"
-            previous = answers[-1]
-            flow.add_node(
-                Node(
-                    gate,
-                    "gate",
-                    (Port("condition", BOOL), Port("feedback", STR), Port("task", STR)),
-                    (Port("feedback", STR), Port("task", STR)),
-                    freeze_json({"when": False}),
-                )
-            )
-            flow.connect(PortRef(previous, "approved"), PortRef(gate, "condition"))
-            flow.connect(PortRef(previous, "feedback"), PortRef(gate, "feedback"))
-            flow.connect(PortRef(f"{name}.plan", "subtasks"), PortRef(f"{name}.assign{r}", "subtasks"))
-            flow.connect(PortRef(gate, "feedback"), PortRef(f"{name}.assign{r}", "feedback"))
-            with flow.group(f"revision{r}"):
-                revised = _add_round(flow, name, members, f"revision{r}.", allocation, worker_names, suffix=str(r))
-            _add_review(flow, name, reviewer, str(r), revised, task_from=PortRef(gate, "task"))
-            answers.append(f"{name}.review{r}")
-        flow.add_node(
-            Node(
-                f"{name}.answer",
-                "select",
-                (Port("values", list_of(STR), required=False, collect=True),),
-                (Port("value", STR, description="The last review's answer"),),
-                freeze_json({"pick": "last"}),
-            )
-        )
-        for review in answers:
-            flow.connect(PortRef(review, "answer"), PortRef(f"{name}.answer", "values"))
-        if quality:
-            for output, kind, ptype in (("approved", "select", BOOL), ("feedback", "gather", STR)):
-                node_id = f"{name}.{'approved' if output == 'approved' else 'trail'}"
-                out_port = "value" if kind == "select" else "values"
-                out_type = ptype if kind == "select" else list_of(STR)
-                flow.add_node(
-                    Node(
-                        node_id,
-                        kind,
-                        (Port("values", list_of(ptype), required=False, collect=True),),
-                        (Port(out_port, out_type),),
-                        freeze_json({"pick": "last"}) if kind == "select" else freeze_json({}),
-                    )
-                )
-                for review in answers:
-                    flow.connect(PortRef(review, output), PortRef(node_id, "values"))
-    flow.input("task", str, description="The task for the team")
-    declare_member_inputs(flow, sorted(extra_inputs, key=lambda f: f.name))
-    flow.output("answer", PortRef(f"{name}.answer", "value"))
-    flow.output("plan", PortRef(f"{name}.plan", "subtasks"))
-    if quality:
-        flow.output("approved", PortRef(f"{name}.approved", "value"))
-        flow.output("review_trail", PortRef(f"{name}.trail", "values"))
-    return flow
+    return plan_sig, review_sig
+
+
+def _add_answers(flow: Flow, name: str, reviews: list[str], quality: bool) -> None:
+    """The team's answer (the last review's), and with quality control its verdict and the review trail."""
+    flow.add_node(select_node(f"{name}.answer", STR, SelectSettings("last"), description="The last review's answer"))
+    for review in reviews:
+        flow.connect(PortRef(review, "answer"), PortRef(f"{name}.answer", "values"))
+    if not quality:
+        return
+    flow.add_node(select_node(f"{name}.approved", BOOL, SelectSettings("last")))
+    for review in reviews:
+        flow.connect(PortRef(review, "approved"), PortRef(f"{name}.approved", "values"))
+    flow.add_node(gather_node(f"{name}.trail", STR))
+    for review in reviews:
+        flow.connect(PortRef(review, "feedback"), PortRef(f"{name}.trail", "values"))
 
 
 def _describe(m: Member) -> str:
@@ -225,18 +237,7 @@ def _add_round(
 ) -> list[tuple[str, str]]:
     """One round of workers behind an assign node; returns (node id, result port) per usable worker."""
     assign = f"{name}.assign{suffix}"
-    inputs = [Port("subtasks", list_of(ANY if allocation == "automatic" else STR))]
-    if suffix:
-        inputs.append(Port("feedback", STR))
-    flow.add_node(
-        Node(
-            assign,
-            "assign",
-            tuple(inputs),
-            tuple(Port(w, STR) for w in worker_names),
-            freeze_json({"workers": worker_names, "allocation": allocation}),
-        )
-    )
+    flow.add_node(assign_node(assign, AssignSettings(tuple(worker_names), allocation), feedback=bool(suffix)))
     usable: list[tuple[str, str]] = []
     for m in members:
         node_id = f"{prefix}{m.name}"
@@ -254,7 +255,7 @@ def _add_round(
 def _add_review(
     flow: Flow,
     name: str,
-    reviewer: BaseAgent,
+    reviewer: AgentLike,
     suffix: str,
     results: list[tuple[str, str]],
     task_from: PortRef | None = None,

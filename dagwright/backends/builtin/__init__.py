@@ -1,0 +1,1 @@
+"""The built-in back end: a checked Graph run on asyncio."""

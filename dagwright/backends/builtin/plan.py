@@ -1,0 +1,165 @@
+"""The built-in back end's plan: a checked graph with every node bound to its executor, wired by index.
+
+:func:`bind_nodes` decides what each node runs (the given agents and functions;
+functions of a graph loaded from JSON through a registry; a ``map`` node's step as a
+scheduler of its sub-graph). :func:`build_plan` gives each node the executor of its
+kind (:data:`dagwright.nodes.EXECUTORS`), wraps nodes that have a result cache, and
+wires every input port to the outputs that feed it. A plan is made once per graph and
+bindings, so repeated runs of one flow pay only for execution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from dagwright.backends.builtin.scheduler import Scheduler
+from dagwright.compiler import kinds
+from dagwright.compiler.ir import INPUT_KIND, OUTPUT_KIND, Graph, Node
+from dagwright.compiler.registry import FunctionRegistry
+from dagwright.execution.executor import Executor
+from dagwright.execution.inputs import input_name, output_name
+from dagwright.execution.policy import NodePolicy
+from dagwright.execution.steps import Slot
+from dagwright.nodes import EXECUTORS
+
+__all__ = ["ExecutionPlan", "bind_nodes", "build_plan"]
+
+_DEFAULT_POLICY = NodePolicy()
+
+
+@dataclass(slots=True)
+class _Step:
+    index: int
+    node: Node
+    kind: str
+    executor: Executor | None
+    slots: list[Slot]
+    dependents: list[int]
+    n_preds: int
+    policy: NodePolicy
+    # Precomputed so that running a node formats no string and scans no port list.
+    task_name: str = ""
+    output_names: frozenset[str] = frozenset()
+
+
+@dataclass(slots=True)
+class ExecutionPlan:
+    """A graph prepared for running: one step per node, wired by index."""
+
+    graph: Graph
+    steps: list[_Step]
+    inputs: dict[str, int]
+    outputs: dict[str, int]
+    by_id: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def build(
+        cls,
+        graph: Graph,
+        executors: Mapping[str, Executor],
+        policies: Mapping[str, NodePolicy] | None = None,
+    ) -> ExecutionPlan:
+        """Wire ``graph``'s nodes to their executors (every non-I/O node needs one)."""
+        index = {node.id: i for i, node in enumerate(graph.nodes)}
+        slots: list[dict[str, Slot]] = []
+        steps: list[_Step] = []
+        policies = policies or {}
+        missing = [n.id for n in graph.nodes if n.kind not in (INPUT_KIND, OUTPUT_KIND) and n.id not in executors]
+        if missing:
+            raise ValueError(f"no executor for node(s) {', '.join(map(repr, missing))} of graph {graph.name!r}")
+        for i, node in enumerate(graph.nodes):
+            port_slots = {
+                p.name: Slot(p.name, [], p.collect, p.required and not p.collect, p.default) for p in node.inputs
+            }
+            slots.append(port_slots)
+            steps.append(
+                _Step(
+                    i,
+                    node,
+                    node.kind,
+                    executors.get(node.id),
+                    list(port_slots.values()),
+                    [],
+                    0,
+                    policies.get(node.id, _DEFAULT_POLICY),
+                    f"dagwright:{node.id}",
+                    frozenset(p.name for p in node.outputs),
+                )
+            )
+        preds: list[set[int]] = [set() for _ in steps]
+        for edge in graph.edges:
+            src, dst = index[edge.source], index[edge.target]
+            slots[dst][edge.target_port].sources.append((src, edge.source_port))
+            if src not in preds[dst]:
+                preds[dst].add(src)
+                steps[src].dependents.append(dst)
+        for step, p in zip(steps, preds, strict=True):
+            step.n_preds = len(p)
+        inputs = {input_name(s.node): s.index for s in steps if s.kind == INPUT_KIND}
+        outputs = {output_name(s.node): s.index for s in steps if s.kind == OUTPUT_KIND}
+        return cls(graph, steps, inputs, outputs, index)
+
+
+def build_plan(
+    graph: Graph,
+    bindings: Mapping[str, object] | None = None,
+    policies: Mapping[str, NodePolicy] | None = None,
+    registry: FunctionRegistry | None = None,
+) -> ExecutionPlan:
+    """Bind every node of ``graph`` to an executor and wire the plan.
+
+    ``bindings`` maps node ids to agents/functions; function nodes without a binding
+    are resolved through ``registry`` (all failures reported together).
+    """
+    bound = bind_nodes(graph, bindings, registry)
+    executors: dict[str, Executor] = {}
+    unknown: list[str] = []
+    for node in graph.nodes:
+        if node.kind in (INPUT_KIND, OUTPUT_KIND):
+            continue
+        factory = EXECUTORS.get(node.kind)
+        if factory is None:
+            unknown.append(f"{node.id!r} ({node.kind})")
+            continue
+        executor = factory(node, bound.get(node.id))
+        policy = (policies or {}).get(node.id)
+        if policy is not None and policy.cache is not None:
+            from dagwright.ops.cache import cached_executor
+
+            executor = cached_executor(executor, node, policy.cache)
+        executors[node.id] = executor
+    if unknown:
+        raise ValueError(f"no runtime support for the kind of node(s) {', '.join(unknown)}")
+    return ExecutionPlan.build(graph, executors, policies)
+
+
+def bind_nodes(
+    graph: Graph, bindings: Mapping[str, object] | None = None, registry: FunctionRegistry | None = None
+) -> dict[str, object]:
+    """What every node of ``graph`` runs: ``bindings`` as given, then the rest bound here.
+
+    A function node without a binding is resolved through ``registry`` (every unbound
+    function reported in one error); a ``map`` node without one runs its step's sub-graph
+    (from its config) on a scheduler of its own, with the same registry. Every back end
+    binds a graph through this.
+    """
+    bound = dict(bindings or {})
+    unbound_functions = [n for n in graph.nodes if n.kind == "function" and n.id not in bound]
+    if unbound_functions:
+        if registry is None:
+            names = ", ".join(repr(n.id) for n in unbound_functions)
+            raise ValueError(
+                f"function node(s) {names} have no function bound; pass registry=FunctionRegistry(...) to bind "
+                "the functions of a graph loaded from JSON"
+            )
+        bound.update(registry.bind(Graph(graph.name, tuple(unbound_functions))))
+    for node in graph.nodes:
+        if node.kind == "map" and node.id not in bound:
+            bound[node.id] = map_step(node, registry)
+    return bound
+
+
+def map_step(node: Node, registry: FunctionRegistry | None = None) -> Scheduler:
+    """The scheduler that runs a ``map`` node's step once per item, from the sub-graph in its config."""
+    return Scheduler(build_plan(kinds.map_step(node), registry=registry))

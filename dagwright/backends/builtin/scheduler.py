@@ -1,0 +1,373 @@
+"""The built-in back end: runs a checked Graph on asyncio.
+
+A node starts the moment its last predecessor is resolved (a ready queue, not
+level by level), so independent branches run concurrently; flow inputs and
+outputs are resolved inline, without a task. Each node runs under its
+:class:`NodePolicy` (retries with backoff, a per-attempt timeout). A failure either
+cancels everything still running (``fail_fast``; cancellation reaches in-flight
+LLM calls) or skips only the failed node's descendants (``continue``).
+
+The plan (executors, input wiring, dependents) is computed once per graph and
+bindings, so repeated runs of one flow pay only for execution.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from dagwright.compiler.ir import INPUT_KIND, OUTPUT_KIND
+from dagwright.execution.errors import NodeExecutionError
+from dagwright.execution.events import Event, NodeRecord, RunResult
+from dagwright.execution.inputs import input_name, output_name, run_values
+from dagwright.execution.policy import RunOptions
+from dagwright.execution.steps import attempt_node, fanout, gather_inputs, output_problem
+from dagwright.ops.telemetry import run_listener
+
+if TYPE_CHECKING:
+    # The plan module makes schedulers (a map node's step runs on one): it imports this module, not the reverse.
+    from dagwright.backends.builtin.plan import ExecutionPlan, _Step
+
+__all__ = ["Scheduler"]
+
+
+class Scheduler:
+    """Runs an :class:`ExecutionPlan`. One instance per plan; each ``run`` is independent."""
+
+    def __init__(self, plan: ExecutionPlan) -> None:
+        self.plan = plan
+        # Listeners of every run (a flow's monitors), on top of each run's own listener.
+        self.observers: list[Callable[[Event], None]] = []
+
+    def check_inputs(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """The run's input values by name (defaults filled in); unknown, missing or mistyped ones raise ValueError."""
+        plan = self.plan
+        return run_values(plan.graph.name, (plan.steps[idx].node for idx in plan.inputs.values()), inputs)
+
+    async def run(
+        self,
+        inputs: Mapping[str, Any],
+        options: RunOptions | None = None,
+        listener: Callable[[Event], None] | None = None,
+    ) -> RunResult:
+        """Run once with ``inputs`` (flow input names -> values)."""
+        values = self.check_inputs(inputs)
+        listeners = [fn for fn in (listener, *self.observers, run_listener(self.plan.graph.name)) if fn is not None]
+        if len(listeners) > 1:
+            listener = fanout(listeners)
+        elif listeners:
+            listener = listeners[0]
+        return await _Run(self.plan, values, options or RunOptions(), listener).execute()
+
+    async def stream(self, inputs: Mapping[str, Any], options: RunOptions | None = None) -> AsyncIterator[Event]:
+        """Run once, yielding events as they happen; the last event is ``run_finished``."""
+        queue: asyncio.Queue[Event] = asyncio.Queue()
+        task = asyncio.ensure_future(self.run(inputs, options, queue.put_nowait))
+        try:
+            while True:
+                event = await queue.get()
+                yield event
+                if event.kind == "run_finished":
+                    break
+            await task
+        finally:
+            if not task.done():
+                task.cancel()
+
+
+class _Run:
+    """The state of one run. Methods run on the event loop thread only, so no locks."""
+
+    def __init__(
+        self,
+        plan: ExecutionPlan,
+        inputs: dict[str, Any],
+        options: RunOptions,
+        listener: Callable[[Event], None] | None,
+    ) -> None:
+        self.plan = plan
+        self.inputs = inputs
+        self.options = options
+        self.listener = listener
+        self.run_id = options.run_id or uuid.uuid4().hex
+        steps = plan.steps
+        self.records = [NodeRecord(s.node.id, s.kind) for s in steps]
+        self.values: list[dict[str, Any] | None] = [None] * len(steps)
+        self.waiting = [s.n_preds for s in steps]
+        self.unresolved = len(steps)
+        # Running node tasks by step index; a node leaves it when it resolves (cheaper than a done callback,
+        # which costs one more event-loop callback per node).
+        self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.semaphore = asyncio.Semaphore(options.max_concurrency) if options.max_concurrency else None
+        self.first_error: NodeExecutionError | None = None
+        self.finished: asyncio.Future[None] | None = None
+        self.outputs: dict[str, Any] = {}
+        self.backlog: list[int] = []
+        self.draining = False
+        self.loop: asyncio.AbstractEventLoop | None = None
+        # None unless the run is checkpointed: the only thing the per-node path checks.
+        self.checkpoint = options.checkpoint
+        self.restored: dict[str, dict[str, Any]] = {}
+        self.fingerprints: dict[str, str] = {}
+        self.checkpoint_error: str | None = None
+
+    def emit(self, kind: Any, node_id: str | None = None, **extra: Any) -> None:
+        if self.listener is not None:
+            self.listener(Event(kind, self.run_id, node_id, time.time(), **extra))
+
+    async def execute(self) -> RunResult:
+        started = time.time()
+        self.loop = asyncio.get_running_loop()
+        self.finished = self.loop.create_future()
+        if self.checkpoint is not None:
+            self.open_checkpoint()
+        self.emit("run_started")
+        ready = [s.index for s in self.plan.steps if s.n_preds == 0]
+        if not ready and self.plan.steps:
+            raise ValueError("graph has no node without predecessors; it is not a DAG")
+        for idx in ready:
+            self.start(idx)
+        if self.unresolved:
+            try:
+                await self.finished
+            except asyncio.CancelledError:
+                self.cancel_all("the run was cancelled")
+                await self.drain()
+                if self.checkpoint is not None:
+                    # Best effort: a sync caller interrupted by Ctrl-C may already have closed the store, and the
+                    # node rows, not this status, are what a resume relies on.
+                    with contextlib.suppress(Exception):
+                        self.checkpoint.finish_run(self.run_id, "cancelled")
+                raise
+        await self.drain()
+        failed = [r for r in self.records if r.status == "failed"]
+        if self.checkpoint is not None:
+            self.checkpoint.finish_run(self.run_id, "failed" if failed else "succeeded")
+            if self.checkpoint_error is not None:
+                from dagwright.ops.checkpoint import CheckpointError
+
+                raise CheckpointError(self.checkpoint_error)
+        error = None
+        if failed:
+            error = "; ".join(f"{r.node_id}: {r.error_type}: {r.error}" for r in failed)
+        result = RunResult(
+            run_id=self.run_id,
+            flow=self.plan.graph.name,
+            # Declared order, not completion order: the same flow prints the same way every run.
+            outputs={name: self.outputs[name] for name in self.plan.outputs if name in self.outputs},
+            nodes={r.node_id: r for r in self.records},
+            success=not failed,
+            error=error,
+            started_at=started,
+            ended_at=time.time(),
+            graph_hash=self.plan.graph.content_hash,
+        )
+        self.emit("run_finished")
+        return result
+
+    async def drain(self) -> None:
+        if self.tasks:
+            await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+
+    # ---- node lifecycle
+
+    def start(self, idx: int) -> None:
+        """All predecessors of ``idx`` are resolved: gather its inputs, then run or skip it."""
+        step = self.plan.steps[idx]
+        record = self.records[idx]
+        if self.first_error is not None and self.options.failure_mode == "fail_fast":
+            record.status = "cancelled"
+            record.skip_reason = f"cancelled: {self.first_error.node_id} failed"
+            self.resolved(idx)
+            return
+        if step.kind == INPUT_KIND:
+            name = input_name(step.node)
+            self.values[idx] = {step.node.outputs[0].name: self.inputs[name]}
+            record.status = "done"
+            self.resolved(idx)
+            return
+        args, why_not = gather_inputs(step.slots, self.values, self.records)
+        if why_not is not None:
+            record.status = "skipped"
+            record.skip_reason = why_not
+            self.emit("node_skipped", step.node.id, error=why_not, record=record)
+            self.resolved(idx)
+            return
+        if step.kind == OUTPUT_KIND:
+            self.outputs[output_name(step.node)] = args[step.node.inputs[0].name]
+            self.values[idx] = {}
+            record.status = "done"
+            self.resolved(idx)
+            return
+        if self.checkpoint is not None:
+            self.start_checkpointed(step, args)
+            return
+        loop = self.loop or asyncio.get_running_loop()
+        task = loop.create_task(self.run_node(step, args), name=step.task_name)
+        self.tasks[idx] = task
+
+    # ---- checkpoints (only when the run has a store)
+
+    def open_checkpoint(self) -> None:
+        from dagwright.ops.checkpoint import node_fingerprints, restorable
+
+        store = self.checkpoint
+        assert store is not None
+        graph = self.plan.graph
+        self.fingerprints = node_fingerprints(graph)
+        if self.options.resume:
+            self.restored = restorable(graph, store.node_outputs(self.run_id, graph.content_hash))
+        else:
+            store.begin_run(self.run_id, graph, self.inputs)
+
+    def start_checkpointed(self, step: _Step, args: dict[str, Any]) -> None:
+        idx = step.index
+        stored = self.restored.get(step.node.id)
+        if stored is not None:
+            record = self.records[idx]
+            record.status = "cached"
+            record.outputs = stored
+            self.values[idx] = stored
+            self.emit("node_finished", step.node.id, record=record)
+            self.resolved(idx)
+            return
+        loop = self.loop or asyncio.get_running_loop()
+        self.tasks[idx] = loop.create_task(self.run_checkpointed(step, args), name=step.task_name)
+
+    async def run_checkpointed(self, step: _Step, args: dict[str, Any]) -> None:
+        await self.run_node(step, args)
+        record = self.records[step.index]
+        if record.status != "done" or self.checkpoint is None:
+            return
+        # Synchronous on purpose: no await between the node finishing and its row being committed, so a
+        # cancellation cannot leave a half-written checkpoint, and no dependent starts before the commit.
+        try:
+            self.checkpoint.save_node(
+                self.run_id, self.plan.graph.content_hash, step.node.id, self.fingerprints[step.node.id], record.outputs
+            )
+        except Exception as exc:
+            if self.checkpoint_error is None:
+                self.checkpoint_error = (
+                    f"checkpoint {self.checkpoint.path!r}: could not store the outputs of node {step.node.id!r}: "
+                    f"{type(exc).__name__}: {exc}"
+                )
+
+    def retried(self, node_id: str, attempt: int, error: Exception) -> None:
+        self.emit("node_retried", node_id, attempt=attempt, error=f"{type(error).__name__}: {error}")
+
+    async def run_node(self, step: _Step, args: dict[str, Any]) -> None:
+        record = self.records[step.index]
+        node_id = step.node.id
+        policy = step.policy
+        executor = step.executor
+        assert executor is not None
+        # Fixed for the run: read once, and build no event at all when nobody listens.
+        listener = self.listener
+        try:
+            if self.semaphore is not None:
+                await self.semaphore.acquire()
+            try:
+                record.status = "running"
+                record.started_at = time.time()
+                if listener is not None:
+                    self.emit("node_started", node_id, record=record)
+                outputs = await attempt_node(executor, policy, args, self.run_id, step.node, record, self.retried)
+            finally:
+                if self.semaphore is not None:
+                    self.semaphore.release()
+        except asyncio.CancelledError:
+            record.ended_at = time.time()
+            record.status = "cancelled"
+            record.skip_reason = record.skip_reason or "cancelled"
+            self.resolved(step.index)
+            raise
+        except NodeExecutionError as failure:
+            record.ended_at = time.time()
+            record.status = "failed"
+            cause = failure.error
+            record.error = str(cause) or type(cause).__name__
+            record.error_type = type(cause).__name__
+            self.emit(
+                "node_failed",
+                node_id,
+                attempt=record.attempts,
+                error=f"{record.error_type}: {record.error}",
+                record=record,
+            )
+            if self.first_error is None:
+                self.first_error = failure
+                if self.options.failure_mode == "fail_fast":
+                    self.cancel_all(f"cancelled: {node_id} failed")
+            self.resolved(step.index)
+            return
+        record.ended_at = time.time()
+        if type(outputs) is dict and step.output_names.issuperset(outputs):
+            # The usual outcome, without building the list of unknown outputs below.
+            record.outputs = outputs
+            self.values[step.index] = outputs
+            record.status = "done"
+            if listener is not None:
+                self.emit("node_finished", node_id, attempt=record.attempts, record=record)
+            self.resolved(step.index)
+            return
+        problem = output_problem(outputs, step.output_names)
+        if problem is not None:
+            record.status = "failed"
+            record.error_type = "ValueError"
+            record.error = problem
+            self.emit("node_failed", node_id, attempt=record.attempts, error=f"ValueError: {problem}", record=record)
+            if self.first_error is None:
+                self.first_error = NodeExecutionError(node_id, ValueError(record.error), record.attempts)
+                if self.options.failure_mode == "fail_fast":
+                    self.cancel_all(f"cancelled: {node_id} failed")
+            self.resolved(step.index)
+            return
+        record.outputs = outputs
+        self.values[step.index] = outputs
+        record.status = "done"
+        self.emit("node_finished", node_id, attempt=record.attempts, record=record)
+        self.resolved(step.index)
+
+    def resolved(self, idx: int) -> None:
+        # Inputs, outputs, skipped and cancelled nodes resolve inline, so a long chain of them would
+        # recurse start -> resolved -> start past the recursion limit: drain a work list instead.
+        self.tasks.pop(idx, None)
+        backlog = self.backlog
+        backlog.append(idx)
+        if self.draining:
+            return
+        self.draining = True
+        waiting = self.waiting
+        steps = self.plan.steps
+        try:
+            while backlog:
+                self.unresolved -= 1
+                for dep in steps[backlog.pop()].dependents:
+                    waiting[dep] -= 1
+                    if waiting[dep] == 0:
+                        self.start(dep)
+        finally:
+            self.draining = False
+        if self.unresolved == 0 and self.finished is not None and not self.finished.done():
+            self.finished.set_result(None)
+
+    def cancel_all(self, reason: str) -> None:
+        for idx, task in list(self.tasks.items()):
+            if not task.done():
+                task.cancel(reason)
+                coro = task.get_coro()
+                if inspect.iscoroutine(coro) and inspect.getcoroutinestate(coro) == inspect.CORO_CREATED:
+                    # Cancelled before its first step, the task never enters run_node's body, so nothing
+                    # there would resolve the node and the run would wait for it forever.
+                    record = self.records[idx]
+                    record.status = "cancelled"
+                    record.skip_reason = reason
+                    self.resolved(idx)
+        for record in self.records:
+            if record.status == "pending":
+                record.skip_reason = reason

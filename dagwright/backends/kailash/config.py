@@ -1,0 +1,68 @@
+"""A lowered node's Kailash config: its one key, and the JSON form of its retry and timeout policy.
+
+The lowering writes this config and the Kailash node classes read it back, so both
+sides take the format from here.
+"""
+
+from __future__ import annotations
+
+import builtins
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from dagwright.execution.policy import NodePolicy, RetryPolicy
+
+__all__ = ["CONFIG_KEY", "policy_from_json", "policy_to_json"]
+
+CONFIG_KEY = "dagwright"
+"""The one config key of a lowered node: its IR node, wiring and policy."""
+
+
+def policy_to_json(policy: NodePolicy) -> dict[str, Any]:
+    """A node policy as JSON config; ``retry_on`` classes by qualified name."""
+    retry = policy.retry
+    out: dict[str, Any] = {
+        "max_attempts": retry.max_attempts,
+        "initial_delay": retry.initial_delay,
+        "backoff": retry.backoff,
+        "max_delay": retry.max_delay,
+        "jitter": retry.jitter,
+        "retry_on": [f"{cls.__module__}.{cls.__qualname__}" for cls in retry.retry_on],
+    }
+    if policy.timeout is not None:
+        out["timeout"] = policy.timeout
+    return out
+
+
+def policy_from_json(data: Mapping[str, Any] | None) -> NodePolicy:
+    """The policy :func:`policy_to_json` wrote.
+
+    ``retry_on`` names resolve to built-in exceptions or classes of modules already
+    imported; nothing is imported to find them.
+    """
+    if not data:
+        return NodePolicy()
+    classes: list[type[BaseException]] = []
+    for name in data.get("retry_on", ["builtins.Exception"]):
+        module, _, qualname = str(name).rpartition(".")
+        owner: Any = builtins if module in ("builtins", "") else sys.modules.get(module)
+        found: Any = owner
+        for part in qualname.split("."):
+            found = getattr(found, part, None)
+        if not (isinstance(found, type) and issubclass(found, BaseException)):
+            raise ValueError(
+                f"retry_on names {name!r}, which is not an exception class of a loaded module; bind the "
+                "node's policy with WorkflowBuilder.bind(node_id, ..., policy=...)"
+            )
+        classes.append(found)
+    retry = RetryPolicy(
+        max_attempts=int(data.get("max_attempts", 1)),
+        initial_delay=float(data.get("initial_delay", 0.5)),
+        backoff=float(data.get("backoff", 2.0)),
+        max_delay=float(data.get("max_delay", 30.0)),
+        jitter=float(data.get("jitter", 0.1)),
+        retry_on=tuple(classes),
+    )
+    timeout = data.get("timeout")
+    return NodePolicy(retry, float(timeout) if timeout is not None else None)

@@ -1,0 +1,477 @@
+"""Kailash node classes that run dagwright nodes, and dagwright's ``WorkflowBuilder``.
+
+Importing this module imports the ``kailash`` package (it takes about a second, so
+``import dagwright`` does not do it) and registers three Kailash node types:
+
+* ``DagwrightAgentNode`` (an agent: its signature's inputs are the node's parameters),
+* ``DagwrightFunctionNode`` (a typed Python function),
+* ``DagwrightNode`` (every other kind: coordination nodes, kinds registered later).
+
+Each instance runs the executor the built-in scheduler runs for its IR node
+(:data:`dagwright.nodes.EXECUTORS`), under the node's retry policy, so a lowered
+flow behaves on Kailash as it does on dagwright's runtime. The compiler already
+checked every connection's types, so the classes take values exactly as they come:
+Kailash's coercion and validation are switched off for them (a string sent to a
+``list`` input arrives as that string, never as a list of characters).
+
+A node's config has one key, ``dagwright`` (see :mod:`dagwright.backends.kailash.lowering`);
+any other config key gives a constant value to the input of that name. Agents and
+functions are attached with :meth:`WorkflowBuilder.bind` (or ``_binding=`` when
+constructing a node directly); without one, an agent is rebuilt from the IR node's
+signature and settings, and a function reference resolves through :data:`functions`
+(empty until you register functions or allow modules: loading a workflow never
+imports code by itself).
+
+Outputs are returned as :class:`NodeOutputs` (a ``dict``); a port left out was not
+produced, and nodes that need it are skipped, as on the built-in runtime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+from kailash.nodes.base import NodeParameter, register_node  # type: ignore[import-untyped]
+from kailash.nodes.base_async import AsyncNode  # type: ignore[import-untyped]
+from kailash.sdk_exceptions import NodeExecutionError as KailashNodeExecutionError  # type: ignore[import-untyped]
+from kailash.workflow.builder import WorkflowBuilder as KailashWorkflowBuilder  # type: ignore[import-untyped]
+
+from dagwright.backends.builtin.plan import bind_nodes
+from dagwright.backends.kailash.config import CONFIG_KEY, policy_from_json
+from dagwright.compiler.builder import FlowBuilder
+from dagwright.compiler.ir import Graph, IRFormatError, Node, thaw_json
+from dagwright.compiler.registry import FunctionRegistry
+from dagwright.compiler.signature import MISSING
+from dagwright.compiler.types import from_json
+from dagwright.execution.errors import NodeExecutionError
+from dagwright.execution.events import NodeRecord
+from dagwright.execution.executor import Executor
+from dagwright.execution.policy import NodePolicy
+from dagwright.execution.steps import attempt_node
+from dagwright.nodes import EXECUTORS
+
+__all__ = [
+    "DagwrightAgentNode",
+    "DagwrightFunctionNode",
+    "DagwrightNode",
+    "DagwrightNodeBase",
+    "NodeOutputs",
+    "RunRecorder",
+    "WorkflowBuilder",
+    "agent_node",
+    "functions",
+    "policy_from_json",
+    "recording",
+    "stop_recording",
+]
+
+functions = FunctionRegistry()
+"""Where a function node with nothing bound looks up its ``module:qualname`` reference.
+
+Register what a workflow loaded from YAML may call (``functions.register(summarize)``), or
+replace it: ``dagwright.backends.kailash.nodes.functions = FunctionRegistry(allow=["mypackage"])``."""
+
+
+class NodeOutputs(dict[str, Any]):
+    """The outputs of a dagwright node in Kailash's results: output name -> value.
+
+    The names are the ports' names, with a '.' written ``__`` (Kailash reads a dotted
+    name as a path); :attr:`ports` holds the values by the ports' own names. A distinct
+    type, so that a dagwright node can tell a whole result that ``AsyncLocalRuntime``
+    hands over (for a missing output, or one named ``result``) from a port's value.
+    """
+
+    def __init__(self, ports: Mapping[str, Any] | None = None, names: Mapping[str, str] | None = None) -> None:
+        ports = dict(ports or {})
+        names = names or {}
+        super().__init__((names.get(k, k), v) for k, v in ports.items())
+        self.ports = ports
+
+
+@dataclass
+class RunRecorder:
+    """Collects one node record per executed dagwright node during one Kailash run."""
+
+    run_id: str
+    records: dict[str, NodeRecord] = field(default_factory=dict)
+
+
+_recorder: contextvars.ContextVar[RunRecorder | None] = contextvars.ContextVar("dagwright_kailash_run", default=None)
+
+
+def recording(recorder: RunRecorder | None) -> contextvars.Token[RunRecorder | None]:
+    """Record the dagwright nodes run in this context (and tasks it starts) into ``recorder``.
+
+    Pass the token to :func:`stop_recording` when the run is over.
+    """
+    return _recorder.set(recorder)
+
+
+def stop_recording(token: contextvars.Token[RunRecorder | None]) -> None:
+    """Undo :func:`recording`."""
+    _recorder.reset(token)
+
+
+_ABSENT: Any = object()
+
+
+class _UnproducedOutputs(logging.Filter):
+    """Drops LocalRuntime's "Source output ... not found" warnings during dagwright's own runs.
+
+    An output left out is how a dagwright node says "not produced" (a router's other
+    branches, a closed gate); the run's records report those skips. Kailash's own runs
+    (no recorder in the context) keep the warning.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            record.levelno == logging.WARNING
+            and _recorder.get() is not None
+            and str(record.msg).startswith("Source output '")
+        )
+
+
+logging.getLogger("kailash.runtime.base").addFilter(_UnproducedOutputs())
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """A node instance's settings, parsed once: the IR node, its wiring, policy and executor."""
+
+    node: Node
+    wiring: dict[str, list[str]]
+    sources: dict[str, tuple[str, str]]
+    flow_inputs: dict[str, str]
+    outputs: dict[str, str]
+    policy: NodePolicy
+    executor: Executor
+
+
+class DagwrightNodeBase(AsyncNode):  # type: ignore[misc]
+    """The Kailash side of one dagwright node (see the module docstring). Not registered itself."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        # Kailash asks for get_parameters() before it stores the config, so keep the settings first.
+        self._binding: object = kwargs.pop("_binding", None)
+        self._bound_policy: NodePolicy | None = kwargs.pop("_policy", None)
+        settings = kwargs.get(CONFIG_KEY)
+        self._settings: dict[str, Any] = settings if isinstance(settings, dict) else {}
+        self._prepared: _Prepared | None = None
+        self._parameters: dict[str, NodeParameter] | None = None
+        super().__init__(**kwargs)
+
+    # ---- what Kailash reads
+
+    def get_parameters(self) -> dict[str, NodeParameter]:
+        """The node's input ports (a signature's inputs, a function's parameters), typed ``Any``."""
+        # Kailash asks again and again (building, validating, every execute): make them once.
+        if self._parameters is None:
+            self._parameters = self._make_parameters()
+        return self._parameters
+
+    def _make_parameters(self) -> dict[str, NodeParameter]:
+        params: dict[str, NodeParameter] = {}
+        wiring = self._settings.get("wiring", {})
+        for port in self._settings.get("node", {}).get("inputs", ()):
+            name = port["name"]
+            # A collect port, or one fed under another input name (one output into several
+            # ports), is not required under its own name: Kailash's pre-run check knows only names.
+            optional = bool(port.get("collect", False)) or wiring.get(name, [name]) != [name]
+            kind = port.get("type", "any")
+            about = port.get("description", "")
+            params[name] = NodeParameter(
+                name=name,
+                type=Any,
+                required=bool(port.get("required", True)) and not optional,
+                default=port.get("default"),
+                description=f"{about} ({_type_text(kind)})" if about else _type_text(kind),
+                input=True,
+            )
+        return params
+
+    def get_output_schema(self) -> dict[str, NodeParameter]:
+        """The node's output ports; a port may be left out when the node does not produce it."""
+        return {
+            port["name"]: NodeParameter(
+                name=port["name"],
+                type=Any,
+                required=False,
+                description=port.get("description", "") or _type_text(port.get("type", "any")),
+                output=True,
+            )
+            for port in self._settings.get("node", {}).get("outputs", ())
+        }
+
+    def _validate_config(self) -> None:
+        """Nothing to coerce: the dagwright compiler checked the graph's types."""
+
+    def validate_inputs(self, **kwargs: Any) -> dict[str, Any]:
+        """Inputs pass through unchanged (Kailash would coerce ``"abc"`` into ``['a', 'b', 'c']``)."""
+        return dict(kwargs)
+
+    def validate_outputs(self, outputs: dict[str, Any]) -> dict[str, Any]:
+        """Outputs pass through unchanged; they need not be JSON (the built-in runtime does not require it)."""
+        return outputs
+
+    # ---- binding
+
+    def bind(self, binding: object, *, policy: NodePolicy | None = None) -> None:
+        """Attach the agent or function this node runs (and, optionally, its exact retry policy)."""
+        self._binding = binding
+        if policy is not None:
+            self._bound_policy = policy
+        self._prepared = None
+
+    def _prepare(self) -> _Prepared:
+        prepared = self._prepared
+        if prepared is not None:
+            return prepared
+        settings = self._settings
+        data = settings.get("node")
+        if not isinstance(data, dict):
+            raise ValueError(
+                f"{type(self).__name__} {self.id!r} has no '{CONFIG_KEY}' config; make it with dagwright "
+                "(flow.to_kailash(), WorkflowBuilder.add_agent(), agent.to_workflow_node())"
+            )
+        try:
+            node = Graph.from_dict({"schema_version": 1, "name": "", "nodes": [data]}).nodes[0]
+        except IRFormatError as exc:
+            raise ValueError(f"{type(self).__name__} {self.id!r}: invalid '{CONFIG_KEY}.node' config: {exc}") from None
+        binding = self._binding
+        if binding is None and node.kind in ("function", "map"):
+            binding = bind_nodes(Graph("", (node,)), registry=functions).get(node.id)
+        factory = EXECUTORS.get(node.kind)
+        if factory is None:
+            raise ValueError(
+                f"node {self.id!r}: no runtime support for kind {node.kind!r}; import the module that registers it"
+            )
+        policy = self._bound_policy if self._bound_policy is not None else policy_from_json(settings.get("policy"))
+        sources = {k: (str(v[0]), str(v[1])) for k, v in settings.get("sources", {}).items()}
+        prepared = _Prepared(
+            node,
+            {k: list(v) for k, v in settings.get("wiring", {}).items()},
+            sources,
+            dict(settings.get("flow_inputs", {})),
+            dict(settings.get("outputs", {})),
+            policy,
+            factory(node, binding),
+        )
+        self._prepared = prepared
+        return prepared
+
+    # ---- running
+
+    async def async_run(self, **kwargs: Any) -> dict[str, Any]:
+        return await self.execute_async(**kwargs)
+
+    async def execute_async(self, **runtime_inputs: Any) -> dict[str, Any]:
+        """Gather the ports' values, run the node's executor under its policy, return its outputs."""
+        recorder = _recorder.get()
+        node_id = str(self.id)
+        record = NodeRecord(node_id, str(self._settings.get("node", {}).get("kind", "")))
+        if recorder is not None:
+            recorder.records[node_id] = record
+        record.started_at = time.time()
+        try:
+            prepared = self._prepare()
+            values = {k: v for k, v in self.config.items() if k != CONFIG_KEY}
+            values.update(runtime_inputs)
+            args, why_not = self._gather(prepared, values, recorder)
+        except Exception as exc:
+            self._fail(record, exc, 0)
+        if why_not is not None:
+            record.status = "skipped"
+            record.skip_reason = why_not
+            record.ended_at = time.time()
+            return NodeOutputs(names=prepared.outputs)
+        outputs = await self._run(prepared, args, record, recorder.run_id if recorder is not None else None)
+        unknown = [k for k in outputs if prepared.node.output(k) is None]
+        if unknown:
+            self._fail(
+                record, ValueError(f"returned unknown output(s) {', '.join(map(repr, unknown))}"), record.attempts
+            )
+        record.outputs = dict(outputs)
+        record.status = "done"
+        record.ended_at = time.time()
+        return NodeOutputs(outputs, prepared.outputs)
+
+    async def _run(self, prepared: _Prepared, args: dict[str, Any], record: NodeRecord, run_id: str | None) -> Any:
+        # The attempt loop every back end runs: the same policy, the same attempts.
+        record.status = "running"
+        try:
+            return await attempt_node(
+                prepared.executor, prepared.policy, args, run_id or uuid.uuid4().hex, prepared.node, record
+            )
+        except asyncio.CancelledError:
+            record.status = "cancelled"
+            record.ended_at = time.time()
+            raise
+        except NodeExecutionError as failure:
+            self._fail(record, failure.error, failure.attempts)
+
+    def _fail(self, record: NodeRecord, error: BaseException, attempts: int) -> NoReturn:
+        record.status = "failed"
+        record.error = str(error) or type(error).__name__
+        record.error_type = type(error).__name__
+        record.ended_at = time.time()
+        failure = NodeExecutionError(record.node_id, error, attempts)
+        failure.__cause__ = error
+        raise KailashNodeExecutionError(
+            f"Node '{record.node_id}' execution failed: {record.error_type}: {record.error}"
+        ) from failure
+
+    def _gather(
+        self, prepared: _Prepared, values: dict[str, Any], recorder: RunRecorder | None
+    ) -> tuple[dict[str, Any], str | None]:
+        """Each port's value, as the built-in scheduler assembles it, or why the node cannot run."""
+        args: dict[str, Any] = {}
+        for port in prepared.node.inputs:
+            names = prepared.wiring.get(port.name)
+            if names is None:
+                value = values.get(port.name, _ABSENT)
+                if value is not _ABSENT:
+                    args[port.name] = value
+                elif port.collect:
+                    args[port.name] = []
+                elif port.default is not MISSING:
+                    args[port.name] = thaw_json(port.default)
+                elif port.required:
+                    raise ValueError(
+                        f"node {self.id!r}: no value for required input {port.name!r}; pass "
+                        f"parameters={{{str(self.id)!r}: {{{port.name!r}: ...}}}}"
+                    )
+                continue
+            found = [self._value(prepared, name, values) for name in names]
+            if port.collect:
+                args[port.name] = [v for v in found if v is not _ABSENT]
+                continue
+            value, name = found[0], names[0]
+            if value is not _ABSENT:
+                args[port.name] = value
+            elif name in prepared.flow_inputs:
+                if port.default is not MISSING:
+                    args[port.name] = thaw_json(port.default)
+                elif port.required:
+                    raise ValueError(
+                        f"node {self.id!r}: flow input {prepared.flow_inputs[name]!r} was not given; pass "
+                        f"parameters={{{str(self.id)!r}: {{{name!r}: ...}}}}"
+                    )
+            elif port.required:
+                source, source_port = prepared.sources.get(name, ("?", name))
+                upstream = recorder.records.get(source) if recorder is not None else None
+                reason = upstream.status if upstream is not None and upstream.status != "done" else "did not produce it"
+                return args, f"input {port.name!r} has no value: {source}.{source_port} {reason}"
+            elif port.default is not MISSING:
+                args[port.name] = thaw_json(port.default)
+        return args, None
+
+    @staticmethod
+    def _value(prepared: _Prepared, name: str, values: Mapping[str, Any]) -> Any:
+        value = values.get(name, _ABSENT)
+        if isinstance(value, NodeOutputs):
+            # AsyncLocalRuntime hands over a whole result for a missing output or one named "result".
+            source = prepared.sources.get(name)
+            if source is not None:
+                return value.ports.get(source[1], _ABSENT)
+        return value
+
+
+def _type_text(data: Any) -> str:
+    try:
+        return str(from_json(data))
+    except (TypeError, ValueError, KeyError):
+        return str(data)
+
+
+@register_node()
+class DagwrightAgentNode(DagwrightNodeBase):
+    """A dagwright agent: one structured LLM call (same prompt, parsing and retries as dagwright's runtime)."""
+
+
+@register_node()
+class DagwrightFunctionNode(DagwrightNodeBase):
+    """A dagwright function node: a typed Python function, sync (in a worker thread) or async."""
+
+
+@register_node()
+class DagwrightNode(DagwrightNodeBase):
+    """Any other dagwright node kind (coordination nodes and kinds registered later)."""
+
+
+# --------------------------------------------------------------------------- agents and builders
+
+
+def _agent_config(agent: object, node_id: str) -> tuple[dict[str, Any], object]:
+    """The lowered config of a one-agent node, and the agent to bind (None for a bare signature)."""
+    if not isinstance(node_id, str) or not node_id:
+        raise ValueError(f"a Kailash node id must be a non-empty string, got {node_id!r}")
+    flow = FlowBuilder(node_id)
+    flow.add_agent(node_id, agent)
+    node = flow.to_graph().node(node_id)
+    binding = agent if hasattr(agent, "invoke") and hasattr(agent, "signature") else None
+    return {CONFIG_KEY: {"node": node.to_dict(locations=False)}}, binding
+
+
+def agent_node(agent: object, node_id: str) -> DagwrightAgentNode:
+    """A Kailash node instance running ``agent``; its ``get_parameters()`` are the signature's inputs."""
+    config, binding = _agent_config(agent, node_id)
+    return DagwrightAgentNode(_node_id=node_id, _binding=binding, **config)
+
+
+class WorkflowBuilder(KailashWorkflowBuilder):  # type: ignore[misc]
+    """Kailash's ``WorkflowBuilder`` plus dagwright agents.
+
+    ::
+
+        workflow = WorkflowBuilder()
+        workflow.add_agent(research_agent, "research")
+        workflow.add_node("PythonCodeNode", "shout", {"code": "result = text.upper()"})
+        workflow.add_connection("research", "summary", "shout", "text")
+        results, run_id = LocalRuntime().execute(workflow.build(), parameters={"research": {"topic": "AI"}})
+    """
+
+    def __init__(self, edge_config: dict[str, Any] | None = None) -> None:
+        super().__init__(edge_config)
+        self._dagwright_bindings: dict[str, tuple[object, NodePolicy | None]] = {}
+
+    def add_agent(self, agent: object, node_id: str | None = None) -> str:
+        """Add an agent (or a bare signature) as a ``DagwrightAgentNode``; returns the node id.
+
+        ``node_id`` defaults to the agent's name. The agent itself runs when the workflow does.
+        """
+        if node_id is None:
+            node_id = getattr(agent, "name", None)
+            if not isinstance(node_id, str) or not node_id:
+                raise ValueError("add_agent() needs a node_id for an agent without a name")
+        config, binding = _agent_config(agent, node_id)
+        added: str = self.add_node("DagwrightAgentNode", node_id, config)
+        if binding is not None:
+            self.bind(added, binding)
+        return added
+
+    def bind(self, node_id: str, binding: object, *, policy: NodePolicy | None = None) -> WorkflowBuilder:
+        """Attach the agent or function (and retry policy) that a dagwright node runs, when it is built."""
+        if node_id not in self.nodes:
+            raise KeyError(f"bind({node_id!r}): the workflow has no node {node_id!r}; add it first")
+        self._dagwright_bindings[node_id] = (binding, policy)
+        return self
+
+    def build(self, workflow_id: str | None = None, **kwargs: Any) -> Any:
+        """Kailash's ``build()``, with the bound agents and functions attached to their nodes."""
+        workflow = super().build(workflow_id, **kwargs)
+        for node_id, (binding, policy) in self._dagwright_bindings.items():
+            node = workflow.get_node(node_id)
+            if isinstance(node, DagwrightNodeBase):
+                node.bind(binding, policy=policy)
+        return workflow
+
+    def clear(self) -> WorkflowBuilder:
+        super().clear()
+        self._dagwright_bindings.clear()
+        return self

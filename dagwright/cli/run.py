@@ -1,0 +1,292 @@
+"""``dagwright run``: run a flow from the command line, with a progress display on a terminal.
+
+Input values are read by the type of the flow input they feed: text inputs take
+the value as written, every other type takes JSON (``--input n=3``,
+``--input tags='["a","b"]'``).
+
+``--checkpoint runs.db`` stores each finished node's outputs; ``--resume RUN_ID`` continues
+a stored run. Ctrl-C cancels the nodes in flight, leaves the checkpoint consistent and
+prints the command that resumes the run (exit code 130).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shlex
+import sys
+import time
+import uuid
+from typing import Any, TextIO
+
+from dagwright.cli.loader import TargetError
+from dagwright.compiler.ir import Graph
+from dagwright.compiler.types import TypeExpr
+from dagwright.execution.events import Event, RunResult
+from dagwright.flow import Flow
+
+__all__ = ["parse_inputs", "run_flow"]
+
+
+def _takes_text(t: TypeExpr) -> bool:
+    if t.kind == "str":
+        return True
+    if t.kind == "literal":
+        return all(isinstance(v, str) for v in t.values)
+    if t.kind == "union":
+        return any(_takes_text(a) for a in t.args) and not any(a.kind in ("int", "float", "bool") for a in t.args)
+    return False
+
+
+def parse_inputs(graph: Graph, pairs: list[str], json_text: str | None) -> dict[str, Any]:
+    """Flow inputs from ``KEY=VALUE`` pairs and/or a JSON object; errors name the input."""
+    types = {n.outputs[0].name: n.outputs[0].type for n in graph.input_nodes}
+    values: dict[str, Any] = {}
+    if json_text is not None:
+        try:
+            loaded = json.loads(json_text)
+        except json.JSONDecodeError as exc:
+            raise TargetError(f"--inputs-json is not valid JSON: {exc.msg} (column {exc.colno})") from None
+        if not isinstance(loaded, dict):
+            raise TargetError("--inputs-json must be a JSON object of input name -> value")
+        values.update(loaded)
+    for pair in pairs:
+        name, eq, raw = pair.partition("=")
+        if not eq or not name:
+            raise TargetError(f"--input {pair!r}: write it as NAME=VALUE")
+        ptype = types.get(name)
+        if ptype is None or _takes_text(ptype):
+            values[name] = raw
+            continue
+        try:
+            values[name] = json.loads(raw)
+        except json.JSONDecodeError:
+            raise TargetError(
+                f"--input {name}: the input is typed {ptype}, so its value is read as JSON, and {raw!r} is not JSON"
+            ) from None
+    return values
+
+
+class _Progress:
+    """One line per node event, on a terminal."""
+
+    def __init__(self, out: TextIO, total: int) -> None:
+        self.out = out
+        self.total = total
+        self.finished = 0
+
+    def __call__(self, event: Event) -> None:
+        record = event.record
+        if event.kind == "node_started":
+            self.out.write(f"  ... {event.node_id}\n")
+        elif event.kind == "node_finished" and record is not None and record.status == "cached":
+            self.finished += 1
+            self.out.write(f"  cached {event.node_id} [{self.finished}/{self.total}]\n")
+        elif event.kind == "node_finished" and record is not None:
+            self.finished += 1
+            extra = ""
+            if record.usage is not None and record.usage.calls:
+                extra = f", {record.usage.total} tokens, ${record.usage.cost:.4f}"
+            ms = record.duration_ms or 0.0
+            self.out.write(f"  ok  {event.node_id} ({ms:.0f} ms{extra}) [{self.finished}/{self.total}]\n")
+        elif event.kind == "node_failed":
+            self.out.write(f"  FAIL {event.node_id}: {event.error}\n")
+        elif event.kind == "node_retried":
+            self.out.write(f"  retry {event.node_id} after attempt {event.attempt}: {event.error}\n")
+        elif event.kind == "node_skipped":
+            self.out.write(f"  skip {event.node_id}: {event.error}\n")
+        self.out.flush()
+
+
+def run_flow(
+    flow: Flow,
+    inputs: dict[str, Any],
+    *,
+    as_json: bool,
+    progress: bool,
+    target: str = "",
+    checkpoint: str | None = None,
+    resume: str | None = None,
+    rerun_changed: bool = False,
+    backend: str = "builtin",
+    scheduler_address: str | None = None,
+) -> int:
+    """Run ``flow`` and print its outputs; returns the exit code (0 success, 1 failed run, 130 interrupted).
+
+    ``backend="dask"`` runs on Dask: on the scheduler at ``scheduler_address``, or on a local cluster.
+
+    With ``checkpoint`` the run is stored there; ``resume`` continues the stored run of that id.
+    """
+    from dagwright.execution.policy import RunOptions
+    from dagwright.ops.checkpoint import CheckpointError, CheckpointStore
+
+    if backend == "dask":
+        return _execute_dask(
+            flow,
+            inputs,
+            scheduler_address,
+            as_json=as_json,
+            target=target,
+            checkpoint=checkpoint,
+            resume=resume,
+            rerun_changed=rerun_changed,
+        )
+    if scheduler_address is not None:
+        raise TargetError("--scheduler is the address of a Dask scheduler: use it with --backend dask")
+    scheduler = flow._scheduler()
+    graph: Graph = scheduler.plan.graph
+    options: RunOptions | None = None
+    store: CheckpointStore | None = None
+    if resume is not None or checkpoint is not None:
+        if checkpoint is None:
+            raise TargetError("--resume needs --checkpoint: the database the run was stored in")
+        try:
+            store = CheckpointStore(checkpoint)
+            if resume is not None:
+                stored = store.prepare_resume(resume, graph, rerun_changed=rerun_changed)
+                inputs = stored.inputs
+                options = RunOptions(run_id=resume, checkpoint=store, resume=True)
+            else:
+                options = RunOptions(run_id=uuid.uuid4().hex, checkpoint=store)
+        except CheckpointError as exc:
+            if store is not None:
+                store.close()
+            raise TargetError(str(exc)) from None
+    try:
+        return _execute(flow, scheduler, inputs, options, as_json=as_json, progress=progress, target=target)
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _execute(
+    flow: Flow,
+    scheduler: Any,
+    inputs: dict[str, Any],
+    options: Any,
+    *,
+    as_json: bool,
+    progress: bool,
+    target: str,
+) -> int:
+    from dagwright.ops.checkpoint import CheckpointError
+
+    graph: Graph = scheduler.plan.graph
+    try:
+        scheduler.check_inputs(inputs)
+    except ValueError as exc:
+        raise TargetError(str(exc)) from None
+    work = sum(1 for n in graph.nodes if n.kind not in ("input", "output"))
+    listener = _Progress(sys.stderr, work) if progress else None
+    if listener is not None:
+        sys.stderr.write(f"running {flow.name} ({work} nodes)\n")
+    started = time.perf_counter()
+    try:
+        result: RunResult = asyncio.run(scheduler.run(inputs, options, listener))
+    except KeyboardInterrupt:
+        if options is not None and options.checkpoint is not None and options.run_id is not None:
+            _interrupted(options.checkpoint, options.run_id, target)
+        else:
+            sys.stderr.write("\ninterrupted: the run was cancelled\n")
+        return 130
+    except CheckpointError as exc:
+        raise TargetError(str(exc)) from None
+    return _report(flow, result, time.perf_counter() - started, as_json=as_json)
+
+
+def _interrupted(store: Any, run_id: str, target: str, *extra: str) -> None:
+    """What a Ctrl-C leaves: the finished nodes stored, and the command that resumes the run."""
+    done = len(store.finished_nodes(run_id))
+    command = shlex.join(["dagwright", "run", target, "--resume", run_id, "--checkpoint", store.path, *extra])
+    sys.stderr.write("\ninterrupted: the run was cancelled\n")
+    sys.stderr.write(f"{done} finished node(s) are stored in {store.path}; resume the run with:\n  {command}\n")
+
+
+def _execute_dask(
+    flow: Flow,
+    inputs: dict[str, Any],
+    address: str | None,
+    *,
+    as_json: bool,
+    target: str,
+    checkpoint: str | None,
+    resume: str | None,
+    rerun_changed: bool,
+) -> int:
+    """``--backend dask``: the same printout, without a per-node progress display.
+
+    A flow given as a FILE.py travels to the workers by value (they may not have the file);
+    the modules it imports must be importable there.
+    """
+    import os
+
+    from dagwright.backends.dask.client import run_on_dask
+
+    path = target.rsplit(":", 1)[0] if ":" in target and not os.path.exists(target) else target
+    if path.endswith(".py"):
+        import cloudpickle  # type: ignore[import-untyped]
+
+        wanted = os.path.abspath(path)
+        for module in list(sys.modules.values()):
+            if getattr(module, "__file__", None) and os.path.abspath(str(module.__file__)) == wanted:
+                cloudpickle.register_pickle_by_value(module)
+    from dagwright.ops.checkpoint import CheckpointError, CheckpointStore
+
+    if resume is not None and checkpoint is None:
+        raise TargetError("--resume needs --checkpoint: the database the run was stored in")
+    started = time.perf_counter()
+    store: CheckpointStore | None = None
+    run_id = resume if resume is not None else uuid.uuid4().hex
+    try:
+        store = CheckpointStore(checkpoint) if checkpoint is not None else None
+        if store is not None and resume is not None:
+            inputs = store.prepare_resume(resume, flow.compile(), rerun_changed=rerun_changed).inputs
+        try:
+            flow._scheduler().check_inputs(inputs)
+        except ValueError as exc:
+            raise TargetError(str(exc)) from None
+        result = run_on_dask(
+            flow._scheduler().plan, inputs, client=address, checkpoint=store, run_id=run_id, resume=resume is not None
+        )
+    except (ImportError, ConnectionError, CheckpointError) as exc:
+        raise TargetError(str(exc)) from None
+    except KeyboardInterrupt:
+        if store is not None:
+            extra = ["--backend", "dask", *(["--scheduler", address] if address else [])]
+            _interrupted(store, run_id, target, *extra)
+        else:
+            sys.stderr.write("\ninterrupted: the run was cancelled\n")
+        return 130
+    finally:
+        if store is not None:
+            store.close()
+    return _report(flow, result, time.perf_counter() - started, as_json=as_json)
+
+
+def _report(flow: Flow, result: RunResult, elapsed: float, *, as_json: bool) -> int:
+    """Print a run's outputs (and a summary on stderr); the exit code: 0 success, 1 failed run."""
+    if as_json:
+        payload = {
+            "flow": flow.name,
+            "run_id": result.run_id,
+            "success": result.success,
+            "error": result.error,
+            "outputs": result.outputs,
+            "summary": dict(result.summary()),
+        }
+        sys.stdout.write(json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n")
+    else:
+        for name, value in result.outputs.items():
+            text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+            sys.stdout.write(f"{name}: {text}\n")
+        usage = result.usage
+        models = sorted({r.model for r in result.nodes.values() if r.model})
+        sys.stderr.write(
+            f"{'ok' if result.success else 'FAILED'}: run {result.run_id} in {elapsed * 1000:.0f} ms, "
+            f"{usage.total} tokens, ${usage.cost:.4f}" + (f", model {', '.join(models)}" if models else "") + "\n"
+        )
+    if not result.success:
+        for record in result.failed:
+            sys.stderr.write(f"node {record.node_id} failed: {record.error_type}: {record.error}\n")
+        return 1
+    return 0

@@ -1,0 +1,432 @@
+"""The flow builder: agents and functions wired together, compiled into a checked Graph.
+
+Building records declarations and never fails on wiring: a bad connection is a
+diagnostic of ``compile()``, which reports every problem at once. ``compile()``
+is an explicit chain of passes over the declarations::
+
+    resolve connections -> bind flow inputs -> bind flow outputs -> Graph -> validation passes
+
+Only the call itself fails at once when it is malformed (a function with
+``*args``, a config that is not a mapping): those are mistakes in Python, not in
+the graph. :class:`FlowBuilder` is the pure part of :class:`dagwright.Flow`: it
+knows nothing of running, lowering or drawing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+from dagwright.compiler import diagnostics as dg
+from dagwright.compiler._gc import gc_paused
+from dagwright.compiler.connections import (
+    Connection,
+    Declarations,
+    Endpoint,
+    FlowInput,
+    FlowOutput,
+    NodeRef,
+    PortRef,
+    SubFlow,
+    resolve_connections,
+    virtual_ports,
+)
+from dagwright.compiler.diagnostics import CompileError, Diagnostic, has_errors
+from dagwright.compiler.flow_io import bind_inputs, bind_outputs
+from dagwright.compiler.ir import EMPTY, INPUT_KIND, OUTPUT_KIND, Edge, FrozenDict, Graph, Node, Port, freeze_json
+from dagwright.compiler.location import caller_location
+from dagwright.compiler.passes import validate
+from dagwright.compiler.ports import function_ports, is_signature_like, signature_ports
+from dagwright.compiler.redact import config_to_dict, redact_config
+from dagwright.compiler.signature import MISSING, as_signature
+from dagwright.compiler.types import from_python
+
+__all__ = ["FlowBuilder"]
+
+_Self = TypeVar("_Self", bound="FlowBuilder")
+
+
+class FlowBuilder:
+    """A workflow under construction; ``compile()`` turns it into a checked :class:`Graph`.
+
+    ::
+
+        flow = FlowBuilder("research")
+        flow.add_agent("research", "topic -> findings: list[str]")
+        flow.add_function("summarize", summarize)
+        flow.connect("research.findings", "summarize.findings")
+        flow.input("topic")
+        flow.output("summary", "summarize.output")
+        graph = flow.compile()
+    """
+
+    def __init__(self, name: str = "flow", *, description: str = "") -> None:
+        if not isinstance(name, str) or not name:
+            raise ValueError("a flow needs a non-empty name")
+        self.name = name
+        self.description = description
+        self._declared = Declarations()
+        # The same objects as in the declarations, under the names the builder's hot paths use.
+        self._nodes = self._declared.nodes
+        self._by_id = self._declared.by_id
+        self._connections = self._declared.connections
+        self._inputs = self._declared.inputs
+        self._outputs = self._declared.outputs
+        self._subflows = self._declared.subflows
+        self._bindings: dict[str, object] = {}
+        # Per-node run settings (retry, timeout, cache): opaque here, carried along by add_flow.
+        self._policies: dict[str, Any] = {}
+        self._reported: list[Diagnostic] = []
+        self._group: tuple[str, ...] = ()
+        self._version = 0
+        self._built: tuple[int, Graph, list[Diagnostic]] | None = None
+        self._exposed: dict[str, str] = {}
+        self._declaration_problems: list[Diagnostic] = []
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, nodes={len(self._nodes)}, connections={len(self._connections)})"
+
+    # ------------------------------------------------------------------ nodes
+
+    @property
+    def node_ids(self) -> list[str]:
+        """Ids of the nodes added so far, in order."""
+        return [n.id for n in self._nodes]
+
+    def __contains__(self, node_id: object) -> bool:
+        return node_id in self._by_id
+
+    def binding(self, node_id: str) -> object:
+        """The agent or function behind a node (what a runtime calls)."""
+        return self._bindings[node_id]
+
+    @contextlib.contextmanager
+    def group(self, name: str) -> Iterator[None]:
+        """Nodes added inside ``with flow.group("debate"):`` carry that group path (drawn as a cluster)."""
+        previous = self._group
+        self._group = (*previous, name)
+        try:
+            yield
+        finally:
+            self._group = previous
+
+    def add_node(self, node: Node, binding: object = None) -> NodeRef:
+        """Add a ready-made IR node (coordination nodes, custom kinds)."""
+        if not isinstance(node, Node):
+            raise TypeError(f"add_node() takes a Node, got {type(node).__name__}")
+        if self._group and not node.group:
+            node = Node(node.id, node.kind, node.inputs, node.outputs, node.config, self._group, node.location)
+        if node.location is None:
+            node = Node(node.id, node.kind, node.inputs, node.outputs, node.config, node.group, caller_location())
+        self._nodes.append(node)
+        self._by_id.setdefault(node.id, node)
+        if binding is not None:
+            self._bindings.setdefault(node.id, binding)
+        self._version += 1
+        return NodeRef(node.id)
+
+    def add_agent(
+        self,
+        node_id: str,
+        agent: object = None,
+        *,
+        signature: object = None,
+        config: object = None,
+        collect: Sequence[str] = (),
+    ) -> NodeRef:
+        """Add an agent node.
+
+        ``agent`` is an agent object (anything with a ``signature`` and optionally a
+        ``config``), or directly a signature (text, class or instance). Secrets in
+        the config (API keys, tokens, URL credentials) never enter the IR.
+        ``collect`` names list inputs that take many connections (a transcript of
+        turns, a set of votes), delivered in connection order.
+        """
+        if agent is not None and signature is None and is_signature_like(agent):
+            signature, agent = agent, None
+        if agent is not None:
+            if signature is None:
+                signature = getattr(agent, "signature", None)
+                if signature is None:
+                    raise TypeError(
+                        f"add_agent({node_id!r}): {type(agent).__name__} has no 'signature'; pass signature=..."
+                    )
+            if config is None:
+                config = getattr(agent, "config", None)
+        if signature is None:
+            raise TypeError(f"add_agent({node_id!r}) needs an agent or a signature")
+        spec = as_signature(signature)
+        settings = redact_config(config_to_dict(config))
+        node_config: dict[str, Any] = {}
+        if spec.name:
+            node_config["signature"] = spec.name
+        if spec.instructions:
+            node_config["instructions"] = spec.instructions
+        if settings:
+            node_config["agent"] = settings
+        inputs, outputs = signature_ports(spec)
+        if collect:
+            inputs = _collecting(node_id, inputs, collect)
+        node = Node(node_id, "agent", inputs, outputs, freeze_json(node_config), self._group, caller_location())
+        return self.add_node(node, agent if agent is not None else spec)
+
+    def add_function(
+        self,
+        node_id: str,
+        fn: Callable[..., Any],
+        *,
+        output: str = "output",
+    ) -> NodeRef:
+        """Add a typed Python function (sync or async) as a node.
+
+        Inputs are its parameters, typed by their annotations. A return annotation
+        gives one output port called ``output`` (rename it with ``output=``); a
+        ``TypedDict`` return gives one port per key; ``-> None`` gives none.
+        """
+        if not callable(fn):
+            raise TypeError(f"add_function({node_id!r}) takes a callable, got {type(fn).__name__}")
+        if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+            raise TypeError(
+                f"add_function({node_id!r}): {getattr(fn, '__qualname__', fn)!r} is a generator function; a node "
+                "returns its outputs once (return a list to give many values)"
+            )
+        inputs, outputs, config = function_ports(fn, output)
+        node = Node(node_id, "function", inputs, outputs, config, self._group, caller_location())
+        return self.add_node(node, fn)
+
+    def add_flow(self, prefix: str, flow: FlowBuilder) -> NodeRef:
+        """Inline another flow (a pattern, a reusable sub-workflow) under ``prefix``.
+
+        Its nodes get ids ``prefix.<id>``; its inputs and outputs become endpoints
+        ``prefix.<name>`` of this flow (``connect("research", "debate")`` matches
+        names against them). Its inputs are also declared on this flow, merged by
+        name, for whatever nothing else connects.
+        """
+        if not isinstance(flow, FlowBuilder):
+            raise TypeError(f"add_flow({prefix!r}) takes a Flow, got {type(flow).__name__}")
+        if flow is self:
+            raise ValueError(f"add_flow({prefix!r}): a flow cannot contain itself")
+        if prefix in self._subflows or prefix in self._by_id:
+            raise ValueError(f"add_flow({prefix!r}): {prefix!r} is already used in flow {self.name!r}")
+        graph, _ = flow._build()
+        location = caller_location()
+        for node in graph.nodes:
+            if node.kind in (INPUT_KIND, OUTPUT_KIND):
+                continue
+            group = (*self._group, *node.group)
+            inlined = Node(
+                f"{prefix}.{node.id}", node.kind, node.inputs, node.outputs, node.config, group, node.location
+            )
+            self.add_node(inlined, flow._bindings.get(node.id))
+            if node.id in flow._policies:
+                self._policies[inlined.id] = flow._policies[node.id]
+        inputs, outputs = self._inline_edges(prefix, graph)
+        for node in graph.input_nodes:
+            port = node.outputs[0]
+            default = node.config.get("default", MISSING)
+            targets = tuple(PortRef(n, p) for n, p in inputs[port.name])
+            self._declared.inherited_inputs.append(
+                FlowInput(port.name, port.type, default, port.description, targets, location)
+            )
+        self._reported.extend(_prefixed(d, prefix) for d in flow._declaration_problems)
+        self._subflows[prefix] = SubFlow(prefix, inputs, outputs)
+        self._version += 1
+        return NodeRef(prefix)
+
+    def _inline_edges(
+        self, prefix: str, graph: Graph
+    ) -> tuple[dict[str, list[tuple[str, str]]], dict[str, tuple[str, str]]]:
+        """Copy a sub-flow's inner edges under ``prefix``; returns what its inputs feed and its outputs read."""
+        kinds = {n.id: n.kind for n in graph.nodes}
+        inputs: dict[str, list[tuple[str, str]]] = {n.outputs[0].name: [] for n in graph.input_nodes}
+        outputs: dict[str, tuple[str, str]] = {}
+        for edge in graph.edges:
+            if kinds.get(edge.source) == INPUT_KIND:
+                inputs.setdefault(edge.source_port, []).append((f"{prefix}.{edge.target}", edge.target_port))
+            elif kinds.get(edge.target) == OUTPUT_KIND:
+                outputs[edge.target_port] = (f"{prefix}.{edge.source}", edge.source_port)
+                self._exposed[f"{prefix}.{edge.source}"] = prefix
+            else:
+                self._declared.inlined_edges.append(
+                    Edge(
+                        f"{prefix}.{edge.source}",
+                        edge.source_port,
+                        f"{prefix}.{edge.target}",
+                        edge.target_port,
+                        edge.location,
+                    )
+                )
+        return inputs, outputs
+
+    def add(self, node_id: str, obj: object, **options: Any) -> NodeRef:
+        """Add an agent or a function, whichever ``obj`` is."""
+        if hasattr(obj, "signature") or is_signature_like(obj):
+            return self.add_agent(node_id, obj, **options)
+        if callable(obj):
+            return self.add_function(node_id, obj, **options)
+        raise TypeError(f"add({node_id!r}): expected an agent, a signature or a function, got {type(obj).__name__}")
+
+    # ------------------------------------------------------------------ wiring
+
+    def connect(self: _Self, source: Endpoint, target: Endpoint, *, mapping: Mapping[str, str] | None = None) -> _Self:
+        """Connect an output to an input.
+
+        * port to port: ``connect("research.findings", "writer.findings")``;
+        * node to node, by matching names: ``connect("research", "writer")`` joins
+          every output of ``research`` to the input of ``writer`` with the same name;
+        * node to node with a mapping (output -> input): ``mapping={"summary": "text"}``.
+
+        A string that is a node id names the node; otherwise its last dot separates
+        node and port. Returns the flow, so calls chain.
+        """
+        for end in (source, target):
+            if not isinstance(end, (str, NodeRef, PortRef)):
+                raise TypeError(f"connect() endpoints are 'node', 'node.port' or refs, got {end!r}")
+        pairs: tuple[tuple[str, str], ...] | None = None
+        if mapping is not None:
+            if not isinstance(mapping, Mapping) or not mapping:
+                raise TypeError("mapping must be a non-empty dict of output name -> input name")
+            pairs = tuple((str(k), str(v)) for k, v in mapping.items())
+        self._connections.append(Connection(source, target, pairs, caller_location()))
+        self._version += 1
+        return self
+
+    def input(
+        self: _Self,
+        name: str,
+        type: object = None,
+        *,
+        default: Any = MISSING,
+        description: str = "",
+        to: Endpoint | Sequence[Endpoint] | None = None,
+    ) -> _Self:
+        """Declare a flow input.
+
+        Without ``to`` it feeds every input port called ``name`` that nothing else
+        connects; with ``to`` it feeds exactly those ports. Its type defaults to
+        the type of the first port it feeds. A ``default`` makes it optional.
+        """
+        ptype = None if type is None else from_python(type)
+        targets: tuple[Endpoint, ...] | None
+        if to is None:
+            targets = None
+        elif isinstance(to, (str, NodeRef, PortRef)):
+            targets = (to,)
+        else:
+            targets = tuple(to)
+        if default is not MISSING:
+            freeze_json(default, f"default of flow input {name!r}")
+        self._inputs[name] = FlowInput(name, ptype, default, description, targets, caller_location())
+        self._version += 1
+        return self
+
+    def output(self: _Self, name: str, source: Endpoint | None = None) -> _Self:
+        """Declare a flow output read from ``source`` (``"node.port"``; default: ``name`` itself)."""
+        self._outputs[name] = FlowOutput(name, source if source is not None else name, caller_location())
+        self._version += 1
+        return self
+
+    def report(self, diagnostic: Diagnostic) -> None:
+        """Attach a diagnostic found while building (used by patterns for their configuration)."""
+        self._reported.append(diagnostic)
+        self._version += 1
+
+    def _virtual_ports(self, name: str) -> tuple[list[Port], list[Port]] | None:
+        """The ports of a node, or of an inlined sub-flow seen as one node (what patterns wire by)."""
+        return virtual_ports(self._declared, name)
+
+    # ------------------------------------------------------------------ compiling
+
+    def validate(self) -> list[Diagnostic]:
+        """Every problem of the flow (errors, warnings, infos); never raises for graph problems."""
+        return list(self._build()[1])
+
+    def compile(self, *, strict: bool = False) -> Graph:
+        """The checked :class:`Graph`; raises :class:`CompileError` with all diagnostics
+        when there is an error (or, with ``strict``, a warning)."""
+        graph, diagnostics = self._build()
+        if has_errors(diagnostics, strict=strict):
+            raise CompileError(self.name, diagnostics)
+        return graph
+
+    def to_graph(self) -> Graph:
+        """The graph as declared, checked or not (for drawing or exporting a broken flow)."""
+        return self._build()[0]
+
+    def _build(self) -> tuple[Graph, list[Diagnostic]]:
+        if self._built is not None and self._built[0] == self._version:
+            return self._built[1], self._built[2]
+        with gc_paused():
+            return self._build_now()
+
+    def _build_now(self) -> tuple[Graph, list[Diagnostic]]:
+        found: list[Diagnostic] = list(self._reported)
+        edges = resolve_connections(self._declared, found)
+        input_nodes, input_edges = bind_inputs(self._declared, edges)
+        output_nodes, output_edges = bind_outputs(self._declared, edges, found)
+        self._declaration_problems = list(found)
+        metadata = FrozenDict({"description": self.description}) if self.description else EMPTY
+        graph = Graph(
+            self.name,
+            tuple(input_nodes) + tuple(self._nodes) + tuple(output_nodes),
+            tuple(input_edges) + tuple(edges) + tuple(output_edges),
+            metadata,
+        )
+        found.extend(self._refine(validate(graph), found))
+        found.sort(key=dg.sort_key)
+        self._built = (self._version, graph, found)
+        return graph, found
+
+    def _refine(self, graph_problems: list[Diagnostic], declared: list[Diagnostic]) -> list[Diagnostic]:
+        """Graph diagnostics, minus what a declaration problem already says, in a sub-flow's terms."""
+        claimed = {(d.node, d.port) for d in declared if d.port is not None}
+        out: list[Diagnostic] = []
+        for d in graph_problems:
+            if d.code == "DW009" and (d.node, d.port) in claimed:
+                continue  # e.g. a pipeline step whose input no step produces: DW201 says it better
+            prefix = self._exposed.get(d.node or "")
+            if d.code == "DW012" and prefix is not None:
+                # An inlined pattern's outputs that this flow does not use: a note, not a warning.
+                d = dg.make(
+                    "DW013",
+                    f"the outputs of {d.node!r}, which sub-flow {prefix!r} exposes, are not used",
+                    node=d.node,
+                    location=d.location,
+                )
+            out.append(d)
+        return out
+
+
+def _collecting(node_id: str, inputs: tuple[Port, ...], collect: Sequence[str]) -> tuple[Port, ...]:
+    """``inputs`` with the ports named in ``collect`` made collect ports (optional, many edges)."""
+    names = {p.name for p in inputs}
+    unknown = [c for c in collect if c not in names]
+    if unknown:
+        raise ValueError(
+            f"add_agent({node_id!r}): collect names unknown input(s) {', '.join(map(repr, unknown))}; "
+            f"inputs are: {', '.join(sorted(names)) or 'none'}"
+        )
+    return tuple(
+        Port(p.name, p.type, False, p.default, True, p.description) if p.name in collect else p for p in inputs
+    )
+
+
+def _prefixed(d: Diagnostic, prefix: str) -> Diagnostic:
+    """A sub-flow's diagnostic in the terms of the flow that inlines it under ``prefix``."""
+
+    def p(node_id: str | None) -> str | None:
+        return None if node_id is None else f"{prefix}.{node_id}"
+
+    return Diagnostic(
+        d.code,
+        d.severity,
+        d.message,
+        p(d.node),
+        d.port,
+        d.hint,
+        tuple(f"{prefix}.{r}" for r in d.related),
+        d.edge,
+        d.location,
+    )

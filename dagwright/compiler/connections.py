@@ -1,0 +1,274 @@
+"""Connections: what ``connect()`` records and how it becomes edges.
+
+An endpoint is ``"node"``, ``"node.port"``, a :class:`NodeRef` or a :class:`PortRef`.
+:func:`resolve_connections` turns the recorded connections into IR edges when a
+flow compiles: port to port as given, node to node by matching names (or a
+mapping), and endpoints of inlined sub-flows (``prefix.name``) rewritten to the
+nodes behind them. What does not resolve becomes a diagnostic, never an exception.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from dagwright.compiler import diagnostics as dg
+from dagwright.compiler.diagnostics import Diagnostic
+from dagwright.compiler.ir import Edge, Node, Port, SourceLocation
+from dagwright.compiler.suggest import suggest
+from dagwright.compiler.types import ANY, TypeExpr
+
+__all__ = [
+    "Connection",
+    "Declarations",
+    "Endpoint",
+    "FlowInput",
+    "FlowOutput",
+    "NodeRef",
+    "PortRef",
+    "SubFlow",
+    "resolve_connections",
+    "split_endpoint",
+    "unknown_io",
+    "virtual_ports",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class PortRef:
+    """An explicit ``node.port`` endpoint (unambiguous even when ids contain dots)."""
+
+    node: str
+    port: str
+
+    def __str__(self) -> str:
+        return f"{self.node}.{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRef:
+    """What ``add_*`` returns: the node's id; ``ref["port"]`` is a :class:`PortRef`."""
+
+    id: str
+
+    def __getitem__(self, port: str) -> PortRef:
+        return PortRef(self.id, port)
+
+    def __str__(self) -> str:
+        return self.id
+
+
+Endpoint = str | NodeRef | PortRef
+
+
+class Connection(NamedTuple):
+    """One ``connect()`` call. A tuple: a large flow records hundreds of thousands, and a frozen
+    dataclass costs twice as much to make."""
+
+    source: Endpoint
+    target: Endpoint
+    mapping: tuple[tuple[str, str], ...] | None
+    location: SourceLocation | None
+
+
+@dataclass(frozen=True, slots=True)
+class FlowInput:
+    """A declared flow input; ``targets`` None feeds every unconnected input port of that name."""
+
+    name: str
+    type: TypeExpr | None
+    default: Any
+    description: str
+    targets: tuple[Endpoint, ...] | None
+    location: SourceLocation | None
+
+
+@dataclass(frozen=True, slots=True)
+class FlowOutput:
+    """A declared flow output, read from ``source``."""
+
+    name: str
+    source: Endpoint
+    location: SourceLocation | None
+
+
+@dataclass(frozen=True, slots=True)
+class SubFlow:
+    """An inlined sub-flow: its inputs and outputs as endpoints of the parent (``prefix.name``)."""
+
+    prefix: str
+    inputs: dict[str, list[tuple[str, str]]]
+    outputs: dict[str, tuple[str, str]]
+
+
+@dataclass(slots=True)
+class Declarations:
+    """Everything a builder has recorded, as the compile passes read it."""
+
+    nodes: list[Node] = field(default_factory=list)
+    by_id: dict[str, Node] = field(default_factory=dict)
+    connections: list[Connection] = field(default_factory=list)
+    inputs: dict[str, FlowInput] = field(default_factory=dict)
+    outputs: dict[str, FlowOutput] = field(default_factory=dict)
+    subflows: dict[str, SubFlow] = field(default_factory=dict)
+    inlined_edges: list[Edge] = field(default_factory=list)
+    inherited_inputs: list[FlowInput] = field(default_factory=list)
+
+
+def split_endpoint(decl: Declarations, end: Endpoint) -> tuple[str, str | None]:
+    """``(node, port)``; port None for a whole node. A string that is a node id names the node;
+    otherwise its last dot separates node and port."""
+    if isinstance(end, PortRef):
+        return end.node, end.port
+    if isinstance(end, NodeRef):
+        return end.id, None
+    if end in decl.by_id:
+        return end, None
+    node, dot, port = end.rpartition(".")
+    if dot and node:
+        return node, port
+    return end, None
+
+
+def resolve_connections(decl: Declarations, found: list[Diagnostic]) -> list[Edge]:
+    """The edges of every recorded connection and inlined sub-flow; problems go to ``found``."""
+    edges: list[Edge] = []
+    if not decl.subflows:  # nothing to rewrite: skip a copy of every edge
+        by_id = decl.by_id
+        for conn in decl.connections:
+            source, target = conn.source, conn.target
+            # The common case, "node.port" to "node.port", inline (what split_endpoint does for
+            # strings that name no node): a large flow has hundreds of thousands.
+            if conn.mapping is None and type(source) is str and type(target) is str:
+                src, _, src_port = source.rpartition(".")
+                dst, _, dst_port = target.rpartition(".")
+                if src and dst and source not in by_id and target not in by_id:
+                    edges.append(Edge(src, src_port, dst, dst_port, conn.location))
+                    continue
+            edges.extend(_resolve_connection(decl, conn, found))
+    else:
+        for conn in decl.connections:
+            for edge in _resolve_connection(decl, conn, found):
+                edges.extend(_through_subflows(decl, edge, found))
+    edges.extend(decl.inlined_edges)
+    return edges
+
+
+def _resolve_connection(decl: Declarations, conn: Connection, found: list[Diagnostic]) -> list[Edge]:
+    """The edges one ``connect()`` call makes (several for node-to-node and mappings)."""
+    src, src_port = split_endpoint(decl, conn.source)
+    dst, dst_port = split_endpoint(decl, conn.target)
+    loc = conn.location
+    if conn.mapping is not None:
+        if src_port is not None or dst_port is not None:
+            found.append(
+                dg.make(
+                    "DW015",
+                    f"connect({str(conn.source)!r}, {str(conn.target)!r}, mapping=...) mixes port "
+                    "endpoints with a mapping; a mapping connects two nodes",
+                    node=dst,
+                    location=loc,
+                )
+            )
+            return []
+        return [Edge(src, a, dst, b, loc) for a, b in conn.mapping]
+    if src_port is not None and dst_port is not None:
+        return [Edge(src, src_port, dst, dst_port, loc)]
+    if src_port is not None or dst_port is not None:
+        # One side names a port: the other side's port has the same name.
+        name = src_port if src_port is not None else dst_port
+        assert name is not None
+        return [Edge(src, name, dst, name, loc)]
+    return _match_by_name(decl, src, dst, loc, found)
+
+
+def _match_by_name(
+    decl: Declarations, src: str, dst: str, loc: SourceLocation | None, found: list[Diagnostic]
+) -> list[Edge]:
+    """Node to node: every output of ``src`` into the input of ``dst`` with the same name."""
+    source_ports = virtual_ports(decl, src)
+    target_ports = virtual_ports(decl, dst)
+    if source_ports is None or target_ports is None:
+        known = [*decl.by_id, *decl.subflows]
+        for name, ports in ((src, source_ports), (dst, target_ports)):
+            if ports is None:
+                close = suggest(name, known, cutoff=0.5)
+                found.append(
+                    dg.make(
+                        "DW003",
+                        f"connect({src!r}, {dst!r}) names the unknown node {name!r}",
+                        node=name,
+                        hint=f"did you mean {close[0]!r}?" if close else "",
+                        related=(dst if name == src else src,),
+                        location=loc,
+                    )
+                )
+        return []
+    wanted = {p.name for p in target_ports[0]}
+    matched = [p.name for p in source_ports[1] if p.name in wanted]
+    if not matched:
+        outs = ", ".join(p.name for p in source_ports[1]) or "none"
+        ins = ", ".join(p.name for p in target_ports[0]) or "none"
+        found.append(
+            dg.make(
+                "DW015",
+                f"connect({src!r}, {dst!r}) found no output of {src!r} named like an input of "
+                f"{dst!r} (outputs: {outs}; inputs: {ins})",
+                node=dst,
+                related=(src,),
+                hint="connect ports explicitly, or pass mapping={'output': 'input'}",
+                location=loc,
+            )
+        )
+    return [Edge(src, name, dst, name, loc) for name in matched]
+
+
+def virtual_ports(decl: Declarations, name: str) -> tuple[list[Port], list[Port]] | None:
+    """The input and output ports of a node, or of an inlined sub-flow seen as one node; None if unknown."""
+    node = decl.by_id.get(name)
+    if node is not None:
+        return list(node.inputs), list(node.outputs)
+    subflow = decl.subflows.get(name)
+    if subflow is None:
+        return None
+    outs = []
+    for out_name, (nid, port_name) in subflow.outputs.items():
+        target = decl.by_id.get(nid)
+        port = target.output(port_name) if target is not None else None
+        outs.append(Port(out_name, port.type if port is not None else ANY))
+    return [Port(n) for n in subflow.inputs], outs
+
+
+def _through_subflows(decl: Declarations, edge: Edge, found: list[Diagnostic]) -> list[Edge]:
+    """Replace sub-flow endpoints (``prefix.name``) by the nodes behind them."""
+    source, source_port = edge.source, edge.source_port
+    subflow = decl.subflows.get(source)
+    if subflow is not None:
+        real = subflow.outputs.get(source_port)
+        if real is None:
+            found.append(unknown_io(subflow, source_port, "output", edge))
+            return []
+        source, source_port = real
+    subflow = decl.subflows.get(edge.target)
+    if subflow is None:
+        return [Edge(source, source_port, edge.target, edge.target_port, edge.location)]
+    targets = subflow.inputs.get(edge.target_port)
+    if targets is None:
+        found.append(unknown_io(subflow, edge.target_port, "input", edge))
+        return []
+    return [Edge(source, source_port, n, p, edge.location) for n, p in targets]
+
+
+def unknown_io(subflow: SubFlow, name: str, side: str, edge: Edge) -> Diagnostic:
+    """DW004/DW005 for an edge naming an input or output a sub-flow does not have."""
+    names = list(subflow.inputs if side == "input" else subflow.outputs)
+    close = suggest(name, names)
+    return dg.make(
+        "DW004" if side == "output" else "DW005",
+        f"sub-flow {subflow.prefix!r} has no {side} {name!r} (connection {edge})",
+        node=subflow.prefix,
+        port=name,
+        hint=f"did you mean {close[0]!r}?" if close else f"its {side}s: {', '.join(names) or 'none'}",
+        edge=edge,
+        location=edge.location,
+    )

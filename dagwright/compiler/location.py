@@ -1,0 +1,43 @@
+"""Where the user declared something: the first stack frame outside dagwright's own building code.
+
+Nodes, connections and flow inputs carry that :class:`SourceLocation`, so a diagnostic
+points at the user's line (or at the call of a pattern factory), not into the library.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+
+from dagwright.compiler.ir import SourceLocation
+
+__all__ = ["caller_location", "register_internal_path"]
+
+# Frames in these files are the builder's own; a declaration's location is the first frame outside them.
+_INTERNAL_PATHS: tuple[str, ...] = (os.path.dirname(os.path.abspath(__file__)) + os.sep,)
+
+
+def register_internal_path(path: str) -> None:
+    """Treat frames in ``path`` (a directory ending in a separator, or a file) as the builder's own."""
+    global _INTERNAL_PATHS
+    if path not in _INTERNAL_PATHS:
+        _INTERNAL_PATHS = (*_INTERNAL_PATHS, path)
+
+
+def caller_location() -> SourceLocation | None:
+    """The first frame outside the registered paths: where the user's code made the call."""
+    internal = _INTERNAL_PATHS
+    frame = sys._getframe(1)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not filename.startswith(internal):
+            return _location(filename, frame.f_lineno)
+        frame = frame.f_back  # type: ignore[assignment]
+    return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _location(filename: str, line: int) -> SourceLocation:
+    # A loop adding many nodes calls from one line: they share one (immutable) location.
+    return SourceLocation(filename, line)

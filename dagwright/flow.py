@@ -1,0 +1,404 @@
+"""``Flow``: the builder plus everything a user does with a flow: run it, lower it, draw it.
+
+The building and checking live in :class:`~dagwright.compiler.builder.FlowBuilder`;
+this class adds the ends of the pipeline, each imported on first use so that
+``import dagwright`` stays light:
+
+* running on the built-in scheduler (``run``, ``arun``, ``stream``, ``resume``) or on
+  Dask (``backend="dask"``): :mod:`dagwright.backends.builtin`, :mod:`dagwright.backends.dask`;
+* lowering to Kailash (``to_kailash``, ``build``, ``run_kailash``): :mod:`dagwright.backends.kailash`;
+* drawing (``to_dot``, ``to_mermaid``, ``render``): :mod:`dagwright.visualize`.
+
+Back ends receive the compiled :class:`~dagwright.compiler.ir.Graph` with the flow's
+bindings and policies, never the Flow itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import typing
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from dagwright.compiler.builder import FlowBuilder
+from dagwright.compiler.connections import NodeRef, PortRef
+from dagwright.compiler.location import register_internal_path
+from dagwright.compiler.signature import MISSING
+from dagwright.compiler.suggest import suggest
+
+if typing.TYPE_CHECKING:
+    from pathlib import Path
+
+    from dagwright.backends.builtin.scheduler import Scheduler
+    from dagwright.backends.kailash.lowering import Lowering
+    from dagwright.execution.events import Event, RunResult
+    from dagwright.execution.policy import RunOptions
+    from dagwright.ops.monitor import FlowMonitor
+    from dagwright.visualize.model import RunLike
+
+__all__ = ["Flow", "NodeRef", "PortRef"]
+
+# A node's location is where the user called, not this module's methods.
+register_internal_path(os.path.abspath(__file__))
+
+_RUN_OPTIONS = ("max_concurrency", "failure_mode", "run_id", "checkpoint")
+
+
+class Flow(FlowBuilder):
+    """A workflow: declare it (see :class:`FlowBuilder`), then ``compile()``, ``run()``, ``build()`` or ``render()``.
+
+    ::
+
+        flow = Flow("research")
+        flow.add_agent("research", "topic -> findings: list[str]")
+        flow.add_function("summarize", summarize)
+        flow.connect("research.findings", "summarize.findings")
+        flow.input("topic")
+        flow.output("summary", "summarize.output")
+        result = flow.run(topic="Four-day weeks")
+    """
+
+    def __init__(self, name: str = "flow", *, description: str = "") -> None:
+        super().__init__(name, description=description)
+        self._plan: tuple[int, Scheduler] | None = None
+        self._lowering: tuple[int, Lowering] | None = None
+        self._observers: list[Any] = []
+        self._monitor: FlowMonitor | None = None
+
+    @classmethod
+    def from_agent(cls, agent: object, node_id: str = "agent") -> Flow:
+        """A one-node flow around an agent: its inputs and outputs become the flow's."""
+        flow = cls(node_id)
+        flow.add_agent(node_id, agent)
+        node = flow._by_id[node_id]
+        for port in node.inputs:
+            flow.input(port.name, default=port.default if not port.required else MISSING)
+        for port in node.outputs:
+            flow.output(port.name, PortRef(node_id, port.name))
+        return flow
+
+    # ------------------------------------------------------------------ run settings
+
+    def configure(self, node_id: str, *, retry: Any = None, timeout: float | None = None, cache: Any = None) -> Flow:
+        """Set a node's retry policy (a ``RetryPolicy``), per-attempt timeout (seconds) and result cache.
+
+        ``cache=True`` (or ``"memory"``) gives the node its own in-memory cache, a
+        ``ResultCache`` (``SqliteCache("cache.db")``) is used as given, ``cache=False`` removes it:
+        a node with a cache answers inputs it has answered before without running again.
+        """
+        from dagwright.execution.policy import NodePolicy, RetryPolicy
+
+        if node_id not in self._by_id:
+            close = suggest(node_id, self._by_id)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise KeyError(f"flow {self.name!r} has no node {node_id!r}{hint}")
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise TypeError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
+        current = self._policies.get(node_id, NodePolicy())
+        if cache is None:
+            node_cache = current.cache
+        elif cache is False:
+            node_cache = None
+        else:
+            from dagwright.ops.cache import make_cache
+
+            node_cache = make_cache(cache, owner=f"flow {self.name!r}, node {node_id!r}")
+        self._policies[node_id] = NodePolicy(
+            retry if retry is not None else current.retry,
+            timeout if timeout is not None else current.timeout,
+            node_cache,
+        )
+        self._version += 1
+        return self
+
+    def monitor(self) -> FlowMonitor:
+        """This flow's :class:`~dagwright.ops.monitor.FlowMonitor`, made on the first call.
+
+        From then on every run is recorded (on Dask too): ``monitor().metrics()`` gives
+        per-run and per-node latency percentiles, tokens, cost, retries, failures and cache hits;
+        ``set_performance_alerts(latency_threshold=ms, hook=...)`` and ``enable_real_time_tracking()``
+        work as on an agent's monitor.
+        """
+        if self._monitor is None:
+            from dagwright.ops.monitor import FlowMonitor
+
+            monitor = FlowMonitor(self.name)
+            monitor._cache_counts = lambda: {
+                node_id: (policy.cache.hits, policy.cache.misses)
+                for node_id, policy in self._policies.items()
+                if policy.cache is not None
+            }
+            self._monitor = monitor
+            self._observers.append(monitor)
+        return self._monitor
+
+    def _runtime_bindings(self) -> dict[str, object]:
+        """What each node runs, as the back ends take it: a mapped sub-flow as the scheduler of its graph."""
+        return {
+            node_id: binding._scheduler() if isinstance(binding, Flow) else binding
+            for node_id, binding in self._bindings.items()
+        }
+
+    # ------------------------------------------------------------------ running (built-in scheduler, Dask)
+
+    def _scheduler(self) -> Scheduler:
+        from dagwright.backends.builtin.plan import build_plan
+        from dagwright.backends.builtin.scheduler import Scheduler
+
+        cached = self._plan
+        if cached is not None and cached[0] == self._version:
+            return cached[1]
+        graph = self.compile()
+        scheduler = Scheduler(build_plan(graph, self._runtime_bindings(), self._policies))
+        # Shared, not copied: a monitor made after this plan still sees its runs.
+        scheduler.observers = self._observers
+        self._plan = (self._version, scheduler)
+        return scheduler
+
+    def _declared_inputs(self) -> set[str]:
+        return {flow_input.name for flow_input in self._inputs.values()}
+
+    def _split_run_args(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[dict[str, Any], RunOptions]:
+        from dagwright.execution.policy import RunOptions
+
+        declared = self._declared_inputs()
+        options = {k: kwargs.pop(k) for k in _RUN_OPTIONS if k in kwargs and k not in declared}
+        if options.get("checkpoint") is not None:
+            options["checkpoint"] = _open_checkpoint(options["checkpoint"])
+        inputs = _positional_inputs("run", args)
+        if "inputs" in kwargs and "inputs" not in declared and isinstance(kwargs["inputs"], Mapping):
+            inputs.update(kwargs.pop("inputs"))
+        inputs.update(kwargs)
+        return inputs, RunOptions(**options)
+
+    def run(self, *args: Any, **inputs: Any) -> RunResult:
+        """Compile (once per change) and run on the built-in scheduler; returns a ``RunResult``.
+
+        Inputs by name (``flow.run(question="...")``) or as a mapping (``flow.run({"q": ...})``,
+        ``flow.run(inputs={...})``). ``max_concurrency=``, ``failure_mode=``, ``run_id=`` and
+        ``checkpoint=`` (a SQLite path or a ``CheckpointStore``: each finished node's outputs are
+        stored, see :meth:`resume`) are run options unless the flow has an input of that name.
+        ``backend="dask"`` runs on a Dask cluster instead (``client=``: None for a local cluster,
+        a scheduler address or a ``distributed.Client``; see :mod:`dagwright.backends.dask`).
+        Works inside a running event loop too.
+        """
+        from dagwright.execution._sync import run_sync
+
+        backend, client = self._pop_backend(inputs)
+        values, options = self._split_run_args(args, inputs)
+        if backend == "dask":
+            return self._run_dask(values, options, client)
+        with _closing_checkpoint(options):
+            scheduler = self._scheduler()
+            return run_sync(scheduler.run(values, options))
+
+    async def arun(self, *args: Any, **inputs: Any) -> RunResult:
+        """``run()`` for async code: awaits the run on the current event loop."""
+        backend, client = self._pop_backend(inputs)
+        values, options = self._split_run_args(args, inputs)
+        if backend == "dask":
+            import asyncio  # here, not at the top: importing asyncio costs ~40 ms of `import dagwright`
+
+            return await asyncio.to_thread(self._run_dask, values, options, client)
+        with _closing_checkpoint(options):
+            return await self._scheduler().run(values, options)
+
+    def _pop_backend(self, kwargs: dict[str, Any]) -> tuple[str, Any]:
+        """The ``backend=`` (``"builtin"`` or ``"dask"``) and ``client=`` run options, unless they are inputs."""
+        declared = self._declared_inputs()
+        backend = kwargs.pop("backend", "builtin") if "backend" not in declared else "builtin"
+        client = kwargs.pop("client", None) if "client" not in declared else None
+        if backend not in ("builtin", "dask"):
+            raise ValueError(f"backend must be 'builtin' or 'dask', got {backend!r}")
+        if client is not None and backend != "dask":
+            raise ValueError("client= is a run option of backend='dask'")
+        return backend, client
+
+    def _run_dask(self, values: dict[str, Any], options: RunOptions, client: Any) -> RunResult:
+        """Run on Dask (:mod:`dagwright.backends.dask`): ``client`` is None, an address or a Client."""
+        from dagwright.backends.dask.client import run_on_dask
+
+        with _closing_checkpoint(options):
+            return run_on_dask(
+                self._scheduler().plan,
+                values,
+                client=client,
+                failure_mode=options.failure_mode,
+                run_id=options.run_id,
+                max_concurrency=options.max_concurrency,
+                checkpoint=options.checkpoint,
+                resume=options.resume,
+                observers=self._observers,
+            )
+
+    async def stream(self, *args: Any, **inputs: Any) -> typing.AsyncIterator[Event]:
+        """Run, yielding events (node started / finished / failed / retried / skipped) as they happen."""
+        values, options = self._split_run_args(args, inputs)
+        with _closing_checkpoint(options):
+            async for event in self._scheduler().stream(values, options):
+                yield event
+
+    def _resume_args(
+        self, run_id: str, checkpoint: Any, rerun_changed: bool, options: dict[str, Any]
+    ) -> tuple[Scheduler, dict[str, Any], RunOptions]:
+        from dagwright.execution.policy import RunOptions
+
+        unknown = [k for k in options if k not in ("max_concurrency", "failure_mode")]
+        if unknown:
+            raise TypeError(
+                f"resume() got unexpected argument(s) {', '.join(map(repr, unknown))}: the run's inputs are stored "
+                "in the checkpoint; only max_concurrency= and failure_mode= may be given"
+            )
+        if checkpoint is None:
+            raise TypeError("resume() needs checkpoint=: the SQLite path (or CheckpointStore) the run was stored in")
+        store = _open_checkpoint(checkpoint)
+        try:
+            scheduler = self._scheduler()
+            stored = store.prepare_resume(run_id, scheduler.plan.graph, rerun_changed=rerun_changed)
+            run_options = RunOptions(**options, run_id=run_id, checkpoint=store, resume=True)
+        except BaseException:
+            if store.close_after_run:
+                store.close()
+            raise
+        return scheduler, stored.inputs, run_options
+
+    def resume(self, run_id: str, *, checkpoint: Any = None, rerun_changed: bool = False, **options: Any) -> RunResult:
+        """Continue run ``run_id`` stored in ``checkpoint``: nodes whose outputs are stored are marked
+        ``cached`` and not run again; the rest run with the run's stored inputs. Returns a ``RunResult``.
+
+        A flow that changed since the run started is refused with a ``CheckpointMismatchError`` naming
+        the changed, added and removed nodes; ``rerun_changed=True`` re-runs those nodes and everything
+        downstream of them instead.
+        """
+        from dagwright.execution._sync import run_sync
+
+        scheduler, inputs, run_options = self._resume_args(run_id, checkpoint, rerun_changed, options)
+        with _closing_checkpoint(run_options):
+            return run_sync(scheduler.run(inputs, run_options))
+
+    async def aresume(
+        self, run_id: str, *, checkpoint: Any = None, rerun_changed: bool = False, **options: Any
+    ) -> RunResult:
+        """:meth:`resume` for async code."""
+        scheduler, inputs, run_options = self._resume_args(run_id, checkpoint, rerun_changed, options)
+        with _closing_checkpoint(run_options):
+            return await scheduler.run(inputs, run_options)
+
+    # ------------------------------------------------------------------ Kailash
+    # Imported on use, so `import dagwright` does not import kailash.
+
+    def _kailash_lowering(self) -> Lowering:
+        """The checked flow lowered for Kailash (a flow with errors raises its ``CompileError``); kept until
+        the flow changes."""
+        from dagwright.backends.kailash.lowering import lower
+
+        cached = self._lowering
+        if cached is not None and cached[0] == self._version:
+            return cached[1]
+        lowering = lower(self.compile(), self._runtime_bindings(), self._policies)
+        self._lowering = (self._version, lowering)
+        return lowering
+
+    def to_kailash(self) -> Any:
+        """The checked flow as a Kailash ``WorkflowBuilder`` (``dagwright.WorkflowBuilder``, a subclass).
+
+        Raises the flow's ``CompileError`` when it does not compile. Node ids are kept; flow
+        inputs become parameters of the nodes that consume them (``parameters={"research":
+        {"topic": ...}}``); see :mod:`dagwright.backends.kailash.lowering` for the whole mapping.
+        """
+        return self._kailash_lowering().builder()
+
+    def build(self, workflow_id: str | None = None, **metadata: Any) -> Any:
+        """The checked flow as a Kailash ``Workflow``: ``LocalRuntime().execute(flow.build(), parameters=...)``."""
+        return self.to_kailash().build(workflow_id, **metadata)
+
+    def kailash_parameters(self, *args: Any, **inputs: Any) -> dict[str, dict[str, Any]]:
+        """Kailash ``parameters`` (``{node_id: {input: value}}``) for flow inputs given by name."""
+        return self._kailash_lowering().parameters(_positional_inputs("kailash_parameters", args), **inputs)
+
+    def run_kailash(self, *args: Any, **inputs: Any) -> RunResult:
+        """Run on Kailash and return a ``RunResult``, like :meth:`run` (works inside an event loop too).
+
+        ``runtime="async"`` uses ``AsyncLocalRuntime``; a Kailash runtime instance is used as
+        given; the default is ``LocalRuntime`` with its fast settings. A flow input called
+        ``runtime`` or ``run_id`` goes in the mapping: ``run_kailash({"runtime": ...})``.
+        """
+        from dagwright.execution._sync import run_sync
+
+        return run_sync(self.arun_kailash(*args, **inputs))
+
+    async def arun_kailash(self, *args: Any, **inputs: Any) -> RunResult:
+        """:meth:`run_kailash` for async code."""
+        from dagwright.backends.kailash.runtime import arun_on_kailash
+
+        declared = self._declared_inputs()
+        options = {k: inputs.pop(k) for k in ("runtime", "run_id") if k in inputs and k not in declared}
+        values = {**_positional_inputs("run_kailash", args), **inputs}
+        return await arun_on_kailash(self._kailash_lowering(), values, **options)
+
+    # ------------------------------------------------------------------ drawing (dagwright.visualize)
+    # Imported on use, so `import dagwright` does not import graphviz.
+
+    def to_dot(self, *, collapse: Sequence[str] = (), diagnostics: bool = False, run: RunLike | None = None) -> str:
+        """Graphviz DOT of the flow (no binary needed); ``diagnostics=True`` draws problems in red,
+        ``run=`` a ``RunResult`` on the nodes, ``collapse=["debate"]`` a group as one box."""
+        from dagwright.visualize.dot import to_dot
+
+        found = self.validate() if diagnostics else None
+        return to_dot(self.to_graph(), collapse=collapse, diagnostics=found, run=run)
+
+    def to_mermaid(self, *, collapse: Sequence[str] = (), diagnostics: bool = False, run: RunLike | None = None) -> str:
+        """A Mermaid ``flowchart LR`` of the flow (renders on GitHub); options as for :meth:`to_dot`."""
+        from dagwright.visualize.mermaid import to_mermaid
+
+        found = self.validate() if diagnostics else None
+        return to_mermaid(self.to_graph(), collapse=collapse, diagnostics=found, run=run)
+
+    def render(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        format: str | None = None,
+        collapse: Sequence[str] = (),
+        diagnostics: bool = False,
+        run: RunLike | None = None,
+    ) -> Path:
+        """Draw the flow into ``path``: .svg/.png/.pdf (needs Graphviz's ``dot``), .dot, .mmd or .md;
+        ``format`` overrides the suffix. Returns the path written."""
+        from dagwright.visualize.render import render
+
+        found = self.validate() if diagnostics else None
+        return render(self.to_graph(), path, format=format, collapse=collapse, diagnostics=found, run=run)
+
+
+def _positional_inputs(call: str, args: tuple[Any, ...]) -> dict[str, Any]:
+    """The one positional argument the run methods take: a mapping of inputs."""
+    if len(args) > 1:
+        raise TypeError(f"{call}() takes one positional argument: a mapping of inputs")
+    if args and not isinstance(args[0], Mapping):
+        raise TypeError(f"{call}()'s positional argument is a mapping of inputs, got {type(args[0]).__name__}")
+    return dict(args[0]) if args else {}
+
+
+def _open_checkpoint(value: Any) -> Any:
+    """A ``CheckpointStore`` from a path (closed after the run) or as given."""
+    from dagwright.ops.checkpoint import CheckpointStore
+
+    if isinstance(value, CheckpointStore):
+        return value
+    if isinstance(value, (str, os.PathLike)):
+        store = CheckpointStore(value)
+        store.close_after_run = True
+        return store
+    raise TypeError(f"checkpoint must be a SQLite file path or a CheckpointStore, got {type(value).__name__}")
+
+
+@contextlib.contextmanager
+def _closing_checkpoint(options: RunOptions) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        store = options.checkpoint
+        if store is not None and store.close_after_run:
+            store.close()

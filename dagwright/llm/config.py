@@ -1,0 +1,108 @@
+"""An agent's settings: which model, where, how (retries, timeouts, structured output, prompt).
+
+:class:`AgentConfig` is what every agent holds; a dict, a dataclass or a pydantic model
+with the same names is accepted wherever a config is. A misspelt setting is an error
+naming the closest one; other keys are kept as role context.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_validator
+
+from dagwright.compiler.suggest import suggest
+from dagwright.llm.client import LLMSettings, resolve_provider
+from dagwright.llm.structured import StructuredMode
+
+__all__ = ["AgentConfig"]
+
+
+class AgentConfig(BaseModel):
+    """An agent's settings. Also accepted as a dict or a dataclass with these names.
+
+    Keys that are not settings are kept as ``extra`` role context (``{"source": "web"}``);
+    a key that looks like a misspelt setting (``temprature``) is an error.
+    """
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
+    provider: Literal["openai", "offline"] | None = None
+    model: str = "gpt-4o-mini"
+    temperature: float | None = None
+    max_tokens: int | None = None
+    system_prompt: str | None = None
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    timeout: float = 60.0
+    max_retries: int = 3
+    retry_initial_delay: float = 0.5
+    max_turns: int = 10
+    structured_output: StructuredMode = "json_schema"
+    prompt_template: str | None = None
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive_timeout(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("timeout must be positive (seconds)")
+        return value
+
+    @field_validator("max_retries", "max_turns")
+    @classmethod
+    def _not_negative(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError("must not be negative")
+        return value
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """Role context: config keys that are not settings."""
+        return dict(self.__pydantic_extra__ or {})
+
+    @classmethod
+    def coerce(cls, config: object, *, owner: str = "agent") -> AgentConfig:
+        """An AgentConfig from a config, a dict, a dataclass or None; errors name the bad key."""
+        if config is None:
+            return cls()
+        if isinstance(config, AgentConfig):
+            return config
+        if isinstance(config, BaseModel):
+            data = config.model_dump()
+        elif dataclasses.is_dataclass(config) and not isinstance(config, type):
+            data = dataclasses.asdict(config)
+        elif isinstance(config, Mapping):
+            data = dict(config)
+        else:
+            raise TypeError(
+                f"{owner}: config must be a dict, a dataclass or an AgentConfig, got {type(config).__name__}"
+            )
+        known = list(cls.model_fields)
+        for key in data:
+            if key not in known:
+                close = suggest(key, known, cutoff=0.8)
+                if close:
+                    raise ValueError(f"{owner}: unknown config key {key!r}; did you mean {close[0]!r}?")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e.get('input')!r})" for e in exc.errors()
+            )
+            raise ValueError(f"{owner}: invalid config: {problems}") from None
+
+    def settings(self) -> LLMSettings:
+        api_key = self.api_key.get_secret_value() if self.api_key is not None else None
+        return LLMSettings(
+            provider=resolve_provider(self.provider, self.base_url, api_key),
+            model=self.model,
+            base_url=self.base_url,
+            api_key=api_key,
+            temperature=self.temperature,
+            max_tokens=self.max_tokens,
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            retry_initial_delay=self.retry_initial_delay,
+        )

@@ -1,0 +1,253 @@
+"""Structured output: a signature's fields as pydantic models and JSON schemas, and parsing replies.
+
+The output model validates what a model replies; its JSON schema goes into the
+request in one of three modes, because OpenAI-compatible servers differ:
+
+* ``json_schema``: OpenAI's ``response_format={"type": "json_schema", ...}``, strict
+  when the schema allows it;
+* ``json_object``: ``{"type": "json_object", "schema": ...}`` (llama.cpp's server);
+* ``prompt``: no response_format; the schema is written into the prompt between
+  ``<output_schema>`` markers and the JSON is found in the reply.
+
+Parsing never invents values: an empty reply, or one missing a field, is an error
+that keeps the raw text.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from typing import Any, Literal, Union
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from dagwright.compiler.signature import MISSING, FieldSpec, SignatureSpec
+from dagwright.compiler.suggest import suggest
+from dagwright.compiler.types import TypeExpr, registered_types
+
+__all__ = [
+    "StructuredMode",
+    "input_model",
+    "output_model",
+    "output_schema",
+    "parse_reply",
+    "python_type",
+    "response_format",
+    "validate_inputs",
+]
+
+StructuredMode = Literal["json_schema", "json_object", "prompt"]
+SCHEMA_OPEN = "<output_schema>"
+SCHEMA_CLOSE = "</output_schema>"
+
+
+# --------------------------------------------------------------------------- types -> pydantic
+
+
+@functools.lru_cache(maxsize=1024)
+def python_type(t: TypeExpr) -> Any:
+    """A Python annotation pydantic can validate, for a port type."""
+    k = t.kind
+    if k == "any":
+        return Any
+    if k == "none":
+        return type(None)
+    simple = {"str": str, "int": int, "float": float, "bool": bool, "bytes": bytes}.get(k)
+    if simple is not None:
+        return simple
+    if k == "list":
+        return list[python_type(t.args[0])]  # type: ignore[misc]
+    if k == "dict":
+        return dict[python_type(t.args[0]), python_type(t.args[1])]  # type: ignore[misc]
+    if k == "tuple":
+        if t.variadic:
+            return tuple[python_type(t.args[0]), ...]  # type: ignore[misc]
+        return tuple[tuple(python_type(a) for a in t.args)] if t.args else tuple[()]  # type: ignore[misc]
+    if k == "union":
+        return Union[tuple(python_type(a) for a in t.args)]  # noqa: UP007  (built from a runtime tuple)
+    if k == "literal":
+        return Literal[t.values]
+    if k == "model":
+        for cls in registered_types().values():
+            if f"{cls.__module__}.{cls.__qualname__}" == t.name and issubclass(cls, BaseModel):
+                return cls
+        fields: dict[str, Any] = {f.name: (python_type(f.type), ... if f.required else None) for f in t.fields}
+        return create_model(t.name.rsplit(".", 1)[-1], __config__=ConfigDict(extra="ignore"), **fields)
+    return Any  # a named Python class: values pass through unchecked (no JSON form to check against)
+
+
+def _field(spec: FieldSpec, *, for_input: bool) -> tuple[Any, Any]:
+    annotation = python_type(spec.type)
+    if for_input and spec.default is not MISSING:
+        return annotation, Field(default=spec.default, description=spec.description or None)
+    return annotation, Field(..., description=spec.description or None)
+
+
+def _model_name(spec: SignatureSpec, suffix: str) -> str:
+    base = re.sub(r"\W", "", spec.name or "Signature") or "Signature"
+    return f"{base}{suffix}"
+
+
+@functools.lru_cache(maxsize=512)
+def output_model(spec: SignatureSpec) -> type[BaseModel]:
+    """A pydantic model of the signature's outputs (unknown keys rejected)."""
+    fields: dict[str, Any] = {f.name: _field(f, for_input=False) for f in spec.outputs}
+    model: type[BaseModel] = create_model(_model_name(spec, "Output"), __config__=ConfigDict(extra="forbid"), **fields)
+    return model
+
+
+@functools.lru_cache(maxsize=512)
+def input_model(spec: SignatureSpec) -> type[BaseModel]:
+    """A pydantic model of the signature's inputs, strict (no silent coercion), defaults filled."""
+    fields: dict[str, Any] = {f.name: _field(f, for_input=True) for f in spec.inputs}
+    config = ConfigDict(extra="forbid", strict=True)
+    model: type[BaseModel] = create_model(_model_name(spec, "Input"), __config__=config, **fields)
+    return model
+
+
+def validate_inputs(spec: SignatureSpec, inputs: dict[str, Any], *, where: str = "agent") -> dict[str, Any]:
+    """Inputs checked against the signature, defaults filled in.
+
+    Raises :class:`InputValidationError` (a ValueError) naming every bad field, what
+    was expected and what was given.
+    """
+    from dagwright.execution.errors import InputValidationError
+
+    fields = {f.name: f for f in spec.inputs}
+    unknown = [k for k in inputs if k not in fields]
+    missing = [f.name for f in spec.inputs if f.required and f.name not in inputs]
+    problems: list[str] = []
+    for name in unknown:
+        close = suggest(name, fields)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        problems.append(f"unknown input {name!r}{hint}; inputs are: {', '.join(fields) or 'none'}")
+    problems.extend(f"missing required input {name!r} ({fields[name].type})" for name in missing)
+    if not problems:
+        try:
+            validated = input_model(spec).model_validate(inputs)
+        except pydantic.ValidationError as exc:
+            for err in exc.errors():
+                loc = ".".join(str(p) for p in err["loc"])
+                top = str(err["loc"][0]) if err["loc"] else ""
+                expected = fields[top].type if top in fields else "?"
+                got = _describe_value(inputs.get(top))
+                problems.append(f"input {loc!r} expects {expected}, got {got}: {err['msg']}")
+        else:
+            return {name: getattr(validated, name) for name in fields}
+    first = next(iter(unknown or missing), None)
+    raise InputValidationError(f"{where}: " + "; ".join(problems), field=first, errors=problems)
+
+
+def _describe_value(value: Any) -> str:
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+# --------------------------------------------------------------------------- schemas
+
+
+@functools.lru_cache(maxsize=512)
+def _schema_text(spec: SignatureSpec) -> str:
+    schema = output_model(spec).model_json_schema()
+    return json.dumps(_strictify(schema), sort_keys=True)
+
+
+def output_schema(spec: SignatureSpec) -> dict[str, Any]:
+    """The JSON schema of the outputs: every object closed and every property required."""
+    return json.loads(_schema_text(spec))  # type: ignore[no-any-return]
+
+
+def _strictify(schema: Any) -> Any:
+    """Close objects (additionalProperties false) and require every property, recursively."""
+    if isinstance(schema, dict):
+        out = {k: _strictify(v) for k, v in schema.items() if k != "title"}
+        if out.get("type") == "object" and "properties" in out:
+            out["required"] = list(out["properties"])
+            out.setdefault("additionalProperties", False)
+        return out
+    if isinstance(schema, list):
+        return [_strictify(v) for v in schema]
+    return schema
+
+
+def _strict_compatible(schema: Any) -> bool:
+    """OpenAI's strict mode does not take open maps (dict[str, T]) or tuple items."""
+    if isinstance(schema, dict):
+        extra = schema.get("additionalProperties")
+        if isinstance(extra, dict) or "prefixItems" in schema:
+            return False
+        if schema.get("type") == "object" and "properties" not in schema and "$ref" not in schema:
+            return False
+        return all(_strict_compatible(v) for v in schema.values())
+    if isinstance(schema, list):
+        return all(_strict_compatible(v) for v in schema)
+    return True
+
+
+@functools.lru_cache(maxsize=512)
+def response_format(spec: SignatureSpec, mode: StructuredMode) -> dict[str, Any] | None:
+    """The ``response_format`` request field for ``mode`` (None in prompt mode).
+
+    Made once per signature and mode and shared by every request: read it, do not change it.
+    """
+    schema = output_schema(spec)
+    if mode == "json_schema":
+        name = re.sub(r"[^A-Za-z0-9_-]", "_", spec.name or "output")[:64] or "output"
+        return {
+            "type": "json_schema",
+            "json_schema": {"name": name, "schema": schema, "strict": _strict_compatible(schema)},
+        }
+    if mode == "json_object":
+        return {"type": "json_object", "schema": schema}
+    return None
+
+
+def schema_block(spec: SignatureSpec) -> str:
+    """The schema as written into the prompt in ``prompt`` mode."""
+    return f"{SCHEMA_OPEN}{_schema_text(spec)}{SCHEMA_CLOSE}"
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _json_candidates(text: str) -> list[str]:
+    stripped = text.strip()
+    candidates = [stripped]
+    fence = re.search(r"```(?:json)?\s*(.*?)```", stripped, re.DOTALL)
+    if fence:
+        candidates.append(fence.group(1).strip())
+    start, end = stripped.find("{"), stripped.rfind("}")
+    if 0 <= start < end:
+        candidates.append(stripped[start : end + 1])
+    return candidates
+
+
+def parse_reply(spec: SignatureSpec, text: str | None) -> tuple[dict[str, Any] | None, list[str]]:
+    """``(outputs, [])`` for a valid reply, or ``(None, problems)`` saying what is wrong with it."""
+    if text is None or not text.strip():
+        return None, ["the reply is empty; a JSON object with the output fields was expected"]
+    data: Any = None
+    decode_error = ""
+    for candidate in _json_candidates(text):
+        try:
+            data = json.loads(candidate)
+            break
+        except json.JSONDecodeError as exc:
+            decode_error = decode_error or f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+    else:
+        return None, [f"the reply is not valid JSON: {decode_error}"]
+    if not isinstance(data, dict):
+        return None, [f"the reply is JSON {type(data).__name__}, not an object with the output fields"]
+    try:
+        validated = output_model(spec).model_validate(data)
+    except pydantic.ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"]) or "(root)"
+            problems.append(f"{loc}: {err['msg']}")
+        return None, problems
+    return validated.model_dump(mode="python"), []

@@ -1,0 +1,546 @@
+"""Monitoring and optimization: metrics from recorded executions, latency alerts, live event streams.
+
+Every execution of an agent (``BaseAgent.invoke``, which ``run``/``arun``/``execute`` and
+agent nodes go through) leaves an :class:`ExecutionRecord` in the agent's bounded history;
+``agent.get_execution_monitor()`` summarizes it and ``agent.get_execution_optimizer()``
+turns it into suggestions backed by the numbers they come from. ``flow.monitor()`` does
+the same for the runs of a flow, per run and per node, from the scheduler's events.
+
+Latency percentiles use the nearest-rank method: p90 of ``n`` samples is the
+``ceil(0.9 * n)``-th smallest, always one of the measured values.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from dagwright.execution.events import Event
+from dagwright.ops.pricing import PRICES, cost_of
+
+__all__ = [
+    "ExecutionMonitor",
+    "ExecutionOptimizer",
+    "ExecutionRecord",
+    "FlowMonitor",
+    "MonitorEvent",
+    "PerformanceAlert",
+    "Suggestion",
+    "percentile",
+    "summarize",
+]
+
+log = logging.getLogger("dagwright")
+
+DEFAULT_HISTORY = 1000
+"""How many executions an agent keeps for its monitor and optimizer (the oldest are dropped first)."""
+
+
+def percentile(values: Iterable[float], p: float) -> float | None:
+    """The nearest-rank ``p``-th percentile (0 < p <= 100) of ``values``; None when there are none."""
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    if not 0 < p <= 100:
+        raise ValueError(f"a percentile is between 0 (excluded) and 100, got {p}")
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+# One encoder for every call: json.dumps with options builds a new encoder each time, which costs more than encoding.
+_CANONICAL = json.JSONEncoder(sort_keys=True, default=str, ensure_ascii=False, separators=(",", ":"))
+
+
+def inputs_hash(values: Mapping[str, Any]) -> str:
+    """A stable SHA-256 of input values (canonical JSON; non-JSON values by their ``str``)."""
+    return hashlib.sha256(_CANONICAL.encode(values).encode()).hexdigest()
+
+
+@dataclass(slots=True)
+class ExecutionRecord:
+    """One execution of an agent or a flow node, as the monitor keeps it.
+
+    ``llm_calls`` counts model calls (a repaired reply makes two); ``retries`` counts
+    repeated attempts (node retries, or calls beyond the first for an agent).
+    ``cache`` is ``"hit"``, ``"miss"`` (cache on, no entry) or None (no cache).
+    """
+
+    name: str
+    started_at: float
+    duration_ms: float
+    success: bool
+    model: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    cost_known: bool = True
+    llm_calls: int = 0
+    retries: int = 0
+    cache: Literal["hit", "miss"] | None = None
+    error: str | None = None
+    error_type: str | None = None
+    input_hash: str | None = None
+    session_id: str | None = None
+    run_id: str | None = None
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+def summarize(records: Iterable[ExecutionRecord]) -> dict[str, Any]:
+    """Metrics of a list of executions: count, failures, retries, latency, tokens, cost, cache hits."""
+    items = list(records)
+    latencies = [r.duration_ms for r in items]
+    hits = sum(1 for r in items if r.cache == "hit")
+    misses = sum(1 for r in items if r.cache == "miss")
+    return {
+        "count": len(items),
+        "failures": sum(1 for r in items if not r.success),
+        "retries": sum(r.retries for r in items),
+        "llm_calls": sum(r.llm_calls for r in items),
+        "latency_ms": {
+            "p50": percentile(latencies, 50),
+            "p90": percentile(latencies, 90),
+            "p99": percentile(latencies, 99),
+            "max": max(latencies) if latencies else None,
+            "mean": sum(latencies) / len(latencies) if latencies else None,
+        },
+        "tokens": {
+            "prompt": sum(r.prompt_tokens for r in items),
+            "completion": sum(r.completion_tokens for r in items),
+            "total": sum(r.tokens for r in items),
+        },
+        "cost": sum(r.cost for r in items),
+        "cost_known": all(r.cost_known for r in items),
+        "cache": {"hits": hits, "misses": misses},
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class PerformanceAlert:
+    """An execution slower than the threshold: who (``subject``), how slow, and its record."""
+
+    subject: str
+    latency_ms: float
+    threshold_ms: float
+    record: ExecutionRecord
+
+    def __str__(self) -> str:
+        return f"{self.subject} took {self.latency_ms:.1f} ms, over the alert threshold of {self.threshold_ms:g} ms"
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorEvent:
+    """A live event of an agent: ``execution_started`` (no record yet), ``execution_finished``, ``execution_failed``."""
+
+    kind: Literal["execution_started", "execution_finished", "execution_failed"]
+    agent: str
+    time: float
+    record: ExecutionRecord | None = None
+
+
+AlertHook = Callable[[PerformanceAlert], None]
+
+
+class _Monitor:
+    """What agent and flow monitors share: alert thresholds and live subscribers."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._threshold_ms: float | None = None
+        self._hook: AlertHook | None = None
+        self._tracking = False
+        self._subscribers: list[Callable[[Any], None]] = []
+        self.alerts: list[PerformanceAlert] = []
+
+    def set_performance_alerts(self, latency_threshold: float, hook: AlertHook | None = None) -> None:
+        """Alert when an execution takes longer than ``latency_threshold`` milliseconds.
+
+        Each alert is logged as a warning on the ``dagwright`` logger, kept in ``alerts``
+        and passed to ``hook`` when given.
+        """
+        if isinstance(latency_threshold, bool) or not isinstance(latency_threshold, (int, float)):
+            raise TypeError(f"latency_threshold is milliseconds (a number), got {type(latency_threshold).__name__}")
+        if not latency_threshold > 0:
+            raise ValueError(f"latency_threshold must be positive milliseconds, got {latency_threshold}")
+        if hook is not None and not callable(hook):
+            raise TypeError(f"the alert hook must be callable, got {type(hook).__name__}")
+        self._threshold_ms = float(latency_threshold)
+        self._hook = hook
+
+    def clear_performance_alerts(self) -> None:
+        self._threshold_ms = None
+        self._hook = None
+
+    def enable_real_time_tracking(self, subscriber: Callable[[Any], None] | None = None) -> Callable[[], None]:
+        """Stream events to subscribers as executions happen; returns a function that unsubscribes ``subscriber``."""
+        self._tracking = True
+        if subscriber is None:
+            return lambda: None
+        return self.subscribe(subscriber)
+
+    def disable_real_time_tracking(self) -> None:
+        self._tracking = False
+
+    def subscribe(self, subscriber: Callable[[Any], None]) -> Callable[[], None]:
+        """Add a callable that gets every event while tracking is on; returns its unsubscribe function."""
+        if not callable(subscriber):
+            raise TypeError(f"a subscriber must be callable, got {type(subscriber).__name__}")
+        with self._lock:
+            self._subscribers.append(subscriber)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if subscriber in self._subscribers:
+                    self._subscribers.remove(subscriber)
+
+        return unsubscribe
+
+    def _publish(self, event: Any) -> None:
+        if not self._tracking:
+            return
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for subscriber in subscribers:
+            try:
+                subscriber(event)
+            except Exception:  # a broken display must not fail the execution it watches
+                log.exception("dagwright: an event subscriber raised; the execution goes on")
+
+    def _check_latency(self, subject: str, record: ExecutionRecord) -> None:
+        threshold = self._threshold_ms
+        if threshold is None or record.duration_ms <= threshold:
+            return
+        alert = PerformanceAlert(subject, record.duration_ms, threshold, record)
+        with self._lock:
+            self.alerts.append(alert)
+        log.warning("dagwright performance alert: %s", alert)
+        hook = self._hook
+        if hook is not None:
+            try:
+                hook(alert)
+            except Exception:
+                log.exception("dagwright: the performance alert hook raised; the execution goes on")
+
+
+class ExecutionMonitor(_Monitor):
+    """The executions of one agent: ``metrics()``, alerts, live events (``agent.get_execution_monitor()``)."""
+
+    def __init__(self, agent: str, history: int = DEFAULT_HISTORY) -> None:
+        super().__init__()
+        self.agent = agent
+        self._history: collections.deque[ExecutionRecord] = collections.deque(maxlen=history)
+
+    @property
+    def history(self) -> list[ExecutionRecord]:
+        """The recorded executions, oldest first (at most the last 1 000)."""
+        with self._lock:
+            return list(self._history)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._history.clear()
+            self.alerts.clear()
+
+    def started(self) -> None:
+        if self._tracking:
+            self._publish(MonitorEvent("execution_started", self.agent, time.time()))
+
+    def record(self, record: ExecutionRecord) -> None:
+        with self._lock:
+            self._history.append(record)
+        self._check_latency(self.agent, record)
+        if self._tracking:
+            kind: Literal["execution_finished", "execution_failed"] = (
+                "execution_finished" if record.success else "execution_failed"
+            )
+            self._publish(MonitorEvent(kind, self.agent, time.time(), record))
+
+    def metrics(self) -> dict[str, Any]:
+        """Counts, failures, retries, latency percentiles (ms), tokens, cost and cache hits, plus per model."""
+        records = self.history
+        by_model: dict[str, list[ExecutionRecord]] = {}
+        for r in records:
+            by_model.setdefault(r.model or "unknown", []).append(r)
+        return {
+            "agent": self.agent,
+            **summarize(records),
+            "models": {model: summarize(rs) for model, rs in sorted(by_model.items())},
+        }
+
+
+@dataclass(slots=True)
+class _OpenRun:
+    started_at: float
+    nodes: list[ExecutionRecord] = field(default_factory=list)
+
+
+class FlowMonitor(_Monitor):
+    """The runs of one flow, per run and per node (``flow.monitor()``); fed by the scheduler's events.
+
+    Alerts fire for a node and for a whole run slower than the threshold; subscribers
+    get the scheduler's :class:`~dagwright.execution.events.Event` objects.
+    """
+
+    def __init__(self, flow: str, history: int = DEFAULT_HISTORY) -> None:
+        super().__init__()
+        self.flow = flow
+        self._runs: collections.deque[ExecutionRecord] = collections.deque(maxlen=history)
+        self._nodes: dict[str, collections.deque[ExecutionRecord]] = {}
+        self._history = history
+        self._open: dict[str, _OpenRun] = {}
+        self._cache_counts: Callable[[], Mapping[str, tuple[int, int]]] | None = None
+
+    def __call__(self, event: Event) -> None:
+        """The scheduler's listener: record finished nodes and runs, forward events to subscribers."""
+        kind = event.kind
+        if kind == "run_started":
+            with self._lock:
+                self._open[event.run_id] = _OpenRun(event.time)
+        elif kind in ("node_finished", "node_failed") and event.record is not None and event.node_id is not None:
+            # A node restored from a checkpoint ("cached") did not execute in this run: not a sample.
+            if event.record.status != "cached":
+                self._node_done(event)
+        elif kind == "run_finished":
+            self._run_done(event)
+        self._publish(event)
+
+    def _node_done(self, event: Event) -> None:
+        rec = event.record
+        assert rec is not None and event.node_id is not None
+        usage = rec.usage
+        record = ExecutionRecord(
+            name=event.node_id,
+            started_at=rec.started_at or event.time,
+            duration_ms=rec.duration_ms if rec.duration_ms is not None else 0.0,
+            success=event.kind == "node_finished",
+            model=rec.model,
+            prompt_tokens=usage.prompt if usage else 0,
+            completion_tokens=usage.completion if usage else 0,
+            cost=usage.cost if usage else 0.0,
+            cost_known=usage.cost_known if usage else True,
+            llm_calls=usage.calls if usage else 0,
+            retries=max(0, rec.attempts - 1),
+            error=rec.error,
+            error_type=rec.error_type,
+            run_id=event.run_id,
+        )
+        with self._lock:
+            self._nodes.setdefault(event.node_id, collections.deque(maxlen=self._history)).append(record)
+            run = self._open.get(event.run_id)
+            if run is not None:
+                run.nodes.append(record)
+        self._check_latency(f"node {event.node_id!r} of flow {self.flow!r}", record)
+
+    def _run_done(self, event: Event) -> None:
+        with self._lock:
+            run = self._open.pop(event.run_id, None)
+        if run is None:
+            return
+        failed = [r for r in run.nodes if not r.success]
+        record = ExecutionRecord(
+            name=event.run_id,
+            started_at=run.started_at,
+            duration_ms=(event.time - run.started_at) * 1000.0,
+            success=not failed,
+            prompt_tokens=sum(r.prompt_tokens for r in run.nodes),
+            completion_tokens=sum(r.completion_tokens for r in run.nodes),
+            cost=sum(r.cost for r in run.nodes),
+            cost_known=all(r.cost_known for r in run.nodes),
+            llm_calls=sum(r.llm_calls for r in run.nodes),
+            retries=sum(r.retries for r in run.nodes),
+            error="; ".join(f"{r.name}: {r.error_type}: {r.error}" for r in failed) or None,
+            run_id=event.run_id,
+        )
+        with self._lock:
+            self._runs.append(record)
+        self._check_latency(f"run {event.run_id} of flow {self.flow!r}", record)
+
+    @property
+    def runs(self) -> list[ExecutionRecord]:
+        with self._lock:
+            return list(self._runs)
+
+    def node_history(self, node_id: str) -> list[ExecutionRecord]:
+        with self._lock:
+            return list(self._nodes.get(node_id, ()))
+
+    def metrics(self) -> dict[str, Any]:
+        """``{"flow", "runs": {...}, "nodes": {node_id: {...}}}``; each part as :func:`summarize` gives it.
+
+        A node's ``cache`` counts come from its result cache (``flow.configure(node, cache=...)``).
+        """
+        with self._lock:
+            runs = list(self._runs)
+            nodes = {nid: list(rs) for nid, rs in self._nodes.items()}
+        cache_counts = dict(self._cache_counts()) if self._cache_counts is not None else {}
+        per_node: dict[str, dict[str, Any]] = {}
+        for nid in sorted(set(nodes) | set(cache_counts)):
+            summary = summarize(nodes.get(nid, []))
+            if nid in cache_counts:
+                hits, misses = cache_counts[nid]
+                summary["cache"] = {"hits": hits, "misses": misses}
+            per_node[nid] = summary
+        return {"flow": self.flow, "runs": summarize(runs), "nodes": per_node}
+
+
+# --------------------------------------------------------------------------- optimization
+
+
+@dataclass(frozen=True, slots=True)
+class Suggestion:
+    """One suggestion: what (``kind``), why in words (``message``) and the measured numbers (``evidence``)."""
+
+    kind: Literal["enable_cache", "cheaper_model", "failures"]
+    message: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# A smaller model of the same family, cheaper per token on both input and output (see pricing.PRICES).
+CHEAPER_MODEL: dict[str, str] = {
+    "gpt-4": "gpt-4o-mini",
+    "gpt-4-turbo": "gpt-4o-mini",
+    "gpt-4o": "gpt-4o-mini",
+    "gpt-4.1": "gpt-4.1-mini",
+    "gpt-4.1-mini": "gpt-4.1-nano",
+    "gpt-3.5-turbo": "gpt-4o-mini",
+    "o1": "o3-mini",
+    "o3": "o4-mini",
+}
+
+
+def _family(model: str) -> str | None:
+    name = model.lower()
+    for family in sorted(PRICES, key=len, reverse=True):
+        if name == family or name.startswith((family + "-", family + ":")):
+            return family
+    return None
+
+
+class ExecutionOptimizer:
+    """Suggestions computed from an agent's recorded executions (``agent.get_execution_optimizer()``).
+
+    No history, no suggestion: each one carries the counts, latencies, tokens and costs
+    it was derived from. Costs for another model are the recorded token counts priced
+    with :data:`dagwright.ops.pricing.PRICES`.
+    """
+
+    def __init__(self, monitor: ExecutionMonitor, *, cache_enabled: Callable[[], bool] = lambda: False) -> None:
+        self.monitor = monitor
+        self._cache_enabled = cache_enabled
+
+    def suggestions(
+        self,
+        *,
+        min_repeats: int = 2,
+        slow_ms: float = 2000.0,
+        short_prompt_tokens: int = 500,
+        max_failure_rate: float = 0.1,
+    ) -> list[Suggestion]:
+        """What to change, with evidence.
+
+        - ``enable_cache``: at least ``min_repeats`` executions repeated inputs already seen
+          (same model) while no result cache is on;
+        - ``cheaper_model``: a model whose median latency is at least ``slow_ms`` on prompts
+          of ``short_prompt_tokens`` or fewer (median), when a cheaper sibling is priced;
+        - ``failures``: more than ``max_failure_rate`` of the executions failed.
+        """
+        records = self.monitor.history
+        out: list[Suggestion] = []
+        if not records:
+            return out
+        if not self._cache_enabled():
+            seen: dict[tuple[str | None, str], int] = collections.Counter(
+                (r.model, r.input_hash) for r in records if r.input_hash is not None and r.success
+            )
+            repeated = sum(n - 1 for n in seen.values() if n > 1)
+            if repeated >= min_repeats:
+                repeat_records: list[ExecutionRecord] = []
+                first: set[tuple[str | None, str]] = set()
+                for r in records:
+                    if r.input_hash is None or not r.success:
+                        continue
+                    key = (r.model, r.input_hash)
+                    if key in first:
+                        repeat_records.append(r)
+                    else:
+                        first.add(key)
+                tokens = sum(r.tokens for r in repeat_records)
+                cost = sum(r.cost for r in repeat_records)
+                out.append(
+                    Suggestion(
+                        "enable_cache",
+                        f"{repeated} of {len(records)} executions repeated inputs already answered "
+                        f"({tokens} tokens, ${cost:.6f}); agent.enable_cache() would answer them without a request",
+                        {
+                            "executions": len(records),
+                            "distinct_inputs": len(seen),
+                            "repeated_executions": repeated,
+                            "repeated_tokens": tokens,
+                            "repeated_cost": cost,
+                        },
+                    )
+                )
+        by_model: dict[str, list[ExecutionRecord]] = {}
+        for r in records:
+            if r.success and r.model and r.cache != "hit":
+                by_model.setdefault(r.model, []).append(r)
+        for model, rs in sorted(by_model.items()):
+            family = _family(model)
+            cheaper = CHEAPER_MODEL.get(family or "")
+            if cheaper is None:
+                continue
+            p50 = percentile((r.duration_ms for r in rs), 50)
+            prompt_p50 = percentile((r.prompt_tokens for r in rs), 50)
+            assert p50 is not None and prompt_p50 is not None
+            if p50 < slow_ms or prompt_p50 > short_prompt_tokens:
+                continue
+            cost_now = sum(cost_of(model, r.prompt_tokens, r.completion_tokens)[0] for r in rs)
+            cost_then = sum(cost_of(cheaper, r.prompt_tokens, r.completion_tokens)[0] for r in rs)
+            out.append(
+                Suggestion(
+                    "cheaper_model",
+                    f"{model} took a median {p50:.0f} ms on short prompts (median {prompt_p50:.0f} prompt tokens) "
+                    f"over {len(rs)} executions; {cheaper} would have cost ${cost_then:.6f} instead of "
+                    f"${cost_now:.6f} for the same tokens",
+                    {
+                        "model": model,
+                        "suggested_model": cheaper,
+                        "executions": len(rs),
+                        "latency_p50_ms": p50,
+                        "prompt_tokens_p50": prompt_p50,
+                        "cost": cost_now,
+                        "cost_with_suggested_model": cost_then,
+                    },
+                )
+            )
+        failures = [r for r in records if not r.success]
+        if failures and len(failures) / len(records) > max_failure_rate:
+            kinds = collections.Counter(r.error_type or "error" for r in failures)
+            common, count = kinds.most_common(1)[0]
+            out.append(
+                Suggestion(
+                    "failures",
+                    f"{len(failures)} of {len(records)} executions failed; most often {common} ({count}x): "
+                    f"{next(r.error for r in failures if (r.error_type or 'error') == common)}",
+                    {
+                        "executions": len(records),
+                        "failures": len(failures),
+                        "failure_rate": len(failures) / len(records),
+                        "error_types": dict(kinds),
+                    },
+                )
+            )
+        return out

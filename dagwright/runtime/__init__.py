@@ -1,1 +1,0 @@
-"""Back ends that execute a checked graph."""

@@ -273,6 +273,120 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _deny(handler: _Handler) -> None:
+    """Answer 401 for a request without the expected API key."""
+    handler.send_error_json(
+        401,
+        "Incorrect API key provided: the test server expects 'Authorization: Bearer <api_key>'.",
+    )
+
+
+def _send_completion(
+    handler: _Handler,
+    body: dict[str, Any],
+    completion: Completion,
+    *,
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+) -> None:
+    """Send ``completion`` as an OpenAI ``chat.completion`` reply to the request ``body``."""
+    reply = {
+        "id": f"chatcmpl-{cassette_key(body)[:24]}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": completion.model,
+        "system_fingerprint": OFFLINE_MODEL_NAME,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": completion.content, "refusal": None},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {
+            "prompt_tokens": completion.prompt_tokens,
+            "completion_tokens": completion.completion_tokens,
+            "total_tokens": completion.total_tokens,
+        },
+    }
+    handler.send(status, json.dumps(reply, ensure_ascii=False).encode(), headers)
+
+
+def _fault_headers(fault: Fault) -> dict[str, str]:
+    """The extra response headers ``fault`` asks for."""
+    headers: dict[str, str] = {}
+    if fault.retry_after is not None:
+        seconds = fault.retry_after
+        headers["Retry-After"] = str(int(seconds)) if float(seconds).is_integer() else repr(float(seconds))
+    return headers
+
+
+def _fault_content(fault: Fault, body: dict[str, Any], content: str) -> str:
+    """The content ``fault`` sends instead of the normal reply ``content``."""
+    if fault.content is not None:
+        return fault.content
+    if fault.empty:
+        return ""
+    if fault.malformed:
+        return _malformed(content)
+    if fault.schema_violation:
+        return _violating(content, find_schema(body["messages"], body.get("response_format")))
+    return content
+
+
+def _load_cassette(path: Path) -> dict[str, dict[str, Any]]:
+    """The replayable entries of the cassette at ``path``, by key."""
+    if not path.is_file():
+        raise FileNotFoundError(f"replay cassette {str(path)!r} does not exist; record one with record_to=")
+    entries: dict[str, dict[str, Any]] = {}
+    with path.open(encoding="utf-8") as stream:
+        for number, line in enumerate(stream, 1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{number}: not a JSON line: {exc}") from None
+            if (
+                not isinstance(entry, dict)
+                or not isinstance(entry.get("key"), str)
+                or not isinstance(entry.get("status"), int)
+                or "response" not in entry
+            ):
+                raise ValueError(f"{path}:{number}: a cassette line needs 'key' (string), 'status' and 'response'")
+            previous = entries.get(entry["key"])
+            # A later failure never hides an earlier success for the same request.
+            if previous is None or entry["status"] == 200 or previous["status"] != 200:
+                entries[entry["key"]] = entry
+    return entries
+
+
+def _cassette_line(body: dict[str, Any], status: int, data: bytes) -> str:
+    """One cassette line for an exchange; a reply that is not JSON is kept as text."""
+    text = data.decode("utf-8", "replace")
+    try:
+        response: Any = json.loads(text)
+    except json.JSONDecodeError:
+        response = text
+    return json.dumps(
+        {"key": cassette_key(body), "request": body, "response": response, "status": status}, ensure_ascii=False
+    )
+
+
+def _post_upstream(url: str, raw: bytes, authorization: str | None) -> tuple[int, bytes]:
+    """POST ``raw`` to ``url``: the reply's status and body (an error status raises ``HTTPError``)."""
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    if authorization:
+        headers["Authorization"] = authorization
+    request = urllib.request.Request(url, data=raw, headers=headers, method="POST")
+    host = urllib.parse.urlsplit(url).hostname or ""
+    # A proxy from the environment must not capture a loopback upstream.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({})) if _is_loopback(host) else None
+    with (opener.open if opener else urllib.request.urlopen)(request, timeout=_UPSTREAM_TIMEOUT) as reply:
+        return int(reply.status), reply.read()
+
+
 class OpenAITestServer:
     """An OpenAI-compatible chat-completions server on loopback (see the module docstring).
 
@@ -333,7 +447,7 @@ class OpenAITestServer:
         if self._httpd is not None:
             raise RuntimeError(f"the test server is already running at {self.base_url}")
         if self.replay_from is not None:
-            self._cassette = self._load_cassette(self.replay_from)
+            self._cassette = _load_cassette(self.replay_from)
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         self._stopping.clear()
         self._httpd = _HTTPServer((self.host, self.port), self, family)
@@ -439,19 +553,13 @@ class OpenAITestServer:
     def _authorized(self, handler: _Handler) -> bool:
         return self.api_key is None or handler.headers.get("Authorization") == f"Bearer {self.api_key}"
 
-    def _deny(self, handler: _Handler) -> None:
-        handler.send_error_json(
-            401,
-            "Incorrect API key provided: the test server expects 'Authorization: Bearer <api_key>'.",
-        )
-
     def _handle_get(self, handler: _Handler) -> None:
         path = urllib.parse.urlsplit(handler.path).path.rstrip("/")
         if path not in ("/v1/models", "/models"):
             handler.send_error_json(404, f"unknown endpoint GET {path}; the test server serves GET /v1/models")
             return
         if not self._authorized(handler):
-            self._deny(handler)
+            _deny(handler)
             return
         entry = {"id": self.model.name, "object": "model", "created": 0, "owned_by": "dagwright"}
         handler.send(200, json.dumps({"object": "list", "data": [entry]}).encode())
@@ -503,7 +611,7 @@ class OpenAITestServer:
         if self._interrupted(handler, self.latency):
             return
         if not self._authorized(handler):
-            self._deny(handler)
+            _deny(handler)
             return
         problem = _check_body(body)
         if problem is not None:
@@ -528,16 +636,13 @@ class OpenAITestServer:
         elif self.upstream is not None:
             self._forward(handler, body, raw)
         else:
-            self._send_completion(handler, body, self._offline(body))
+            _send_completion(handler, body, self._offline(body))
 
     def _apply_fault(self, handler: _Handler, body: dict[str, Any], fault: Fault) -> bool:
         """Play ``fault``; False when it only delayed a reply that is still to be sent."""
         if self._interrupted(handler, fault.delay):
             return True
-        headers: dict[str, str] = {}
-        if fault.retry_after is not None:
-            seconds = fault.retry_after
-            headers["Retry-After"] = str(int(seconds)) if float(seconds).is_integer() else repr(float(seconds))
+        headers = _fault_headers(fault)
         if fault.drop_connection:
             handler.close_connection = True
             _shutdown(handler.connection)
@@ -552,17 +657,9 @@ class OpenAITestServer:
         if not fault.replaces_content and not headers and fault.status == 200:
             return False
         completion = self._offline(body)
-        content = completion.content
-        if fault.content is not None:
-            content = fault.content
-        elif fault.empty:
-            content = ""
-        elif fault.malformed:
-            content = _malformed(content)
-        elif fault.schema_violation:
-            content = _violating(content, find_schema(body["messages"], body.get("response_format")))
+        content = _fault_content(fault, body, completion.content)
         replaced = Completion(content, completion.prompt_tokens, count_tokens(content), completion.model)
-        self._send_completion(handler, body, replaced, status=fault.status, headers=headers)
+        _send_completion(handler, body, replaced, status=fault.status, headers=headers)
         return True
 
     def _offline(self, body: dict[str, Any]) -> Completion:
@@ -573,64 +670,7 @@ class OpenAITestServer:
         except (ValueError, TypeError) as exc:
             raise _BadRequest("response_format", f"the offline model cannot answer this request: {exc}") from exc
 
-    def _send_completion(
-        self,
-        handler: _Handler,
-        body: dict[str, Any],
-        completion: Completion,
-        *,
-        status: int = 200,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        reply = {
-            "id": f"chatcmpl-{cassette_key(body)[:24]}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": completion.model,
-            "system_fingerprint": OFFLINE_MODEL_NAME,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": completion.content, "refusal": None},
-                    "logprobs": None,
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": {
-                "prompt_tokens": completion.prompt_tokens,
-                "completion_tokens": completion.completion_tokens,
-                "total_tokens": completion.total_tokens,
-            },
-        }
-        handler.send(status, json.dumps(reply, ensure_ascii=False).encode(), headers)
-
     # -- record / replay ------------------------------------------------------------------------------
-    @staticmethod
-    def _load_cassette(path: Path) -> dict[str, dict[str, Any]]:
-        if not path.is_file():
-            raise FileNotFoundError(f"replay cassette {str(path)!r} does not exist; record one with record_to=")
-        entries: dict[str, dict[str, Any]] = {}
-        with path.open(encoding="utf-8") as stream:
-            for number, line in enumerate(stream, 1):
-                if not line.strip():
-                    continue
-                try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{path}:{number}: not a JSON line: {exc}") from None
-                if (
-                    not isinstance(entry, dict)
-                    or not isinstance(entry.get("key"), str)
-                    or not isinstance(entry.get("status"), int)
-                    or "response" not in entry
-                ):
-                    raise ValueError(f"{path}:{number}: a cassette line needs 'key' (string), 'status' and 'response'")
-                previous = entries.get(entry["key"])
-                # A later failure never hides an earlier success for the same request.
-                if previous is None or entry["status"] == 200 or previous["status"] != 200:
-                    entries[entry["key"]] = entry
-        return entries
-
     def _replay(self, handler: _Handler, body: dict[str, Any]) -> None:
         key = cassette_key(body)
         entry = self._cassette.get(key)
@@ -650,17 +690,8 @@ class OpenAITestServer:
     def _forward(self, handler: _Handler, body: dict[str, Any], raw: bytes) -> None:
         assert self.upstream is not None
         url = f"{self.upstream}/chat/completions"
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        authorization = handler.headers.get("Authorization")
-        if authorization:
-            headers["Authorization"] = authorization
-        request = urllib.request.Request(url, data=raw, headers=headers, method="POST")
-        host = urllib.parse.urlsplit(url).hostname or ""
-        # A proxy from the environment must not capture a loopback upstream.
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({})) if _is_loopback(host) else None
         try:
-            with (opener.open if opener else urllib.request.urlopen)(request, timeout=_UPSTREAM_TIMEOUT) as reply:
-                status, data = int(reply.status), reply.read()
+            status, data = _post_upstream(url, raw, handler.headers.get("Authorization"))
         except urllib.error.HTTPError as exc:
             status, data = exc.code, exc.read()
         except (urllib.error.URLError, OSError) as exc:
@@ -672,14 +703,7 @@ class OpenAITestServer:
 
     def _record(self, body: dict[str, Any], status: int, data: bytes) -> None:
         assert self.record_to is not None
-        text = data.decode("utf-8", "replace")
-        try:
-            response: Any = json.loads(text)
-        except json.JSONDecodeError:
-            response = text
-        line = json.dumps(
-            {"key": cassette_key(body), "request": body, "response": response, "status": status}, ensure_ascii=False
-        )
+        line = _cassette_line(body, status, data)
         with self._record_lock:
             self.record_to.parent.mkdir(parents=True, exist_ok=True)
             with self.record_to.open("a", encoding="utf-8") as stream:

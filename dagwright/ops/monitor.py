@@ -457,90 +457,119 @@ class ExecutionOptimizer:
           of ``short_prompt_tokens`` or fewer (median), when a cheaper sibling is priced;
         - ``failures``: more than ``max_failure_rate`` of the executions failed.
         """
+        # One snapshot for every check, so the suggestions agree on the executions they count.
         records = self.monitor.history
         out: list[Suggestion] = []
         if not records:
             return out
         if not self._cache_enabled():
-            seen: dict[tuple[str | None, str], int] = collections.Counter(
-                (r.model, r.input_hash) for r in records if r.input_hash is not None and r.success
-            )
-            repeated = sum(n - 1 for n in seen.values() if n > 1)
-            if repeated >= min_repeats:
-                repeat_records: list[ExecutionRecord] = []
-                first: set[tuple[str | None, str]] = set()
-                for r in records:
-                    if r.input_hash is None or not r.success:
-                        continue
-                    key = (r.model, r.input_hash)
-                    if key in first:
-                        repeat_records.append(r)
-                    else:
-                        first.add(key)
-                tokens = sum(r.tokens for r in repeat_records)
-                cost = sum(r.cost for r in repeat_records)
-                out.append(
-                    Suggestion(
-                        "enable_cache",
-                        f"{repeated} of {len(records)} executions repeated inputs already answered "
-                        f"({tokens} tokens, ${cost:.6f}); agent.enable_cache() would answer them without a request",
-                        {
-                            "executions": len(records),
-                            "distinct_inputs": len(seen),
-                            "repeated_executions": repeated,
-                            "repeated_tokens": tokens,
-                            "repeated_cost": cost,
-                        },
-                    )
-                )
-        by_model: dict[str, list[ExecutionRecord]] = {}
-        for r in records:
-            if r.success and r.model and r.cache != "hit":
-                by_model.setdefault(r.model, []).append(r)
-        for model, rs in sorted(by_model.items()):
-            family = _family(model)
-            cheaper = CHEAPER_MODEL.get(family or "")
-            if cheaper is None:
-                continue
-            p50 = percentile((r.duration_ms for r in rs), 50)
-            prompt_p50 = percentile((r.prompt_tokens for r in rs), 50)
-            assert p50 is not None and prompt_p50 is not None
-            if p50 < slow_ms or prompt_p50 > short_prompt_tokens:
-                continue
-            cost_now = sum(cost_of(model, r.prompt_tokens, r.completion_tokens)[0] for r in rs)
-            cost_then = sum(cost_of(cheaper, r.prompt_tokens, r.completion_tokens)[0] for r in rs)
-            out.append(
-                Suggestion(
-                    "cheaper_model",
-                    f"{model} took a median {p50:.0f} ms on short prompts (median {prompt_p50:.0f} prompt tokens) "
-                    f"over {len(rs)} executions; {cheaper} would have cost ${cost_then:.6f} instead of "
-                    f"${cost_now:.6f} for the same tokens",
-                    {
-                        "model": model,
-                        "suggested_model": cheaper,
-                        "executions": len(rs),
-                        "latency_p50_ms": p50,
-                        "prompt_tokens_p50": prompt_p50,
-                        "cost": cost_now,
-                        "cost_with_suggested_model": cost_then,
-                    },
-                )
-            )
-        failures = [r for r in records if not r.success]
-        if failures and len(failures) / len(records) > max_failure_rate:
-            kinds = collections.Counter(r.error_type or "error" for r in failures)
-            common, count = kinds.most_common(1)[0]
-            out.append(
-                Suggestion(
-                    "failures",
-                    f"{len(failures)} of {len(records)} executions failed; most often {common} ({count}x): "
-                    f"{next(r.error for r in failures if (r.error_type or 'error') == common)}",
-                    {
-                        "executions": len(records),
-                        "failures": len(failures),
-                        "failure_rate": len(failures) / len(records),
-                        "error_types": dict(kinds),
-                    },
-                )
-            )
+            cache = _cache_suggestion(records, min_repeats)
+            if cache is not None:
+                out.append(cache)
+        out.extend(_cheaper_model_suggestions(records, slow_ms, short_prompt_tokens))
+        failures = _failures_suggestion(records, max_failure_rate)
+        if failures is not None:
+            out.append(failures)
         return out
+
+
+def _cache_suggestion(records: list[ExecutionRecord], min_repeats: int) -> Suggestion | None:
+    """``enable_cache`` when at least ``min_repeats`` successful executions repeated a (model, inputs) pair."""
+    seen: dict[tuple[str | None, str], int] = collections.Counter(
+        (r.model, r.input_hash) for r in records if r.input_hash is not None and r.success
+    )
+    repeated = sum(n - 1 for n in seen.values() if n > 1)
+    if repeated < min_repeats:
+        return None
+    repeat_records: list[ExecutionRecord] = []
+    first: set[tuple[str | None, str]] = set()
+    for r in records:
+        if r.input_hash is None or not r.success:
+            continue
+        key = (r.model, r.input_hash)
+        if key in first:
+            repeat_records.append(r)
+        else:
+            first.add(key)
+    tokens = sum(r.tokens for r in repeat_records)
+    cost = sum(r.cost for r in repeat_records)
+    return Suggestion(
+        "enable_cache",
+        f"{repeated} of {len(records)} executions repeated inputs already answered "
+        f"({tokens} tokens, ${cost:.6f}); agent.enable_cache() would answer them without a request",
+        {
+            "executions": len(records),
+            "distinct_inputs": len(seen),
+            "repeated_executions": repeated,
+            "repeated_tokens": tokens,
+            "repeated_cost": cost,
+        },
+    )
+
+
+def _cheaper_model_suggestions(
+    records: list[ExecutionRecord], slow_ms: float, short_prompt_tokens: int
+) -> list[Suggestion]:
+    """``cheaper_model`` for each model (by name) that is slow on short prompts and has a cheaper sibling."""
+    # Cache hits did not reach the model: their latency and tokens say nothing about it.
+    by_model: dict[str, list[ExecutionRecord]] = {}
+    for r in records:
+        if r.success and r.model and r.cache != "hit":
+            by_model.setdefault(r.model, []).append(r)
+    out: list[Suggestion] = []
+    for model, rs in sorted(by_model.items()):
+        suggestion = _cheaper_model_suggestion(model, rs, slow_ms, short_prompt_tokens)
+        if suggestion is not None:
+            out.append(suggestion)
+    return out
+
+
+def _cheaper_model_suggestion(
+    model: str, rs: list[ExecutionRecord], slow_ms: float, short_prompt_tokens: int
+) -> Suggestion | None:
+    """``cheaper_model`` for ``model`` from its executions ``rs``, or None when it does not apply."""
+    cheaper = CHEAPER_MODEL.get(_family(model) or "")
+    if cheaper is None:
+        return None
+    p50 = percentile((r.duration_ms for r in rs), 50)
+    prompt_p50 = percentile((r.prompt_tokens for r in rs), 50)
+    assert p50 is not None and prompt_p50 is not None
+    if p50 < slow_ms or prompt_p50 > short_prompt_tokens:
+        return None
+    cost_now = sum(cost_of(model, r.prompt_tokens, r.completion_tokens)[0] for r in rs)
+    cost_then = sum(cost_of(cheaper, r.prompt_tokens, r.completion_tokens)[0] for r in rs)
+    return Suggestion(
+        "cheaper_model",
+        f"{model} took a median {p50:.0f} ms on short prompts (median {prompt_p50:.0f} prompt tokens) "
+        f"over {len(rs)} executions; {cheaper} would have cost ${cost_then:.6f} instead of "
+        f"${cost_now:.6f} for the same tokens",
+        {
+            "model": model,
+            "suggested_model": cheaper,
+            "executions": len(rs),
+            "latency_p50_ms": p50,
+            "prompt_tokens_p50": prompt_p50,
+            "cost": cost_now,
+            "cost_with_suggested_model": cost_then,
+        },
+    )
+
+
+def _failures_suggestion(records: list[ExecutionRecord], max_failure_rate: float) -> Suggestion | None:
+    """``failures`` when more than ``max_failure_rate`` of ``records`` failed, naming the most common error."""
+    failures = [r for r in records if not r.success]
+    if not (failures and len(failures) / len(records) > max_failure_rate):
+        return None
+    kinds = collections.Counter(r.error_type or "error" for r in failures)
+    common, count = kinds.most_common(1)[0]
+    return Suggestion(
+        "failures",
+        f"{len(failures)} of {len(records)} executions failed; most often {common} ({count}x): "
+        f"{next(r.error for r in failures if (r.error_type or 'error') == common)}",
+        {
+            "executions": len(records),
+            "failures": len(failures),
+            "failure_rate": len(failures) / len(records),
+            "error_types": dict(kinds),
+        },
+    )

@@ -323,18 +323,8 @@ def _mark(d: Diagnostic) -> Mark | None:
     return Mark(severity, d.code, d.name, scrub(d.message))
 
 
-def build_view(
-    graph: Graph,
-    *,
-    collapse: Sequence[str] = (),
-    diagnostics: DiagnosticsArg = None,
-    run: RunLike | None = None,
-) -> View:
-    """The view of ``graph`` with the requested overlays and collapsed groups."""
-    if not isinstance(graph, Graph):
-        raise TypeError(f"expected a Graph, got {type(graph).__name__}")
-    if isinstance(collapse, str):
-        collapse = [collapse]
+def _node_views(graph: Graph) -> tuple[list[NodeView], dict[str, NodeView]]:
+    """The views of the graph's declared nodes, in order, and the same views by key."""
     nodes: list[NodeView] = []
     by_key: dict[str, NodeView] = {}
     for node in graph.nodes:
@@ -351,52 +341,85 @@ def build_view(
         )
         nodes.append(view)
         by_key[node.id] = view
+    return nodes, by_key
 
-    def ensure_node(node_id: str) -> NodeView:
-        view = by_key.get(node_id)
-        if view is None:
-            view = NodeView(node_id, node_id, MISSING_KIND)
-            nodes.append(view)
-            by_key[node_id] = view
-        return view
 
-    def ensure_port(view: NodeView, name: str, side: Literal["in", "out"]) -> PortView:
-        ports = view.inputs if side == "in" else view.outputs
-        for port in ports:
-            if port.name == name:
-                return port
-        port = PortView(name, "?", "not declared", "", missing=True)
-        ports.append(port)
-        return port
+def _ensure_node(nodes: list[NodeView], by_key: dict[str, NodeView], node_id: str) -> NodeView:
+    """The view of ``node_id``, added as a missing node when an edge names a node the graph lacks."""
+    view = by_key.get(node_id)
+    if view is None:
+        view = NodeView(node_id, node_id, MISSING_KIND)
+        nodes.append(view)
+        by_key[node_id] = view
+    return view
 
+
+def _ensure_port(view: NodeView, name: str, side: Literal["in", "out"]) -> PortView:
+    """The port ``name`` of ``view``, added as missing when an edge names a port the node lacks."""
+    ports = view.inputs if side == "in" else view.outputs
+    for port in ports:
+        if port.name == name:
+            return port
+    port = PortView(name, "?", "not declared", "", missing=True)
+    ports.append(port)
+    return port
+
+
+def _edge_views(
+    graph: Graph, nodes: list[NodeView], by_key: dict[str, NodeView]
+) -> tuple[list[EdgeView], dict[tuple[str, str, str, str], EdgeView]]:
+    """The views of the graph's edges, and the first of them by endpoints (where diagnostics land)."""
     edges: list[EdgeView] = []
     edge_index: dict[tuple[str, str, str, str], EdgeView] = {}
     for edge in graph.edges:
-        src = ensure_node(edge.source)
-        dst = ensure_node(edge.target)
+        src = _ensure_node(nodes, by_key, edge.source)
+        dst = _ensure_node(nodes, by_key, edge.target)
         src_type = dst_type = ""
         if src.is_io:
             src_type = src.outputs[0].type if src.outputs else ""
         else:
-            src_type = ensure_port(src, edge.source_port, "out").item
+            src_type = _ensure_port(src, edge.source_port, "out").item
         if dst.is_io:
             dst_type = dst.inputs[0].item if dst.inputs else ""
         else:
-            dst_type = ensure_port(dst, edge.target_port, "in").item
+            dst_type = _ensure_port(dst, edge.target_port, "in").item
         view_edge = EdgeView(src.key, edge.source_port, dst.key, edge.target_port, src_type, dst_type)
         edges.append(view_edge)
         edge_index.setdefault((edge.source, edge.source_port, edge.target, edge.target_port), view_edge)
+    return edges, edge_index
+
+
+def _check_summary(found: list[Diagnostic]) -> tuple[str, Severity | None]:
+    """The ``check: 1 error, 2 warnings`` line for ``found``, and its worst severity."""
+    errors = sum(1 for d in found if d.severity == "error")
+    warnings = sum(1 for d in found if d.severity == "warning")
+    parts = [f"{n} {word}{'s' if n != 1 else ''}" for n, word in ((errors, "error"), (warnings, "warning")) if n]
+    check_summary = "check: " + (", ".join(parts) if parts else "no errors or warnings")
+    check_severity: Severity | None = "error" if errors else ("warning" if warnings else None)
+    return check_summary, check_severity
+
+
+def build_view(
+    graph: Graph,
+    *,
+    collapse: Sequence[str] = (),
+    diagnostics: DiagnosticsArg = None,
+    run: RunLike | None = None,
+) -> View:
+    """The view of ``graph`` with the requested overlays and collapsed groups."""
+    if not isinstance(graph, Graph):
+        raise TypeError(f"expected a Graph, got {type(graph).__name__}")
+    if isinstance(collapse, str):
+        collapse = [collapse]
+    nodes, by_key = _node_views(graph)
+    edges, edge_index = _edge_views(graph, nodes, by_key)
 
     found = _diagnostics(graph, diagnostics)
     notes = _apply_diagnostics(found, by_key, edge_index)
     check_summary = ""
     check_severity: Severity | None = None
     if diagnostics is not None and diagnostics is not False:
-        errors = sum(1 for d in found if d.severity == "error")
-        warnings = sum(1 for d in found if d.severity == "warning")
-        parts = [f"{n} {word}{'s' if n != 1 else ''}" for n, word in ((errors, "error"), (warnings, "warning")) if n]
-        check_summary = "check: " + (", ".join(parts) if parts else "no errors or warnings")
-        check_severity = "error" if errors else ("warning" if warnings else None)
+        check_summary, check_severity = _check_summary(found)
     run_summary = ""
     if run is not None:
         run_summary = _apply_run(run, nodes, edges, by_key)
@@ -564,9 +587,8 @@ def _group_paths(graph: Graph) -> list[tuple[str, ...]]:
     return list(paths)
 
 
-def _collapse(
-    graph: Graph, nodes: list[NodeView], edges: list[EdgeView], specs: Sequence[str]
-) -> tuple[list[NodeView], list[EdgeView]]:
+def _wanted_groups(graph: Graph, specs: Sequence[str]) -> set[tuple[str, ...]]:
+    """The paths of the groups ``specs`` name; raises ValueError for a name that is unknown or ambiguous."""
     known = _group_paths(graph)
     known_set = set(known)
     wanted: set[tuple[str, ...]] = set()
@@ -585,21 +607,28 @@ def _collapse(
                 raise ValueError(f"collapse: flow {graph.name!r} has no group {spec!r} (groups: {names})")
             path = ending[0]
         wanted.add(path)
+    return wanted
 
-    def box_path(group: tuple[str, ...]) -> tuple[str, ...] | None:
-        # The outermost collapsed group wins: collapsing 'debate' hides 'debate/round1' too.
-        for depth in range(1, len(group) + 1):
-            if group[:depth] in wanted:
-                return group[:depth]
-        return None
 
+def _box_path(group: tuple[str, ...], wanted: set[tuple[str, ...]]) -> tuple[str, ...] | None:
+    """The collapsed group that hides a node of ``group``, or None if it stays drawn."""
+    # The outermost collapsed group wins: collapsing 'debate' hides 'debate/round1' too.
+    for depth in range(1, len(group) + 1):
+        if group[:depth] in wanted:
+            return group[:depth]
+    return None
+
+
+def _box_nodes(
+    nodes: list[NodeView], wanted: set[tuple[str, ...]]
+) -> tuple[list[NodeView], dict[tuple[str, ...], NodeView], dict[str, NodeView]]:
+    """The nodes with each collapsed group drawn as one box, the boxes by group path, and each hidden node's box."""
     taken = {n.key for n in nodes}
     boxes: dict[tuple[str, ...], NodeView] = {}
-    box_paths: dict[str, tuple[str, ...]] = {}
     owner: dict[str, NodeView] = {}
     out_nodes: list[NodeView] = []
     for node in nodes:
-        boxed = box_path(node.group)
+        boxed = _box_path(node.group, wanted)
         if boxed is None:
             out_nodes.append(node)
             continue
@@ -608,7 +637,6 @@ def _collapse(
             label = "/".join(boxed)
             box = NodeView(_unique(f"group:{label}", taken), label, GROUP_KIND, boxed[:-1])
             boxes[boxed] = box
-            box_paths[box.key] = boxed
             out_nodes.append(box)
         box.members += 1
         inner = _relative(node.id, boxed)
@@ -619,9 +647,18 @@ def _collapse(
         owner[node.key] = box
     for box in boxes.values():
         box.facts.append(f"{box.members} node{'s' if box.members != 1 else ''}")
+    return out_nodes, boxes, owner
 
+
+def _crossing_edges(
+    edges: list[EdgeView], owner: dict[str, NodeView]
+) -> tuple[
+    list[tuple[EdgeView, NodeView | None, NodeView | None]],
+    dict[str, dict[tuple[str, str], str]],
+    dict[str, dict[tuple[str, str], str]],
+]:
+    """The edges still drawn (with their ends' boxes), and each box's input and output ports by inner source."""
     # Box ports: one input per outside source feeding the group, one output per inner port read from outside.
-    by_key = {n.key: n for n in nodes}
     in_ports: dict[str, dict[tuple[str, str], str]] = {}
     out_ports: dict[str, dict[tuple[str, str], str]] = {}
     crossing: list[tuple[EdgeView, NodeView | None, NodeView | None]] = []
@@ -636,32 +673,34 @@ def _collapse(
             in_ports.setdefault(dst_box.key, {}).setdefault((edge.source, edge.source_port), edge.source_type)
         if src_box is not None:
             out_ports.setdefault(src_box.key, {}).setdefault((edge.source, edge.source_port), edge.source_type)
+    return crossing, in_ports, out_ports
 
-    def port_names(box: NodeView, ports: dict[tuple[str, str], str], inner: bool) -> dict[tuple[str, str], str]:
-        # A port keeps its own name unless two share it; then the node's id (relative inside the box) leads.
-        counts: dict[str, int] = {}
-        for key in ports:
-            counts[key[1]] = counts.get(key[1], 0) + 1
-        names: dict[tuple[str, str], str] = {}
-        used: set[str] = set()
-        for key in ports:
-            name = key[1]
-            if counts[name] > 1:
-                node_id = by_key[key[0]].id
-                name = f"{_relative(node_id, box_paths[box.key]) if inner else node_id}.{name}"
-            names[key] = _unique(name, used)
-        return names
 
-    in_names: dict[str, dict[tuple[str, str], str]] = {}
-    out_names: dict[str, dict[tuple[str, str], str]] = {}
-    for box in boxes.values():
-        ins = in_ports.get(box.key, {})
-        outs = out_ports.get(box.key, {})
-        in_names[box.key] = port_names(box, ins, inner=False)
-        out_names[box.key] = port_names(box, outs, inner=True)
-        box.inputs = [PortView(in_names[box.key][k], t, t, t) for k, t in ins.items()]
-        box.outputs = [PortView(out_names[box.key][k], t, t, t) for k, t in outs.items()]
+def _port_names(
+    path: tuple[str, ...], ports: dict[tuple[str, str], str], by_key: dict[str, NodeView], inner: bool
+) -> dict[tuple[str, str], str]:
+    """A unique name for each of a box's ports, by (node key, port name)."""
+    # A port keeps its own name unless two share it; then the node's id (relative inside the box) leads.
+    counts: dict[str, int] = {}
+    for key in ports:
+        counts[key[1]] = counts.get(key[1], 0) + 1
+    names: dict[tuple[str, str], str] = {}
+    used: set[str] = set()
+    for key in ports:
+        name = key[1]
+        if counts[name] > 1:
+            node_id = by_key[key[0]].id
+            name = f"{_relative(node_id, path) if inner else node_id}.{name}"
+        names[key] = _unique(name, used)
+    return names
 
+
+def _rewire(
+    crossing: list[tuple[EdgeView, NodeView | None, NodeView | None]],
+    in_names: dict[str, dict[tuple[str, str], str]],
+    out_names: dict[str, dict[tuple[str, str], str]],
+) -> list[EdgeView]:
+    """The crossing edges redrawn to end at box ports, those that then coincide merged into one."""
     out_edges: list[EdgeView] = []
     merged: dict[tuple[str, str, str, str], EdgeView] = {}
     for edge, src_box, dst_box in crossing:
@@ -683,7 +722,27 @@ def _collapse(
         new.state = edge.state
         merged[key] = new
         out_edges.append(new)
-    return out_nodes, out_edges
+    return out_edges
+
+
+def _collapse(
+    graph: Graph, nodes: list[NodeView], edges: list[EdgeView], specs: Sequence[str]
+) -> tuple[list[NodeView], list[EdgeView]]:
+    wanted = _wanted_groups(graph, specs)
+    out_nodes, boxes, owner = _box_nodes(nodes, wanted)
+    crossing, in_ports, out_ports = _crossing_edges(edges, owner)
+
+    by_key = {n.key: n for n in nodes}
+    in_names: dict[str, dict[tuple[str, str], str]] = {}
+    out_names: dict[str, dict[tuple[str, str], str]] = {}
+    for path, box in boxes.items():
+        ins = in_ports.get(box.key, {})
+        outs = out_ports.get(box.key, {})
+        in_names[box.key] = _port_names(path, ins, by_key, inner=False)
+        out_names[box.key] = _port_names(path, outs, by_key, inner=True)
+        box.inputs = [PortView(in_names[box.key][k], t, t, t) for k, t in ins.items()]
+        box.outputs = [PortView(out_names[box.key][k], t, t, t) for k, t in outs.items()]
+    return out_nodes, _rewire(crossing, in_names, out_names)
 
 
 def _relative(node_id: str, path: tuple[str, ...]) -> str:

@@ -226,6 +226,57 @@ def _open_checkpoint(
     return cached, save
 
 
+class _Records:
+    """The node records of a run as its tasks' results reach the client."""
+
+    def __init__(
+        self, client: Any, lowering: DaskLowering, keys: list[str], on_record: Callable[[NodeRecord], None] | None
+    ) -> None:
+        self.client = client
+        self.lowering = lowering
+        self.group_of_key = {key: i for i, key in enumerate(keys)}
+        self.on_record = on_record
+        self.records: dict[int, NodeRecord] = {}
+        self.failed = False
+
+    def take(self, result: list[tuple[int, NodeRecord]]) -> None:
+        for index, record in result:
+            self.add(index, record)
+
+    def add(self, index: int, record: NodeRecord) -> None:
+        self.records[index] = record
+        self.failed = self.failed or record.status == "failed"
+        if self.on_record is not None:
+            self.on_record(record)
+
+    def fetch(self, futures: list[Any]) -> None:
+        """The records of the finished tasks among ``futures``; the others settled as failed or cancelled."""
+        finished = [f for f in futures if f.status == "finished"]
+        if finished:
+            for result in self.client.gather(finished):
+                self.take(result)
+        for future in futures:
+            if future.status != "finished":
+                self.settle(future)
+
+    def settle(self, future: Any) -> None:
+        """The records of a task that did not finish: failed, downstream of a failure, or cancelled."""
+        group_id = self.group_of_key[future.key]
+        error = future.exception() if future.status == "error" else None
+        if isinstance(error, GroupFailed) and error.group_id == group_id:
+            self.take(error.records)
+            return
+        # Downstream of a failed fail_fast task (it carries that task's error), cancelled, or the cluster
+        # failing the task itself (a worker lost too often): the task never raises for a node otherwise.
+        for spec in self.lowering.groups[group_id].steps:
+            record = NodeRecord(spec.node.id, spec.node.kind, status="cancelled")
+            if error is not None and not isinstance(error, GroupFailed):
+                record.status = "failed"
+                record.error_type = type(error).__name__
+                record.error = str(error) or type(error).__name__
+            self.add(spec.index, record)
+
+
 def _collect(
     client: Any,
     lowering: DaskLowering,
@@ -243,75 +294,32 @@ def _collect(
     """
     from distributed import as_completed, wait
 
-    group_of_key = {key: i for i, key in enumerate(keys)}
     futures = client.get(dsk, keys, sync=False) if keys else []
-    records: dict[int, NodeRecord] = {}
-    failed = False
-
-    def take(result: list[tuple[int, NodeRecord]]) -> None:
-        nonlocal failed
-        for index, record in result:
-            records[index] = record
-            failed = failed or record.status == "failed"
-            if on_record is not None:
-                on_record(record)
-
-    def fetch(finished: list[Any]) -> None:
-        if finished:
-            for result in client.gather(finished):
-                take(result)
-
-    def settle(future: Any) -> None:
-        """The records of a task that did not finish: failed, downstream of a failure, or cancelled."""
-        nonlocal failed
-        group_id = group_of_key[future.key]
-        error = future.exception() if future.status == "error" else None
-        if isinstance(error, GroupFailed) and error.group_id == group_id:
-            take(error.records)
-            return
-        # Downstream of a failed fail_fast task (it carries that task's error), cancelled, or the cluster
-        # failing the task itself (a worker lost too often): the task never raises for a node otherwise.
-        for spec in lowering.groups[group_id].steps:
-            record = NodeRecord(spec.node.id, spec.node.kind, status="cancelled")
-            if error is not None and not isinstance(error, GroupFailed):
-                record.status = "failed"
-                record.error_type = type(error).__name__
-                record.error = str(error) or type(error).__name__
-                failed = True
-            records[spec.index] = record
-            if on_record is not None:
-                on_record(record)
-
+    collected = _Records(client, lowering, keys, on_record)
     try:
         if on_record is None:
             try:
                 for result in client.gather(futures):
-                    take(result)
-                return records
+                    collected.take(result)
+                return collected.records
             except Exception:  # a task in error: its records are sorted out below
                 pass
             if failure_mode == "fail_fast":
                 client.cancel([f for f in futures if not f.done()])
             else:
                 wait(futures)
-            fetch([f for f in futures if f.status == "finished"])
-            for future in futures:
-                if future.status != "finished":
-                    settle(future)
-            return records
+            collected.fetch(futures)
+            return collected.records
         for batch in as_completed(futures).batches():
-            fetch([f for f in batch if f.status == "finished"])
-            for future in batch:
-                if future.status != "finished":
-                    settle(future)
-            if failed and failure_mode == "fail_fast":
+            collected.fetch(list(batch))
+            if collected.failed and failure_mode == "fail_fast":
                 client.cancel([f for f in futures if not f.done()])
                 break
     finally:
         unfinished = [f for f in futures if not f.done()]
         if unfinished:
             client.cancel(unfinished)
-    return records
+    return collected.records
 
 
 def _result(

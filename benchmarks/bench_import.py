@@ -1,5 +1,8 @@
 """Import-time benchmark: ``import dagwright`` in a fresh interpreter, next to its peers.
 
+Also ``import dagwright.patterns``, which a flow file using a coordination pattern pays
+for: it loads no agent runtime (the face hands patterns an agent factory).
+
 Each figure is the median of several fresh interpreters, with a warm bytecode
 cache (``PYTHONPYCACHEPREFIX`` points at a temporary directory filled by one
 untimed run first, so nothing is written into the source tree and no run pays
@@ -96,7 +99,12 @@ def measure(python: str, module: str, runs: int, cache_dir: str) -> ImportTime:
 
 def run(runs: int, dspy_python: str | None) -> list[ImportTime]:
     print(f"import benchmark: Python {sys.version.split()[0]}; {machine_note()}", flush=True)
-    plan = [("dagwright", sys.executable), ("kailash", sys.executable), ("langgraph", sys.executable)]
+    plan = [
+        ("dagwright", sys.executable),
+        ("dagwright.patterns", sys.executable),
+        ("kailash", sys.executable),
+        ("langgraph", sys.executable),
+    ]
     if dspy_python:
         plan.append(("dspy", dspy_python))
     results: list[ImportTime] = []

@@ -133,13 +133,6 @@ class Flow(FlowBuilder):
             self._observers.append(monitor)
         return self._monitor
 
-    def _runtime_bindings(self) -> dict[str, object]:
-        """What each node runs, as the back ends take it: a mapped sub-flow as the scheduler of its graph."""
-        return {
-            node_id: binding._scheduler() if isinstance(binding, Flow) else binding
-            for node_id, binding in self._bindings.items()
-        }
-
     # ------------------------------------------------------------------ running (built-in scheduler, Dask)
 
     def _scheduler(self) -> Scheduler:
@@ -150,7 +143,7 @@ class Flow(FlowBuilder):
         if cached is not None and cached[0] == self._version:
             return cached[1]
         graph = self.compile()
-        scheduler = Scheduler(build_plan(graph, self._runtime_bindings(), self._policies))
+        scheduler = Scheduler(build_plan(graph, self._bindings, self._policies))
         # Shared, not copied: a monitor made after this plan still sees its runs.
         scheduler.observers = self._observers
         self._plan = (self._version, scheduler)
@@ -296,7 +289,7 @@ class Flow(FlowBuilder):
         cached = self._lowering
         if cached is not None and cached[0] == self._version:
             return cached[1]
-        lowering = lower(self.compile(), self._runtime_bindings(), self._policies)
+        lowering = lower(self.compile(), self._bindings, self._policies)
         self._lowering = (self._version, lowering)
         return lowering
 

@@ -386,3 +386,51 @@ def test_a_pattern_as_a_supervisor_worker() -> None:
     graph = flow.compile(strict=True)
     assert "writing.drafter" in graph and "writing.editor" in graph
     assert flow.run(task="Write the note").success
+
+
+# --------------------------------------------------------------------------- the agent factory
+
+
+class _RecordingFactory:
+    """The face's factory, noting every agent a pattern asks it for."""
+
+    def __init__(self) -> None:
+        from dagwright.agent import AGENTS
+
+        self.inner = AGENTS
+        self.setting_names = AGENTS.setting_names
+        self.created: list[str] = []
+        self.configured: list[tuple[str, dict[str, object]]] = []
+
+    def is_agent(self, obj: object) -> bool:
+        return self.inner.is_agent(obj)
+
+    def create(self, name: str, signature: object, config: object) -> BaseAgent:
+        self.created.append(name)
+        return self.inner.create(name, signature, config)  # type: ignore[arg-type]
+
+    def configure(self, agent: BaseAgent, config: dict[str, object]) -> BaseAgent:
+        self.configured.append((agent.name, dict(config)))
+        return self.inner.configure(agent, config)  # type: ignore[no-any-return]
+
+
+def test_patterns_make_and_adapt_agents_through_the_factory_they_are_given() -> None:
+    factory = _RecordingFactory()
+    judge = BaseAgent(signature="topic: str, transcript: list[str] -> decision: str", name="judge")
+    flow = patterns.debate(
+        [("optimist", {}), "skeptic", (judge, {"temperature": 0.1})], topic="Adopt it?", rounds=1, factory=factory
+    )
+    assert factory.created == ["optimist", "skeptic"]
+    assert factory.configured == [("judge", {"temperature": 0.1})]
+    flow.compile(strict=True)
+    assert flow.binding("verdict").config.temperature == 0.1  # type: ignore[attr-defined]
+    assert judge.config.temperature is None  # the given agent is left as it was
+    team = patterns.supervisor("lead", {"workers": ["writer"], "quality_control": False}, factory=factory)
+    assert factory.created[-3:] == ["writer", "lead.plan", "lead.review"]
+    assert team.run(task="Write a haiku").success
+
+
+def test_patterns_without_a_factory_use_the_faces() -> None:
+    flow = patterns.pipeline([("researcher", {}), ("writer", {})])
+    assert isinstance(flow.binding("researcher"), BaseAgent)
+    assert flow.run(task="Four-day weeks").success

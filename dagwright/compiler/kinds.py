@@ -183,7 +183,7 @@ class SelectSettings:
 
     @classmethod
     def of(cls, node: Node) -> SelectSettings:
-        return cls("first" if node.config.get("pick", cls.pick) == "first" else "last")
+        return cls("last" if node.config.get("pick", cls.pick) == "last" else "first")
 
 
 def select_node(node_id: str, value_type: TypeExpr, settings: SelectSettings, *, description: str = "") -> Node:

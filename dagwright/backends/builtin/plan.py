@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from dagwright.backends.builtin.scheduler import Scheduler
 from dagwright.compiler import kinds
@@ -23,9 +24,20 @@ from dagwright.execution.policy import NodePolicy
 from dagwright.execution.steps import Slot
 from dagwright.nodes import EXECUTORS
 
-__all__ = ["ExecutionPlan", "bind_nodes", "build_plan"]
+__all__ = ["ExecutionPlan", "Schedulable", "bind_nodes", "build_plan"]
 
 _DEFAULT_POLICY = NodePolicy()
+
+
+class Schedulable(Protocol):
+    """What prepares its own scheduler (a ``Flow``, with its bindings and monitors): the back ends run it, or
+    map over it, without knowing its type."""
+
+    def _scheduler(self) -> Scheduler: ...
+
+
+def _schedulable(obj: object) -> bool:
+    return callable(getattr(obj, "_scheduler", None))
 
 
 @dataclass(slots=True)
@@ -140,9 +152,9 @@ def bind_nodes(
     """What every node of ``graph`` runs: ``bindings`` as given, then the rest bound here.
 
     A function node without a binding is resolved through ``registry`` (every unbound
-    function reported in one error); a ``map`` node without one runs its step's sub-graph
-    (from its config) on a scheduler of its own, with the same registry. Every back end
-    binds a graph through this.
+    function reported in one error). A ``map`` node runs its step on a scheduler: the one
+    a bound flow prepares, or one of the sub-graph in its config (functions bound through
+    the same registry). Every back end binds a graph through this.
     """
     bound = dict(bindings or {})
     unbound_functions = [n for n in graph.nodes if n.kind == "function" and n.id not in bound]
@@ -155,8 +167,14 @@ def bind_nodes(
             )
         bound.update(registry.bind(Graph(graph.name, tuple(unbound_functions))))
     for node in graph.nodes:
-        if node.kind == "map" and node.id not in bound:
+        if node.kind != "map":
+            continue
+        step = bound.get(node.id)
+        if step is None:
             bound[node.id] = map_step(node, registry)
+        elif _schedulable(step):
+            schedulable: Schedulable = step  # type: ignore[assignment]
+            bound[node.id] = schedulable._scheduler()
     return bound
 
 

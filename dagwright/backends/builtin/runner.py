@@ -9,9 +9,9 @@ It runs a compiled Graph (a function node of a graph loaded from JSON is bound t
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, Protocol
+from typing import Any
 
-from dagwright.backends.builtin.plan import build_plan
+from dagwright.backends.builtin.plan import Schedulable, build_plan
 from dagwright.backends.builtin.scheduler import Scheduler
 from dagwright.compiler.ir import Graph
 from dagwright.compiler.registry import FunctionRegistry
@@ -20,13 +20,6 @@ from dagwright.execution.events import Event, RunResult
 from dagwright.execution.policy import FailureMode, RunOptions
 
 __all__ = ["Runtime"]
-
-
-class Schedulable(Protocol):
-    """What prepares its own scheduler (a ``Flow``, with its bindings and monitors): ``Runtime`` runs it
-    without knowing its type."""
-
-    def _scheduler(self) -> Scheduler: ...
 
 
 class Runtime:

@@ -42,8 +42,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from dagwright.backends.builtin.plan import ExecutionPlan, bind_nodes, build_plan
-from dagwright.backends.builtin.runner import Schedulable
+from dagwright.backends.builtin.plan import ExecutionPlan, Schedulable, build_plan
 from dagwright.backends.dask.lowering import DaskLowering, build_graph, lowering_of_plan
 from dagwright.backends.dask.worker import GroupFailed
 from dagwright.compiler.ir import INPUT_KIND, OUTPUT_KIND, Graph
@@ -67,7 +66,7 @@ def _plan_of(target: object, registry: FunctionRegistry | None) -> ExecutionPlan
     if isinstance(target, ExecutionPlan):
         return target
     if isinstance(target, Graph):
-        return build_plan(target, bind_nodes(target, registry=registry))
+        return build_plan(target, registry=registry)
     if callable(getattr(target, "_scheduler", None)):  # a Flow: it prepares its own plan
         schedulable: Schedulable = target  # type: ignore[assignment]
         return schedulable._scheduler().plan

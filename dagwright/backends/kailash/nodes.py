@@ -243,9 +243,8 @@ class DagwrightNodeBase(AsyncNode):  # type: ignore[misc]
             node = Graph.from_dict({"schema_version": 1, "name": "", "nodes": [data]}).nodes[0]
         except IRFormatError as exc:
             raise ValueError(f"{type(self).__name__} {self.id!r}: invalid '{CONFIG_KEY}.node' config: {exc}") from None
-        binding = self._binding
-        if binding is None and node.kind in ("function", "map"):
-            binding = bind_nodes(Graph("", (node,)), registry=functions).get(node.id)
+        given = {node.id: self._binding} if self._binding is not None else None
+        binding = bind_nodes(Graph("", (node,)), given, registry=functions).get(node.id)
         factory = EXECUTORS.get(node.kind)
         if factory is None:
             raise ValueError(

@@ -14,17 +14,21 @@ execution runs lives in :class:`dagwright.llm.agent.AgentCore`; this module is i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
+import json
 import os
+import re
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
+from dagwright.compiler.ports import is_signature_like
+from dagwright.compiler.redact import config_to_dict
 from dagwright.execution._sync import run_sync
 from dagwright.llm.agent import AgentContext, AgentCore, AsyncSingleShotStrategy, Strategy
 from dagwright.llm.config import AgentConfig
-from dagwright.llm.memory import BufferMemory, SqliteMemory
+from dagwright.llm.memory import make_memory
 from dagwright.llm.structured import validate_inputs
 from dagwright.ops.audit import AccessPolicy, AuditLog, AuditPolicy
 from dagwright.ops.cache import ResultCache, make_cache
@@ -38,13 +42,39 @@ __all__ = [
     "AgentFactory",
     "AsyncSingleShotStrategy",
     "BaseAgent",
+    "ExecutionMetadata",
     "ExecutionResult",
     "Strategy",
+    "extract_dict",
+    "extract_float",
+    "extract_list",
+    "extract_str",
 ]
 
 
+class ExecutionMetadata(dict[str, Any]):
+    """What ``agent.execute()`` measured, as a dict (``metadata["timing"]``) and by attribute under the
+    Kaizen ADR's names too: ``execution_time`` (ms, the same as ``timing``), ``token_usage`` (``tokens``),
+    ``cost``, ``model``, ``success``, ``error``, ``agent``, ``session_id``."""
+
+    _ALIASES: ClassVar[dict[str, str]] = {"execution_time": "timing", "token_usage": "tokens"}
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        key = self._ALIASES.get(name, name)
+        if key in self:
+            return self[key]
+        known = sorted({*self, *(alias for alias, key in self._ALIASES.items() if key in self)})
+        raise AttributeError(f"execution metadata has no {name!r}; it has: {', '.join(known)}")
+
+
 class ExecutionResult:
-    """The result of ``agent.execute()``: outputs as attributes, plus ``data``, ``metadata``, ``success``, ``error``."""
+    """The result of ``agent.execute()``: outputs as attributes, plus ``data``, ``metadata``, ``success``, ``error``.
+
+    ``extract_list`` / ``extract_dict`` / ``extract_str`` / ``extract_float`` read an output
+    leniently, as Kaizen's result helpers do (see :func:`extract_list`).
+    """
 
     __slots__ = ("data", "error", "error_type", "metadata", "success")
 
@@ -57,7 +87,9 @@ class ExecutionResult:
         error_type: str | None = None,
     ) -> None:
         self.data = data
-        self.metadata = metadata
+        self.metadata = ExecutionMetadata(metadata)
+        self.metadata.setdefault("success", success)
+        self.metadata.setdefault("error", error)
         self.success = success
         self.error = error
         self.error_type = error_type
@@ -69,11 +101,96 @@ class ExecutionResult:
         if name in data:
             return data[name]
         fields = ", ".join(data) or "none (the execution failed)"
-        raise AttributeError(f"ExecutionResult has no output {name!r}; outputs: {fields}")
+        hint = ""
+        if list(data) == ["answer"]:
+            hint = f"; an agent without a signature answers in 'answer' (give it a signature with {name!r} for that)"
+        raise AttributeError(f"ExecutionResult has no output {name!r}; outputs: {fields}{hint}")
 
     def __repr__(self) -> str:
         state = "success" if self.success else f"failed: {self.error}"
         return f"ExecutionResult({state}, data={self.data!r})"
+
+    def extract_list(self, field: str, default: list[Any] | None = None) -> list[Any]:
+        return extract_list(self.data, field, default)
+
+    def extract_dict(self, field: str, default: dict[str, Any] | None = None) -> dict[str, Any]:
+        return extract_dict(self.data, field, default)
+
+    def extract_str(self, field: str, default: str = "") -> str:
+        return extract_str(self.data, field, default)
+
+    def extract_float(self, field: str, default: float = 0.0) -> float:
+        return extract_float(self.data, field, default)
+
+
+def _value(result: Mapping[str, Any] | ExecutionResult, field: str) -> Any:
+    data = result.data if isinstance(result, ExecutionResult) else result
+    return data.get(field) if isinstance(data, Mapping) else None
+
+
+def extract_list(
+    result: Mapping[str, Any] | ExecutionResult, field: str, default: list[Any] | None = None
+) -> list[Any]:
+    """``result[field]`` as a list: a list (or tuple) as it is; a string holding a JSON array parsed; any
+    other string split into its non-empty lines, list markers (``-``, ``*``, ``1.``) stripped; a single
+    value as a one-item list; absent or None: ``default`` (``[]``)."""
+    value = _value(result, field)
+    if value is None:
+        return list(default) if default is not None else []
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            with contextlib.suppress(ValueError):
+                parsed = json.loads(text)
+                if isinstance(parsed, list):
+                    return parsed
+        return [line for line in (_LIST_MARKER.sub("", raw).strip() for raw in text.splitlines()) if line]
+    return [value]
+
+
+def extract_dict(
+    result: Mapping[str, Any] | ExecutionResult, field: str, default: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """``result[field]`` as a dict: a mapping as it is, a string holding a JSON object parsed, else ``default``."""
+    value = _value(result, field)
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            parsed = json.loads(value)
+            if isinstance(parsed, dict):
+                return parsed
+    return dict(default) if default is not None else {}
+
+
+def extract_str(result: Mapping[str, Any] | ExecutionResult, field: str, default: str = "") -> str:
+    """``result[field]`` as text (a list joined by lines), or ``default`` when absent or None."""
+    value = _value(result, field)
+    if value is None:
+        return default
+    if isinstance(value, (list, tuple)):
+        return "\n".join(str(v) for v in value)
+    return str(value)
+
+
+def extract_float(result: Mapping[str, Any] | ExecutionResult, field: str, default: float = 0.0) -> float:
+    """``result[field]`` as a number (a numeric string too; ``"85%"`` is 0.85), or ``default``."""
+    value = _value(result, field)
+    if isinstance(value, bool):
+        return default
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        scale = 100.0 if text.endswith("%") else 1.0
+        with contextlib.suppress(ValueError):
+            return float(text.rstrip("%").strip()) / scale
+    return default
+
+
+_LIST_MARKER = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
 
 
 class BaseAgent(AgentCore):
@@ -109,20 +226,27 @@ class BaseAgent(AgentCore):
         super().__init__(config, source, strategy, name=name)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.name!r}, signature={str(self._signature)!r})"
+        shown = "free-form" if self.free_form else str(self._signature)
+        return f"{type(self).__name__}(name={self.name!r}, signature={shown!r})"
+
+    @property
+    def id(self) -> str:
+        """The agent's name (Kaizen calls it ``id``)."""
+        return self.name
 
     # ---- memory
 
-    def enable_memory(self, provider: str = "buffer", max_turns: int | None = None, path: str | None = None) -> None:
-        """Keep sessions: with ``session_id=...``, that session's last turns are sent to the model."""
-        if provider == "buffer":
-            self._memory = BufferMemory()
-        elif provider == "sqlite":
-            if not path:
-                raise ValueError(f"{self.name}: enable_memory(provider='sqlite') needs path='memory.db'")
-            self._memory = SqliteMemory(path)
-        else:
-            raise ValueError(f"{self.name}: unknown memory provider {provider!r}; choose 'buffer' or 'sqlite'")
+    def enable_memory(self, provider: str = "default", max_turns: int | None = None, path: str | None = None) -> None:
+        """Remember earlier turns and send them back to the model: ``default`` / ``buffer`` (the last
+        ``max_turns`` turns, in the process), ``sqlite`` (in the file ``path``, surviving restarts) or
+        ``vector_db`` (the ``max_turns`` turns most relevant to the request, by BM25 over words).
+
+        Calls with ``session_id=...`` keep to that session; calls without one share the agent's own
+        session, so two ``execute()`` calls in a row remember each other. The window is the config's
+        ``max_turns`` (10 unless set) or the ``max_turns`` given here.
+        """
+        self._memory = make_memory(provider, path, owner=self.name)
+        self.default_session = f"{self.name}:default"
         if max_turns is not None:
             self.config = self.config.model_copy(update={"max_turns": max_turns})
 
@@ -131,8 +255,6 @@ class BaseAgent(AgentCore):
     async def arun(self, session_id: str | None = None, **inputs: Any) -> dict[str, Any]:
         """Run once; the outputs plus ``_timing`` (ms), ``_tokens``, ``_cost``, ``_model`` (+ ``_session_id``)."""
         started = time.perf_counter()
-        if self._memory is not None and session_id is None:
-            session_id = uuid.uuid4().hex
         outputs, context = await self.invoke(inputs, session_id)
         result = dict(outputs)
         result["_timing"] = (time.perf_counter() - started) * 1000.0
@@ -143,7 +265,7 @@ class BaseAgent(AgentCore):
         if context.cache is not None:
             result["_cache"] = context.cache
         if self._memory is not None:
-            result["_session_id"] = session_id
+            result["_session_id"] = context.session_id
         return result
 
     def run(self, session_id: str | None = None, **inputs: Any) -> dict[str, Any]:
@@ -153,7 +275,7 @@ class BaseAgent(AgentCore):
     async def aexecute(self, session_id: str | None = None, **inputs: Any) -> ExecutionResult:
         """Run once; failures of the call (LLM errors, unparsable replies, timeouts) come back as
         ``success=False`` with ``error``; invalid inputs still raise ValueError."""
-        validate_inputs(self._signature, inputs, where=self.name)
+        validate_inputs(self.signature_for(inputs), inputs, where=self.name)
         try:
             out = await self.arun(session_id, **inputs)
         except (ValueError, RuntimeError, TimeoutError, OSError) as exc:
@@ -182,6 +304,26 @@ class BaseAgent(AgentCore):
     def run_batch(self, batch: Sequence[Mapping[str, Any]], concurrency: int = 4) -> list[dict[str, Any]]:
         """``arun_batch`` from sync code."""
         return run_sync(self.arun_batch(batch, concurrency))
+
+    # ---- results (Kaizen's helpers: result is what run() returned, or an ExecutionResult)
+
+    def extract_list(self, result: Mapping[str, Any] | ExecutionResult, field: str, default: Any = None) -> list[Any]:
+        """``result[field]`` as a list (see :func:`extract_list`)."""
+        return extract_list(result, field, default)
+
+    def extract_dict(
+        self, result: Mapping[str, Any] | ExecutionResult, field: str, default: Any = None
+    ) -> dict[str, Any]:
+        """``result[field]`` as a dict (see :func:`extract_dict`)."""
+        return extract_dict(result, field, default)
+
+    def extract_str(self, result: Mapping[str, Any] | ExecutionResult, field: str, default: str = "") -> str:
+        """``result[field]`` as text (see :func:`extract_str`)."""
+        return extract_str(result, field, default)
+
+    def extract_float(self, result: Mapping[str, Any] | ExecutionResult, field: str, default: float = 0.0) -> float:
+        """``result[field]`` as a number (see :func:`extract_float`)."""
+        return extract_float(result, field, default)
 
     # ---- Kailash (dagwright.backends.kailash.nodes, imported on use: importing kailash takes about a second)
 
@@ -255,9 +397,30 @@ class BaseAgent(AgentCore):
 
 
 class Agent(BaseAgent):
-    """A named agent, as made by ``Kaizen().create_agent(name, signature=..., config=...)``."""
+    """A named agent: ``Agent("researcher", model="gpt-4o", temperature=0.2)``, ``Agent("qa", "q -> a")``,
+    ``Agent("qa", signature=sig, config={...})``, as ``Kaizen().create_agent(...)`` makes them.
 
-    def __init__(self, name: str, signature: object, config: object = None, strategy: Strategy | None = None) -> None:
+    Settings may come as a config (dict, dataclass or AgentConfig), as keywords, or both (keywords win).
+    Without a signature the agent is free-form (see :class:`~dagwright.llm.agent.AgentCore`).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        signature: object = None,
+        config: object = None,
+        strategy: Strategy | None = None,
+        **settings: Any,
+    ) -> None:
+        if signature is not None and not is_signature_like(signature):
+            if config is not None:
+                raise TypeError(
+                    f"Agent({name!r}): the second argument is a signature or a config; got a "
+                    f"{type(signature).__name__} and config= too"
+                )
+            signature, config = None, signature
+        if settings:
+            config = {**config_to_dict(config), **settings}
         super().__init__(config=config, signature=signature, strategy=strategy, name=name)
 
 
@@ -267,8 +430,6 @@ class AgentFactory:
     Patterns take a factory rather than importing agents themselves; ``Kaizen`` passes
     :data:`AGENTS`, and so do patterns called without one.
     """
-
-    setting_names: frozenset[str] = frozenset(AgentConfig.model_fields)
 
     def is_agent(self, obj: object) -> bool:
         return isinstance(obj, AgentCore)

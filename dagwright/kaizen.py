@@ -20,6 +20,7 @@ from typing import Any
 
 from dagwright import patterns
 from dagwright.agent import AGENTS, Agent, AgentConfig, Strategy
+from dagwright.compiler.ports import is_signature_like
 from dagwright.compiler.redact import config_to_dict
 from dagwright.compiler.signature import Signature, make_signature
 from dagwright.flow import Flow
@@ -58,13 +59,25 @@ class Kaizen:
         *,
         strategy: Strategy | None = None,
     ) -> Agent:
-        """An agent named ``name``; without a signature it answers ``task -> result``."""
+        """An agent named ``name``, starting from the facade's config.
+
+        The second argument is a signature, or (as the Kaizen ADR writes it) the config:
+        ``create_agent("researcher", {"model": "gpt-4o"})``. Without a signature the agent is
+        free-form: inputs of any name go into the prompt, the reply is text in ``answer``.
+        """
+        if signature is not None and not is_signature_like(signature):
+            if config is not None:
+                raise TypeError(
+                    f"create_agent({name!r}): the second argument is a signature or a config; got a "
+                    f"{type(signature).__name__} and config= too"
+                )
+            signature, config = None, signature
         merged: dict[str, Any] = dict(self._defaults)
         if config is not None:
             merged.update(
                 config_to_dict(config) if not isinstance(config, AgentConfig) else config.model_dump(exclude_unset=True)
             )
-        return Agent(name, signature if signature is not None else "task -> result", merged, strategy)
+        return Agent(name, signature, merged, strategy)
 
     # ---- patterns
 

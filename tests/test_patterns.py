@@ -199,8 +199,19 @@ def test_role_pipeline_chains_single_ports() -> None:
     flow = Kaizen().create_pipeline([("data_collector", {"source": "web"}), ("analyst", {}), ("writer", {})])
     graph = flow.compile(strict=True)
     assert {str(e) for e in graph.edges} >= {"data_collector.result -> analyst.task", "analyst.result -> writer.task"}
-    assert "source=web" in flow.binding("data_collector").config.system_prompt  # type: ignore[attr-defined]
+    assert flow.binding("data_collector").config.extra == {"source": "web"}  # type: ignore[attr-defined]
     assert flow.run(task="collect").outputs["result"]
+
+
+def test_step_settings_reach_the_model_for_roles_and_agent_objects(server: OpenAITestServer) -> None:
+    k = kaizen_for(server)
+    researcher = k.create_agent("researcher", signature="task: str -> result: str")
+    flow = k.create_pipeline([(researcher, {"focus": "technical"}), ("reporter", {"format": "executive"})])
+    assert flow.run(task="Quantum computing").success
+    systems = {r["messages"][0]["content"] for r in server.requests}
+    assert any("Context: focus=technical" in text for text in systems)
+    assert any("You are the reporter." in text and "Context: format=executive" in text for text in systems)
+    assert researcher.config.extra == {}  # the agent given is left as it was
 
 
 # --------------------------------------------------------------------------- supervisor
@@ -398,7 +409,6 @@ class _RecordingFactory:
         from dagwright.agent import AGENTS
 
         self.inner = AGENTS
-        self.setting_names = AGENTS.setting_names
         self.created: list[str] = []
         self.configured: list[tuple[str, dict[str, object]]] = []
 

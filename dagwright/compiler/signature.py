@@ -32,6 +32,7 @@ from dagwright.compiler.types import (
     TypeSyntaxError,
     from_python,
     json_key,
+    optional,
     registry_generation,
     type_from_ast,
     value_misfit,
@@ -281,6 +282,26 @@ def _parse(text: str, types: Mapping[str, object] | None) -> SignatureSpec:
     return SignatureSpec(inputs, outputs)
 
 
+def _literal_default(text: str, name: str, node: ast.expr, pos: int) -> Any:
+    """The value of a default written in a text signature: a literal that is JSON data."""
+    try:
+        default = ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        # TypeError: a literal that cannot be built, e.g. {[1]: 2} (an unhashable key)
+        raise SignatureError(
+            f"the default of input field {name!r} must be a literal value", text, pos, field=name
+        ) from None
+    if not _is_json(default):
+        raise SignatureError(
+            f"the default of input field {name!r} must be JSON data, got {default!r}",
+            text,
+            pos,
+            field=name,
+            hint="use None, True/False, numbers, strings, lists or dicts with string keys",
+        )
+    return default
+
+
 def _parse_side(
     text: str, side: str, start: int, role: Literal["input", "output"], types: Mapping[str, object] | None
 ) -> tuple[FieldSpec, ...]:
@@ -333,24 +354,9 @@ def _parse_side(
             dpos = _map_position(side, start, default_node.lineno, default_node.col_offset)
             if role == "output":
                 raise SignatureError(f"output field {param.arg!r} cannot have a default", text, dpos, field=param.arg)
-            try:
-                default = ast.literal_eval(default_node)
-            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-                # TypeError: a literal that cannot be built, e.g. {[1]: 2} (an unhashable key)
-                raise SignatureError(
-                    f"the default of input field {param.arg!r} must be a literal value",
-                    text,
-                    dpos,
-                    field=param.arg,
-                ) from None
-            if not _is_json(default):
-                raise SignatureError(
-                    f"the default of input field {param.arg!r} must be JSON data, got {default!r}",
-                    text,
-                    dpos,
-                    field=param.arg,
-                    hint="use None, True/False, numbers, strings, lists or dicts with string keys",
-                )
+            default = _literal_default(text, param.arg, default_node, dpos)
+            if default is None:
+                ftype = _none_allowed(ftype)
             why = value_misfit(default, ftype)
             if why is not None:
                 raise SignatureError(
@@ -402,6 +408,12 @@ class _FieldInfo:
         fn = "InputField" if self.role == "input" else "OutputField"
         extra = "" if self.default is MISSING else f", default={self.default!r}"
         return f"{fn}(description={self.description!r}{extra})"
+
+
+def _none_allowed(ftype: TypeExpr) -> TypeExpr:
+    """``ftype`` with None added: an input whose default is None is optional in its type too
+    (``filters: dict = InputField(default=None)`` means ``dict | None``, as in pydantic)."""
+    return ftype if value_misfit(None, ftype) is None else optional(ftype)
 
 
 def InputField(description: str = "", *, default: Any = MISSING, desc: str | None = None) -> Any:
@@ -486,6 +498,8 @@ def _spec_from_class(cls: type[Signature]) -> SignatureSpec:
             raise SignatureError(
                 f"unsupported type for field {name!r} of signature {cls.__qualname__}: {exc}", field=name
             ) from None
+        if info.default is None and info.role == "input":
+            ftype = _none_allowed(ftype)
         if info.default is not MISSING:
             _require_json(info.default, cls.__qualname__, name)
             why = value_misfit(info.default, ftype)

@@ -5,23 +5,34 @@ inputs validated against the signature, the session's memory sent back, the stra
 (by default one structured LLM call, repaired once), behind the access policy and the
 result cache, recorded for the monitor, the audit log and traces. The public
 :class:`dagwright.BaseAgent` is a thin face over it; node executors use the core alone.
+
+An agent made without a signature is free-form: it takes inputs of any name, which go
+into the prompt by name, and answers in text (``answer``). A strategy is either a
+:class:`Strategy` as Kaizen writes them (``async execute(signature, inputs, config)``
+with ``preprocess`` / ``llm_call`` / ``postprocess`` hooks) or any object with
+``async execute(agent, inputs, context)``.
 """
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import json
+import logging
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
-from dagwright.compiler.signature import SignatureSpec, as_signature
+from dagwright.compiler.signature import FieldSpec, SignatureSpec, as_signature
+from dagwright.compiler.types import ANY, STR
 from dagwright.execution.errors import OutputParseError
 from dagwright.execution.events import Usage
 from dagwright.llm.client import LLMSettings, complete
 from dagwright.llm.config import AgentConfig
-from dagwright.llm.memory import Memory, Turn
+from dagwright.llm.memory import BufferMemory, Memory, Turn
 from dagwright.llm.prompt import build_messages, user_message
 from dagwright.llm.structured import parse_reply, response_format, validate_inputs
 from dagwright.ops.audit import AccessPolicy, AccessRequest, AuditLog, check_access
@@ -30,7 +41,25 @@ from dagwright.ops.monitor import ExecutionMonitor, ExecutionRecord, inputs_hash
 from dagwright.ops.pricing import cost_of
 from dagwright.ops.telemetry import agent_span, tracer
 
-__all__ = ["AgentContext", "AgentCore", "AsyncSingleShotStrategy", "Strategy"]
+__all__ = ["FREE_FORM", "AgentContext", "AgentCore", "AsyncSingleShotStrategy", "Strategy", "free_form_signature"]
+
+log = logging.getLogger("dagwright")
+
+FREE_FORM = as_signature("task: str = '' -> answer: str")
+"""What an agent without a signature shows a flow or a Kailash workflow; called directly it takes any inputs."""
+
+# The agent and context of the execution in progress: what a Kaizen-style strategy's llm_call records into.
+_current: contextvars.ContextVar[tuple[AgentCore, AgentContext] | None] = contextvars.ContextVar(
+    "dagwright_agent_execution", default=None
+)
+
+
+@functools.lru_cache(maxsize=256)
+def free_form_signature(names: tuple[str, ...]) -> SignatureSpec:
+    """The signature of one free-form call: the inputs given, of any type, and a text ``answer``."""
+    inputs = tuple(FieldSpec(name, ANY, "input") for name in names)
+    answer = FieldSpec("answer", STR, "output", "Your answer, as text")
+    return SignatureSpec(inputs, (answer,), "Do what the inputs ask, using all of them.", "FreeForm")
 
 
 @dataclass(slots=True)
@@ -44,59 +73,117 @@ class AgentContext:
     model: str | None = None
     exchange: Turn | None = None
     cache: Literal["hit", "miss"] | None = None
+    # The signature of this execution: the agent's, or for a free-form agent the one its inputs make.
+    signature: SignatureSpec | None = None
 
 
-class Strategy(Protocol):
-    """How an agent turns inputs into outputs; plug your own with ``BaseAgent(strategy=...)``."""
-
-    async def execute(self, agent: AgentCore, inputs: dict[str, Any], context: AgentContext) -> dict[str, Any]: ...
-
-
-class AsyncSingleShotStrategy:
-    """One LLM call with structured output; a reply that does not parse is sent back once with the error."""
-
-    async def execute(self, agent: AgentCore, inputs: dict[str, Any], context: AgentContext) -> dict[str, Any]:
-        config = agent.config
-        spec = agent.signature
-        settings = config.settings()
-        mode = config.structured_output
-        messages = build_messages(
-            spec,
-            inputs,
-            system_prompt=config.system_prompt,
-            template=config.prompt_template,
-            mode=mode,
-            history=context.history,
-            agent=agent.name,
-        )
-        fmt = response_format(spec, mode)
-        reply = await agent._call(settings, messages, fmt, context)
+async def structured_call(
+    spec: SignatureSpec, inputs: Mapping[str, Any], config: AgentConfig, context: AgentContext
+) -> dict[str, Any]:
+    """One LLM call with structured output for ``spec``; a reply that does not parse is sent back once with
+    the error, then :class:`OutputParseError` keeps the raw reply. Usage and the model land in ``context``."""
+    settings = config.settings()
+    mode = config.structured_output
+    messages = build_messages(
+        spec,
+        dict(inputs),
+        system_prompt=config.system_prompt,
+        template=config.prompt_template,
+        mode=mode,
+        history=context.history,
+        agent=context.agent_name,
+        context=config.extra,
+    )
+    fmt = response_format(spec, mode)
+    reply = await _call(settings, messages, fmt, context)
+    outputs, problems = parse_reply(spec, reply)
+    if outputs is None:
+        first = reply
+        repair = [
+            *messages,
+            {"role": "assistant", "content": reply},
+            {
+                "role": "user",
+                "content": "Your reply could not be used: "
+                + "; ".join(problems)
+                + ". Reply again with only the JSON object, with every field.",
+            },
+        ]
+        reply = await _call(settings, repair, fmt, context)
         outputs, problems = parse_reply(spec, reply)
         if outputs is None:
-            first = reply
-            repair = [
-                *messages,
-                {"role": "assistant", "content": reply},
-                {
-                    "role": "user",
-                    "content": "Your reply could not be used: "
-                    + "; ".join(problems)
-                    + ". Reply again with only the JSON object, with every field.",
-                },
-            ]
-            reply = await agent._call(settings, repair, fmt, context)
-            outputs, problems = parse_reply(spec, reply)
-            if outputs is None:
-                raise OutputParseError(
-                    f"{agent.name}: the reply of {context.model} does not match the signature after one repair: "
-                    + "; ".join(problems)
-                    + f". Raw reply: {reply[:500]!r}",
-                    raw=reply,
-                    errors=problems,
-                    first_raw=first,
-                )
-        context.exchange = Turn(messages[-1]["content"], reply)
-        return outputs
+            raise OutputParseError(
+                f"{context.agent_name}: the reply of {context.model} does not match the signature after one "
+                "repair: " + "; ".join(problems) + f". Raw reply: {reply[:500]!r}",
+                raw=reply,
+                errors=problems,
+                first_raw=first,
+            )
+    context.exchange = Turn(messages[-1]["content"], reply)
+    return outputs
+
+
+async def _call(
+    settings: LLMSettings, messages: list[dict[str, str]], fmt: dict[str, Any] | None, context: AgentContext
+) -> str:
+    reply = await complete(settings, messages, fmt)
+    price, known = cost_of(reply.model, reply.prompt_tokens, reply.completion_tokens)
+    context.usage.add(Usage(reply.prompt_tokens, reply.completion_tokens, price, known, 1))
+    context.model = reply.model
+    return reply.content
+
+
+class Strategy:
+    """How an agent turns inputs into outputs, as Kaizen writes strategies::
+
+        class CustomStrategy(Strategy):
+            async def execute(self, signature, inputs, config):
+                processed = self.preprocess(inputs)
+                result = await self.llm_call(signature, processed, config)
+                return self.postprocess(result)
+
+    That is also what the base ``execute`` does. ``llm_call`` is one structured call with
+    repair; inside an agent's execution it is counted there (tokens, cost, model, memory),
+    outside one (``await self.strategy.execute(self.signature, inputs, self.config)``) it
+    still runs, recorded nowhere. Plug one in with ``BaseAgent(strategy=...)``; an object
+    with ``async execute(agent, inputs, context)`` works too.
+    """
+
+    async def execute(self, signature: Any, inputs: Any, config: Any) -> Any:
+        processed = self.preprocess(inputs)
+        result = await self.llm_call(signature, processed, config)
+        return self.postprocess(result)
+
+    def preprocess(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """The inputs as the LLM call gets them (as given, by default)."""
+        return dict(inputs)
+
+    async def llm_call(self, signature: Any, inputs: Mapping[str, Any], config: Any) -> dict[str, Any]:
+        """One structured LLM call for ``signature`` with ``config`` (an AgentConfig, a dict or a dataclass)."""
+        current = _current.get()
+        if current is not None:
+            agent, context = current
+            spec = context.signature or agent.signature
+        else:
+            context = AgentContext(type(self).__name__)
+            spec = as_signature(signature)
+        return await structured_call(spec, inputs, AgentConfig.coerce(config, owner=context.agent_name), context)
+
+    def postprocess(self, result: dict[str, Any]) -> dict[str, Any]:
+        """The outputs as the agent returns them (as the call gave them, by default)."""
+        return result
+
+
+class AsyncSingleShotStrategy(Strategy):
+    """The default: one LLM call with structured output; a reply that does not parse is sent back once with
+    the error. Called by an agent, or directly as Kaizen code does (``execute(signature, inputs, config)``)."""
+
+    async def execute(self, signature: Any, inputs: Any, config: Any) -> Any:
+        if isinstance(signature, AgentCore) and isinstance(config, AgentContext):  # dagwright's own call
+            agent, context = signature, config
+            spec = context.signature or agent.signature
+            return await structured_call(spec, inputs, agent.config, context)
+        return await super().execute(signature, inputs, config)
 
 
 class AgentCore:
@@ -116,16 +203,20 @@ class AgentCore:
         name: str | None = None,
     ) -> None:
         self.name = name or type(self).__name__
-        if signature is None:
-            raise TypeError(f"{self.name}: an agent needs a signature (signature='question -> answer' or a Signature)")
-        self._signature: SignatureSpec = as_signature(signature)
+        self.free_form = signature is None
+        self._signature: SignatureSpec = FREE_FORM if signature is None else as_signature(signature)
         self.config = AgentConfig.coerce(config, owner=self.name)
         if self.config.settings().provider == "openai":
             # Importing the client takes a second or more; doing it here keeps that out of the event
             # loop, where the first call would otherwise stall every concurrent node.
             import openai  # noqa: F401
-        self.strategy: Strategy = strategy or AsyncSingleShotStrategy()
+        self.strategy: Any = strategy or AsyncSingleShotStrategy()
         self._memory: Memory | None = None
+        # Calls without a session_id share this one once memory is on (Kaizen's agents remember across calls).
+        self.default_session: str | None = None
+        if "max_turns" in self.config.model_fields_set:  # a memory window in the config turns memory on
+            self._memory = BufferMemory()
+            self.default_session = f"{self.name}:default"
 
     @property
     def signature(self) -> SignatureSpec:
@@ -136,6 +227,15 @@ class AgentCore:
     def memory(self) -> Memory | None:
         return self._memory
 
+    def signature_for(self, inputs: Mapping[str, Any]) -> SignatureSpec:
+        """The signature a call with ``inputs`` runs under: the agent's, or for a free-form agent one made of
+        the inputs given (a free-form call needs at least one)."""
+        if not self.free_form:
+            return self._signature
+        if not inputs:
+            raise ValueError(f"{self.name}: an agent without a signature needs at least one input, e.g. task=...")
+        return free_form_signature(tuple(inputs))
+
     def get_execution_monitor(self) -> ExecutionMonitor:
         """Metrics of this agent's recorded executions (the last 1 000): ``.metrics()`` gives count,
         failures, retries, latency p50/p90/p99 (ms), tokens, cost and cache hits; also
@@ -144,41 +244,49 @@ class AgentCore:
             self._execution_monitor = ExecutionMonitor(self.name)
         return self._execution_monitor
 
-    async def _call(
-        self, settings: LLMSettings, messages: list[dict[str, str]], fmt: dict[str, Any] | None, context: AgentContext
-    ) -> str:
-        reply = await complete(settings, messages, fmt)
-        price, known = cost_of(reply.model, reply.prompt_tokens, reply.completion_tokens)
-        context.usage.add(Usage(reply.prompt_tokens, reply.completion_tokens, price, known, 1))
-        context.model = reply.model
-        return reply.content
-
     async def invoke(
         self, inputs: dict[str, Any], session_id: str | None = None
     ) -> tuple[dict[str, Any], AgentContext]:
         """Validate inputs, run the strategy, remember the turn; returns outputs and the context (usage, model)."""
-        values = validate_inputs(self._signature, inputs, where=self.name)
-        context = AgentContext(self.name, session_id)
+        spec = self.signature_for(inputs)
+        values = validate_inputs(spec, inputs, where=self.name)
+        if session_id is None and self._memory is not None:
+            session_id = self.default_session
+        context = AgentContext(self.name, session_id, signature=spec)
         if self._memory is not None and session_id is not None:
-            turns = await self._memory.recent(session_id, self.config.max_turns)
-            for turn in turns:
+            query = " ".join(str(v) for v in values.values())
+            for turn in await self._memory.recall(session_id, query, self.config.max_turns):
                 context.history.extend(turn.messages())
         outputs = await self._observed_execute(values, context)
         if self._memory is not None and session_id is not None and context.exchange is not None:
             await self._memory.append(session_id, context.exchange)
         return outputs, context
 
+    async def _run_strategy(self, values: dict[str, Any], context: AgentContext) -> Any:
+        """The strategy's outputs: dagwright's single shot directly, a Kaizen-style :class:`Strategy` with
+        ``(signature, inputs, config)``, any other object with ``(agent, inputs, context)``."""
+        strategy = self.strategy
+        if type(strategy).execute is AsyncSingleShotStrategy.execute or not isinstance(strategy, Strategy):
+            return await strategy.execute(self, values, context)
+        token = _current.set((self, context))
+        try:
+            return await strategy.execute(context.signature or self._signature, values, self.config)
+        finally:
+            _current.reset(token)
+
     def _cache_key(self, values: dict[str, Any], context: AgentContext) -> str:
         config = self.config
         mode = config.structured_output
+        spec = context.signature or self._signature
         messages = build_messages(
-            self._signature,
+            spec,
             values,
             system_prompt=config.system_prompt,
             template=config.prompt_template,
             mode=mode,
             history=context.history,
             agent=self.name,
+            context=config.extra,
         )
         return cache_key(
             model=config.model,
@@ -188,7 +296,7 @@ class AgentCore:
             max_tokens=config.max_tokens,
             strategy=type(self.strategy).__qualname__,
             messages=messages,
-            response_format=response_format(self._signature, mode),
+            response_format=response_format(spec, mode),
             inputs=values,
         )
 
@@ -261,11 +369,13 @@ class AgentCore:
         except Exception as exc:
             failed = record(False, exc)
             monitor.record(failed)
+            _log_call(failed)
             if audit is not None:
                 audit.write(agent=self.name, record=failed, inputs=values, outputs=None, secrets=self._secrets())
             raise
         done = record(True)
         monitor.record(done)
+        _log_call(done)
         if audit is not None:
             audit.write(agent=self.name, record=done, inputs=values, outputs=outputs, secrets=self._secrets())
         return outputs
@@ -273,7 +383,8 @@ class AgentCore:
     async def _cached_execute(self, values: dict[str, Any], context: AgentContext) -> dict[str, Any]:
         cache = self._result_cache
         if cache is None:
-            return await self.strategy.execute(self, values, context)
+            produced: dict[str, Any] = await self._run_strategy(values, context)
+            return produced
         key = self._cache_key(values, context)
         hit = cache.get(key)
         if hit is not None and isinstance(hit.get("outputs"), dict):
@@ -281,13 +392,34 @@ class AgentCore:
             context.cache = "hit"
             context.model = str(hit.get("model") or self.config.model)
             context.exchange = Turn(
-                user_message(self._signature, values, self.config.prompt_template, self.name),
+                user_message(context.signature or self._signature, values, self.config.prompt_template, self.name),
                 json.dumps(outputs, ensure_ascii=False),
             )
             return outputs
         context.cache = "miss"
-        outputs = await self.strategy.execute(self, values, context)
+        outputs = await self._run_strategy(values, context)
         # Only a complete, valid result is stored (a custom strategy may return anything).
-        if isinstance(outputs, dict) and set(outputs) == {f.name for f in self._signature.outputs}:
+        if isinstance(outputs, dict) and set(outputs) == {
+            f.name for f in (context.signature or self._signature).outputs
+        }:
             cache.put(key, {"outputs": outputs, "model": context.model})
         return outputs
+
+
+def _log_call(record: ExecutionRecord) -> None:
+    """One DEBUG record per execution on the ``dagwright`` logger: agent, model, time, tokens, outcome."""
+    if log.isEnabledFor(logging.DEBUG):
+        outcome = "ok" if record.success else f"failed: {record.error_type}: {record.error}"
+        log.debug(
+            "agent %s: model %s, %.1f ms, %d tokens (%d prompt, %d completion), $%.6f, cache %s, %s",
+            record.name,
+            record.model,
+            record.duration_ms,
+            record.prompt_tokens + record.completion_tokens,
+            record.prompt_tokens,
+            record.completion_tokens,
+            record.cost,
+            record.cache or "off",
+            outcome,
+            extra={"dagwright_execution": record},
+        )

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from dagwright.execution.errors import LLMError, LLMRequestError
 
-__all__ = ["LLMReply", "LLMSettings", "complete", "resolve_provider"]
+__all__ = ["PROVIDER_ENV", "LLMReply", "LLMSettings", "complete", "endpoint", "resolve_provider"]
 
 log = logging.getLogger("dagwright")
 _offline_announced = False
@@ -57,9 +57,20 @@ class LLMReply:
     requests: int
 
 
+PROVIDER_ENV = "DAGWRIGHT_PROVIDER"
+"""An environment variable that, set to ``offline`` or ``openai``, decides the provider of every agent
+(a test run or a notebook switches a whole program to the offline model without touching its configs)."""
+
+
 def resolve_provider(provider: str | None, base_url: str | None, api_key: str | None) -> Literal["openai", "offline"]:
-    """The provider to use: explicit, else ``openai`` when anything configures it, else ``offline``."""
+    """The provider to use: ``DAGWRIGHT_PROVIDER`` when set, else explicit, else ``openai`` when anything
+    configures it, else ``offline``."""
     global _offline_announced
+    forced = os.environ.get(PROVIDER_ENV)
+    if forced:
+        if forced not in ("openai", "offline"):
+            raise ValueError(f"{PROVIDER_ENV}={forced!r}: choose 'openai' or 'offline'")
+        return forced  # type: ignore[return-value]
     if provider in ("openai", "offline"):
         return provider  # type: ignore[return-value]
     if provider is not None:
@@ -74,12 +85,20 @@ def resolve_provider(provider: str | None, base_url: str | None, api_key: str | 
 
 # --------------------------------------------------------------------------- clients
 
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str | None, str | None], Any]] = (
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str | None, str], Any]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def _client(base_url: str | None, api_key: str | None) -> Any:
+def endpoint(settings: LLMSettings) -> tuple[str | None, str]:
+    """The base URL and API key a call uses: the settings', else ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` as
+    they are now (read at every call, so a process that points them elsewhere is followed)."""
+    base_url = settings.base_url or os.environ.get("OPENAI_BASE_URL") or None
+    api_key = settings.api_key or os.environ.get("OPENAI_API_KEY") or "not-needed"
+    return base_url, api_key
+
+
+def _client(base_url: str | None, api_key: str) -> Any:
     import openai
 
     loop = asyncio.get_running_loop()
@@ -87,11 +106,8 @@ def _client(base_url: str | None, api_key: str | None) -> Any:
     key = (base_url, api_key)
     client = per_loop.get(key)
     if client is None:
-        kwargs: dict[str, Any] = {"max_retries": 0}
-        if base_url:
-            kwargs["base_url"] = base_url
-        kwargs["api_key"] = api_key or os.environ.get("OPENAI_API_KEY") or "not-needed"
-        client = openai.AsyncOpenAI(**kwargs)
+        # Both given explicitly: the client must not fall back on the environment it was made in.
+        client = openai.AsyncOpenAI(max_retries=0, base_url=base_url or "https://api.openai.com/v1", api_key=api_key)
         per_loop[key] = client
     return client
 
@@ -139,7 +155,8 @@ async def _complete_openai(
 ) -> LLMReply:
     import openai
 
-    client = _client(settings.base_url, settings.api_key)
+    base_url, api_key = endpoint(settings)
+    client = _client(base_url, api_key)
     request: dict[str, Any] = {"model": settings.model, "messages": messages, "timeout": settings.timeout}
     if response_format is not None:
         request["response_format"] = response_format
@@ -147,7 +164,7 @@ async def _complete_openai(
         request["temperature"] = settings.temperature
     if settings.max_tokens is not None:
         request["max_tokens"] = settings.max_tokens
-    where = f"{settings.model} at {settings.base_url or 'the OpenAI API'}"
+    where = f"{settings.model} at {base_url or 'the OpenAI API (https://api.openai.com/v1)'}"
     attempts = 0
     while True:
         attempts += 1

@@ -20,11 +20,20 @@ from dagwright.llm.structured import StructuredMode
 __all__ = ["AgentConfig"]
 
 
+_ALIASES = {"llm_provider": "provider"}
+"""Kaizen's names for settings (its configs say ``llm_provider``), read as ours."""
+
+
 class AgentConfig(BaseModel):
     """An agent's settings. Also accepted as a dict or a dataclass with these names.
 
     Keys that are not settings are kept as ``extra`` role context (``{"source": "web"}``);
-    a key that looks like a misspelt setting (``temprature``) is an error.
+    a key that looks like a misspelt setting (``temprature``) is an error. ``llm_provider``
+    is read as ``provider``.
+
+    It reads like a mapping too, as Kaizen code expects (``config.get("model")``,
+    ``config["temperature"]``, ``**config``): its keys are the settings that have a value
+    (a setting left at None is absent) and the extra keys. ``api_key`` stays a ``SecretStr``.
     """
 
     model_config = ConfigDict(extra="allow", validate_assignment=True)
@@ -57,6 +66,36 @@ class AgentConfig(BaseModel):
             raise ValueError("must not be negative")
         return value
 
+    # ---- the mapping view
+
+    def keys(self) -> list[str]:
+        """The settings that have a value, then the extra keys."""
+        return [name for name in type(self).model_fields if getattr(self, name) is not None] + list(self.extra)
+
+    def __getitem__(self, key: str) -> Any:
+        if key in _ALIASES:
+            key = _ALIASES[key]
+        if key in type(self).model_fields:
+            value = getattr(self, key)
+            if value is not None:
+                return value
+        elif key in (self.__pydantic_extra__ or {}):
+            return (self.__pydantic_extra__ or {})[key]
+        raise KeyError(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value of ``key`` (a setting or an extra key), or ``default`` when it has none."""
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.get(key) is not None
+
+    def items(self) -> list[tuple[str, Any]]:
+        return [(key, self[key]) for key in self.keys()]
+
     @property
     def extra(self) -> dict[str, Any]:
         """Role context: config keys that are not settings."""
@@ -79,6 +118,12 @@ class AgentConfig(BaseModel):
             raise TypeError(
                 f"{owner}: config must be a dict, a dataclass or an AgentConfig, got {type(config).__name__}"
             )
+        for alias, name in _ALIASES.items():
+            if alias in data:
+                value = data.pop(alias)
+                if data.get(name) is not None and data[name] != value:
+                    raise ValueError(f"{owner}: config gives {alias}={value!r} and {name}={data[name]!r}; give one")
+                data[name] = value
         known = list(cls.model_fields)
         for key in data:
             if key not in known:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError
@@ -62,10 +63,12 @@ def _json_default(value: Any) -> Any:
 
 
 @functools.lru_cache(maxsize=512)
-def system_message(spec: SignatureSpec, system_prompt: str | None, mode: StructuredMode) -> str:
+def system_message(spec: SignatureSpec, system_prompt: str | None, mode: StructuredMode, context: str = "") -> str:
     parts: list[str] = []
     if system_prompt:
         parts.append(system_prompt.strip())
+    if context:
+        parts.append(context)
     if spec.instructions:
         parts.append(spec.instructions.strip())
     if not parts:
@@ -118,9 +121,12 @@ def build_messages(
     mode: StructuredMode = "json_schema",
     history: list[dict[str, str]] | None = None,
     agent: str = "agent",
+    context: Mapping[str, Any] | None = None,
 ) -> list[dict[str, str]]:
-    """The chat messages for one call: system, memory turns, then the rendered inputs."""
-    messages = [{"role": "system", "content": system_message(spec, system_prompt, mode)}]
+    """The chat messages for one call: system (with the config's ``context``: role settings such as
+    ``{"focus": "technical"}``), memory turns, then the rendered inputs."""
+    context_text = ("Context: " + ", ".join(f"{k}={_as_text(v)}" for k, v in context.items())) if context else ""
+    messages = [{"role": "system", "content": system_message(spec, system_prompt, mode, context_text)}]
     if history:
         messages.extend(history)
     messages.append({"role": "user", "content": user_message(spec, inputs, template, agent)})

@@ -45,11 +45,6 @@ class AgentLike(Protocol):
 class AgentFactory(Protocol):
     """How a pattern makes and adapts agents (``dagwright.agent.AgentFactory`` is the face's)."""
 
-    @property
-    def setting_names(self) -> frozenset[str]:
-        """Config keys that are agent settings; a role's other keys are its context."""
-        ...
-
     def is_agent(self, obj: object) -> bool: ...
 
     def create(self, name: str, signature: object, config: Mapping[str, Any]) -> AgentLike:
@@ -84,11 +79,9 @@ class Member:
         return self.agent.signature if self.agent is not None else None
 
 
-def _role_instructions(role: str, context: Mapping[str, Any]) -> str:
-    text = f"You are the {role.replace('_', ' ')}."
-    if context:
-        text += " Context: " + ", ".join(f"{k}={v}" for k, v in context.items()) + "."
-    return text
+def _role_instructions(role: str) -> str:
+    # The role's other settings ({"focus": "technical"}) reach the model as the config's context.
+    return f"You are the {role.replace('_', ' ')}."
 
 
 def member_of(
@@ -113,9 +106,8 @@ def member_of(
     if isinstance(target, str):
         factory = agent_factory(agents)
         settings = {**dict(defaults or {}), **config}
-        context = {k: v for k, v in settings.items() if k not in factory.setting_names}
         if "system_prompt" not in settings:
-            settings["system_prompt"] = _role_instructions(target, context)
+            settings["system_prompt"] = _role_instructions(target)
         return Member(target, agent=factory.create(target, default_signature, settings), options=options)
     factory = agent_factory(agents)
     if factory.is_agent(target):

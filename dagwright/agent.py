@@ -14,9 +14,11 @@ execution runs lives in :class:`dagwright.llm.agent.AgentCore`; this module is i
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import copy
 import json
+import logging
 import os
 import re
 import time
@@ -33,6 +35,8 @@ from dagwright.llm.structured import validate_inputs
 from dagwright.ops.audit import AccessPolicy, AuditLog, AuditPolicy
 from dagwright.ops.cache import ResultCache, make_cache
 from dagwright.ops.monitor import ExecutionOptimizer
+
+log = logging.getLogger("dagwright")
 
 __all__ = [
     "AGENTS",
@@ -224,6 +228,7 @@ class BaseAgent(AgentCore):
     ) -> None:
         source = signature if signature is not None else type(self).signature_source
         super().__init__(config, source, strategy, name=name)
+        self._logged_metrics: collections.deque[dict[str, Any]] = collections.deque(maxlen=1000)
 
     def __repr__(self) -> str:
         shown = "free-form" if self.free_form else str(self._signature)
@@ -324,6 +329,18 @@ class BaseAgent(AgentCore):
     def extract_float(self, result: Mapping[str, Any] | ExecutionResult, field: str, default: float = 0.0) -> float:
         """``result[field]`` as a number (see :func:`extract_float`)."""
         return extract_float(result, field, default)
+
+    @property
+    def logged_metrics(self) -> list[dict[str, Any]]:
+        """What ``_log_metrics`` recorded (the last 1 000), oldest first."""
+        return list(self._logged_metrics)
+
+    def _log_metrics(self, metrics: Mapping[str, Any]) -> None:
+        """Record metrics of the agent's own methods, as Kaizen's guide does in ``process_with_custom_tracking``:
+        kept in :attr:`logged_metrics` and logged at DEBUG on the ``dagwright`` logger."""
+        entry = {"agent": self.name, "time": time.time(), **metrics}
+        self._logged_metrics.append(entry)
+        log.debug("agent %s: metrics %s", self.name, metrics, extra={"dagwright_metrics": entry})
 
     # ---- Kailash (dagwright.backends.kailash.nodes, imported on use: importing kailash takes about a second)
 

@@ -82,7 +82,10 @@ def tally(
     total_weight = 0.0
     for position, (voter, decision, confidence) in enumerate(ballots):
         key = _normalize(decision)
-        weight = weights.get(voter, 1.0) if rule == "weighted_vote" else 1.0
+        weight = 1.0
+        if rule == "weighted_vote":
+            # Without weights a vote counts as much as its voter is confident (Kaizen's weighted vote).
+            weight = weights.get(voter, 1.0) if weights else (1.0 if confidence is None else float(confidence))
         total_weight += weight
         support[key] = support.get(key, 0.0) + weight
         conf_sum[key] = conf_sum.get(key, 0.0) + (1.0 if confidence is None else float(confidence))

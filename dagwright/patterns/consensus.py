@@ -5,8 +5,8 @@ vote node (id ``vote``) applies the rule:
 
 * ``majority_vote``: the decision with the most votes; consensus needs more than
   half of the votes;
-* ``weighted_vote``: as majority, each vote counting its agent's weight (every
-  agent needs a weight >= 0);
+* ``weighted_vote``: as majority, each vote counting its agent's weight (given for
+  every agent, each >= 0), or without weights its agent's confidence;
 * ``unanimous``: consensus only when every agent decides the same.
 
 Consensus also needs the mean confidence of the winning voters to reach
@@ -77,8 +77,8 @@ def _check_weights(flow: Flow, names: list[str], rule: str, weights: Mapping[str
                 flow.report(dg.make("DW206", f"weights name {key!r}, which is not an agent ({', '.join(names)})"))
             elif not isinstance(value, (int, float)) or value < 0:
                 flow.report(dg.make("DW206", f"the weight of {key!r} must be a number >= 0, got {value!r}"))
-    if rule == "weighted_vote":
-        missing = [n for n in names if n not in (weights or {})]
+    if rule == "weighted_vote" and weights:  # without weights, votes weigh their voters' confidence
+        missing = [n for n in names if n not in weights]
         if missing:
             flow.report(
                 dg.make(

@@ -370,6 +370,29 @@ def test_environment_configures_the_openai_provider(server: OpenAITestServer, mo
     assert server.request_count == 1
 
 
+def test_the_client_follows_the_environment_as_it_changes(monkeypatch: Any) -> None:
+    agent = BaseAgent(signature=QA, config={"provider": "openai", "max_retries": 0})
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env")
+    for _ in range(2):  # a new server each time, as a test suite starts them
+        with OpenAITestServer() as fresh:
+            monkeypatch.setenv("OPENAI_BASE_URL", fresh.base_url)
+            gone = fresh.base_url
+            assert agent.run(question="q")["answer"]
+            assert fresh.request_count == 1
+    with pytest.raises(LLMError, match=rf"^cannot reach gpt-4o-mini at {gone} after 1 attempt"):
+        agent.run(question="q")
+
+
+def test_dagwright_provider_switches_every_agent(monkeypatch: Any, server: OpenAITestServer) -> None:
+    agent = make_agent(server)
+    monkeypatch.setenv("DAGWRIGHT_PROVIDER", "offline")
+    assert agent.run(question="q")["_model"] == "dagwright-offline"
+    assert server.request_count == 0
+    monkeypatch.setenv("DAGWRIGHT_PROVIDER", "anthropic")
+    with pytest.raises(ValueError, match=r"DAGWRIGHT_PROVIDER='anthropic': choose 'openai' or 'offline'"):
+        agent.run(question="q")
+
+
 def test_offline_model_is_the_default_without_configuration(monkeypatch: Any) -> None:
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)

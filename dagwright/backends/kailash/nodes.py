@@ -24,23 +24,38 @@ imports code by itself).
 
 Outputs are returned as :class:`NodeOutputs` (a ``dict``); a port left out was not
 produced, and nodes that need it are skipped, as on the built-in runtime.
+
+:class:`WorkflowBuilder` also takes the calls of Kaizen's execution-engine ADR that
+Kailash's builder lacks or reads differently: ``add_node_instance(agent.to_workflow_node("id"))``
+keeps the node's own id, ``add_connection("a", "b")`` connects the outputs of ``a`` to
+the inputs of ``b`` with the same names, ``add_connections([...])`` adds several at once,
+and ``add_subworkflow("name", other.build())`` runs a whole workflow as one node
+(Kailash's ``WorkflowNode``).
 """
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import builtins
+import contextlib
 import contextvars
+import inspect
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from kailash.nodes.base import NodeParameter, register_node  # type: ignore[import-untyped]
+from kailash.nodes.base import NodeParameter, NodeRegistry, register_node  # type: ignore[import-untyped]
 from kailash.nodes.base_async import AsyncNode  # type: ignore[import-untyped]
+from kailash.nodes.code import PythonCodeNode  # type: ignore[import-untyped]
+from kailash.nodes.logic.workflow import WorkflowNode  # type: ignore[import-untyped]
 from kailash.sdk_exceptions import NodeExecutionError as KailashNodeExecutionError  # type: ignore[import-untyped]
+from kailash.sdk_exceptions import WorkflowValidationError
 from kailash.workflow.builder import WorkflowBuilder as KailashWorkflowBuilder  # type: ignore[import-untyped]
+from kailash.workflow.graph import Workflow  # type: ignore[import-untyped]
 
 from dagwright.backends.builtin.plan import bind_nodes
 from dagwright.backends.kailash.config import CONFIG_KEY, policy_from_json
@@ -48,6 +63,7 @@ from dagwright.compiler.builder import FlowBuilder
 from dagwright.compiler.ir import Graph, IRFormatError, Node, thaw_json
 from dagwright.compiler.registry import FunctionRegistry
 from dagwright.compiler.signature import MISSING
+from dagwright.compiler.suggest import suggest
 from dagwright.compiler.types import from_json
 from dagwright.execution.errors import NodeExecutionError
 from dagwright.execution.events import NodeRecord
@@ -138,6 +154,38 @@ class _UnproducedOutputs(logging.Filter):
 
 
 logging.getLogger("kailash.runtime.base").addFilter(_UnproducedOutputs())
+
+
+_WORKFLOW_NODE_CONFIG = frozenset(
+    {"workflow", "workflow_path", "workflow_dict", "input_mapping", "output_mapping", "name", "description"}
+)
+_UNKNOWN_FOR_WORKFLOW_NODE = "[NODE] Unknown parameter(s) for WorkflowNode: "
+
+
+class _WorkflowNodeOwnConfig(logging.Filter):
+    """Drops Kailash's "Unknown parameter(s) for WorkflowNode" warning when it names only the node's own config.
+
+    LocalRuntime hands a node its config along with its inputs, and ``WorkflowNode`` does not
+    declare its config keys (``workflow``, ``input_mapping``, ...) as parameters, so every run
+    of a sub-workflow (:meth:`WorkflowBuilder.add_subworkflow`) would warn about them. A
+    warning naming any other key is kept: that one may be a real mistake.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.WARNING:
+            return True
+        message = record.getMessage()
+        if not message.startswith(_UNKNOWN_FOR_WORKFLOW_NODE):
+            return True
+        listed = message[len(_UNKNOWN_FOR_WORKFLOW_NODE) :].split("]", 1)[0] + "]"
+        try:
+            names = ast.literal_eval(listed)
+        except (ValueError, SyntaxError):
+            return True
+        return not (isinstance(names, list) and set(map(str, names)) <= _WORKFLOW_NODE_CONFIG)
+
+
+logging.getLogger("kailash.nodes.base").addFilter(_WorkflowNodeOwnConfig())
 
 
 @dataclass(slots=True)
@@ -423,6 +471,128 @@ def agent_node(agent: object, node_id: str) -> DagwrightAgentNode:
     return DagwrightAgentNode(_node_id=node_id, _binding=binding, **config)
 
 
+# --------------------------------------------------------------------------- ports, for connections by name
+
+_Ports = tuple[list[str], list[str]]
+"""A node's Kailash input names and output names (an empty list: the node declares none)."""
+
+
+def _settings_ports(settings: Any) -> _Ports:
+    """A dagwright node's Kailash input and output names, read from its config (no instance needed)."""
+    if not isinstance(settings, Mapping):
+        return [], []
+    node = settings.get("node", {})
+    wiring = settings.get("wiring", {})
+    renamed = settings.get("outputs", {})
+    # A port wired under other names (a collect port, one output into several ports) reads only
+    # those names: a value sent under the port's own name would never arrive, so do not offer it.
+    inputs = [p["name"] for p in node.get("inputs", ()) if wiring.get(p["name"], [p["name"]]) == [p["name"]]]
+    outputs = [renamed.get(p["name"], p["name"]) for p in node.get("outputs", ())]
+    return inputs, outputs
+
+
+def _declared(node: Any, method: str) -> list[str]:
+    """The names a Kailash node declares through ``get_parameters`` or ``get_output_schema``."""
+    try:
+        found = getattr(node, method)()
+    except Exception:  # a node that cannot describe itself declares nothing; Kailash checks it at build()
+        return []
+    return [str(name) for name in found] if isinstance(found, Mapping) else []
+
+
+def _instance_ports(node: Any) -> _Ports:
+    """The input and output names of a node instance, dagwright's or Kailash's."""
+    if isinstance(node, DagwrightNodeBase):
+        return _settings_ports(node.config.get(CONFIG_KEY))
+    inputs = _declared(node, "get_parameters")
+    code = getattr(node, "code", None)
+    if not inputs and isinstance(node, PythonCodeNode) and isinstance(code, str):
+        inputs = _code_inputs(code)
+    return inputs, _declared(node, "get_output_schema")
+
+
+def _code_inputs(code: str) -> list[str]:
+    """The variables a ``PythonCodeNode``'s code reads and never sets, in order: the inputs it takes.
+
+    A ``PythonCodeNode`` made from code declares no parameters (declaring ``input_types`` in a
+    builder's config breaks its run: the runtime hands the config to the code, and the code
+    refuses type objects), yet it runs the code with its inputs as variables.
+    """
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return []
+    read: list[tuple[int, int, str]] = []
+    bound = set(dir(builtins))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            if isinstance(node.ctx, ast.Load):
+                read.append((node.lineno, node.col_offset, node.id))
+            else:
+                bound.add(node.id)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            bound.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.ExceptHandler) and node.name:
+            bound.add(node.name)
+    return list(dict.fromkeys(name for _, _, name in sorted(read) if name not in bound))
+
+
+def _probe(node_class: Any, node_id: str, config: Mapping[str, Any]) -> Any:
+    """A throwaway instance of a Kailash node, to read its declared ports; None when it cannot be made.
+
+    Kailash's own ``build()`` makes nodes the same way (``name=`` for nodes that take one,
+    ``_node_id=`` otherwise) and makes throwaway ones too, to check their parameters.
+    """
+    kwargs = dict(config)
+    try:
+        takes = inspect.signature(node_class.__init__).parameters
+        if "name" in takes and "_node_id" not in takes:
+            kwargs.setdefault("name", node_id)
+            return node_class(**kwargs)
+        return node_class(_node_id=node_id, **kwargs)
+    except Exception:
+        return None
+
+
+def _listing(names: Sequence[str]) -> str:
+    return ", ".join(map(repr, names)) if names else "none declared"
+
+
+def _subworkflow_mappings(name: str, workflow: Any) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """``WorkflowNode``'s ``input_mapping`` and ``output_mapping`` for the workflow that node ``name`` runs.
+
+    Names are ``{node}_{port}``, as ``WorkflowNode`` names them itself; given explicitly,
+    they work for node ids with ``_`` in them too (its own guess splits at the first ``_``).
+    """
+    fed = {(c.target_node, c.target_input) for c in workflow.connections}
+    inputs: dict[str, dict[str, Any]] = {}
+    outputs: dict[str, dict[str, Any]] = {}
+    for node_id in workflow.nodes:
+        node_inputs, node_outputs = _instance_ports(workflow.get_node(node_id))
+        for port in node_inputs:
+            if (node_id, port) not in fed:
+                # Optional here: a value may come through ``inputs`` instead; the inner node says what is missing.
+                _claim(inputs, name, f"{node_id}_{port}", {"node": node_id, "parameter": port, "required": False})
+        for port in node_outputs:
+            _claim(outputs, name, f"{node_id}_{port}", {"node": node_id, "output": port})
+    return inputs, outputs
+
+
+def _claim(mapping: dict[str, dict[str, Any]], name: str, flat: str, target: dict[str, Any]) -> None:
+    taken = mapping.get(flat)
+    if taken is not None:
+        side = "input" if "parameter" in target else "output"
+        port = target.get("parameter", target.get("output"))
+        raise ValueError(
+            f"add_subworkflow({name!r}): {side} name {flat!r} would mean both "
+            f"{taken['node']}.{taken.get('parameter', taken.get('output'))} and {target['node']}.{port}; "
+            "rename one of those nodes"
+        )
+    mapping[flat] = target
+
+
 class WorkflowBuilder(KailashWorkflowBuilder):  # type: ignore[misc]
     """Kailash's ``WorkflowBuilder`` plus dagwright agents.
 
@@ -433,6 +603,10 @@ class WorkflowBuilder(KailashWorkflowBuilder):  # type: ignore[misc]
         workflow.add_node("PythonCodeNode", "shout", {"code": "result = text.upper()"})
         workflow.add_connection("research", "summary", "shout", "text")
         results, run_id = LocalRuntime().execute(workflow.build(), parameters={"research": {"topic": "AI"}})
+
+    Also: ``add_node_instance(agent.to_workflow_node("id"))`` (the node keeps its id),
+    ``add_connection("a", "b")`` (outputs to inputs of the same name), ``add_connections([...])``
+    and ``add_subworkflow("name", other.build())``.
     """
 
     def __init__(self, edge_config: dict[str, Any] | None = None) -> None:
@@ -453,6 +627,194 @@ class WorkflowBuilder(KailashWorkflowBuilder):  # type: ignore[misc]
         if binding is not None:
             self.bind(added, binding)
         return added
+
+    # ---- node instances
+
+    def add_node_instance(self, node_instance: Any, node_id: str | None = None, *, _internal: bool = False) -> str:
+        """Add a node instance; returns its node id.
+
+        A dagwright node (``agent.to_workflow_node("processing_step")``) keeps the id it was
+        made with unless ``node_id`` says otherwise, so ``parameters={"processing_step": ...}``
+        reach it; it runs the agent it was made from. Other instances go to Kailash unchanged
+        (without ``node_id`` Kailash gives them a random id).
+        """
+        if not isinstance(node_instance, DagwrightNodeBase):
+            # Straight to Kailash, one call deep as from its own builder: its advice about
+            # instances then points at the caller's line.
+            added: str = super()._add_node_instance(node_instance, node_id, _internal=_internal)
+            return added
+        return self._add_node_instance(node_instance, node_id, _internal=_internal)
+
+    def _add_node_instance(self, node_instance: Any, node_id: str | None, *, _internal: bool = False) -> str:
+        # Kailash's add_node(instance) and add_node(instance, id) come here too.
+        if not isinstance(node_instance, DagwrightNodeBase):
+            added: str = super()._add_node_instance(node_instance, node_id, _internal=_internal)
+            return added
+        if node_id is None:
+            node_id = node_instance.id
+        if not isinstance(node_id, str) or not node_id:
+            raise ValueError(f"add_node_instance(): a Kailash node id must be a non-empty string, got {node_id!r}")
+        # Kailash replaces an instance under a taken id silently; say so instead, as add_node() does.
+        if node_id in self.nodes:
+            raise WorkflowValidationError(f"Node ID '{node_id}' already exists in workflow")
+        # Kailash advises adding nodes by type name instead; for a dagwright node that would drop
+        # the agent it carries, so the instance is the intended way and the advice is left out.
+        kept: str = super()._add_node_instance(node_instance, node_id, _internal=True)
+        return kept
+
+    # ---- connections
+
+    def add_connection(
+        self,
+        from_node: str,
+        from_output: str | None = None,
+        to_node: str | None = None,
+        to_input: str | None = None,
+    ) -> WorkflowBuilder:
+        """Connect two nodes: Kailash's four-argument form, or two nodes by their port names.
+
+        ``add_connection("research", "summary", "shout", "text")`` is Kailash's own call.
+        ``add_connection("research", "analysis")`` connects every output of ``research`` to the
+        input of ``analysis`` with the same name (the ports of dagwright nodes; for Kailash's
+        own nodes what their ``get_parameters()`` and ``get_output_schema()`` declare). It
+        raises ``ValueError`` for an unknown node or when no name matches. Returns ``self``.
+        """
+        if to_node is None and to_input is None:
+            if from_output is None:
+                raise TypeError(
+                    f"add_connection({from_node!r}): name the target node, add_connection({from_node!r}, "
+                    "'to_node'), or the ports, add_connection(from_node, from_output, to_node, to_input)"
+                )
+            return self._connect_by_name(from_node, from_output)
+        if from_output is None and to_input is None:  # add_connection("a", to_node="b")
+            return self._connect_by_name(from_node, str(to_node))
+        missing = [
+            n for n, v in (("from_output", from_output), ("to_node", to_node), ("to_input", to_input)) if v is None
+        ]
+        if missing:
+            raise TypeError(
+                f"add_connection({from_node!r}, ...): the four-argument form needs {', '.join(missing)} too; "
+                "or give two node ids to connect ports of the same name"
+            )
+        super().add_connection(from_node, from_output, to_node, to_input)
+        return self
+
+    def add_connections(self, connections: Iterable[Sequence[str]]) -> WorkflowBuilder:
+        """Add several connections: ``(from_node, to_node)`` items connect by name (see :meth:`add_connection`),
+        ``(from_node, from_output, to_node, to_input)`` items connect the ports given.
+
+        All are added or none: a malformed item (``TypeError``, with its position) is found
+        before any is added, and a failing one removes those added before it. Returns ``self``.
+        Connecting by name raises ``ValueError`` as :meth:`add_connection` does, with the item's position.
+        """
+        items = list(connections)
+        for i, item in enumerate(items):
+            if not (isinstance(item, tuple | list) and len(item) in (2, 4) and all(isinstance(p, str) for p in item)):
+                raise TypeError(
+                    f"add_connections(): item {i} is {item!r}; each item must be (from_node, to_node) or "
+                    "(from_node, from_output, to_node, to_input), all strings"
+                )
+        with self._all_or_none():
+            for i, item in enumerate(items):
+                try:
+                    self.add_connection(*item)
+                except ValueError as exc:  # dagwright's own errors: say which item (Kailash's name the nodes)
+                    raise ValueError(f"add_connections(), item {i} {tuple(item)!r}: {exc}") from exc
+        return self
+
+    def _connect_by_name(self, from_node: str, to_node: str) -> WorkflowBuilder:
+        call = f"add_connection({from_node!r}, {to_node!r})"
+        for node_id in (from_node, to_node):
+            self._require_node(node_id, call)
+        if from_node == to_node:
+            raise ValueError(f"{call}: a node cannot be connected to itself")
+        outputs = self._ports(from_node)[1]
+        inputs = self._ports(to_node)[0]
+        matches = [name for name in outputs if name in set(inputs)]
+        if not matches:
+            out, into = (outputs or ["output"])[0], (inputs or ["input"])[0]
+            raise ValueError(
+                f"{call}: no output of {from_node!r} has the name of an input of {to_node!r}. "
+                f"Outputs of {from_node!r}: {_listing(outputs)}. Inputs of {to_node!r}: {_listing(inputs)}. "
+                f"Connect the ports explicitly: add_connection({from_node!r}, {out!r}, {to_node!r}, {into!r}), "
+                f"or connect({from_node!r}, {to_node!r}, mapping={{{out!r}: {into!r}}})"
+            )
+        with self._all_or_none():
+            for name in matches:
+                super().add_connection(from_node, name, to_node, name)
+        return self
+
+    def _require_node(self, node_id: str, call: str) -> None:
+        if node_id in self.nodes:
+            return
+        close = suggest(node_id, map(str, self.nodes)) if isinstance(node_id, str) else []
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        known = ", ".join(map(repr, self.nodes)) or "none yet"
+        raise ValueError(f"{call}: the workflow has no node {node_id!r}{hint} (its nodes: {known})")
+
+    def _ports(self, node_id: str) -> _Ports:
+        """The input and output names of a node added to this builder."""
+        info = self.nodes[node_id]
+        if "instance" in info:
+            return _instance_ports(info["instance"])
+        config = info.get("config") or {}
+        node_class = info.get("class")
+        if node_class is None:
+            try:
+                node_class = NodeRegistry.get(info["type"])
+            except Exception:  # an unknown type: Kailash reports it at build()
+                return [], []
+        if isinstance(node_class, type) and issubclass(node_class, DagwrightNodeBase):
+            return _settings_ports(config.get(CONFIG_KEY))
+        # Kailash's nodes tell their ports only once made.
+        probe = _probe(node_class, node_id, config)
+        return _instance_ports(probe) if probe is not None else ([], [])
+
+    @contextlib.contextmanager
+    def _all_or_none(self) -> Iterator[None]:
+        """Connections added inside are all kept, or all removed when one fails: no half-wired workflow."""
+        count = len(self.connections)
+        try:
+            yield
+        except BaseException:
+            del self.connections[count:]
+            raise
+
+    # ---- sub-workflows
+
+    def add_subworkflow(self, name: str, workflow: Any) -> str:
+        """Add a whole workflow (built, or a builder) as one node ``name`` of this one; returns ``name``.
+
+        The node is Kailash's own ``WorkflowNode``: it runs the inner workflow with a
+        ``LocalRuntime`` of its own each time it runs (agents bound in the inner workflow
+        run as they are).
+
+        Its inputs are ``{node}_{input}`` for each input of an inner node that no inner
+        connection feeds (``add_connection("prep", "result", "agent", "research_topic")``,
+        or ``parameters={"agent": {"research_topic": ...}}``), plus ``inputs``,
+        ``{inner node: {input: value}}``, for values the inner nodes do not declare (a
+        ``PythonCodeNode``'s variables).
+
+        Its outputs are ``{node}_{output}`` for each output every inner node declares
+        (``add_connection("agent", "research_findings", "shout", "text")``; the results read
+        ``results["agent"]["research_findings"]``), plus ``results``: every inner node's
+        outputs by node id.
+        """
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"add_subworkflow(): a Kailash node id must be a non-empty string, got {name!r}")
+        if isinstance(workflow, KailashWorkflowBuilder):
+            workflow = workflow.build()
+        if not isinstance(workflow, Workflow):
+            raise TypeError(
+                f"add_subworkflow({name!r}, ...): expected a built Kailash workflow (builder.build()), "
+                f"got {type(workflow).__name__}"
+            )
+        inputs, outputs = _subworkflow_mappings(name, workflow)
+        config = {"workflow": workflow, "input_mapping": inputs, "output_mapping": outputs}
+        added: str = self.add_node(WorkflowNode.__name__, name, config)
+        return added
+
+    # ---- binding and building
 
     def bind(self, node_id: str, binding: object, *, policy: NodePolicy | None = None) -> WorkflowBuilder:
         """Attach the agent or function (and retry policy) that a dagwright node runs, when it is built."""

@@ -485,3 +485,103 @@ def test_adr_multi_agent_workflows_on_kailash(world: World) -> None:
     runtime.close()
     if world.server is not None:
         assert "Context: focus=technical" in _sent(world) and "Context: depth=detailed" in _sent(world)
+
+
+def test_guide_integration_with_core_sdk(world: World) -> None:
+    from kailash.runtime.local import LocalRuntime
+
+    from dagwright import WorkflowBuilder
+
+    class MyAgent(BaseAgent):
+        pass
+
+    config = MemoryConfig()
+    agent = MyAgent(config)
+    workflow = agent.to_workflow()
+    with LocalRuntime() as runtime:
+        results, run_id = runtime.execute(workflow.build())
+    assert isinstance(results["MyAgent"]["answer"], str) and run_id
+
+    def create_workflow_with_agent(agent: BaseAgent) -> WorkflowBuilder:
+        workflow = WorkflowBuilder()
+        # Kailash has no PreprocessNode / PostprocessNode: its PythonCodeNode stands in for both.
+        workflow.add_node("PythonCodeNode", "preprocess", {"code": "result = {'task': data.strip()}"})
+        agent_workflow = agent.to_workflow()
+        workflow.add_subworkflow("agent", agent_workflow.build())
+        workflow.add_node("PythonCodeNode", "postprocess", {"code": "result = {'report': MyAgent_answer.upper()}"})
+        workflow.add_connection("preprocess", "result.task", "agent", "MyAgent_task")
+        workflow.add_connection("agent", "postprocess")
+        return workflow
+
+    with LocalRuntime() as runtime:
+        results, _ = runtime.execute(
+            create_workflow_with_agent(agent).build(), parameters={"preprocess": {"data": "  Brief the board  "}}
+        )
+    assert results["postprocess"]["result"]["report"] == results["agent"]["MyAgent_answer"].upper()
+    if world.server is not None:
+        assert "Brief the board" in world.requests()[-1]["messages"][-1]["content"]
+
+
+def test_adr_layer2_workflow_integration(world: World) -> None:
+    from kailash.runtime.local import LocalRuntime
+
+    from dagwright import WorkflowBuilder
+
+    kaizen = Kaizen(config={"model": "gpt-4"})
+    signature = kaizen.create_signature("question: str -> answer: str, confidence: float")
+    research_agent = kaizen.create_agent("research", signature="topic: str -> findings: str")
+    analysis_agent = kaizen.create_agent("analysis", signature="findings: str -> answer: str")
+    runtime = LocalRuntime()
+
+    agent = kaizen.create_agent("processor", signature=signature)
+    workflow = WorkflowBuilder()
+    agent_node = agent.to_workflow_node("processing_step")
+    workflow.add_node_instance(agent_node)
+    results, _ = runtime.execute(workflow.build(), parameters={"processing_step": {"question": "Why DAGs?"}})
+    assert results["processing_step"]["answer"]
+
+    agent_workflow = agent.to_workflow()
+    results, run_id = runtime.execute(agent_workflow.build(), parameters={"processor": {"question": "Why?"}})
+    assert results["processor"]["confidence"] >= 0 and run_id
+
+    workflow = WorkflowBuilder()
+    workflow.add_agent(research_agent, "research")
+    workflow.add_agent(analysis_agent, "analysis")
+    workflow.add_connection("research", "analysis")
+    results, _ = runtime.execute(workflow.build(), parameters={"research": {"topic": "Compilers"}})
+    assert results["analysis"]["answer"]
+    runtime.close()
+    if world.server is not None:
+        assert results["research"]["findings"] in world.requests()[-1]["messages"][-1]["content"]
+
+
+def test_adr_integration_workflow_pattern(world: World) -> None:
+    from kailash.runtime.local import LocalRuntime
+
+    from dagwright import WorkflowBuilder
+
+    kaizen = Kaizen()
+    research_agent = kaizen.create_agent("research", signature="topic: str -> findings: str")
+    analysis_agent = kaizen.create_agent("analysis", signature="findings: str -> summary: str")
+    agent = kaizen.create_agent("processor", signature="rows: str -> summary: str")
+
+    workflow = WorkflowBuilder()
+    research_node = research_agent.to_workflow_node("research")
+    analysis_node = analysis_agent.to_workflow_node("analysis")
+    workflow.add_node_instance(research_node)
+    workflow.add_node_instance(analysis_node)
+    workflow.add_connection("research", "analysis")
+    with LocalRuntime() as runtime:
+        results, _ = runtime.execute(workflow.build(), parameters={"research": {"topic": "Rust"}})
+    assert results["analysis"]["summary"]
+
+    # Kailash has no DataLoaderNode or OutputFormatterNode: PythonCodeNode stands in for both.
+    workflow = WorkflowBuilder()
+    workflow.add_node("PythonCodeNode", "load", {"code": "result = 'a,b,c'"})
+    workflow.add_node_instance(agent.to_workflow_node("process"))
+    workflow.add_node("PythonCodeNode", "format", {"code": "import json\nresult = json.dumps({'summary': summary})"})
+    # A PythonCodeNode's one output is 'result': that hop names its ports; the agent's 'summary' matches by name.
+    workflow.add_connections([("load", "result", "process", "rows"), ("process", "format")])
+    with LocalRuntime() as runtime:
+        results, _ = runtime.execute(workflow.build())
+    assert json.loads(results["format"]["result"]) == {"summary": results["process"]["summary"]}

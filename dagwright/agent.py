@@ -32,7 +32,7 @@ from dagwright.llm.agent import AgentContext, AgentCore, AsyncSingleShotStrategy
 from dagwright.llm.config import AgentConfig
 from dagwright.llm.memory import make_memory
 from dagwright.llm.structured import validate_inputs
-from dagwright.ops.audit import AccessPolicy, AuditLog, AuditPolicy
+from dagwright.ops.audit import AccessPolicy, Approval, ApprovalPolicy, AuditLog, AuditPolicy, resolve_access_policy
 from dagwright.ops.cache import ResultCache, make_cache
 from dagwright.ops.monitor import ExecutionOptimizer
 
@@ -229,6 +229,7 @@ class BaseAgent(AgentCore):
         source = signature if signature is not None else type(self).signature_source
         super().__init__(config, source, strategy, name=name)
         self._logged_metrics: collections.deque[dict[str, Any]] = collections.deque(maxlen=1000)
+        self._approval_listener: Callable[[], None] | None = None
 
     def __repr__(self) -> str:
         shown = "free-form" if self.free_form else str(self._signature)
@@ -294,8 +295,13 @@ class BaseAgent(AgentCore):
         """``aexecute`` from sync code (also inside a running event loop)."""
         return run_sync(self.aexecute(session_id, **inputs))
 
-    async def arun_batch(self, batch: Sequence[Mapping[str, Any]], concurrency: int = 4) -> list[dict[str, Any]]:
-        """Run every input mapping, at most ``concurrency`` at once; results in input order."""
+    async def arun_batch(
+        self, batch: Sequence[Mapping[str, Any]], concurrency: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Run every input mapping, at most ``concurrency`` at once (default: :attr:`batch_concurrency`, 4
+        unless the optimizer raised it); results in input order."""
+        if concurrency is None:
+            concurrency = self.batch_concurrency
         if concurrency < 1:
             raise ValueError(f"{self.name}: concurrency must be at least 1, got {concurrency}")
         semaphore = asyncio.Semaphore(concurrency)
@@ -306,7 +312,7 @@ class BaseAgent(AgentCore):
 
         return list(await asyncio.gather(*(one(item) for item in batch)))
 
-    def run_batch(self, batch: Sequence[Mapping[str, Any]], concurrency: int = 4) -> list[dict[str, Any]]:
+    def run_batch(self, batch: Sequence[Mapping[str, Any]], concurrency: int | None = None) -> list[dict[str, Any]]:
         """``arun_batch`` from sync code."""
         return run_sync(self.arun_batch(batch, concurrency))
 
@@ -367,8 +373,16 @@ class BaseAgent(AgentCore):
     # ---- monitoring, audit, access control, caching (dagwright.ops.monitor / audit / cache / telemetry)
 
     def get_execution_optimizer(self) -> ExecutionOptimizer:
-        """Suggestions from the recorded executions (``.suggestions()``), each with its evidence."""
-        return ExecutionOptimizer(self.get_execution_monitor(), cache_enabled=lambda: self._result_cache is not None)
+        """This agent's optimizer (one per agent, made on the first call): ``.suggestions()`` from the recorded
+        executions, each with its evidence; ``set_optimization_targets([...])`` ("latency", "cost",
+        "accuracy", "throughput") chooses which it makes; ``enable_auto_optimization()`` applies the safe
+        ones after each execution (a cache, a cheaper model for latency or cost, batch concurrency for
+        throughput), once each, listed in ``.applied``."""
+        if self._execution_optimizer is None:
+            self._execution_optimizer = ExecutionOptimizer(
+                self.get_execution_monitor(), cache_enabled=lambda: self._result_cache is not None
+            )
+        return self._execution_optimizer
 
     def enable_audit_logging(
         self,
@@ -386,15 +400,31 @@ class BaseAgent(AgentCore):
     def disable_audit_logging(self) -> None:
         self._audit_log = None
 
-    def set_access_policy(self, policy: AccessPolicy | None) -> None:
+    def set_access_policy(self, policy: AccessPolicy | str | None) -> AccessPolicy | None:
         """Check ``policy(request)`` before each execution; a denial raises PermissionError (None removes it).
 
-        ``request`` is an :class:`~dagwright.runtime.audit.AccessRequest` (agent, model, inputs,
+        ``request`` is an :class:`~dagwright.ops.audit.AccessRequest` (agent, model, inputs,
         session_id, user); the policy returns True/None to allow, False or a reason string to deny.
+        A name picks a named policy: ``"team_lead_approval_required"`` denies until
+        ``policy.approve("lead")`` (or ``approve("lead", user="alice")``) is recorded; with an
+        audit log, approvals and revocations are written to it. Returns the policy in force.
         """
-        if policy is not None and not callable(policy):
-            raise TypeError(f"{self.name}: an access policy must be callable, got {type(policy).__name__}")
-        self._access_policy = policy
+        resolved = resolve_access_policy(policy, where=self.name)
+        if self._approval_listener is not None:
+            self._approval_listener()
+            self._approval_listener = None
+        if isinstance(resolved, ApprovalPolicy):
+            self._approval_listener = resolved.subscribe(self._log_approval)
+        self._access_policy = resolved
+        return resolved
+
+    def get_access_policy(self) -> AccessPolicy | None:
+        """The access policy in force (a named one's object, e.g. to ``approve(...)``), or None."""
+        return self._access_policy
+
+    def _log_approval(self, approval: Approval) -> None:
+        if self._audit_log is not None:
+            self._audit_log.write_approval(approval, agent=self.name, secrets=self._secrets())
 
     def enable_cache(
         self, backend: str | ResultCache = "memory", path: str | os.PathLike[str] | None = None

@@ -197,8 +197,10 @@ def test_policy_verdicts(server: OpenAITestServer) -> None:
     agent.set_access_policy(lambda request: 1)  # type: ignore[arg-type,return-value]
     with pytest.raises(TypeError, match="an access policy returns True/None"):
         agent.run(question="q")
-    with pytest.raises(TypeError, match="qa: an access policy must be callable"):
-        agent.set_access_policy("admin")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"qa: unknown access policy 'admin' \(known policies: "):
+        agent.set_access_policy("admin")
+    with pytest.raises(TypeError, match="qa: "):
+        agent.set_access_policy(42)  # type: ignore[arg-type]
     agent.set_access_policy(None)
     assert agent.run(question="q")["answer"]
     assert server.request_count == 2

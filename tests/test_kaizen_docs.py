@@ -585,3 +585,41 @@ def test_adr_integration_workflow_pattern(world: World) -> None:
     with LocalRuntime() as runtime:
         results, _ = runtime.execute(workflow.build())
     assert json.loads(results["format"]["result"]) == {"summary": results["process"]["summary"]}
+
+
+def test_adr_layer4_enterprise_execution_management(
+    world: World, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # enable_audit_logging() writes dagwright-audit.jsonl here
+    kaizen = Kaizen(config={"model": "gpt-4"})
+    agent = kaizen.create_agent("qa_agent", signature="question: str -> answer: str, confidence: float")
+
+    execution_monitor = agent.get_execution_monitor()
+    execution_monitor.enable_real_time_tracking()
+    execution_monitor.set_performance_alerts(latency_threshold=5000)
+
+    optimizer = agent.get_execution_optimizer()
+    optimizer.enable_auto_optimization()
+    optimizer.set_optimization_targets(["latency", "accuracy", "cost"])
+
+    agent.enable_audit_logging()
+    agent.set_access_policy("team_lead_approval_required")
+
+    denied = agent.execute(question="What is ML?")  # execute() reports failures in the result
+    assert not denied.success and denied.error_type == "PermissionError"
+    assert "team lead approval required" in str(denied.error)
+    with pytest.raises(PermissionError, match="team lead approval required"):
+        agent.run(question="What is ML?")  # run() raises
+    assert world.requests() == []  # denied before any request
+    agent.get_access_policy().approve("dana", note="ADR example")
+    for _ in range(3):  # the same question: the optimizer turns the cache on by itself
+        assert agent.execute(question="What is ML?").success
+    assert agent.get_execution_optimizer() is optimizer
+    assert [a.action for a in optimizer.applied] == ["enable_cache"] and agent.cache is not None
+    assert agent.execute(question="What is ML?").metadata.cache == "miss"  # stored now
+    assert agent.execute(question="What is ML?").metadata.cache == "hit"
+    assert execution_monitor.metrics()["count"] == 5  # the denial is in the audit log, not among the runs
+    events = [json.loads(line)["event"] for line in (tmp_path / "dagwright-audit.jsonl").read_text().splitlines()]
+    assert events[:4] == ["denied", "denied", "approved", "execution"]
+    if world.server is not None:
+        assert len(world.requests()) == 4  # the cache answered the last

@@ -36,8 +36,8 @@ from dagwright.llm.memory import BufferMemory, Memory, Turn
 from dagwright.llm.prompt import build_messages, user_message
 from dagwright.llm.structured import parse_reply, response_format, validate_inputs
 from dagwright.ops.audit import AccessPolicy, AccessRequest, AuditLog, check_access
-from dagwright.ops.cache import ResultCache, cache_key
-from dagwright.ops.monitor import ExecutionMonitor, ExecutionRecord, inputs_hash
+from dagwright.ops.cache import ResultCache, cache_key, make_cache
+from dagwright.ops.monitor import ExecutionMonitor, ExecutionOptimizer, ExecutionRecord, inputs_hash
 from dagwright.ops.pricing import cost_of
 from dagwright.ops.telemetry import agent_span, tracer
 
@@ -190,6 +190,7 @@ class AgentCore:
     """An agent's signature, config and strategy, and how one execution runs (see the module docstring)."""
 
     _execution_monitor: ExecutionMonitor | None = None
+    _execution_optimizer: ExecutionOptimizer | None = None
     _audit_log: AuditLog | None = None
     _access_policy: AccessPolicy | None = None
     _result_cache: ResultCache | None = None
@@ -212,6 +213,7 @@ class AgentCore:
             import openai  # noqa: F401
         self.strategy: Any = strategy or AsyncSingleShotStrategy()
         self._memory: Memory | None = None
+        self.batch_concurrency = 4
         # Calls without a session_id share this one once memory is on (Kaizen's agents remember across calls).
         self.default_session: str | None = None
         if "max_turns" in self.config.model_fields_set:  # a memory window in the config turns memory on
@@ -376,6 +378,9 @@ class AgentCore:
         done = record(True)
         monitor.record(done)
         _log_call(done)
+        optimizer = self._execution_optimizer
+        if optimizer is not None and optimizer.auto_optimization:
+            optimizer.auto_apply(_Actions(self))
         if audit is not None:
             audit.write(agent=self.name, record=done, inputs=values, outputs=outputs, secrets=self._secrets())
         return outputs
@@ -404,6 +409,23 @@ class AgentCore:
         }:
             cache.put(key, {"outputs": outputs, "model": context.model})
         return outputs
+
+
+class _Actions:
+    """What the optimizer may change on an agent when auto-optimization is on."""
+
+    def __init__(self, agent: AgentCore) -> None:
+        self.agent = agent
+
+    def enable_cache(self) -> None:
+        if self.agent._result_cache is None:
+            self.agent._result_cache = make_cache("memory", owner=self.agent.name)
+
+    def switch_model(self, model: str) -> None:
+        self.agent.config = self.agent.config.model_copy(update={"model": model})
+
+    def set_concurrency(self, n: int) -> None:
+        self.agent.batch_concurrency = n
 
 
 def _log_call(record: ExecutionRecord) -> None:

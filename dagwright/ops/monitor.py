@@ -6,6 +6,10 @@ agent nodes go through) leaves an :class:`ExecutionRecord` in the agent's bounde
 turns it into suggestions backed by the numbers they come from. ``flow.monitor()`` does
 the same for the runs of a flow, per run and per node, from the scheduler's events.
 
+The optimizer follows targets (``set_optimization_targets(["latency", "cost"])``, see
+:data:`OPTIMIZATION_TARGETS`) and, with ``enable_auto_optimization()``, applies the safe
+suggestions itself through :class:`OptimizationActions` the agent provides (``auto_apply``).
+
 Latency percentiles use the nearest-rank method: p90 of ``n`` samples is the
 ``ceil(0.9 * n)``-th smallest, always one of the measured values.
 """
@@ -13,7 +17,9 @@ Latency percentiles use the nearest-rank method: p90 of ``n`` samples is the
 from __future__ import annotations
 
 import collections
+import dataclasses
 import hashlib
+import itertools
 import json
 import logging
 import math
@@ -21,20 +27,28 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
+from dagwright.compiler.suggest import suggest
 from dagwright.execution.events import Event
 from dagwright.ops.pricing import PRICES, cost_of
 
 __all__ = [
+    "CHEAPER_MODEL",
+    "OPTIMIZATION_TARGETS",
+    "AppliedOptimization",
     "ExecutionMonitor",
     "ExecutionOptimizer",
     "ExecutionRecord",
     "FlowMonitor",
     "MonitorEvent",
+    "OptimizationActions",
+    "OptimizerThresholds",
     "PerformanceAlert",
     "Suggestion",
+    "SuggestionKind",
     "percentile",
+    "sequential_bursts",
     "summarize",
 ]
 
@@ -395,12 +409,14 @@ class FlowMonitor(_Monitor):
 
 # --------------------------------------------------------------------------- optimization
 
+SuggestionKind = Literal["enable_cache", "cheaper_model", "model_selection", "concurrency", "failures"]
+
 
 @dataclass(frozen=True, slots=True)
 class Suggestion:
     """One suggestion: what (``kind``), why in words (``message``) and the measured numbers (``evidence``)."""
 
-    kind: Literal["enable_cache", "cheaper_model", "failures"]
+    kind: SuggestionKind
     message: str
     evidence: dict[str, Any] = field(default_factory=dict)
 
@@ -420,6 +436,17 @@ CHEAPER_MODEL: dict[str, str] = {
     "o3": "o4-mini",
 }
 
+OPTIMIZATION_TARGETS: tuple[str, ...] = ("latency", "cost", "accuracy", "throughput")
+"""What :meth:`ExecutionOptimizer.set_optimization_targets` accepts.
+
+* ``latency`` and ``cost``: allow model-switch suggestions (``cheaper_model``, ``model_selection``);
+* ``accuracy``: asks for nothing that trades answers for speed: alone, it rules model switches out;
+* ``throughput``: allows the ``concurrency`` suggestion.
+
+Whatever the targets, ``enable_cache`` (a repeated input answered from the cache is the same
+answer) and ``failures`` (failures hurt every target) are suggested when the history shows them.
+"""
+
 
 def _family(model: str) -> str | None:
     name = model.lower()
@@ -429,48 +456,304 @@ def _family(model: str) -> str | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class OptimizerThresholds:
+    """The limits suggestions are judged by; ``ExecutionOptimizer.suggestions(**overrides)`` may change any.
+
+    - ``min_repeats``: repeated executions (same model and inputs) before ``enable_cache``;
+    - ``slow_ms`` / ``short_prompt_tokens``: median latency and median prompt size for ``cheaper_model``;
+    - ``slow_average_ms``: mean latency a model must exceed for ``model_selection`` (the ADR's 1000 ms);
+    - ``min_queued`` / ``queue_gap_ms`` / ``max_concurrency``: for ``concurrency``, how many executions
+      must have run one after another, how soon (ms) after the previous one's end each must have
+      started to count as waiting in a queue, and the most to suggest running at once;
+    - ``max_failure_rate``: the share of failed executions above which ``failures`` is suggested.
+    """
+
+    min_repeats: int = 2
+    slow_ms: float = 2000.0
+    short_prompt_tokens: int = 500
+    max_failure_rate: float = 0.1
+    slow_average_ms: float = 1000.0
+    min_queued: int = 4
+    queue_gap_ms: float = 50.0
+    max_concurrency: int = 4
+
+    def __post_init__(self) -> None:
+        limits: list[tuple[str, float, float]] = [
+            ("min_repeats", self.min_repeats, 1),
+            ("slow_ms", self.slow_ms, 0),
+            ("short_prompt_tokens", self.short_prompt_tokens, 0),
+            ("max_failure_rate", self.max_failure_rate, 0),
+            ("slow_average_ms", self.slow_average_ms, 0),
+            ("min_queued", self.min_queued, 2),
+            ("queue_gap_ms", self.queue_gap_ms, 0),
+            ("max_concurrency", self.max_concurrency, 2),
+        ]
+        for name, value, least in limits:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= least:
+                raise ValueError(f"optimizer threshold {name} must be a number >= {least:g}, got {value!r}")
+        if self.max_failure_rate > 1:
+            raise ValueError(f"optimizer threshold max_failure_rate is a share (0..1), got {self.max_failure_rate!r}")
+
+
+class OptimizationActions(Protocol):
+    """What :meth:`ExecutionOptimizer.auto_apply` may change on an agent; return values are ignored."""
+
+    def enable_cache(self) -> object:
+        """Turn the result cache on."""
+        ...
+
+    def switch_model(self, model: str) -> object:
+        """Use ``model`` for the executions to come."""
+        ...
+
+    def set_concurrency(self, n: int) -> object:
+        """Allow up to ``n`` executions at once."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedOptimization:
+    """A change :meth:`ExecutionOptimizer.auto_apply` made: the action, its argument and the suggestion behind it.
+
+    ``value`` is the model switched to (``switch_model``), the concurrency set (``set_concurrency``)
+    or None (``enable_cache``); ``time`` is when it was applied (seconds since the epoch).
+    """
+
+    action: Literal["enable_cache", "switch_model", "set_concurrency"]
+    value: str | int | None
+    suggestion: Suggestion
+    time: float
+
+    def __str__(self) -> str:
+        done = {
+            "enable_cache": "enabled the result cache",
+            "switch_model": f"switched the model to {self.value}",
+            "set_concurrency": f"set the concurrency to {self.value}",
+        }[self.action]
+        return f"{done}: {self.suggestion.message}"
+
+
 class ExecutionOptimizer:
     """Suggestions computed from an agent's recorded executions (``agent.get_execution_optimizer()``).
 
     No history, no suggestion: each one carries the counts, latencies, tokens and costs
     it was derived from. Costs for another model are the recorded token counts priced
     with :data:`dagwright.ops.pricing.PRICES`.
+
+    The optimizer keeps state (targets, auto-optimization, what it applied), so an agent
+    makes one and keeps it. Without targets, :meth:`suggestions` gives ``enable_cache``,
+    ``cheaper_model`` and ``failures`` only; :meth:`set_optimization_targets` chooses what it
+    may suggest (see :data:`OPTIMIZATION_TARGETS`). With :meth:`enable_auto_optimization`,
+    :meth:`auto_apply` (called after each recorded execution) applies the safe suggestions.
     """
 
-    def __init__(self, monitor: ExecutionMonitor, *, cache_enabled: Callable[[], bool] = lambda: False) -> None:
+    def __init__(
+        self,
+        monitor: ExecutionMonitor,
+        *,
+        cache_enabled: Callable[[], bool] = lambda: False,
+        thresholds: OptimizerThresholds | None = None,
+    ) -> None:
         self.monitor = monitor
         self._cache_enabled = cache_enabled
+        self.thresholds = thresholds if thresholds is not None else OptimizerThresholds()
+        self._lock = threading.Lock()
+        self._targets: tuple[str, ...] = ()
+        self._auto = False
+        self._applied: list[AppliedOptimization] = []
+        # What auto_apply has done or tried, so that each change happens once (a failed one is not retried).
+        self._attempted: set[tuple[str, str]] = set()
+
+    # ---- targets and auto-optimization
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """The optimization targets, in the order given; empty when none are set."""
+        return self._targets
+
+    def set_optimization_targets(self, targets: Iterable[str]) -> None:
+        """Optimize for ``targets``, a list of names from :data:`OPTIMIZATION_TARGETS`; empty clears them.
+
+        Raises TypeError for a bare string or a non-string name, ValueError for an unknown name.
+        """
+        if isinstance(targets, str):
+            raise TypeError(
+                f"{self.monitor.agent}: set_optimization_targets takes a list of targets, "
+                f"e.g. [{targets!r}], got the string {targets!r}"
+            )
+        chosen: list[str] = []
+        for target in targets:
+            if not isinstance(target, str):
+                raise TypeError(
+                    f"{self.monitor.agent}: an optimization target is a name, got {type(target).__name__} {target!r}"
+                )
+            if target not in OPTIMIZATION_TARGETS:
+                close = suggest(target, OPTIMIZATION_TARGETS)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ValueError(
+                    f"{self.monitor.agent}: unknown optimization target {target!r}{hint} "
+                    f"(known targets: {', '.join(OPTIMIZATION_TARGETS)})"
+                )
+            if target not in chosen:
+                chosen.append(target)
+        self._targets = tuple(chosen)
+
+    @property
+    def auto_optimization(self) -> bool:
+        """Whether :meth:`auto_apply` applies suggestions."""
+        return self._auto
+
+    def enable_auto_optimization(self, enabled: bool = True) -> None:
+        """Let :meth:`auto_apply` apply the safe suggestions (``enabled=False`` stops it)."""
+        self._auto = bool(enabled)
+
+    @property
+    def applied(self) -> list[AppliedOptimization]:
+        """What :meth:`auto_apply` changed, oldest first."""
+        with self._lock:
+            return list(self._applied)
+
+    @staticmethod
+    def _allows_model_switch(targets: tuple[str, ...]) -> bool:
+        """Model switches trade answers for speed or price: only for a latency or cost target."""
+        return "latency" in targets or "cost" in targets
+
+    # ---- suggestions
 
     def suggestions(
         self,
         *,
-        min_repeats: int = 2,
-        slow_ms: float = 2000.0,
-        short_prompt_tokens: int = 500,
-        max_failure_rate: float = 0.1,
+        min_repeats: int | None = None,
+        slow_ms: float | None = None,
+        short_prompt_tokens: int | None = None,
+        max_failure_rate: float | None = None,
+        slow_average_ms: float | None = None,
+        min_queued: int | None = None,
+        queue_gap_ms: float | None = None,
+        max_concurrency: int | None = None,
     ) -> list[Suggestion]:
-        """What to change, with evidence.
+        """What to change, with evidence; a threshold not given is the optimizer's (:class:`OptimizerThresholds`).
 
         - ``enable_cache``: at least ``min_repeats`` executions repeated inputs already seen
           (same model) while no result cache is on;
         - ``cheaper_model``: a model whose median latency is at least ``slow_ms`` on prompts
           of ``short_prompt_tokens`` or fewer (median), when a cheaper sibling is priced;
+        - ``model_selection`` (targets ``latency`` or ``cost`` only): a model whose mean latency over
+          its successful, non-cached executions exceeds ``slow_average_ms``;
+        - ``concurrency`` (target ``throughput`` only): see :func:`sequential_bursts`;
         - ``failures``: more than ``max_failure_rate`` of the executions failed.
+
+        Without targets: ``enable_cache``, ``cheaper_model`` and ``failures``. With targets,
+        ``cheaper_model`` needs ``latency`` or ``cost`` among them (never for ``accuracy`` alone).
         """
-        # One snapshot for every check, so the suggestions agree on the executions they count.
-        records = self.monitor.history
+        given = {
+            "min_repeats": min_repeats,
+            "slow_ms": slow_ms,
+            "short_prompt_tokens": short_prompt_tokens,
+            "max_failure_rate": max_failure_rate,
+            "slow_average_ms": slow_average_ms,
+            "min_queued": min_queued,
+            "queue_gap_ms": queue_gap_ms,
+            "max_concurrency": max_concurrency,
+        }
+        overrides: dict[str, Any] = {name: value for name, value in given.items() if value is not None}
+        limits = dataclasses.replace(self.thresholds, **overrides) if overrides else self.thresholds
+        return self._suggest(self.monitor.history, limits)
+
+    def _suggest(self, records: list[ExecutionRecord], limits: OptimizerThresholds) -> list[Suggestion]:
+        """The suggestions for ``records`` (one snapshot, so that they agree on the executions they count)."""
         out: list[Suggestion] = []
         if not records:
             return out
+        targets = self._targets
         if not self._cache_enabled():
-            cache = _cache_suggestion(records, min_repeats)
+            cache = _cache_suggestion(records, limits.min_repeats)
             if cache is not None:
                 out.append(cache)
-        out.extend(_cheaper_model_suggestions(records, slow_ms, short_prompt_tokens))
-        failures = _failures_suggestion(records, max_failure_rate)
+        if not targets or self._allows_model_switch(targets):
+            out.extend(_cheaper_model_suggestions(records, limits.slow_ms, limits.short_prompt_tokens))
+        if self._allows_model_switch(targets):
+            out.extend(_model_selection_suggestions(records, limits.slow_average_ms))
+        if "throughput" in targets:
+            concurrency = _concurrency_suggestion(records, limits)
+            if concurrency is not None:
+                out.append(concurrency)
+        failures = _failures_suggestion(records, limits.max_failure_rate)
         if failures is not None:
             out.append(failures)
         return out
+
+    # ---- auto-optimization
+
+    def auto_apply(self, actions: OptimizationActions) -> list[AppliedOptimization]:
+        """Apply the safe suggestions through ``actions``; returns what this call applied (nothing when off).
+
+        Safe: ``enable_cache`` always; a model switch (``cheaper_model``/``model_selection``) only
+        when the targets include ``latency`` or ``cost``, and only away from the model of the latest
+        non-cached execution (the one in use); ``concurrency`` only for ``throughput``. ``failures``
+        is never applied. Each change happens at most once per optimizer (a model switch once per
+        model switched from); each is kept in :attr:`applied` and logged at INFO on the ``dagwright``
+        logger. An action that raises is logged and not retried: the execution that triggered it goes on.
+        """
+        if not self._auto:
+            return []
+        records = self.monitor.history
+        current = next((r.model for r in reversed(records) if r.cache != "hit" and r.model), None)
+        done: list[AppliedOptimization] = []
+        for suggestion in self._suggest(records, self.thresholds):
+            change = self._safe_change(suggestion, current)
+            if change is None:
+                continue
+            action, value, key = change
+            with self._lock:
+                if key in self._attempted:
+                    continue
+                self._attempted.add(key)
+            applied = self._apply(actions, action, value, suggestion)
+            if applied is not None:
+                done.append(applied)
+                if action == "switch_model":
+                    current = str(value)
+        return done
+
+    def _safe_change(
+        self, suggestion: Suggestion, current: str | None
+    ) -> tuple[Literal["enable_cache", "switch_model", "set_concurrency"], str | int | None, tuple[str, str]] | None:
+        """``(action, value, once-key)`` for a suggestion that is safe to apply, else None."""
+        if suggestion.kind == "enable_cache":
+            return "enable_cache", None, ("enable_cache", "")
+        if suggestion.kind in ("cheaper_model", "model_selection"):
+            model, target = suggestion.evidence.get("model"), suggestion.evidence.get("suggested_model")
+            if not self._allows_model_switch(self._targets) or target is None or model != current:
+                return None
+            return "switch_model", str(target), ("switch_model", str(model))
+        if suggestion.kind == "concurrency" and "throughput" in self._targets:
+            return "set_concurrency", int(suggestion.evidence["suggested_concurrency"]), ("set_concurrency", "")
+        return None
+
+    def _apply(
+        self,
+        actions: OptimizationActions,
+        action: Literal["enable_cache", "switch_model", "set_concurrency"],
+        value: str | int | None,
+        suggestion: Suggestion,
+    ) -> AppliedOptimization | None:
+        try:
+            if action == "enable_cache":
+                actions.enable_cache()
+            elif isinstance(value, str):
+                actions.switch_model(value)
+            elif isinstance(value, int):
+                actions.set_concurrency(value)
+        except Exception:  # the agent calls auto_apply after an execution: a failed change must not fail it
+            log.exception("dagwright optimizer: %s: %s(%r) raised; not retried", self.monitor.agent, action, value)
+            return None
+        applied = AppliedOptimization(action, value, suggestion, time.time())
+        with self._lock:
+            self._applied.append(applied)
+        log.info("dagwright optimizer: %s: %s", self.monitor.agent, applied)
+        return applied
 
 
 def _cache_suggestion(records: list[ExecutionRecord], min_repeats: int) -> Suggestion | None:
@@ -571,5 +854,128 @@ def _failures_suggestion(records: list[ExecutionRecord], max_failure_rate: float
             "failures": len(failures),
             "failure_rate": len(failures) / len(records),
             "error_types": dict(kinds),
+        },
+    )
+
+
+def _model_selection_suggestions(records: list[ExecutionRecord], slow_average_ms: float) -> list[Suggestion]:
+    """The ADR's ``model_selection``: each model whose mean latency exceeds ``slow_average_ms``.
+
+    Only successful executions that reached the model count: a cache hit says nothing about
+    its speed, and a failure may have stopped early or waited on retries.
+    """
+    by_model: dict[str, list[ExecutionRecord]] = {}
+    for r in records:
+        if r.success and r.model and r.cache != "hit":
+            by_model.setdefault(r.model, []).append(r)
+    out: list[Suggestion] = []
+    for model, rs in sorted(by_model.items()):
+        mean = sum(r.duration_ms for r in rs) / len(rs)
+        if mean <= slow_average_ms:
+            continue
+        sibling = CHEAPER_MODEL.get(_family(model) or "")
+        faster = sibling if sibling is not None and _family(sibling) is not None else None
+        instead = (
+            f"{faster} is its smaller, faster and cheaper sibling"
+            if faster is not None
+            else f"no smaller sibling of {model} is priced in dagwright.ops.pricing, so choose one"
+        )
+        out.append(
+            Suggestion(
+                "model_selection",
+                f"Consider using a faster model for simple tasks: {model} averaged {mean:.0f} ms over "
+                f"{len(rs)} executions (more than {slow_average_ms:g} ms); {instead}",
+                {
+                    "model": model,
+                    "suggested_model": faster,
+                    "executions": len(rs),
+                    "latency_mean_ms": mean,
+                    "threshold_ms": slow_average_ms,
+                },
+            )
+        )
+    return out
+
+
+# Start times come from time.time() and durations from time.perf_counter(): allow this much disagreement (s)
+# before calling two executions overlapping.
+_CLOCK_SLACK_S = 0.001
+
+
+def sequential_bursts(records: Iterable[ExecutionRecord], queue_gap_ms: float) -> list[list[ExecutionRecord]]:
+    """Runs of executions that waited on each other: the evidence behind the ``concurrency`` suggestion.
+
+    Each execution spans ``[started_at, started_at + duration_ms]``. One that overlaps another
+    (by more than 1 ms of clock slack) ran concurrently and belongs to no burst. A burst is a
+    maximal run of the other executions, in start order, each starting at most ``queue_gap_ms``
+    after the previous one ended: the next request was ready as soon as the agent was free, which
+    is how a queue drained one at a time looks (a caller pacing its requests leaves longer gaps).
+    Bursts of one execution are left out; oldest first.
+    """
+    spans = sorted(records, key=lambda r: r.started_at)
+    ends = [r.started_at + r.duration_ms / 1000.0 for r in spans]
+    concurrent = [False] * len(spans)
+    for i, end in enumerate(ends):
+        # Sorted by start, the executions overlapping this one from later on are the ones right after it.
+        k = i + 1
+        while k < len(spans) and spans[k].started_at < end - _CLOCK_SLACK_S:
+            concurrent[i] = concurrent[k] = True
+            k += 1
+    bursts: list[list[ExecutionRecord]] = []
+    current: list[ExecutionRecord] = []
+    previous_end: float | None = None
+    for record, end, overlapped in zip(spans, ends, concurrent, strict=True):
+        if overlapped:
+            current, previous_end = _close_burst(bursts, current), None
+            continue
+        if previous_end is None or record.started_at - previous_end > queue_gap_ms / 1000.0:
+            current = _close_burst(bursts, current)
+        current.append(record)
+        previous_end = end
+    _close_burst(bursts, current)
+    return bursts
+
+
+def _close_burst(bursts: list[list[ExecutionRecord]], current: list[ExecutionRecord]) -> list[ExecutionRecord]:
+    """Keep ``current`` in ``bursts`` when it has two executions or more; returns a new, empty burst."""
+    if len(current) >= 2:
+        bursts.append(current)
+    return []
+
+
+def _concurrency_suggestion(records: list[ExecutionRecord], limits: OptimizerThresholds) -> Suggestion | None:
+    """``concurrency`` when at least ``min_queued`` executions ran one at a time, back to back.
+
+    The largest such burst (the latest of equals) is the evidence: its busy time, its wall time,
+    its longest execution and largest gap. Running ``n`` at once could at best finish it in
+    ``max(longest, busy / n)``, if the executions are independent and the provider allows it.
+    """
+    bursts = [b for b in sequential_bursts(records, limits.queue_gap_ms) if len(b) >= limits.min_queued]
+    if not bursts:
+        return None
+    burst = max(reversed(bursts), key=len)
+    durations = [r.duration_ms for r in burst]
+    busy, longest = sum(durations), max(durations)
+    wall = (burst[-1].started_at - burst[0].started_at) * 1000.0 + burst[-1].duration_ms
+    gaps = [
+        max(0.0, (later.started_at - earlier.started_at) * 1000.0 - earlier.duration_ms)
+        for earlier, later in itertools.pairwise(burst)
+    ]
+    n = min(len(burst), limits.max_concurrency)
+    estimate = max(longest, busy / n)
+    return Suggestion(
+        "concurrency",
+        f"{len(burst)} executions ran one at a time, each starting within {max(gaps):.0f} ms of the previous "
+        f"one's end ({busy:.0f} ms of work in {wall:.0f} ms); if they are independent, running up to {n} at "
+        f"once (e.g. asyncio.gather over agent.arun) could finish them in about {estimate:.0f} ms",
+        {
+            "executions": len(burst),
+            "bursts": len(bursts),
+            "busy_ms": busy,
+            "wall_ms": wall,
+            "longest_ms": longest,
+            "max_gap_ms": max(gaps),
+            "suggested_concurrency": n,
+            "estimated_wall_ms": estimate,
         },
     )

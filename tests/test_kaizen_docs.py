@@ -623,3 +623,57 @@ def test_adr_layer4_enterprise_execution_management(
     assert events[:4] == ["denied", "denied", "approved", "execution"]
     if world.server is not None:
         assert len(world.requests()) == 4  # the cache answered the last
+
+
+def test_adr_enhanced_agent_class_and_config_as_a_mapping(world: World) -> None:
+    from dagwright import Agent
+
+    agent = Agent("researcher", model="gpt-4", temperature=0.2, focus="enterprise")
+    assert agent.id == agent.name == "researcher" and agent.free_form
+    # What the ADR's AgentWorkflowConverter reads from agent.config:
+    assert agent.config.get("model", "gpt-4") == "gpt-4"
+    assert agent.config.get("temperature", 0.7) == 0.2
+    assert agent.config.get("system_prompt", "") == ""  # unset: absent from the mapping
+    settings = {**agent.config}
+    assert settings["focus"] == "enterprise" and "system_prompt" not in settings
+    assert Agent("qa", "question -> answer").run(question="Why?")["answer"]
+    assert Agent("cfg", {"model": "gpt-4", "llm_provider": "openai"}).config.provider == "openai"
+    with pytest.raises(TypeError, match=r"Agent\('x'\): the second argument is a signature or a config"):
+        Agent("x", {"model": "gpt-4"}, config={"model": "gpt-4o"})
+    with pytest.raises(ValueError, match="config gives llm_provider='openai' and provider='offline'; give one"):
+        Agent("y", llm_provider="openai", provider="offline")
+    result = agent.execute(task="List three enterprise uses of agents")
+    assert result.success and result.answer
+
+
+def test_vector_memory_recalls_the_most_relevant_turns_in_order() -> None:
+    from dagwright.llm.memory import RelevanceMemory, Turn, bm25
+
+    memory = RelevanceMemory()
+    turns = [
+        Turn("Remember: the launch date is March 3", "Noted."),
+        Turn("What is the weather like?", "Sunny."),
+        Turn("Tell me a joke", "A compiler walks into a bar."),
+        Turn("Who is the launch owner?", "Dana."),
+    ]
+    for turn in turns:
+        asyncio.run(memory.append("s", turn))
+    recalled = asyncio.run(memory.recall("s", "When is the launch?", 2))
+    assert recalled == [turns[0], turns[3]]  # the two launch turns, in the order they happened
+    assert asyncio.run(memory.recall("s", "nothing in common", 2)) == turns[2:]  # no overlap: the most recent
+    assert asyncio.run(memory.recall("other", "launch", 2)) == []
+    scores = bm25("launch date", ["the launch date", "a launch", "weather"])
+    assert scores[0] > scores[1] > scores[2] == 0.0
+
+
+def test_memory_window_defaults_to_ten_turns_and_follows_the_config(world: World) -> None:
+    agent = BaseAgent(signature="message: str -> reply: str", config=MemoryConfig(), name="chat")
+    for i in range(12):
+        agent.run(message=f"turn {i}", session_id="s")
+    if world.server is not None:
+        history = world.requests()[-1]["messages"][1:-1]
+        assert len(history) == 20  # ten turns of two messages: the guide's max_turns = 10
+        sent = "\n".join(m["content"] + "\n" for m in history)
+        assert "turn 0\n" not in sent and "turn 1\n" in sent and "turn 10\n" in sent
+    agent.enable_memory(max_turns=2)
+    assert agent.config.max_turns == 2

@@ -646,6 +646,20 @@ class Graph:
         except RecursionError:
             raise IRFormatError("graph: nested too deeply") from None
 
+    def to_networkx(self) -> Any:
+        """The graph as a ``networkx.MultiDiGraph``: node kinds, typed ports, config and groups as node
+        attributes, edges keyed by their order (see :mod:`dagwright.compiler.networkx_io`)."""
+        from dagwright.compiler.networkx_io import to_networkx
+
+        return to_networkx(self)
+
+    @classmethod
+    def from_networkx(cls, nx_graph: Any) -> Graph:
+        """The Graph a ``MultiDiGraph`` from :meth:`to_networkx` describes (the same JSON as the graph it came from)."""
+        from dagwright.compiler.networkx_io import from_networkx
+
+        return from_networkx(nx_graph)
+
     @functools.cached_property
     def content_hash(self) -> str:
         """SHA-256 of the canonical JSON (ids sorted, locations left out): equal across

@@ -81,7 +81,11 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` to completion and return its result, from any thread, loop or not."""
     try:
         asyncio.get_running_loop()
+        inside_a_loop = True
     except RuntimeError:
+        inside_a_loop = False
+    if not inside_a_loop:
+        # Outside the except block: a failure of the run must not carry "no running event loop" as its context.
         return _run_here(coro)
     loop = _runner_loop()
     if threading.current_thread() is _thread:

@@ -1,0 +1,80 @@
+"""What users stumble on in daily use: clean tracebacks, networkx interop."""
+
+from __future__ import annotations
+
+import traceback
+
+import networkx as nx
+import pytest
+from hypothesis import given
+from strategies import graphs
+
+from dagwright import Flow, Graph, IRFormatError, Kaizen
+from dagwright.compiler.ir import Edge, Node, Port
+from dagwright.compiler.types import INT
+
+# --------------------------------------------------------------------------- tracebacks
+
+
+def _traceback(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+
+
+def test_errors_of_sync_calls_carry_no_event_loop_context() -> None:
+    def double(x: int) -> int:
+        return 2 * x
+
+    flow = Flow("f")
+    flow.add_function("double", double)
+    flow.input("x")
+    with pytest.raises(ValueError, match="input 'x' is typed int") as info:
+        flow.run(x="s")
+    assert info.value.__context__ is None
+    assert "no running event loop" not in _traceback(info.value)
+    agent = Kaizen().create_agent("qa", signature="question: str -> answer: str")
+    with pytest.raises(ValueError, match="unknown input 'q'") as info:
+        agent.run(q="?")
+    assert "During handling of the above exception" not in _traceback(info.value)
+
+
+# --------------------------------------------------------------------------- networkx
+
+
+@given(graphs())
+def test_networkx_round_trip(g: Graph) -> None:
+    ids = [n.id for n in g.nodes]
+    if len(ids) != len(set(ids)):
+        with pytest.raises(ValueError, match="duplicate node ids"):
+            g.to_networkx()
+        return
+    back = Graph.from_networkx(g.to_networkx())
+    assert back.to_json() == g.to_json()
+    assert back.content_hash == g.content_hash
+
+
+def test_networkx_view_of_a_pattern_keeps_kinds_ports_groups_and_edge_order() -> None:
+    debate = Kaizen().create_debate_workflow(agents=[("pro", {}), ("con", {}), ("judge", {})], topic="T", rounds=2)
+    graph = debate.compile()
+    g = graph.to_networkx()
+    assert isinstance(g, nx.MultiDiGraph) and g.graph["name"] == "debate"
+    assert g.nodes["round2.pro"]["kind"] == "agent" and g.nodes["round2.pro"]["group"] == ["debate", "round2"]
+    assert {p["name"]: p["type"] for p in g.nodes["verdict"]["outputs"]}["decision"] == "str"
+    assert nx.is_directed_acyclic_graph(g)
+    # The transcript's edges keep their order (a collect port receives values in it).
+    into = sorted(
+        (k, s) for s, _, k, d in g.in_edges("verdict", keys=True, data=True) if d["target_port"] == "transcript"
+    )
+    assert [s for _, s in into] == [e.source for e in graph.edges_into("verdict", "transcript")]
+    assert list(nx.topological_sort(g))[-1].startswith("output:")
+
+
+def test_a_broken_graph_round_trips_and_bad_attributes_are_named() -> None:
+    dangling = Graph("g", (Node("a", "function", (), (Port("y", INT),)),), (Edge("a", "y", "ghost", "x"),))
+    g = dangling.to_networkx()
+    assert g.nodes["ghost"] == {"missing": True}
+    assert Graph.from_networkx(g).to_json() == dangling.to_json()
+    g.nodes["a"]["colour"] = "red"
+    with pytest.raises(IRFormatError, match=r"node 'a': unknown attribute\(s\) 'colour'"):
+        Graph.from_networkx(g)
+    with pytest.raises(IRFormatError, match="expected a networkx MultiDiGraph"):
+        Graph.from_networkx(nx.Graph())

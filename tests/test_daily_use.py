@@ -78,3 +78,17 @@ def test_a_broken_graph_round_trips_and_bad_attributes_are_named() -> None:
         Graph.from_networkx(g)
     with pytest.raises(IRFormatError, match="expected a networkx MultiDiGraph"):
         Graph.from_networkx(nx.Graph())
+
+
+# --------------------------------------------------------------------------- Dask without its extra
+
+
+def test_dask_without_its_extra_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    flow = Flow("f")
+    flow.add_function("double", lambda x: 2 * x)
+    flow.input("x")
+    monkeypatch.setitem(sys.modules, "cloudpickle", None)  # what an environment without the package raises
+    with pytest.raises(ImportError, match=r"needs the 'dask' extra \(cloudpickle cannot be imported\): pip install"):
+        flow.run(x=1, backend="dask")

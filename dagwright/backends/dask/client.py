@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from dagwright.compiler.registry import FunctionRegistry
     from dagwright.ops.checkpoint import CheckpointStore
 
-__all__ = ["WORKER_THREADS", "run_on_dask"]
+__all__ = ["WORKER_THREADS", "require_dask", "run_on_dask"]
 
 WORKER_THREADS = 32
 """Threads per worker of the LocalCluster made for a run: agents spend their time waiting on the network."""
@@ -73,14 +73,25 @@ def _plan_of(target: object, registry: FunctionRegistry | None) -> ExecutionPlan
     raise TypeError(f"Dask runs a Flow or a compiled Graph, got {type(target).__name__}")
 
 
+def require_dask() -> None:
+    """Raise an ImportError that names the extra to install when dask, distributed or cloudpickle is missing."""
+    missing = []
+    for module in ("dask", "distributed", "cloudpickle"):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        raise ImportError(
+            f"backend='dask' needs the 'dask' extra ({', '.join(missing)} cannot be imported): "
+            "pip install 'dagwright[dask]'"
+        )
+
+
 def _connect(client: object) -> tuple[Any, Callable[[], None] | None]:
     """The client to submit to, and how to close what was opened for this run (None: nothing)."""
-    try:
-        from distributed import Client, LocalCluster
-    except ImportError:
-        raise ImportError(
-            "backend='dask' needs the 'dask' extra: pip install 'dagwright[dask]' (dask and distributed)"
-        ) from None
+    from distributed import Client, LocalCluster
+
     if client is None:
         import logging
 
@@ -131,6 +142,7 @@ def run_on_dask(
     continues the stored run ``run_id`` (its stored nodes are ``cached``). ``observers`` are
     called with the run's events (see the module docstring).
     """
+    require_dask()
     if max_concurrency is not None:
         raise ValueError(
             "max_concurrency is not supported with backend='dask': the cluster's worker threads bound how many "

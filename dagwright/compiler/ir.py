@@ -651,14 +651,18 @@ class Graph:
         attributes, edges keyed by their order (see :mod:`dagwright.compiler.networkx_io`)."""
         from dagwright.compiler.networkx_io import to_networkx
 
-        return to_networkx(self)
+        return to_networkx(self.to_dict())
 
     @classmethod
     def from_networkx(cls, nx_graph: Any) -> Graph:
         """The Graph a ``MultiDiGraph`` from :meth:`to_networkx` describes (the same JSON as the graph it came from)."""
         from dagwright.compiler.networkx_io import from_networkx
 
-        return from_networkx(nx_graph)
+        try:
+            data = from_networkx(nx_graph, SCHEMA_VERSION)
+        except ValueError as exc:
+            raise IRFormatError(str(exc)) from None
+        return cls.from_dict(data)
 
     @functools.cached_property
     def content_hash(self) -> str:

@@ -15,26 +15,27 @@ from __future__ import annotations
 import collections
 from typing import Any
 
-from dagwright.compiler.ir import SCHEMA_VERSION, Graph, IRFormatError
-
 __all__ = ["from_networkx", "to_networkx"]
 
 _NODE_FIELDS = ("kind", "inputs", "outputs", "config", "group", "location")
 
 
-def to_networkx(graph: Graph) -> Any:
-    """``graph`` as a ``networkx.MultiDiGraph`` (see the module docstring); node ids must be unique."""
+# Both functions work on a graph's dict form (``Graph.to_dict()`` / ``Graph.from_dict()``), which keeps this
+# module below the IR: ``Graph.to_networkx`` and ``Graph.from_networkx`` call them.
+
+
+def to_networkx(data: dict[str, Any]) -> Any:
+    """A graph's dict form as a ``networkx.MultiDiGraph`` (see the module docstring); node ids must be unique."""
     import networkx as nx  # type: ignore[import-untyped]
 
-    data = graph.to_dict()
     counts = collections.Counter(n["id"] for n in data["nodes"])
     duplicates = sorted(node_id for node_id, n in counts.items() if n > 1)
     if duplicates:
         raise ValueError(
-            f"graph {graph.name!r} has duplicate node ids ({', '.join(map(repr, duplicates))}); a networkx graph "
+            f"graph {data['name']!r} has duplicate node ids ({', '.join(map(repr, duplicates))}); a networkx graph "
             "keys nodes by id (run the validation passes: DW001)"
         )
-    out = nx.MultiDiGraph(name=graph.name, schema_version=SCHEMA_VERSION, metadata=data.get("metadata", {}))
+    out = nx.MultiDiGraph(name=data["name"], schema_version=data["schema_version"], metadata=data.get("metadata", {}))
     for node in data["nodes"]:
         out.add_node(node["id"], **{k: v for k, v in node.items() if k != "id"})
     for position, edge in enumerate(data["edges"]):
@@ -46,11 +47,11 @@ def to_networkx(graph: Graph) -> Any:
     return out
 
 
-def from_networkx(nx_graph: Any) -> Graph:
-    """The Graph a ``MultiDiGraph`` made by :func:`to_networkx` describes (edited or not); a node or edge
-    that does not describe one raises :class:`IRFormatError` naming it."""
+def from_networkx(nx_graph: Any, schema_version: int) -> dict[str, Any]:
+    """The dict form of the graph a ``MultiDiGraph`` made by :func:`to_networkx` describes (edited or not); a
+    node that does not describe one raises ValueError naming it (``Graph.from_dict`` checks the rest)."""
     if not hasattr(nx_graph, "nodes") or not hasattr(nx_graph, "edges") or not nx_graph.is_directed():
-        raise IRFormatError(f"expected a networkx MultiDiGraph, got {type(nx_graph).__name__}")
+        raise ValueError(f"expected a networkx MultiDiGraph, got {type(nx_graph).__name__}")
     attributes = dict(nx_graph.graph)
     nodes = []
     for node_id, fields in nx_graph.nodes(data=True):
@@ -58,7 +59,7 @@ def from_networkx(nx_graph: Any) -> Graph:
             continue
         unknown = sorted(set(fields) - set(_NODE_FIELDS))
         if unknown:
-            raise IRFormatError(f"node {node_id!r}: unknown attribute(s) {', '.join(map(repr, unknown))}")
+            raise ValueError(f"node {node_id!r}: unknown attribute(s) {', '.join(map(repr, unknown))}")
         nodes.append({"id": node_id, **fields})
     edges = []
     multi = nx_graph.is_multigraph()
@@ -68,11 +69,11 @@ def from_networkx(nx_graph: Any) -> Graph:
         edges.append((position, order, {"source": source, "target": target, **fields}))
     edges.sort(key=lambda item: (item[0], item[1]))
     data = {
-        "schema_version": attributes.get("schema_version", SCHEMA_VERSION),
+        "schema_version": attributes.get("schema_version", schema_version),
         "name": attributes.get("name", ""),
         "nodes": nodes,
         "edges": [edge for _, _, edge in edges],
     }
     if attributes.get("metadata"):
         data["metadata"] = attributes["metadata"]
-    return Graph.from_dict(data)
+    return data

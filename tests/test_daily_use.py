@@ -90,5 +90,6 @@ def test_dask_without_its_extra_names_the_extra(monkeypatch: pytest.MonkeyPatch)
     flow.add_function("double", lambda x: 2 * x)
     flow.input("x")
     monkeypatch.setitem(sys.modules, "cloudpickle", None)  # what an environment without the package raises
-    with pytest.raises(ImportError, match=r"needs the 'dask' extra \([a-z, ]*cloudpickle cannot be imported\): pip install"):
+    expected = r"needs the 'dask' extra \([a-z, ]*cloudpickle cannot be imported\): pip install"
+    with pytest.raises(ImportError, match=expected):
         flow.run(x=1, backend="dask")

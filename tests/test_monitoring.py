@@ -437,6 +437,166 @@ def test_asyncio_gather_of_agents_traces_each(server: OpenAITestServer, spans: A
     assert [s.name for s in spans.get_finished_spans()] == ["dagwright.agent qa"] * 3
 
 
+def _by_name(spans: Any) -> dict[str, Any]:
+    finished = spans.get_finished_spans()
+    named = {s.name: s for s in finished}
+    assert len(named) == len(finished), [s.name for s in finished]
+    return named
+
+
+def test_a_flow_run_is_one_trace_run_node_agent(server: OpenAITestServer, spans: Any) -> None:
+    flow = build_flow(server, {})
+    result = flow.run(question="one trace?")
+    assert result.success, result.error
+    finished = _by_name(spans)
+    run = finished["dagwright.run monitored"]
+    assert run.parent is None
+    assert {s.context.trace_id for s in finished.values()} == {run.context.trace_id}
+    for node_id in ("qa", "flaky", "slow"):
+        node = finished[f"dagwright.node {node_id}"]
+        assert node.parent is not None and node.parent.span_id == run.context.span_id
+        assert node.attributes["dagwright.node.kind"] == result.nodes[node_id].kind
+        assert node.attributes["dagwright.node.status"] == "done"
+        assert node.attributes["dagwright.node.attempts"] == result.nodes[node_id].attempts
+    agent = finished["dagwright.agent qa"]
+    assert agent.parent is not None and agent.parent.span_id == finished["dagwright.node qa"].context.span_id
+    assert finished["dagwright.node qa"].attributes["dagwright.node.kind"] == "agent"
+    flaky = finished["dagwright.node flaky"]
+    assert flaky.attributes["dagwright.node.attempts"] == 2
+    assert [(e.name, e.attributes["attempt"]) for e in flaky.events] == [("retry", 1)]
+    # A second run is a second trace, not a continuation of the first.
+    flow.run(question="another?")
+    runs = [s for s in spans.get_finished_spans() if s.name == "dagwright.run monitored"]
+    assert len(runs) == 2 and runs[0].context.trace_id != runs[1].context.trace_id
+    assert all(s.parent is None for s in runs)
+
+
+def test_agent_spans_carry_the_genai_attributes(server: OpenAITestServer, spans: Any) -> None:
+    flow = build_flow(server, {})
+    result = flow.run(question="how many tokens?")
+    node = result.nodes["qa"]
+    assert node.usage is not None and node.usage.prompt > 0 and node.usage.completion > 0
+    attributes = _by_name(spans)["dagwright.agent qa"].attributes
+    assert attributes["gen_ai.operation.name"] == "chat"
+    assert attributes["gen_ai.system"] == attributes["gen_ai.provider.name"] == "openai"
+    assert attributes["gen_ai.request.model"] == "gpt-4o-mini"
+    assert attributes["gen_ai.response.model"] == node.model
+    assert attributes["gen_ai.usage.input_tokens"] == node.usage.prompt == result.usage.prompt
+    assert attributes["gen_ai.usage.output_tokens"] == node.usage.completion == result.usage.completion
+    assert attributes["dagwright.cost_usd"] == pytest.approx(node.usage.cost)
+    assert attributes["dagwright.tokens.prompt"] == node.usage.prompt
+    assert attributes["dagwright.cache"] == "off"
+
+
+def test_the_offline_model_is_its_own_genai_system(spans: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DAGWRIGHT_PROVIDER", raising=False)
+    agent = BaseAgent(config={"provider": "offline"}, signature="question: str -> answer: str", name="local")
+    out = agent.run(question="offline?")
+    (span,) = spans.get_finished_spans()
+    assert span.attributes["gen_ai.system"] == "dagwright-offline"
+    assert span.attributes["gen_ai.usage.output_tokens"] == out["_tokens"]["completion"]
+
+
+def test_a_failed_agent_span_still_counts_its_tokens(server: OpenAITestServer, spans: Any) -> None:
+    from opentelemetry.trace import StatusCode
+
+    agent = make_agent(server)
+    server.enqueue(Fault(status=400))
+    with pytest.raises(LLMRequestError):
+        agent.run(question="refused")
+    (span,) = spans.get_finished_spans()
+    assert span.status.status_code == StatusCode.ERROR
+    assert span.attributes["gen_ai.usage.input_tokens"] == 0
+    assert "gen_ai.response.model" not in span.attributes  # no reply: no model answered
+
+
+def test_no_provider_no_spans_and_no_current_span_in_nodes(
+    server: OpenAITestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sdk_trace = pytest.importorskip("opentelemetry.sdk.trace")
+    from opentelemetry import context, trace
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    # A provider exists but nobody set it: dagwright must not trace into it, nor attach anything.
+    exporter = InMemorySpanExporter()
+    sdk_trace.TracerProvider().add_span_processor(SimpleSpanProcessor(exporter))
+    attached: list[object] = []
+    real_attach = context.attach
+
+    def counting_attach(ctx: Any) -> object:
+        attached.append(ctx)
+        return real_attach(ctx)
+
+    monkeypatch.setattr(context, "attach", counting_attach)
+    seen: list[bool] = []
+
+    def probe(answer: str) -> str:
+        seen.append(trace.get_current_span().get_span_context().is_valid)
+        return answer
+
+    flow = Flow("untraced")
+    flow.add_agent("qa", make_agent(server))
+    flow.add_function("probe", probe)
+    flow.connect("qa.answer", "probe.answer")
+    flow.input("question")
+    flow.output("answer", "probe.output")
+    assert telemetry.tracer() is None
+    assert flow.run(question="untraced?").success
+    assert seen == [False]
+    assert attached == []
+    assert exporter.get_finished_spans() == ()
+
+
+def test_a_map_nodes_inner_runs_nest_under_its_span(server: OpenAITestServer, spans: Any) -> None:
+    from dagwright import patterns
+
+    flow = patterns.parallel_map(make_agent(server), over="question", concurrency=2)
+    result = flow.run(question=["a?", "b?", "c?"])
+    assert result.success, result.error
+    finished = spans.get_finished_spans()
+    assert len({s.context.trace_id for s in finished}) == 1
+    by_id = {s.context.span_id: s for s in finished}
+    (outer,) = [s for s in finished if s.parent is None]
+    assert outer.name == "dagwright.run map"
+    (map_node,) = [s for s in finished if s.name == "dagwright.node map"]
+    assert map_node.parent.span_id == outer.context.span_id
+    inner = [s for s in finished if s.name.startswith("dagwright.run ") and s is not outer]
+    assert len(inner) == 3
+    assert all(s.parent.span_id == map_node.context.span_id for s in inner)
+    assert sorted(s.attributes["dagwright.run_id"] for s in inner) == [f"{result.run_id}.{i}" for i in range(3)]
+    agents = [s for s in finished if s.name.startswith("dagwright.agent ")]
+    assert len(agents) == 3
+    for agent in agents:  # agent -> its node -> an inner run -> the map node
+        node = by_id[agent.parent.span_id]
+        assert node.name.startswith("dagwright.node ")
+        assert by_id[node.parent.span_id] in inner
+
+
+async def test_a_cancelled_run_still_ends_its_spans(spans: Any) -> None:
+    started = asyncio.Event()
+
+    async def stall(x: int) -> int:
+        started.set()
+        await asyncio.sleep(30)
+        return x
+
+    flow = Flow("cancelled")
+    flow.add_function("stall", stall)
+    flow.input("x")
+    flow.output("y", "stall.output")
+    task = asyncio.ensure_future(flow.arun(x=1))
+    await asyncio.wait_for(started.wait(), 10)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    finished = _by_name(spans)
+    assert set(finished) == {"dagwright.run cancelled", "dagwright.node stall"}
+    assert finished["dagwright.run cancelled"].attributes["dagwright.run.status"] == "cancelled"
+    assert finished["dagwright.node stall"].attributes["dagwright.node.status"] == "cancelled"
+    assert finished["dagwright.node stall"].parent.span_id == finished["dagwright.run cancelled"].context.span_id
+
+
 def test_the_global_tracer_provider_sees_runs() -> None:
     pytest.importorskip("opentelemetry.sdk.trace")
     # A fresh interpreter: the global provider can be set once per process.

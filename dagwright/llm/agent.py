@@ -357,17 +357,9 @@ class AgentCore:
             if otel is None:
                 outputs = await self._cached_execute(values, context)
             else:
-                with agent_span(otel, self.name, self.config.model) as span:
+                # The span reads the context's usage and model when the execution ends (failed or not).
+                with agent_span(otel, self.name, self.config.model, context, lambda: self.config.settings().provider):
                     outputs = await self._cached_execute(values, context)
-                    span.set_attributes(
-                        {
-                            "dagwright.model": context.model or self.config.model,
-                            "dagwright.tokens.prompt": context.usage.prompt,
-                            "dagwright.tokens.completion": context.usage.completion,
-                            "dagwright.cost_usd": context.usage.cost,
-                            "dagwright.cache": context.cache or "off",
-                        }
-                    )
         except Exception as exc:
             failed = record(False, exc)
             monitor.record(failed)

@@ -27,7 +27,7 @@ from dagwright.execution.events import Event, NodeRecord, RunResult
 from dagwright.execution.inputs import input_name, output_name, run_values
 from dagwright.execution.policy import RunOptions
 from dagwright.execution.steps import attempt_node, fanout, gather_inputs, output_problem
-from dagwright.ops.telemetry import run_listener
+from dagwright.ops.telemetry import RunTracer, run_listener
 
 if TYPE_CHECKING:
     # The plan module makes schedulers (a map node's step runs on one): it imports this module, not the reverse.
@@ -57,12 +57,13 @@ class Scheduler:
     ) -> RunResult:
         """Run once with ``inputs`` (flow input names -> values)."""
         values = self.check_inputs(inputs)
-        listeners = [fn for fn in (listener, *self.observers, run_listener(self.plan.graph.name)) if fn is not None]
+        tracing = run_listener(self.plan.graph.name)
+        listeners = [fn for fn in (listener, *self.observers, tracing) if fn is not None]
         if len(listeners) > 1:
             listener = fanout(listeners)
         elif listeners:
             listener = listeners[0]
-        return await _Run(self.plan, values, options or RunOptions(), listener).execute()
+        return await _Run(self.plan, values, options or RunOptions(), listener, tracing).execute()
 
     async def stream(self, inputs: Mapping[str, Any], options: RunOptions | None = None) -> AsyncIterator[Event]:
         """Run once, yielding events as they happen; the last event is ``run_finished``."""
@@ -89,11 +90,14 @@ class _Run:
         inputs: dict[str, Any],
         options: RunOptions,
         listener: Callable[[Event], None] | None,
+        tracing: RunTracer | None = None,
     ) -> None:
         self.plan = plan
         self.inputs = inputs
         self.options = options
         self.listener = listener
+        # None unless a tracer provider is set: then each node's attempts run under its span (traced_attempts).
+        self.tracing = tracing
         self.run_id = options.run_id or uuid.uuid4().hex
         steps = plan.steps
         self.records = [NodeRecord(s.node.id, s.kind) for s in steps]
@@ -138,6 +142,8 @@ class _Run:
             except asyncio.CancelledError:
                 self.cancel_all("the run was cancelled")
                 await self.drain()
+                if self.tracing is not None:
+                    self.tracing.cancelled()
                 if self.checkpoint is not None:
                     # Best effort: a sync caller interrupted by Ctrl-C may already have closed the store, and the
                     # node rows, not this status, are what a resume relies on.
@@ -260,6 +266,14 @@ class _Run:
     def retried(self, node_id: str, attempt: int, error: Exception) -> None:
         self.emit("node_retried", node_id, attempt=attempt, error=f"{type(error).__name__}: {error}")
 
+    async def traced_attempts(self, tracing: RunTracer, step: _Step, args: dict[str, Any]) -> Any:
+        """The node's attempts under its span, the current span while the executor runs: an agent's span,
+        or a map node's inner runs, nest under it (the task's own context, so no other node sees it)."""
+        record = self.records[step.index]
+        assert step.executor is not None
+        with tracing.node(step.node.id, record):
+            return await attempt_node(step.executor, step.policy, args, self.run_id, step.node, record, self.retried)
+
     async def run_node(self, step: _Step, args: dict[str, Any]) -> None:
         record = self.records[step.index]
         node_id = step.node.id
@@ -276,7 +290,10 @@ class _Run:
                 record.started_at = time.time()
                 if listener is not None:
                     self.emit("node_started", node_id, record=record)
-                outputs = await attempt_node(executor, policy, args, self.run_id, step.node, record, self.retried)
+                if self.tracing is None:
+                    outputs = await attempt_node(executor, policy, args, self.run_id, step.node, record, self.retried)
+                else:
+                    outputs = await self.traced_attempts(self.tracing, step, args)
             finally:
                 if self.semaphore is not None:
                     self.semaphore.release()

@@ -93,3 +93,23 @@ def test_dask_without_its_extra_names_the_extra(monkeypatch: pytest.MonkeyPatch)
     expected = r"needs the 'dask' extra \([a-z, ]*cloudpickle cannot be imported\): pip install"
     with pytest.raises(ImportError, match=expected):
         flow.run(x=1, backend="dask")
+
+
+# --------------------------------------------------------------------------- streamed events
+
+
+async def test_streamed_node_started_events_show_the_node_running() -> None:
+    def double(x: int) -> int:
+        return 2 * x
+
+    flow = Flow("f")
+    flow.add_function("a", double)
+    flow.add_function("b", double)
+    flow.connect("a.output", "b.x")
+    flow.input("x", to="a.x")
+    events = [event async for event in flow.stream(x=1)]
+    started = [e for e in events if e.kind == "node_started"]
+    assert [e.node_id for e in started] == ["a", "b"]
+    assert all(e.record is not None and e.record.status == "running" for e in started)
+    finished = [e for e in events if e.kind == "node_finished"]
+    assert all(e.record is not None and e.record.status == "done" for e in finished)

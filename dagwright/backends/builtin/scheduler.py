@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import inspect
 import time
 import uuid
@@ -289,7 +290,8 @@ class _Run:
                 record.status = "running"
                 record.started_at = time.time()
                 if listener is not None:
-                    self.emit("node_started", node_id, record=record)
+                    # A snapshot: the record goes on changing, and a consumer reads the event later.
+                    self.emit("node_started", node_id, record=copy.copy(record))
                 if self.tracing is None:
                     outputs = await attempt_node(executor, policy, args, self.run_id, step.node, record, self.retried)
                 else:

@@ -13,7 +13,6 @@ execution runs lives in :class:`dagwright.llm.agent.AgentCore`; this module is i
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import contextlib
 import copy
@@ -23,7 +22,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from dagwright.compiler.ports import is_signature_like
 from dagwright.compiler.redact import config_to_dict
@@ -35,6 +34,9 @@ from dagwright.llm.structured import validate_inputs
 from dagwright.ops.audit import AccessPolicy, Approval, ApprovalPolicy, AuditLog, AuditPolicy, resolve_access_policy
 from dagwright.ops.cache import ResultCache, make_cache
 from dagwright.ops.monitor import ExecutionOptimizer
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 log = logging.getLogger("dagwright")
 
@@ -296,25 +298,46 @@ class BaseAgent(AgentCore):
         return run_sync(self.aexecute(session_id, **inputs))
 
     async def arun_batch(
-        self, batch: Sequence[Mapping[str, Any]], concurrency: int | None = None
+        self,
+        batch: Sequence[Mapping[str, Any]],
+        concurrency: int | None = None,
+        *,
+        progress: bool | Console | None = None,
     ) -> list[dict[str, Any]]:
         """Run every input mapping, at most ``concurrency`` at once (default: :attr:`batch_concurrency`, 4
-        unless the optimizer raised it); results in input order."""
+        unless the optimizer raised it); results in input order.
+
+        ``progress=True`` draws a rich progress bar on stderr (calls done, failed, tokens, cost, time),
+        ``False`` never, ``None`` (the default) only when stderr is a terminal; a rich ``Console`` draws
+        on that console. A call that raises stops the batch: the calls still running are cancelled and
+        the error propagates.
+        """
+        from dagwright.flow import bounded_batch
+
         if concurrency is None:
             concurrency = self.batch_concurrency
         if concurrency < 1:
             raise ValueError(f"{self.name}: concurrency must be at least 1, got {concurrency}")
-        semaphore = asyncio.Semaphore(concurrency)
 
         async def one(item: Mapping[str, Any]) -> dict[str, Any]:
-            async with semaphore:
-                return await self.arun(**item)
+            return await self.arun(**item)
 
-        return list(await asyncio.gather(*(one(item) for item in batch)))
+        def tally(out: dict[str, Any]) -> tuple[bool, int, float]:
+            return True, int(out["_tokens"].get("total", 0)), float(out["_cost"])
 
-    def run_batch(self, batch: Sequence[Mapping[str, Any]], concurrency: int | None = None) -> list[dict[str, Any]]:
-        """``arun_batch`` from sync code."""
-        return run_sync(self.arun_batch(batch, concurrency))
+        return await bounded_batch(
+            list(batch), one, concurrency=concurrency, progress=progress, label=self.name, tally=tally
+        )
+
+    def run_batch(
+        self,
+        batch: Sequence[Mapping[str, Any]],
+        concurrency: int | None = None,
+        *,
+        progress: bool | Console | None = None,
+    ) -> list[dict[str, Any]]:
+        """``arun_batch`` from sync code (also inside a running event loop)."""
+        return run_sync(self.arun_batch(batch, concurrency, progress=progress))
 
     # ---- results (Kaizen's helpers: result is what run() returned, or an ExecutionResult)
 

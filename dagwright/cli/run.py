@@ -4,6 +4,10 @@ Input values are read by the type of the flow input they feed: text inputs take
 the value as written, every other type takes JSON (``--input n=3``,
 ``--input tags='["a","b"]'``).
 
+On a terminal a live display counts the nodes done, running, failed and skipped, with tokens,
+cost and time (:mod:`dagwright.cli.progress`); elsewhere only the one-line summary at the end is
+printed, and ``--verbose`` prints a line per node event on any stream.
+
 ``--checkpoint runs.db`` stores each finished node's outputs; ``--resume RUN_ID`` continues
 a stored run. Ctrl-C cancels the nodes in flight, leaves the checkpoint consistent and
 prints the command that resumes the run (exit code 130).
@@ -17,13 +21,16 @@ import shlex
 import sys
 import time
 import uuid
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 from dagwright.cli.loader import TargetError
 from dagwright.compiler.ir import Graph
 from dagwright.compiler.types import TypeExpr
-from dagwright.execution.events import Event, RunResult
+from dagwright.execution.events import RunResult
 from dagwright.flow import Flow
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["parse_inputs", "run_flow"]
 
@@ -67,37 +74,6 @@ def parse_inputs(graph: Graph, pairs: list[str], json_text: str | None) -> dict[
     return values
 
 
-class _Progress:
-    """One line per node event, on a terminal."""
-
-    def __init__(self, out: TextIO, total: int) -> None:
-        self.out = out
-        self.total = total
-        self.finished = 0
-
-    def __call__(self, event: Event) -> None:
-        record = event.record
-        if event.kind == "node_started":
-            self.out.write(f"  ... {event.node_id}\n")
-        elif event.kind == "node_finished" and record is not None and record.status == "cached":
-            self.finished += 1
-            self.out.write(f"  cached {event.node_id} [{self.finished}/{self.total}]\n")
-        elif event.kind == "node_finished" and record is not None:
-            self.finished += 1
-            extra = ""
-            if record.usage is not None and record.usage.calls:
-                extra = f", {record.usage.total} tokens, ${record.usage.cost:.4f}"
-            ms = record.duration_ms or 0.0
-            self.out.write(f"  ok  {event.node_id} ({ms:.0f} ms{extra}) [{self.finished}/{self.total}]\n")
-        elif event.kind == "node_failed":
-            self.out.write(f"  FAIL {event.node_id}: {event.error}\n")
-        elif event.kind == "node_retried":
-            self.out.write(f"  retry {event.node_id} after attempt {event.attempt}: {event.error}\n")
-        elif event.kind == "node_skipped":
-            self.out.write(f"  skip {event.node_id}: {event.error}\n")
-        self.out.flush()
-
-
 def run_flow(
     flow: Flow,
     inputs: dict[str, Any],
@@ -110,10 +86,16 @@ def run_flow(
     rerun_changed: bool = False,
     backend: str = "builtin",
     scheduler_address: str | None = None,
+    verbose: bool = False,
+    console: Console | None = None,
 ) -> int:
     """Run ``flow`` and print its outputs; returns the exit code (0 success, 1 failed run, 130 interrupted).
 
-    ``backend="dask"`` runs on Dask: on the scheduler at ``scheduler_address``, or on a local cluster.
+    ``progress`` asks for the live display (see :mod:`dagwright.cli.progress`): it is drawn when the
+    console (``console``, default: stderr) is a terminal; elsewhere nothing is printed per event, only the
+    summary at the end. ``verbose`` prints a line per node event on any stream.
+    ``backend="dask"`` runs on Dask: on the scheduler at ``scheduler_address``, or on a local cluster;
+    it has no per-node display.
 
     With ``checkpoint`` the run is stored there; ``resume`` continues the stored run of that id.
     """
@@ -153,7 +135,17 @@ def run_flow(
                 store.close()
             raise TargetError(str(exc)) from None
     try:
-        return _execute(flow, scheduler, inputs, options, as_json=as_json, progress=progress, target=target)
+        return _execute(
+            flow,
+            scheduler,
+            inputs,
+            options,
+            as_json=as_json,
+            target=target,
+            progress=progress,
+            verbose=verbose,
+            console=console,
+        )
     finally:
         if store is not None:
             store.close()
@@ -166,9 +158,12 @@ def _execute(
     options: Any,
     *,
     as_json: bool,
-    progress: bool,
     target: str,
+    progress: bool,
+    verbose: bool,
+    console: Console | None,
 ) -> int:
+    from dagwright.cli.progress import RunDisplay
     from dagwright.ops.checkpoint import CheckpointError
 
     graph: Graph = scheduler.plan.graph
@@ -177,12 +172,11 @@ def _execute(
     except ValueError as exc:
         raise TargetError(str(exc)) from None
     work = sum(1 for n in graph.nodes if n.kind not in ("input", "output"))
-    listener = _Progress(sys.stderr, work) if progress else None
-    if listener is not None:
-        sys.stderr.write(f"running {flow.name} ({work} nodes)\n")
     started = time.perf_counter()
     try:
-        result: RunResult = asyncio.run(scheduler.run(inputs, options, listener))
+        with RunDisplay(console, flow.name, work, progress=progress, verbose=verbose) as display:
+            result: RunResult = asyncio.run(scheduler.run(inputs, options, display.listener))
+            display.finish(result)
     except KeyboardInterrupt:
         if options is not None and options.checkpoint is not None and options.run_id is not None:
             _interrupted(options.checkpoint, options.run_id, target)
@@ -283,10 +277,24 @@ def _report(flow: Flow, result: RunResult, elapsed: float, *, as_json: bool) -> 
         models = sorted({r.model for r in result.nodes.values() if r.model})
         sys.stderr.write(
             f"{'ok' if result.success else 'FAILED'}: run {result.run_id} in {elapsed * 1000:.0f} ms, "
-            f"{usage.total} tokens, ${usage.cost:.4f}" + (f", model {', '.join(models)}" if models else "") + "\n"
+            f"{_node_counts(result)}, {usage.total} tokens, ${usage.cost:.4f}"
+            + (f", model {', '.join(models)}" if models else "")
+            + "\n"
         )
     if not result.success:
         for record in result.failed:
             sys.stderr.write(f"node {record.node_id} failed: {record.error_type}: {record.error}\n")
         return 1
     return 0
+
+
+def _node_counts(result: RunResult) -> str:
+    """``12/12 nodes done``, then failed / skipped / cancelled when there are any: what the live display ended on."""
+    work = [r for r in result.nodes.values() if r.kind not in ("input", "output")]
+    done = sum(r.status in ("done", "cached") for r in work)
+    text = f"{done}/{len(work)} nodes done"
+    for status in ("failed", "skipped", "cancelled"):
+        n = sum(r.status == status for r in work)
+        if n:
+            text += f", {n} {status}"
+    return text

@@ -3,6 +3,8 @@
 The public API; everything else is an implementation detail.
 """
 
+import sys as _sys
+
 from dagwright._version import __version__
 from dagwright.compiler import (
     CODES,
@@ -127,3 +129,10 @@ __all__ = [
     "register_type",
     "validate",
 ]
+
+# Under IPython (a notebook, a console) flows, graphs, runs and agents display as drawings and tables.
+# Only there: a plain import neither loads dagwright.notebook nor any drawing code.
+if "IPython" in _sys.modules:
+    from dagwright.notebook import register as _register_notebook
+
+    _register_notebook()

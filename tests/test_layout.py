@@ -35,6 +35,7 @@ LAYERS: dict[str, int] = {
     "dagwright.kaizen": 10,
     "dagwright.cli": 11,
     "dagwright.testing": 11,
+    "dagwright.notebook": 11,
     "dagwright.__main__": 12,
     "dagwright": 12,
 }

@@ -22,6 +22,8 @@ from dagwright.visualize._text import dot_name, dot_port, esc_string, html, shor
 from dagwright.visualize.model import (
     GROUP_KIND,
     MISSING_KIND,
+    STATUS_COLORS,
+    UNKNOWN_STATUS,
     ClusterView,
     DiagnosticsArg,
     EdgeView,
@@ -60,18 +62,6 @@ KIND_FILLS = {
 OTHER_FILL = "#f3ead6"  # coordination nodes (vote, router, ...)
 INPUT_FILL = "#e6f4ea"
 OUTPUT_FILL = "#fdf1dc"
-
-# Run overlay: (fill, border) per status.
-STATUS_COLORS: dict[str, tuple[str, str]] = {
-    "done": ("#c8e6c9", "#2e7d32"),
-    "cached": ("#cfe3f7", "#1565c0"),
-    "failed": ("#ffcdd2", "#c62828"),
-    "skipped": ("#eeeeee", "#9e9e9e"),
-    "cancelled": ("#eeeeee", "#9e9e9e"),
-    "pending": ("#ffffff", "#9e9e9e"),
-    "running": ("#fff3c4", "#f9a825"),
-}
-UNKNOWN_STATUS = ("#f5f5f5", "#616161")
 
 CLUSTER_FILLS = ("#f6f8fb", "#edf1f7", "#e4eaf3")
 
@@ -247,7 +237,7 @@ def _table_label(node: NodeView) -> str:
         f'BORDER="{2 if severity else 1}" CELLBORDER="0" CELLSPACING="0" CELLPADDING="4" '
         f'COLOR="{border}" BGCOLOR="white"'
     )
-    style = ' STYLE="dashed"' if node.kind == MISSING_KIND or (node.run and node.run.status == "skipped") else ""
+    style = ' STYLE="dashed"' if node.kind == MISSING_KIND or _all_skipped(node) else ""
     rows = [_header_row(node, header_fill)]
     count = max(len(node.inputs), len(node.outputs))
     for i in range(count):
@@ -273,6 +263,12 @@ def _table_label(node: NodeView) -> str:
     # One row a line: a changed port shows as one changed line in a review diff.
     body = "\n".join(rows)
     return f"<<TABLE {table_attrs}{style}>\n{body}\n</TABLE>>"
+
+
+def _all_skipped(node: NodeView) -> bool:
+    """Dashed means "did not run": a collapsed group only when every node of it was skipped."""
+    run = node.run
+    return run is not None and run.status == "skipped" and set(run.counts or ("skipped",)) == {"skipped"}
 
 
 def _distinct(marks: list[Mark]) -> list[Mark]:

@@ -25,6 +25,8 @@ from dagwright.visualize._text import scrub, shorten
 
 __all__ = [
     "STATUSES",
+    "STATUS_COLORS",
+    "UNKNOWN_STATUS",
     "ClusterView",
     "DiagnosticsArg",
     "EdgeView",
@@ -39,6 +41,18 @@ __all__ = [
 ]
 
 STATUSES = ("done", "cached", "failed", "skipped", "cancelled", "running", "pending")
+
+# Run overlay: (fill, border) per status; the DOT writer and the notebook's run tables share them.
+STATUS_COLORS: dict[str, tuple[str, str]] = {
+    "done": ("#c8e6c9", "#2e7d32"),
+    "cached": ("#cfe3f7", "#1565c0"),
+    "failed": ("#ffcdd2", "#c62828"),
+    "skipped": ("#eeeeee", "#9e9e9e"),
+    "cancelled": ("#eeeeee", "#9e9e9e"),
+    "pending": ("#ffffff", "#9e9e9e"),
+    "running": ("#fff3c4", "#f9a825"),
+}
+UNKNOWN_STATUS = ("#f5f5f5", "#616161")
 
 GROUP_KIND = "group"
 MISSING_KIND = "missing"
@@ -74,6 +88,7 @@ class RunLike(Protocol):
 
 DiagnosticsArg = bool | Sequence[Diagnostic] | None
 Severity = Literal["error", "warning"]
+EdgeState = Literal["", "failed", "skipped"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +137,12 @@ class PortView:
 
 @dataclass(slots=True)
 class RunView:
-    """A node's run record, reduced to what is drawn (``count`` > 1 for a collapsed group)."""
+    """A node's run record, reduced to what is drawn.
+
+    For a collapsed group ``count`` is the number of its nodes with a record,
+    ``counts`` how many of them ended in each status, and ``status`` the worst
+    of those (what the box is colored by).
+    """
 
     status: str
     duration_ms: float | None = None
@@ -130,6 +150,7 @@ class RunView:
     cost: float | None = None
     error: str | None = None
     count: int = 1
+    counts: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -175,7 +196,7 @@ class EdgeView:
     source_type: str = ""
     target_type: str = ""
     marks: list[Mark] = field(default_factory=list)
-    state: Literal["", "failed", "skipped"] = ""
+    state: EdgeState = ""
 
     @property
     def label(self) -> str:
@@ -254,8 +275,8 @@ def _port_view(port: Port) -> PortView:
     )
 
 
-def _safe_fact(value: Any) -> str | None:
-    """A config value short and harmless enough to print, else None."""
+def safe_fact(value: Any) -> str | None:
+    """A config value short and harmless enough to print (a model name, a count), else None."""
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, (int, float)):
@@ -277,18 +298,18 @@ def _facts(node: Node) -> list[str]:
     if node.kind == "agent":
         agent = config.get("agent")
         if isinstance(agent, Mapping):
-            model = _safe_fact(agent.get("model"))
+            model = safe_fact(agent.get("model"))
             if model is not None:
                 facts.append(model)
     elif node.kind == "function":
         ref = config.get("function")
         if isinstance(ref, str):
-            name = _safe_fact(ref.rpartition(":")[2].rpartition(".")[2] if ":" in ref else ref.rpartition(".")[2])
+            name = safe_fact(ref.rpartition(":")[2].rpartition(".")[2] if ":" in ref else ref.rpartition(".")[2])
             if name is not None:
                 facts.append(f"{name}()")
     for key in _FACT_KEYS:
         if key in config and not is_secret_key(key):
-            value = _safe_fact(config[key])
+            value = safe_fact(config[key])
             if value is not None:
                 facts.append(f"{key}: {value}")
     return facts
@@ -524,9 +545,26 @@ def format_cost(cost: float) -> str:
     return f"${cost:.4f}" if cost < 1 else f"${cost:.2f}"
 
 
+def status_order(statuses: Iterable[str]) -> list[str]:
+    """``statuses`` in the order runs are summed up (done first, pending last), unknown ones after, sorted."""
+    found = set(statuses)
+    return [s for s in STATUSES if s in found] + sorted(found - set(STATUSES))
+
+
+def status_text(run: RunView) -> str:
+    """``done``; for a group ``done (21 nodes)`` or, when they ended differently, ``18 done, 3 skipped (21 nodes)``."""
+    if run.count == 1:
+        return run.status
+    counts = run.counts or {run.status: run.count}
+    if len(counts) == 1:
+        return f"{run.status} ({run.count} nodes)"
+    # One word for a mixed group would misreport it: "skipped (21 nodes)" when 18 of them ran.
+    return ", ".join(f"{counts[s]} {s}" for s in status_order(counts)) + f" ({run.count} nodes)"
+
+
 def run_line(run: RunView) -> str:
     """``done · 1.24 s · 1,234 tok · $0.0012`` (what is known)."""
-    parts = [run.status if run.count == 1 else f"{run.status} ({run.count} nodes)"]
+    parts = [status_text(run)]
     if run.duration_ms is not None:
         parts.append(format_duration(run.duration_ms))
     if run.tokens is not None:
@@ -562,7 +600,7 @@ def _apply_run(run: RunLike, nodes: list[NodeView], edges: list[EdgeView], by_ke
             edge.state = "failed"
         elif dst.run is not None and dst.run.status in ("skipped", "cancelled"):
             edge.state = "skipped"
-    order = [s for s in STATUSES if s in counts] + sorted(s for s in counts if s not in STATUSES)
+    order = status_order(counts)
     parts = [", ".join(f"{counts[s]} {s}" for s in order)] if order else ["no node records"]
     run_id = getattr(run, "run_id", None)
     duration = _number(getattr(run, "duration_ms", None))
@@ -650,17 +688,30 @@ def _box_nodes(
     return out_nodes, boxes, owner
 
 
+# Port names that say nothing of what flows through them (a gather node's ``values``, a function's
+# ``output``): a collapsed box names such a port after the far end of its edges, or after the node.
+GENERIC_PORTS = frozenset({"value", "values", "output", "outputs", "result", "results", "out", "in", "input", "inputs"})
+
+
+@dataclass(slots=True)
+class _BoxPort:
+    """A collapsed box's port while it is being named: its type and the (node key, port) its edges reach."""
+
+    type: str
+    peers: list[tuple[str, str]] = field(default_factory=list)
+
+
+_BoxPorts = dict[str, dict[tuple[str, str], _BoxPort]]
+
+
 def _crossing_edges(
     edges: list[EdgeView], owner: dict[str, NodeView]
-) -> tuple[
-    list[tuple[EdgeView, NodeView | None, NodeView | None]],
-    dict[str, dict[tuple[str, str], str]],
-    dict[str, dict[tuple[str, str], str]],
-]:
-    """The edges still drawn (with their ends' boxes), and each box's input and output ports by inner source."""
+) -> tuple[list[tuple[EdgeView, NodeView | None, NodeView | None]], _BoxPorts, _BoxPorts]:
+    """The edges still drawn (with their ends' boxes), and each box's input and output ports by source port."""
     # Box ports: one input per outside source feeding the group, one output per inner port read from outside.
-    in_ports: dict[str, dict[tuple[str, str], str]] = {}
-    out_ports: dict[str, dict[tuple[str, str], str]] = {}
+    # Either way the far end of an edge is its target: inside the box for an input, outside for an output.
+    in_ports: _BoxPorts = {}
+    out_ports: _BoxPorts = {}
     crossing: list[tuple[EdgeView, NodeView | None, NodeView | None]] = []
     for edge in edges:
         src_box, dst_box = owner.get(edge.source), owner.get(edge.target)
@@ -669,28 +720,47 @@ def _crossing_edges(
                 src_box.marks.append(Mark(mark.severity, mark.code, mark.name, mark.message))
             continue
         crossing.append((edge, src_box, dst_box))
-        if dst_box is not None:
-            in_ports.setdefault(dst_box.key, {}).setdefault((edge.source, edge.source_port), edge.source_type)
-        if src_box is not None:
-            out_ports.setdefault(src_box.key, {}).setdefault((edge.source, edge.source_port), edge.source_type)
+        key = (edge.source, edge.source_port)
+        for box, ports in ((dst_box, in_ports), (src_box, out_ports)):
+            if box is not None:
+                port = ports.setdefault(box.key, {}).setdefault(key, _BoxPort(edge.source_type))
+                port.peers.append((edge.target, edge.target_port))
     return crossing, in_ports, out_ports
 
 
+def _port_base(
+    key: tuple[str, str], port: _BoxPort, by_key: dict[str, NodeView], path: tuple[str, ...], inner: bool
+) -> tuple[str, str]:
+    """A box port's name before clashes are settled, and the node label that leads it when two clash.
+
+    ``key`` is the source port: inside the box for an output (``inner``), outside it for an input.
+    """
+    node_id = by_key[key[0]].id
+    label = _relative(node_id, path) if inner else node_id
+    if key[1] not in GENERIC_PORTS:
+        return key[1], label
+    far = {name for _, name in port.peers}
+    if len(far) == 1:
+        (name,) = far
+        if name not in GENERIC_PORTS:
+            return name, label  # debate's transcript.values -> output 'transcript' is "transcript"
+    return label, label
+
+
 def _port_names(
-    path: tuple[str, ...], ports: dict[tuple[str, str], str], by_key: dict[str, NodeView], inner: bool
+    path: tuple[str, ...], ports: dict[tuple[str, str], _BoxPort], by_key: dict[str, NodeView], inner: bool
 ) -> dict[tuple[str, str], str]:
     """A unique name for each of a box's ports, by (node key, port name)."""
-    # A port keeps its own name unless two share it; then the node's id (relative inside the box) leads.
+    bases = {key: _port_base(key, port, by_key, path, inner) for key, port in ports.items()}
     counts: dict[str, int] = {}
-    for key in ports:
-        counts[key[1]] = counts.get(key[1], 0) + 1
+    for name, _ in bases.values():
+        counts[name] = counts.get(name, 0) + 1
     names: dict[tuple[str, str], str] = {}
     used: set[str] = set()
-    for key in ports:
-        name = key[1]
-        if counts[name] > 1:
-            node_id = by_key[key[0]].id
-            name = f"{_relative(node_id, path) if inner else node_id}.{name}"
+    for key, (name, label) in bases.items():
+        # A port keeps its name unless two share it; then its node's id (relative inside the box) leads.
+        if counts[name] > 1 and name != label:
+            name = f"{label}.{name}"
         names[key] = _unique(name, used)
     return names
 
@@ -716,7 +786,7 @@ def _rewire(
         existing = merged.get(key)
         if existing is not None:
             existing.marks.extend(edge.marks)
-            existing.state = existing.state or edge.state
+            existing.state = _merged_state(existing.state, edge.state)
             continue
         new = EdgeView(source, source_port, target, target_port, edge.source_type, target_type, list(edge.marks))
         new.state = edge.state
@@ -725,9 +795,18 @@ def _rewire(
     return out_edges
 
 
+def _merged_state(a: EdgeState, b: EdgeState) -> EdgeState:
+    """The state of one drawn edge standing for two: failed if either is, skipped only if both are."""
+    # An input feeding a group reaches some nodes that ran and some that were skipped: it did flow.
+    if "failed" in (a, b):
+        return "failed"
+    return "skipped" if a == b == "skipped" else ""
+
+
 def _collapse(
     graph: Graph, nodes: list[NodeView], edges: list[EdgeView], specs: Sequence[str]
 ) -> tuple[list[NodeView], list[EdgeView]]:
+    """The nodes and edges with each group named in ``specs`` drawn as one box."""
     wanted = _wanted_groups(graph, specs)
     out_nodes, boxes, owner = _box_nodes(nodes, wanted)
     crossing, in_ports, out_ports = _crossing_edges(edges, owner)
@@ -740,8 +819,8 @@ def _collapse(
         outs = out_ports.get(box.key, {})
         in_names[box.key] = _port_names(path, ins, by_key, inner=False)
         out_names[box.key] = _port_names(path, outs, by_key, inner=True)
-        box.inputs = [PortView(in_names[box.key][k], t, t, t) for k, t in ins.items()]
-        box.outputs = [PortView(out_names[box.key][k], t, t, t) for k, t in outs.items()]
+        box.inputs = [PortView(in_names[box.key][k], p.type, p.type, p.type) for k, p in ins.items()]
+        box.outputs = [PortView(out_names[box.key][k], p.type, p.type, p.type) for k, p in outs.items()]
     return out_nodes, _rewire(crossing, in_names, out_names)
 
 
@@ -751,25 +830,35 @@ def _relative(node_id: str, path: tuple[str, ...]) -> str:
     return node_id[len(prefix) :] if node_id.startswith(prefix) and len(node_id) > len(prefix) else node_id
 
 
+# Worst first: the status a collapsed box takes (and is colored by) when its nodes ended differently.
+# A status this version does not know ranks worst, so it is never hidden behind a "done".
 _STATUS_RANK = {"failed": 0, "running": 1, "cancelled": 2, "pending": 3, "skipped": 4, "done": 5, "cached": 6}
 
 
+def worst_status(counts: Mapping[str, int]) -> str:
+    """The worst status of ``counts``; ``done`` for a mix of done and cached (both ran fine)."""
+    if set(counts) <= {"done", "cached"} and "done" in counts:
+        return "done"
+    return min(counts, key=lambda s: (_STATUS_RANK.get(s, -1), s))
+
+
 def _merge_run(total: RunView | None, part: RunView) -> RunView:
+    """``total`` (a box's run so far, or None) with one more member's run added."""
     if total is None:
-        return RunView(part.status, part.duration_ms, part.tokens, part.cost, part.error, 1)
+        return RunView(part.status, part.duration_ms, part.tokens, part.cost, part.error, 1, {part.status: 1})
 
     def add(a: float | None, b: float | None) -> float | None:
         return b if a is None else (a if b is None else a + b)
 
-    status = min(total.status, part.status, key=lambda s: _STATUS_RANK.get(s, -1))
-    if {total.status, part.status} <= {"done", "cached"}:
-        status = "done" if "done" in (total.status, part.status) else "cached"
+    counts = dict(total.counts)
+    counts[part.status] = counts.get(part.status, 0) + 1
     tokens = add(total.tokens, part.tokens)
     return RunView(
-        status,
+        worst_status(counts),
         add(total.duration_ms, part.duration_ms),
         int(tokens) if tokens is not None else None,
         add(total.cost, part.cost),
         total.error or part.error,
         total.count + 1,
+        counts,
     )

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import importlib.util
+import subprocess
+import sys
 import traceback
+from pathlib import Path
 
 import networkx as nx
 import pytest
 from hypothesis import given
 from strategies import graphs
 
-from dagwright import Flow, Graph, IRFormatError, Kaizen
+from dagwright import Flow, Graph, IRFormatError, Kaizen, RunFailedError, RunResult
 from dagwright.compiler.ir import Edge, Node, Port
 from dagwright.compiler.types import INT
 
@@ -113,3 +117,45 @@ async def test_streamed_node_started_events_show_the_node_running() -> None:
     assert all(e.record is not None and e.record.status == "running" for e in started)
     finished = [e for e in events if e.kind == "node_finished"]
     assert all(e.record is not None and e.record.status == "done" for e in finished)
+
+
+# --------------------------------------------------------------------------- where a node failed
+
+
+def test_a_failing_function_node_names_the_users_file_and_line(tmp_path: Path) -> None:
+    source = tmp_path / "flows.py"
+    source.write_text(
+        "from dagwright import Flow\n"
+        "\n"
+        "def parse(text: str) -> int:\n"
+        "    return int(text)\n"
+        "\n"
+        "flow = Flow('parse')\n"
+        "flow.add_function('parse', parse)\n"
+        "flow.input('text')\n",
+        encoding="utf-8",
+    )
+    spec = importlib.util.spec_from_file_location("flows_for_location", source)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for result in (module.flow.run(text="x"), module.flow.run_kailash(text="x")):
+        record = result.nodes["parse"]
+        assert record.error_location is not None
+        assert record.error_location.endswith("flows.py:4 in parse"), record.error_location
+        with pytest.raises(RunFailedError, match=r"parse: ValueError: .* \(at .*flows\.py:4 in parse\)"):
+            result.raise_for_failure()
+    saved = RunResult.from_json(module.flow.run(text="x").to_json())
+    assert saved.nodes["parse"].error_location is not None
+    cli = subprocess.run(
+        [sys.executable, "-m", "dagwright", "run", f"{source}:flow", "--input", "text=x"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert cli.returncode == 1
+    assert (
+        "node parse failed: ValueError: invalid literal for int() with base 10: 'x' (at flows.py:4 in parse)"
+        in cli.stderr
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import random
+import re
 import subprocess
 import sys
 import threading
@@ -28,14 +29,13 @@ from helpers_runtime import (
 )
 
 from dagwright.backends.builtin.runner import Runtime
-from dagwright.backends.builtin.scheduler import RunOptions
 from dagwright.compiler.ir import FrozenDict, Graph, Node, Port
 from dagwright.compiler.registry import FunctionRegistry, UnresolvedReferenceError
 from dagwright.compiler.types import INT, list_of
 from dagwright.execution.errors import RunFailedError
 from dagwright.execution.events import Event, RunResult
 from dagwright.execution.executor import Executor, NodeContext
-from dagwright.execution.policy import NodePolicy, RetryPolicy
+from dagwright.execution.policy import NodePolicy, RetryPolicy, RunOptions
 from dagwright.flow import Flow
 
 mode_param = pytest.mark.parametrize("mode", MODES)
@@ -812,7 +812,11 @@ def test_fail_fast_cancels_in_flight_nodes_and_pending_ones(mode: str) -> None:
     assert result.outputs == {"side": 3}
     with pytest.raises(RunFailedError) as info:
         result.raise_for_failure()
-    assert str(info.value) == f"run {result.run_id} of flow 'failing' failed: 1 node(s)\n  boom: ValueError: kaboom"
+    assert re.fullmatch(
+        rf"run {result.run_id} of flow 'failing' failed: 1 node\(s\)\n  boom: ValueError: kaboom "
+        r"\(at .*test_scheduler\.py:\d+ in boom\)",
+        str(info.value),
+    )
     assert info.value.result is result
 
 

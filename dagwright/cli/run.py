@@ -283,7 +283,8 @@ def _report(flow: Flow, result: RunResult, elapsed: float, *, as_json: bool) -> 
         )
     if not result.success:
         for record in result.failed:
-            sys.stderr.write(f"node {record.node_id} failed: {record.error_type}: {record.error}\n")
+            where = f" (at {record.error_location})" if record.error_location else ""
+            sys.stderr.write(f"node {record.node_id} failed: {record.error_type}: {record.error}{where}\n")
         return 1
     return 0
 

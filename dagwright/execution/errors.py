@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import sysconfig
 from typing import TYPE_CHECKING, Any
+
+from dagwright.compiler.ir import display_path
 
 if TYPE_CHECKING:
     from dagwright.execution.events import RunResult
@@ -53,8 +57,35 @@ class OutputParseError(ValueError):
         self.errors = errors
 
 
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+_STDLIB = tuple(
+    os.path.abspath(p) + os.sep for p in {sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"]}
+)
+_INSTALLED = ("site-packages", "dist-packages")
+
+
+def failure_location(error: BaseException) -> str | None:
+    """Where ``error`` was raised in the user's code: ``file:line in function`` of the innermost frame outside
+    dagwright and the standard library (outside installed packages too, when there is such a frame)."""
+    own: tuple[str, int, str] | None = None
+    any_outside: tuple[str, int, str] | None = None
+    tb = error.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        filename = code.co_filename
+        if not filename.startswith(("<", _PACKAGE, *_STDLIB)):
+            frame = (filename, tb.tb_lineno, code.co_name)
+            any_outside = frame
+            if not any(part in filename for part in _INSTALLED):
+                own = frame
+        tb = tb.tb_next
+    found = own or any_outside
+    return f"{display_path(found[0])}:{found[1]} in {found[2]}" if found is not None else None
+
+
 class NodeExecutionError(RuntimeError):
-    """A node that failed in a run; ``__cause__`` is the original exception."""
+    """A node that failed in a run; ``__cause__`` is the original exception, ``location`` where the user's code
+    raised it (``file:line in function``), when it was raised there."""
 
     def __init__(self, node_id: str, error: BaseException, attempts: int) -> None:
         detail = str(error) or type(error).__name__
@@ -62,6 +93,7 @@ class NodeExecutionError(RuntimeError):
         self.node_id = node_id
         self.error = error
         self.attempts = attempts
+        self.location = failure_location(error)
 
 
 class RunFailedError(RuntimeError):
@@ -70,6 +102,9 @@ class RunFailedError(RuntimeError):
     def __init__(self, result: RunResult) -> None:
         failed = [r for r in result.nodes.values() if r.status == "failed"]
         lines = [f"run {result.run_id} of flow {result.flow!r} failed: {len(failed)} node(s)"]
-        lines.extend(f"  {r.node_id}: {r.error_type}: {r.error}" for r in failed)
+        lines.extend(
+            f"  {r.node_id}: {r.error_type}: {r.error}" + (f" (at {r.error_location})" if r.error_location else "")
+            for r in failed
+        )
         super().__init__("\n".join(lines))
         self.result: Any = result

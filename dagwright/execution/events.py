@@ -71,6 +71,8 @@ class NodeRecord:
     usage: Usage | None = None
     model: str | None = None
     skip_reason: str | None = None
+    # Where a failed node's own code raised its error (``file:line in function``), when it did.
+    error_location: str | None = None
 
     @property
     def duration_ms(self) -> float | None:
@@ -254,6 +256,7 @@ def _record_to_dict(key: str, record: NodeRecord, outputs: bool) -> dict[str, An
         "usage": _usage_to_dict(record.usage),
         "model": record.model,
         "skip_reason": record.skip_reason,
+        "error_location": record.error_location,
     }
 
 
@@ -338,6 +341,7 @@ def _record_from_dict(key: str, data: object) -> NodeRecord:
         _usage_from_dict(fields.get("usage", (dict,), optional=True), f"{where}.usage"),
         fields.get("model", (str,), optional=True),
         fields.get("skip_reason", (str,), optional=True),
+        fields.get("error_location", (str,), optional=True),
     )
 
 

@@ -311,6 +311,7 @@ class _Run:
             cause = failure.error
             record.error = str(cause) or type(cause).__name__
             record.error_type = type(cause).__name__
+            record.error_location = failure.location
             self.emit(
                 "node_failed",
                 node_id,

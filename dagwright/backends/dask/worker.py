@@ -124,6 +124,7 @@ async def _run_step(task: TaskSpec, spec: StepSpec, args: dict[str, Any], record
         record.status = "failed"
         record.error = str(cause) or type(cause).__name__
         record.error_type = "ModuleNotFoundError" if isinstance(cause, WorkerImportError) else type(cause).__name__
+        record.error_location = exc.location if isinstance(exc, NodeExecutionError) else None
         return
     record.ended_at = time.time()
     problem = output_problem(outputs, spec.output_names)

@@ -369,6 +369,7 @@ class DagwrightNodeBase(AsyncNode):  # type: ignore[misc]
         record.ended_at = time.time()
         failure = NodeExecutionError(record.node_id, error, attempts)
         failure.__cause__ = error
+        record.error_location = failure.location
         raise KailashNodeExecutionError(
             f"Node '{record.node_id}' execution failed: {record.error_type}: {record.error}"
         ) from failure

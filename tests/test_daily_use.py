@@ -159,3 +159,31 @@ def test_a_failing_function_node_names_the_users_file_and_line(tmp_path: Path) -
         "node parse failed: ValueError: invalid literal for int() with base 10: 'x' (at flows.py:4 in parse)"
         in cli.stderr
     )
+
+
+# --------------------------------------------------------------------------- exported IR
+
+
+def test_exported_ir_holds_paths_relative_to_the_project(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    (project / "flows").mkdir(parents=True)
+    (project / "pyproject.toml").write_text("[project]\nname = 'demo'\n", encoding="utf-8")
+    (project / "flows" / "research.py").write_text(
+        "from dagwright import Flow\n\n"
+        "def shout(text: str) -> str:\n    return text.upper()\n\n"
+        "flow = Flow('research')\nflow.add_function('shout', shout)\nflow.input('text')\n",
+        encoding="utf-8",
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    exported = subprocess.run(
+        [sys.executable, "-m", "dagwright", "export", str(project / "flows" / "research.py") + ":flow"],
+        capture_output=True,
+        text=True,
+        cwd=elsewhere,
+        timeout=120,
+    )
+    assert exported.returncode == 0, exported.stderr
+    assert str(tmp_path) not in exported.stdout
+    graph = Graph.from_json(exported.stdout)
+    assert {n.location.file for n in graph.nodes if n.location is not None} == {"flows/research.py"}

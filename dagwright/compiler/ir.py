@@ -42,6 +42,7 @@ __all__ = [
     "Port",
     "SourceLocation",
     "freeze_json",
+    "portable_path",
     "thaw_json",
 ]
 
@@ -169,6 +170,26 @@ def display_path(path: str) -> str:
     return path if rel.startswith("..") else rel
 
 
+_PROJECT_MARKERS = (".git", "pyproject.toml", "setup.py", "setup.cfg")
+
+
+@functools.lru_cache(maxsize=1024)
+def portable_path(path: str) -> str:
+    """``path`` as the IR writes it: relative to its project's root (the nearest directory above it holding
+    ``.git``, ``pyproject.toml``, ``setup.py`` or ``setup.cfg``), with '/' separators, so an exported graph
+    holds no machine's absolute paths; unchanged when it is relative already or no project holds it."""
+    if not os.path.isabs(path):
+        return path
+    directory = os.path.dirname(path)
+    while True:
+        if any(os.path.exists(os.path.join(directory, marker)) for marker in _PROJECT_MARKERS):
+            return os.path.relpath(path, directory).replace(os.sep, "/")
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            return path
+        directory = parent
+
+
 @dataclass(frozen=True, slots=True)
 class Port:
     """A typed input or output of a node.
@@ -263,7 +284,7 @@ class Node:
         if self.group:
             out["group"] = list(self.group)
         if locations and self.location is not None:
-            out["location"] = {"file": self.location.file, "line": self.location.line}
+            out["location"] = {"file": portable_path(self.location.file), "line": self.location.line}
         return out
 
     @property
@@ -305,7 +326,7 @@ class Edge:
             "target_port": self.target_port,
         }
         if locations and self.location is not None:
-            out["location"] = {"file": self.location.file, "line": self.location.line}
+            out["location"] = {"file": portable_path(self.location.file), "line": self.location.line}
         return out
 
 

@@ -1,6 +1,6 @@
 """The same checked flow on the Kailash SDK: lowered to a WorkflowBuilder, run by Kailash's LocalRuntime.
 
-Run: python examples/kailash.py
+Run: python examples/kailash_lowering.py
 """
 
 from kailash.runtime.local import LocalRuntime

@@ -231,11 +231,16 @@ def test_check_module_whose_own_import_fails_names_the_missing_dependency(tmp_pa
     # what is missing is the dependency, not the target.
     path = write(tmp_path, "agents_team/flows.py", "from dagwright import Flow\nimport agents\n")
     write(tmp_path, "agents_team/__init__.py", "")
-    err = usage_error(run("check", "agents_team.flows:flow", cwd=tmp_path))
+    err = usage_error(run("export", "agents_team.flows:flow", cwd=tmp_path))
     assert err == (
-        "dagwright check: cannot import agents_team.flows: ModuleNotFoundError: "
+        "dagwright export: cannot import agents_team.flows: ModuleNotFoundError: "
         f"No module named 'agents' (at {path}:2)\n"
     )
+    # check reports it as the file's DW019 (exit 1) and goes on with the other targets.
+    checked = run("check", "--format", "json", "agents_team.flows:flow", cwd=tmp_path)
+    assert checked.returncode == 1
+    (report,) = json.loads(checked.stdout)["flows"]
+    assert [(d["code"], d["location"]) for d in report["diagnostics"]] == [("DW019", {"file": str(path), "line": 2})]
 
 
 def test_check_an_exported_ir_file(tmp_path: Path) -> None:
@@ -307,20 +312,34 @@ def test_import_error_quotes_the_import_and_the_users_line(tmp_path: Path) -> No
         flow = Flow("x")
         """,
     )
-    err = usage_error(run("check", "flows.py:flow", cwd=tmp_path))
+    line = line_of(path, "import nonexistent_helpers")
+    err = usage_error(run("export", "flows.py:flow", cwd=tmp_path))
     assert err == (
-        "dagwright check: cannot import flows.py: ModuleNotFoundError: No module named 'nonexistent_helpers' "
-        f"(at {path}:{line_of(path, 'import nonexistent_helpers')})\n"
+        "dagwright export: cannot import flows.py: ModuleNotFoundError: No module named 'nonexistent_helpers' "
+        f"(at {path}:{line})\n"
     )
+    checked = run("check", "flows.py:flow", cwd=tmp_path)
+    assert (checked.returncode, checked.stderr) == (1, "")
+    assert checked.stdout.splitlines()[:2] == [
+        "flows.py:flow: 1 error",
+        "  error DW019 [import-failed] cannot import flows.py: ModuleNotFoundError: No module named "
+        f"'nonexistent_helpers' (flows.py:{line})",
+    ]
 
 
 def test_error_raised_in_a_helper_module_points_at_the_users_import_line(tmp_path: Path) -> None:
     write(tmp_path, "helpers.py", "LIMIT = int('ten')\n")
     path = write(tmp_path, "flows.py", "from dagwright import Flow\nfrom helpers import LIMIT\n")
-    err = usage_error(run("check", "flows.py", cwd=tmp_path))
+    err = usage_error(run("render", "flows.py", cwd=tmp_path))
     assert err == (
-        "dagwright check: cannot import flows.py: ValueError: invalid literal for int() with base 10: 'ten' "
+        "dagwright render: cannot import flows.py: ValueError: invalid literal for int() with base 10: 'ten' "
         f"(at {path}:2)\n"
+    )
+    checked = run("check", "flows.py", cwd=tmp_path)
+    assert checked.returncode == 1
+    assert checked.stdout.splitlines()[1] == (
+        "  error DW019 [import-failed] cannot import flows.py: ValueError: invalid literal for int() with base 10: "
+        "'ten' (flows.py:2)"
     )
 
 
@@ -328,17 +347,26 @@ def test_bad_signature_at_import_points_at_the_users_line(tmp_path: Path) -> Non
     path = write(
         tmp_path, "flows.py", 'from dagwright import Flow\n\nflow = Flow("x")\nflow.add_agent("a", "q -> a: strr")\n'
     )
-    err = usage_error(run("check", "flows.py", cwd=tmp_path))
-    assert err.startswith("dagwright check: cannot import flows.py: SignatureError: output field 'a': unknown type")
-    assert "did you mean 'str'?" in err
-    assert err.endswith(f"(at {path}:4)\n")
+    checked = run("check", "--format", "json", "flows.py", cwd=tmp_path)
+    assert checked.returncode == 1
+    (report,) = json.loads(checked.stdout)["flows"]
+    (diagnostic,) = report["diagnostics"]
+    assert diagnostic["code"] == "DW019"
+    assert diagnostic["message"].startswith("cannot import flows.py: SignatureError: output field 'a': unknown type")
+    assert "did you mean 'str'?" in diagnostic["message"]
+    assert diagnostic["location"] == {"file": str(path), "line": 4}
 
 
-def test_syntax_error_is_a_usage_error_with_file_and_line(tmp_path: Path) -> None:
+def test_syntax_error_is_reported_with_file_and_line(tmp_path: Path) -> None:
     path = write(tmp_path, "flows.py", 'from dagwright import Flow\n\nflow = Flow("x"\nflow.output("a")\n')
-    err = usage_error(run("check", "flows.py:flow", cwd=tmp_path))
-    assert err.startswith("dagwright check: cannot import flows.py: SyntaxError: '(' was never closed")
-    assert err.endswith(f"(at {path}:3)\n")
+    err = usage_error(run("export", "flows.py:flow", cwd=tmp_path))
+    assert err == f"dagwright export: cannot import flows.py: SyntaxError: '(' was never closed (at {path}:3)\n"
+    checked = run("check", "flows.py:flow", cwd=tmp_path)
+    assert checked.returncode == 1
+    assert checked.stdout == (
+        "flows.py:flow: 1 error\n  error DW019 [import-failed] cannot import flows.py: SyntaxError: '(' was never "
+        "closed (flows.py:3)\n"
+    )
 
 
 def test_unknown_attribute_suggests_the_close_name(tmp_path: Path) -> None:
@@ -434,7 +462,8 @@ def test_file_without_flows(tmp_path: Path) -> None:
         "(a Flow, an agent, or a function returning one)\n"
     )
     allowed = run("check", "--allow-empty", "util.py", cwd=tmp_path)
-    assert (allowed.returncode, allowed.stdout, allowed.stderr) == (0, "", "")
+    assert (allowed.returncode, allowed.stdout) == (0, "")
+    assert allowed.stderr == "dagwright check: --allow-empty: skipped util.py (no Flow defined at module level)\n"
 
 
 # --------------------------------------------------------------------------- report formats

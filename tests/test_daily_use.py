@@ -187,3 +187,51 @@ def test_exported_ir_holds_paths_relative_to_the_project(tmp_path: Path) -> None
     assert str(tmp_path) not in exported.stdout
     graph = Graph.from_json(exported.stdout)
     assert {n.location.file for n in graph.nodes if n.location is not None} == {"flows/research.py"}
+
+
+# --------------------------------------------------------------------------- the command line: saved runs, verbose runs
+
+
+def _flow_file(tmp_path: Path) -> Path:
+    source = tmp_path / "chain.py"
+    source.write_text(
+        "from dagwright import Flow\n\n"
+        "def shout(text: str) -> str:\n    return text.upper()\n\n"
+        "def exclaim(text: str) -> str:\n    return text + '!'\n\n"
+        "flow = Flow('chain')\nflow.add_function('shout', shout)\nflow.add_function('exclaim', exclaim)\n"
+        "flow.connect('shout.output', 'exclaim.text')\nflow.input('text', to='shout.text')\n",
+        encoding="utf-8",
+    )
+    return source
+
+
+def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dagwright", *args], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
+
+
+def test_render_draws_a_saved_run(tmp_path: Path) -> None:
+    source = _flow_file(tmp_path)
+    spec = importlib.util.spec_from_file_location("chain_for_render", source)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    (tmp_path / "run.json").write_text(module.flow.run(text="hi").to_json(), encoding="utf-8")
+    drawn = _cli(tmp_path, "render", f"{source}:flow", "--format", "dot", "--run", "run.json")
+    assert drawn.returncode == 0, drawn.stderr
+    plain = _cli(tmp_path, "render", f"{source}:flow", "--format", "dot")
+    assert drawn.stdout != plain.stdout and "done" in drawn.stdout and "done" not in plain.stdout
+    (tmp_path / "bad.json").write_text("{}", encoding="utf-8")
+    refused = _cli(tmp_path, "render", f"{source}:flow", "--format", "dot", "--run", "bad.json")
+    assert refused.returncode == 2 and "bad.json" in refused.stderr
+
+
+def test_run_verbose_prints_each_event_and_quiet_prints_one_line(tmp_path: Path) -> None:
+    source = _flow_file(tmp_path)
+    quiet = _cli(tmp_path, "run", f"{source}:flow", "--input", "text=hi")
+    verbose = _cli(tmp_path, "run", f"{source}:flow", "--input", "text=hi", "-v")
+    assert quiet.returncode == verbose.returncode == 0
+    assert "HI!" in quiet.stdout and len(quiet.stderr.strip().splitlines()) == 1
+    assert "shout" in verbose.stderr and "exclaim" in verbose.stderr
+    assert len(verbose.stderr.strip().splitlines()) >= 5  # started and finished for each node, then the summary

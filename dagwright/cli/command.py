@@ -1,17 +1,21 @@
 """The ``dagwright`` command: ``check``, ``export``, ``run`` and ``demo``.
 
-Exit codes: 0 clean, 1 the flow has errors (or warnings with ``--strict``),
-2 a usage problem (bad path, import error, unknown option), said plainly.
+Exit codes: 0 clean, 1 the flow has errors (or warnings with ``--strict``) or a checked
+file does not import, 2 a usage problem (bad path, no flow where one was named, unknown
+option), said plainly.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from dagwright._version import __version__
-from dagwright.cli.loader import Target, TargetError, load_targets
+from dagwright.cli.loader import ImportFailed, Target, TargetError, expand_target, ir_file, load_targets
+from dagwright.cli.render import add_run_option, load_run
 from dagwright.compiler.diagnostics import Diagnostic, has_errors
 from dagwright.compiler.ir import Graph
 from dagwright.compiler.passes import validate
@@ -24,7 +28,8 @@ def _version() -> str:
     return __version__
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """The command line's parser, and its ``check`` sub-parser (parsed on its own, see :func:`_parse`)."""
     parser = argparse.ArgumentParser(
         prog="dagwright",
         description="Compile, check and export typed agent workflows.",
@@ -32,20 +37,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dagwright {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    check = sub.add_parser(
-        "check",
-        help="check flows for errors before anything runs",
-        description="Check flows: FILE.py[:OBJ], package.module[:OBJ], or an IR .json file. "
-        "Without :OBJ every Flow defined at module level is checked.",
-    )
-    check.add_argument("targets", nargs="+", metavar="TARGET")
-    check.add_argument("--format", choices=FORMATS, default="text", help="report format (default: text)")
-    check.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
-    check.add_argument(
-        "--allow-empty", action="store_true", help="a file that defines no Flow is not an error (pre-commit)"
-    )
-    check.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE instead of stdout")
+    check = _add_check_parser(sub)
 
+    _add_export_parser(sub)
+    _add_run_parser(sub)
+    _add_render_parser(sub)
+    _add_demo_parser(sub)
+    return parser, check
+
+
+def _add_export_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     export = sub.add_parser("export", help="export a checked flow's IR", description="Export a flow's IR.")
     export.add_argument("target", metavar="TARGET")
     export.add_argument(
@@ -57,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     export.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
 
+
+def _add_run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run = sub.add_parser(
         "run", help="run a flow (built-in scheduler, or a Dask cluster with --backend dask)", description="Run a flow."
     )
@@ -72,6 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--inputs-json", metavar="JSON", help="flow inputs as one JSON object")
     run.add_argument("--json", action="store_true", help="print the result as JSON")
     run.add_argument("--no-progress", action="store_true", help="no progress display, even on a terminal")
+    run.add_argument(
+        "-v", "--verbose", action="store_true", help="print a line per node event, on any stream (not only a terminal)"
+    )
     run.add_argument(
         "--backend",
         choices=("builtin", "dask"),
@@ -97,15 +103,58 @@ def _parser() -> argparse.ArgumentParser:
         help="with --resume: re-run the nodes that changed since the run started, and their descendants",
     )
 
-    _add_render_parser(sub)
-    sub.add_parser("demo", help="compile, check and show a multi-agent research flow")
-    return parser
+
+def _add_check_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    check = sub.add_parser(
+        "check",
+        help="check flows for errors before anything runs",
+        description="Check flows: FILE.py[:OBJ], package.module[:OBJ], an IR .json file, a directory (every *.py "
+        "below it) or a quoted glob pattern ('flows/**/*.py'). Without :OBJ every Flow defined at module level is "
+        "checked; files found in a directory or by a pattern that define none are skipped. A file that does not "
+        "import is reported as DW019 and the other files are still checked. Options may follow the targets.",
+    )
+    check.add_argument("targets", nargs="+", metavar="TARGET")
+    check.add_argument("--format", choices=FORMATS, default="text", help="report format (default: text)")
+    check.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
+    check.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="a named file that defines no Flow is skipped, with a note on stderr, instead of an error (pre-commit)",
+    )
+    check.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE instead of stdout")
+    return check
+
+
+def _add_demo_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sub.add_parser(
+        "demo",
+        help="compile, check, draw and run a multi-agent research flow",
+        description="Build a research flow (a researcher, a two-round debate, three reviewers voting), check it, "
+        "draw it to demo.svg and demo.mmd in the current directory, run it on the offline model (or on the "
+        "OpenAI-compatible server the environment configures), then show what the checker reports for the same "
+        "kind of flow with three wiring mistakes.",
+    )
+
+
+def _parse(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    """Parse ``argv``; ``check`` takes its options anywhere among its targets (``check a.py --strict b.py``).
+
+    argparse's intermixed parsing cannot run on a parser with sub-commands, so the
+    words after ``check`` go to the check parser on its own. The top-level parser has
+    no option that takes a value, so the first word is always the command.
+    """
+    parser, check = _parser()
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words and words[0] == "check":
+        args = check.parse_intermixed_args(words[1:])
+        args.command = "check"
+        return parser, args
+    return parser, parser.parse_args(words)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
-    parser = _parser()
-    args = parser.parse_args(argv)
+    parser, args = _parse(argv)
     if args.command is None:
         parser.print_help()
         return 2
@@ -149,22 +198,83 @@ def _write(text: str, path: str | None) -> None:
         sys.stdout.write(text + ("\n" if text else ""))
 
 
+@dataclass
+class _Checked:
+    """What ``check`` found: the report, the usage problems, and the named files excused by --allow-empty."""
+
+    report: list[tuple[str, list[Diagnostic]]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    excused: list[str] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)
+
+
 def _check(args: argparse.Namespace) -> int:
-    report: list[tuple[str, list[Diagnostic]]] = []
+    checked = _Checked()
     for spec in args.targets:
-        for target in load_targets(spec, allow_empty=args.allow_empty):
-            _, diagnostics = _diagnose(target)
-            report.append((target.name, diagnostics))
-    _write(render(report, args.format, version=_version()), args.output)
-    failed = any(has_errors(diags, strict=args.strict) for _, diags in report)
-    return 1 if failed else 0
+        _check_spec(spec, checked, allow_empty=args.allow_empty)
+    for problem in checked.problems:
+        print(f"dagwright check: {problem}", file=sys.stderr)
+    if checked.excused:
+        # Said on stderr, so a machine-readable report on stdout stays what it is.
+        print(
+            f"dagwright check: --allow-empty: skipped {', '.join(checked.excused)} (no Flow defined at module level)",
+            file=sys.stderr,
+        )
+    # The report is written whatever else happened: a CI step uploading it needs the file.
+    _write(render(checked.report, args.format, version=_version()), args.output)
+    if checked.problems:
+        return 2
+    return 1 if any(has_errors(diags, strict=args.strict) for _, diags in checked.report) else 0
+
+
+def _check_spec(spec: str, checked: _Checked, *, allow_empty: bool) -> None:
+    """Check what one command-line target stands for, into ``checked``."""
+    try:
+        items, explicit = expand_target(spec)
+    except TargetError as exc:
+        checked.problems.append(str(exc))
+        return
+    before, fresh = len(checked.report), 0
+    for item in items:
+        key = os.path.abspath(item)  # `check flows/ flows/a.py` checks a.py once
+        if key in checked.seen:
+            continue
+        checked.seen.add(key)
+        fresh += 1
+        try:
+            # Files a directory or pattern turned up may define no Flow (helpers, __init__.py).
+            targets = load_targets(item, allow_empty=allow_empty or not explicit)
+        except ImportFailed as exc:
+            checked.report.append((item, [exc.diagnostic()]))
+            continue
+        except TargetError as exc:
+            checked.problems.append(str(exc))
+            continue
+        if explicit and not targets:
+            checked.excused.append(item)
+        checked.report.extend((target.name, _diagnose(target)[1]) for target in targets)
+    if not explicit and fresh and len(checked.report) == before:
+        # A directory or pattern in which no file defines a Flow is most likely the wrong place.
+        if allow_empty:
+            checked.excused.append(spec)
+        else:
+            checked.problems.append(
+                f"{spec!r}: no Flow is defined at module level in the {fresh} file{'s' if fresh != 1 else ''} it "
+                "stands for; name one with FILE:NAME (a Flow, an agent, or a function returning one)"
+            )
+
+
+def _one_target(spec: str) -> Target:
+    """The one flow ``spec`` names; a file holding several must be narrowed with FILE:NAME."""
+    targets = load_targets(spec)
+    if len(targets) != 1:
+        names = ", ".join(t.name for t in targets)
+        raise TargetError(f"{spec!r} holds {len(targets)} flows ({names}); name one with FILE:NAME")
+    return targets[0]
 
 
 def _export(args: argparse.Namespace) -> int:
-    targets = load_targets(args.target)
-    if len(targets) != 1:
-        names = ", ".join(t.name for t in targets)
-        raise TargetError(f"{args.target!r} holds {len(targets)} flows ({names}); name one with FILE:NAME")
+    targets = [_one_target(args.target)]
     graph, diagnostics = _diagnose(targets[0])
     if has_errors(diagnostics):
         print(render([(targets[0].name, diagnostics)], "text"), file=sys.stderr)
@@ -192,11 +302,15 @@ def _run(args: argparse.Namespace) -> int:
     from dagwright.cli.run import parse_inputs, run_flow
     from dagwright.compiler.diagnostics import CompileError
 
-    targets = load_targets(args.target)
-    if len(targets) != 1 or targets[0].flow is None:
-        names = ", ".join(t.name for t in targets)
-        raise TargetError(f"{args.target!r} holds {len(targets)} flows ({names}); name one with FILE:NAME")
-    flow = targets[0].flow
+    ir = ir_file(args.target)
+    if ir is not None:
+        # An IR file names its functions (module:qualname) but never imports them, so it cannot run by itself.
+        raise TargetError(
+            f"{ir} is an exported IR, which names its functions without importing them; run the flow from its "
+            "Python source instead (FILE.py:NAME or package.module:NAME)"
+        )
+    flow = _one_target(args.target).flow
+    assert flow is not None  # only an IR file gives a target without a Flow
     try:
         graph = flow.compile()
     except CompileError as exc:
@@ -220,6 +334,7 @@ def _run(args: argparse.Namespace) -> int:
         rerun_changed=args.rerun_changed,
         backend=args.backend,
         scheduler_address=args.scheduler,
+        verbose=args.verbose,
     )
 
 
@@ -246,25 +361,25 @@ def _add_render_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         help="draw a group (e.g. debate, debate/round1) as one box; repeatable",
     )
     render.add_argument("--check", action="store_true", help="draw diagnostics: errors red, warnings orange")
+    add_run_option(render)
 
 
 def _render(args: argparse.Namespace) -> int:
     from dagwright.visualize.render import IMAGE_FORMATS, RenderError, format_for, render, render_bytes
 
-    targets = load_targets(args.target)
-    if len(targets) != 1:
-        names = ", ".join(t.name for t in targets)
-        raise TargetError(f"{args.target!r} holds {len(targets)} flows ({names}); name one with FILE:NAME")
+    targets = [_one_target(args.target)]
     graph, diagnostics = _diagnose(targets[0])
     drawn = diagnostics if args.check else None
+    run = load_run(args.run, graph) if args.run else None
     try:
         fmt = format_for(args.output, args.format)
         if args.output:
-            render(graph, args.output, format=fmt, collapse=args.collapse, diagnostics=drawn)
+            render(graph, args.output, format=fmt, collapse=args.collapse, diagnostics=drawn, run=run)
         elif fmt in IMAGE_FORMATS:
             raise ValueError(f"{fmt.upper()} is binary; name the file to write with -o FILE")
         else:
-            sys.stdout.write(render_bytes(graph, fmt, collapse=args.collapse, diagnostics=drawn).decode("utf-8"))
+            drawing = render_bytes(graph, fmt, collapse=args.collapse, diagnostics=drawn, run=run)
+            sys.stdout.write(drawing.decode("utf-8"))
     except (ValueError, RenderError) as exc:
         print(f"dagwright render: {exc}", file=sys.stderr)
         return 2

@@ -11,13 +11,16 @@ the checker reports before any LLM call.
 
 from __future__ import annotations
 
+import dataclasses
+import linecache
 import os
 import shutil
 import sys
+from collections.abc import Sequence
 from typing import Literal
 
-from dagwright.compiler.diagnostics import CompileError
-from dagwright.compiler.ir import INPUT_KIND, OUTPUT_KIND, Graph, Node
+from dagwright.compiler.diagnostics import CompileError, Diagnostic
+from dagwright.compiler.ir import INPUT_KIND, OUTPUT_KIND, Graph, Node, SourceLocation
 from dagwright.compiler.report import render
 from dagwright.compiler.signature import InputField, OutputField, Signature
 from dagwright.execution.events import Event
@@ -115,15 +118,26 @@ def _ports(node: Node) -> str:
     return f"({ins}) -> ({outs})"
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def describe(graph: Graph) -> str:
-    """A readable summary of a compiled graph."""
+    """A readable summary of a compiled graph.
+
+    The IR has a node for each flow input and output besides the steps that do work, and
+    a run records all of them; the count says both, so neither number surprises later.
+    """
     work = [n for n in graph.nodes if n.kind not in (INPUT_KIND, OUTPUT_KIND)]
-    lines = [f"flow {graph.name!r}: {len(work)} nodes, {len(graph.edges)} edges"]
     ins = [n.outputs[0] for n in graph.nodes if n.kind == INPUT_KIND]
     outs = [n.inputs[0] for n in graph.nodes if n.kind == OUTPUT_KIND]
+    lines = [
+        f"flow {graph.name!r}: {_plural(len(work), 'step')} ({len(graph.nodes)} nodes with its "
+        f"{_plural(len(ins), 'input')} and {_plural(len(outs), 'output')}), {_plural(len(graph.edges), 'edge')}"
+    ]
     lines.append("  inputs:  " + ", ".join(f"{p.name}: {p.type}" for p in ins))
     lines.append("  outputs: " + ", ".join(f"{p.name}: {p.type}" for p in outs))
-    lines.append("  nodes, in dependency order:")
+    lines.append("  steps, in dependency order:")
     width = max(len(n.id) for n in work)
     for nid in graph.topological_order():
         node = graph.node(nid)
@@ -132,6 +146,31 @@ def describe(graph: Graph) -> str:
         lines.append(f"    {node.id:<{width}}  {node.kind:<8} {_ports(node)}")
     lines.append(f"  content hash: {graph.content_hash[:16]}")
     return "\n".join(lines)
+
+
+# The flows above are built in this file, so their diagnostics point into it; wherever the package is
+# installed, the user reads them as the demo's own source, quoted line by line below each diagnostic.
+_HERE = os.path.abspath(__file__)
+_SHOWN_AS = "dagwright/cli/demo.py"
+
+
+def report(name: str, diagnostics: Sequence[Diagnostic]) -> str:
+    """``render``'s text report, with demo lines named by the package path and quoted under each diagnostic."""
+    shown = [_relabel(d) for d in diagnostics]
+    lines = render([(name, shown)], "text").splitlines()[:1]
+    for original, d in zip(diagnostics, shown, strict=True):
+        lines.append("  " + str(d).replace("\n", "\n  "))
+        if original.location is not None and os.path.abspath(original.location.file) == _HERE:
+            code = linecache.getline(_HERE, original.location.line).strip()
+            if code:
+                lines.append(f"      {original.location.line} | {code}")
+    return "\n".join(lines)
+
+
+def _relabel(d: Diagnostic) -> Diagnostic:
+    if d.location is None or os.path.abspath(d.location.file) != _HERE:
+        return d
+    return dataclasses.replace(d, location=SourceLocation(_SHOWN_AS, d.location.line))
 
 
 def _progress(event: Event) -> None:
@@ -151,7 +190,8 @@ def run_demo(out_dir: str = ".") -> int:
     print("== 1. compile and check: a research pipeline with a debate and a reviewer vote\n")
     graph = flow.compile(strict=True)
     print(describe(graph))
-    print("\n" + render([(flow.name, flow.validate())], "text"))
+    print(f"\n  (the demo's source: {_SHOWN_AS}; `python -m inspect dagwright.cli.demo` prints it)\n")
+    print(report(flow.name, flow.validate()))
 
     print("\n== 2. draw it\n")
     svg = os.path.join(out_dir, "demo.svg")
@@ -194,7 +234,7 @@ def run_demo(out_dir: str = ".") -> int:
     try:
         broken.compile()
     except CompileError as exc:
-        print(render([(broken.name, exc.errors)], "text"))
+        print(report(broken.name, exc.errors))
     else:  # the checker missing these would be a bug: say so loudly
         print("error: the broken flow compiled", file=sys.stderr)
         return 1

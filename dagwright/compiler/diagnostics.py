@@ -63,6 +63,13 @@ CODES: dict[str, CodeInfo] = _codes(
     ("DW016", "unused-flow-input", "warning", "A declared flow input feeds no node."),
     ("DW017", "empty-flow", "warning", "The flow has no nodes."),
     ("DW018", "ambiguous-flow-output", "error", "A flow output names a node with several outputs but no port."),
+    (
+        "DW019",
+        "import-failed",
+        "error",
+        "Importing a checked file raised (a syntax error, an ImportError, any exception); the other files are"
+        " still checked.",
+    ),
     ("DW200", "pattern-config", "error", "A coordination pattern is configured wrongly (DW200-DW299 are patterns)."),
     (
         "DW201",

@@ -25,6 +25,14 @@ def run_block(source: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.parametrize("index", range(len(python_blocks())))
+def test_every_python_block_runs_as_written(index: int, tmp_path: Path) -> None:
+    block = python_blocks()[index]
+    result = run_block(block, tmp_path)
+    first = block.strip().splitlines()[0]
+    assert result.returncode == 0, f"README python block {index} ({first!r}) failed:\n{result.stderr[-3000:]}"
+
+
 def test_the_thirty_second_example_runs(tmp_path: Path) -> None:
     block = next(b for b in python_blocks() if 'Flow("research")' in b)
     result = run_block(block, tmp_path)

@@ -100,9 +100,10 @@ def model(fields: Iterable[ModelField], schema: str = "") -> TypeExpr:
     return TypeExpr("model", name=f"app.models.M{zlib.crc32(shape.encode()):08x}", fields=fields, schema=schema)
 
 
-def _models(inner: st.SearchStrategy[TypeExpr]) -> st.SearchStrategy[TypeExpr]:
+def _models(inner: st.SearchStrategy[TypeExpr], optional_fields: bool = True) -> st.SearchStrategy[TypeExpr]:
+    required = st.booleans() if optional_fields else st.just(True)
     fields = st.lists(
-        st.builds(ModelField, st.sampled_from(["a", "b", "c", "d"]), inner, st.booleans()),
+        st.builds(ModelField, st.sampled_from(["a", "b", "c", "d"]), inner, required),
         max_size=3,
         unique_by=lambda f: f.name,
     )
@@ -110,12 +111,18 @@ def _models(inner: st.SearchStrategy[TypeExpr]) -> st.SearchStrategy[TypeExpr]:
 
 
 def type_exprs(
-    *, models: bool = False, named: bool = False, any_: bool = True, max_leaves: int = 6
+    *,
+    models: bool = False,
+    named: bool = False,
+    any_: bool = True,
+    max_leaves: int = 6,
+    optional_fields: bool = True,
 ) -> st.SearchStrategy[TypeExpr]:
     """Random type expressions, always in normal form (unions built with :func:`union`).
 
     ``models`` / ``named`` add pydantic-model and custom-class types, which have
-    no text form; ``any_=False`` leaves ``Any`` out everywhere.
+    no text form; ``any_=False`` leaves ``Any`` out everywhere; ``optional_fields=False``
+    gives models only required fields.
     """
     prims = [p for p in PRIMITIVES if any_ or p.kind != "any"]
     leaves: st.SearchStrategy[TypeExpr] = st.sampled_from(prims) | literals()
@@ -132,7 +139,7 @@ def type_exprs(
             inner.map(optional),
         ]
         if models:
-            options.append(_models(inner))
+            options.append(_models(inner, optional_fields))
         return st.one_of(*options)
 
     return st.recursive(leaves, extend, max_leaves=max_leaves)

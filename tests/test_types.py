@@ -584,11 +584,13 @@ def test_widening_rules_are_sound_and_compose(chain: tuple[TypeExpr, TypeExpr, T
 
 
 @settings(max_examples=150)
-@given(st.lists(no_any, min_size=3, max_size=8))
+@given(st.lists(type_exprs(models=True, named=True, any_=False, optional_fields=False), min_size=3, max_size=8))
 def test_transitive_on_random_pools(pool: list[TypeExpr]) -> None:
     """For any three types of a pool: a -> b ok and b -> c ok means a -> c is not an error.
 
-    ``Any`` is left out: it is gradual (int -> Any -> str are both ok by design).
+    ``Any`` is left out: it is gradual (int -> Any -> str are both ok by design). Models
+    have required fields only: width subtyping with optional fields is not transitive
+    (the counterexample below; random pools find it, nested in lists and unions too).
     """
     level = {(a, b): is_assignable(a, b).level for a in pool for b in pool}
     for a, b, c in itertools.product(pool, repeat=3):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 import traceback
@@ -235,3 +236,20 @@ def test_run_verbose_prints_each_event_and_quiet_prints_one_line(tmp_path: Path)
     assert "HI!" in quiet.stdout and len(quiet.stderr.strip().splitlines()) == 1
     assert "shout" in verbose.stderr and "exclaim" in verbose.stderr
     assert len(verbose.stderr.strip().splitlines()) >= 5  # started and finished for each node, then the summary
+
+
+def test_dagwright_run_on_dask_without_its_extra_names_the_extra(tmp_path: Path) -> None:
+    source = _flow_file(tmp_path)
+    blocker = tmp_path / "sitecustomize.py"  # an interpreter where cloudpickle cannot be imported
+    blocker.write_text("import sys\nsys.modules['cloudpickle'] = None\n", encoding="utf-8")
+    run = subprocess.run(
+        [sys.executable, "-m", "dagwright", "run", f"{source}:flow", "-i", "text=hi", "--backend", "dask"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{tmp_path}{os.pathsep}{Path(__file__).resolve().parent.parent}"},
+        timeout=120,
+    )
+    assert run.returncode == 2, run.stderr
+    assert "needs the 'dask' extra" in run.stderr and "pip install 'dagwright[dask]'" in run.stderr
+    assert "Traceback" not in run.stderr

@@ -214,8 +214,12 @@ def _execute_dask(
     """
     import os
 
-    from dagwright.backends.dask.client import run_on_dask
+    from dagwright.backends.dask.client import require_dask, run_on_dask
 
+    try:
+        require_dask()
+    except ImportError as exc:
+        raise TargetError(str(exc)) from None
     path = target.rsplit(":", 1)[0] if ":" in target and not os.path.exists(target) else target
     if path.endswith(".py"):
         import cloudpickle  # type: ignore[import-untyped]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import json
+import keyword
 import operator
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -836,9 +837,64 @@ def _load_node(data: Any, where: str) -> Node:
             frozen_config = freeze_json(config, f"{where}.config")
         except TypeError as exc:
             raise IRFormatError(str(exc)) from None
+        if kind == "function" and "function" in config:
+            _load_function_ref(config["function"], node_id, where)
     return Node(
         node_id, kind, inputs, outputs, frozen_config, tuple(group), _load_location(data.get("location"), where)
     )
+
+
+# A function reference is text that other tools put into code: the script export writes
+# ``from MODULE import QUALNAME``. So the loader admits only the shapes dagwright itself writes
+# (see ``dagwright.compiler.registry.function_ref``), and never a quote, space or newline.
+_REF_SUFFIXES = ("(partial)", "()")  # a functools.partial (repeatable) / a callable object, innermost first
+_UNKNOWN_MODULE = "<unknown>"  # function_ref's module for a callable without __module__
+
+
+def _dotted_name(text: str, *, placeholders: bool = False) -> bool:
+    """Is ``text`` dotted Python identifiers (``pkg.mod``)? ``placeholders`` admits the parts Python puts in
+    a ``__qualname__`` that are not names (``<locals>``, ``<lambda>``)."""
+    for part in text.split("."):
+        if placeholders and part[:1] == "<" and part[-1:] == ">":
+            if not part[1:-1].isidentifier():  # <lambda>: a keyword inside the brackets is fine
+                return False
+        elif not part.isidentifier() or keyword.iskeyword(part):
+            return False
+    return True
+
+
+@functools.lru_cache(maxsize=4096)  # a large graph names the same few functions over and over
+def function_ref_problem(ref: str) -> str | None:
+    """Why ``ref`` is not a function reference, or None when it is one.
+
+    A reference is ``module:qualname``, both dotted Python names (the module may be ``<unknown>``, the
+    qualname may hold ``<locals>`` / ``<lambda>`` and end in ``()`` or ``(partial)``), or a bare dotted
+    name, which only a :class:`~dagwright.compiler.registry.FunctionRegistry` it was registered in knows.
+    """
+    module, colon, qualname = ref.partition(":")
+    if not colon:
+        return None if _dotted_name(ref) else "expected 'module:qualname', both dotted Python names"
+    if module != _UNKNOWN_MODULE and not _dotted_name(module):
+        return "its module (before ':') is not a dotted Python name"
+    name = qualname
+    while name.endswith(_REF_SUFFIXES[0]):
+        name = name[: -len(_REF_SUFFIXES[0])]
+    if name.endswith(_REF_SUFFIXES[1]):
+        name = name[: -len(_REF_SUFFIXES[1])]
+    if not _dotted_name(name, placeholders=True):
+        return "its name (after ':') is not a dotted Python name"
+    return None
+
+
+def _load_function_ref(ref: Any, node_id: str, where: str) -> None:
+    """Refuse a function node's reference unless it has a shape :func:`function_ref_problem` admits."""
+    field_path = f"{where}.config.function (node {node_id!r})"
+    if not isinstance(ref, str):
+        raise IRFormatError(f"{field_path}: expected a 'module:qualname' string, got {type(ref).__name__}")
+    problem = function_ref_problem(ref)
+    if problem is not None:
+        shown = ref if len(ref) <= 200 else ref[:200] + "..."
+        raise IRFormatError(f"{field_path}: {shown!r} is not a function reference: {problem}")
 
 
 def _load_edge(data: Any, where: str) -> Edge:

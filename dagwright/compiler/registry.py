@@ -14,7 +14,7 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from dagwright.compiler.ir import Graph
+from dagwright.compiler.ir import Graph, function_ref_problem
 from dagwright.compiler.suggest import suggest
 
 __all__ = ["FunctionRegistry", "UnresolvedReferenceError", "function_ref"]
@@ -84,6 +84,10 @@ class FunctionRegistry:
         module, _, qualname = ref.partition(":")
         if not qualname:
             raise UnresolvedReferenceError(f"{where}function reference {ref!r} is not of the form 'module:name'")
+        # Graphs built in code skip the loader's check: refuse here too, before the module is imported.
+        problem = function_ref_problem(ref)
+        if problem is not None:
+            raise UnresolvedReferenceError(f"{where}function reference {ref!r} is not valid: {problem}")
         if not self.allowed(module):
             close = suggest(ref, self._functions)
             hint = f" (did you mean {close[0]!r}?)" if close else ""

@@ -384,8 +384,10 @@ class Flow(FlowBuilder):
         """Run on Kailash and return a ``RunResult``, like :meth:`run` (works inside an event loop too).
 
         ``runtime="async"`` uses ``AsyncLocalRuntime``; a Kailash runtime instance is used as
-        given; the default is ``LocalRuntime`` with its fast settings. A flow input called
-        ``runtime`` or ``run_id`` goes in the mapping: ``run_kailash({"runtime": ...})``.
+        given; the default is ``LocalRuntime`` with its fast settings. ``failure_mode=`` is
+        :meth:`run`'s: ``"fail_fast"`` (the default) or ``"continue"`` (only the failed node's
+        descendants are skipped; other branches finish and keep their outputs). A flow input called
+        ``runtime``, ``run_id`` or ``failure_mode`` goes in the mapping: ``run_kailash({"runtime": ...})``.
         """
         from dagwright.execution._sync import run_sync
 
@@ -396,7 +398,7 @@ class Flow(FlowBuilder):
         from dagwright.backends.kailash.runtime import arun_on_kailash
 
         declared = self._declared_inputs()
-        options = {k: inputs.pop(k) for k in ("runtime", "run_id") if k in inputs and k not in declared}
+        options = {k: inputs.pop(k) for k in ("runtime", "run_id", "failure_mode") if k in inputs and k not in declared}
         values = {**_positional_inputs("run_kailash", args), **inputs}
         return await arun_on_kailash(self._kailash_lowering(), values, **options)
 

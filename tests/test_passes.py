@@ -115,7 +115,8 @@ def test_dw002_invalid_ids(nid: str) -> None:
     d = only(g, "DW002")
     assert d.node == nid
     assert d.message == (
-        f"invalid function node id {nid!r}: expected letters, digits, _ and -, in segments separated by single dots"
+        f"invalid function node id {nid!r}: expected ASCII letters, digits, _ and -, in segments separated by single "
+        "dots, each segment starting with a letter, digit or _"
     )
 
 

@@ -2,7 +2,10 @@
 
 Exit codes: 0 clean, 1 the flow has errors (or warnings with ``--strict``) or a checked
 file does not import, 2 a usage problem (bad path, no flow where one was named, unknown
-option), said plainly.
+option), said plainly, 130 interrupted (Ctrl-C), said in one line.
+
+Naming a Python file or module imports it, which runs its module-level code; an IR
+``.json`` file is read as data and nothing it names is imported.
 """
 
 from __future__ import annotations
@@ -14,7 +17,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from dagwright._version import __version__
-from dagwright.cli.loader import ImportFailed, Target, TargetError, expand_target, ir_file, load_targets
+from dagwright.cli.loader import (
+    ImportFailed,
+    ImportInterrupted,
+    Target,
+    TargetError,
+    expand_target,
+    ir_file,
+    load_targets,
+)
 from dagwright.cli.render import add_run_option, load_run
 from dagwright.compiler.diagnostics import Diagnostic, has_errors
 from dagwright.compiler.ir import Graph
@@ -112,6 +123,9 @@ def _add_check_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "below it) or a quoted glob pattern ('flows/**/*.py'). Without :OBJ every Flow defined at module level is "
         "checked; files found in a directory or by a pattern that define none are skipped. A file that does not "
         "import is reported as DW019 and the other files are still checked. Options may follow the targets.",
+        epilog="Checking a Python file or module imports it, which runs its module-level code (and calls the "
+        "function that :OBJ names, if it names one), as python FILE.py would: check only code you would run. An IR "
+        ".json file is read as data: nothing it names is imported or run.",
     )
     check.add_argument("targets", nargs="+", metavar="TARGET")
     check.add_argument("--format", choices=FORMATS, default="text", help="report format (default: text)")
@@ -174,6 +188,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TargetError as exc:
         print(f"dagwright {args.command}: {exc}", file=sys.stderr)
         return 2
+    except ImportInterrupted as exc:
+        print(f"dagwright {args.command}: {exc}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        # `run` reports an interrupted run itself; this is Ctrl-C anywhere else (compiling, checking, writing).
+        print(f"dagwright {args.command}: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:
         return 1
     parser.error(f"unknown command {args.command!r}")

@@ -5,7 +5,9 @@ Importing user code runs it, so every failure here is reported as a
 :class:`TargetError` that says which target, and quotes the import's own message
 with the line of user code that raised it. A failed import is an
 :class:`ImportFailed`, which also carries that line, so ``check`` can report it as
-a diagnostic of the file (DW019) and go on with the other files.
+a diagnostic of the file (DW019) and go on with the other files. Ctrl-C during an
+import is an :class:`ImportInterrupted` instead, which stops the command (exit 130).
+An IR ``.json`` file is read as data: nothing it names is imported.
 
 The working directory is put on ``sys.path`` before anything is imported, as
 ``python -m`` does: run from a repository's root (as pre-commit and CI do), a flow
@@ -29,7 +31,7 @@ from dagwright.compiler.ir import Graph, IRFormatError, SourceLocation
 from dagwright.compiler.suggest import suggest
 from dagwright.flow import Flow
 
-__all__ = ["ImportFailed", "Target", "TargetError", "expand_target", "ir_file", "load_targets"]
+__all__ = ["ImportFailed", "ImportInterrupted", "Target", "TargetError", "expand_target", "ir_file", "load_targets"]
 
 
 class TargetError(Exception):
@@ -59,6 +61,16 @@ class ImportFailed(TargetError):
             )
         location = SourceLocation(*self.site) if self.site is not None else None
         return make("DW019", self.reason, hint=hint, location=location)
+
+
+class ImportInterrupted(Exception):
+    """Ctrl-C (a ``KeyboardInterrupt``) arrived while a target's code was being imported.
+
+    Not a :class:`TargetError`: ``check`` goes on after a target that fails, but stops here.
+    """
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"interrupted while importing {what}")
 
 
 @dataclass(frozen=True)
@@ -277,9 +289,9 @@ def _import_file(path: str) -> object:
     try:
         spec.loader.exec_module(module)
     except BaseException as exc:
-        if isinstance(exc, KeyboardInterrupt):
-            raise
         sys.modules.pop(name, None)
+        if isinstance(exc, KeyboardInterrupt):
+            raise ImportInterrupted(path) from None
         site = _user_site(exc, abspath)
         if isinstance(exc, SystemExit):
             reason = f"importing {path} called exit({exc.code})"
@@ -302,6 +314,8 @@ def _import_module(name: str, spec: str) -> object:
         failure = exc
     except Exception as exc:
         failure = exc
+    except KeyboardInterrupt:
+        raise ImportInterrupted(name) from None
     site = _user_site(failure, None)
     reason = f"cannot import {name}: {type(failure).__name__}: {_detail(failure, site)}"
     missing = isinstance(failure, ModuleNotFoundError)

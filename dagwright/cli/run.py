@@ -32,7 +32,7 @@ from dagwright.flow import Flow
 if TYPE_CHECKING:
     from rich.console import Console
 
-__all__ = ["parse_inputs", "run_flow"]
+__all__ = ["MAX_JSON_DEPTH", "parse_inputs", "run_flow"]
 
 
 def _takes_text(t: TypeExpr) -> bool:
@@ -45,11 +45,54 @@ def _takes_text(t: TypeExpr) -> bool:
     return False
 
 
+MAX_JSON_DEPTH = 100
+"""How many levels of arrays and objects a JSON input may nest (deeper input would exhaust the parser's recursion)."""
+
+
+def _too_deep(text: str) -> int | None:
+    """The 1-based column where ``text`` opens a level of ``[`` or ``{`` past :data:`MAX_JSON_DEPTH`, if it does.
+
+    Brackets inside JSON strings are text and do not count; the scan is linear and recursion-free.
+    """
+    depth = 0
+    in_string = escaped = False
+    for column, char in enumerate(text, 1):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return column
+        elif char in "]}":
+            depth -= 1
+    return None
+
+
+def _depth_problem(column: int) -> str:
+    return (
+        f"nested too deeply: level {MAX_JSON_DEPTH + 1} of [ and {{ opens at column {column}; JSON inputs may nest "
+        f"at most {MAX_JSON_DEPTH} levels"
+    )
+
+
 def parse_inputs(graph: Graph, pairs: list[str], json_text: str | None) -> dict[str, Any]:
-    """Flow inputs from ``KEY=VALUE`` pairs and/or a JSON object; errors name the input."""
+    """Flow inputs from ``KEY=VALUE`` pairs and/or a JSON object; errors name the input.
+
+    JSON may nest at most :data:`MAX_JSON_DEPTH` levels of arrays and objects.
+    """
     types = {n.outputs[0].name: n.outputs[0].type for n in graph.input_nodes}
     values: dict[str, Any] = {}
     if json_text is not None:
+        column = _too_deep(json_text)
+        if column is not None:
+            raise TargetError(f"--inputs-json is {_depth_problem(column)}")
         try:
             loaded = json.loads(json_text)
         except json.JSONDecodeError as exc:
@@ -65,6 +108,9 @@ def parse_inputs(graph: Graph, pairs: list[str], json_text: str | None) -> dict[
         if ptype is None or _takes_text(ptype):
             values[name] = raw
             continue
+        column = _too_deep(raw)
+        if column is not None:
+            raise TargetError(f"--input {name}: the value is {_depth_problem(column)}")
         try:
             values[name] = json.loads(raw)
         except json.JSONDecodeError:
@@ -102,6 +148,7 @@ def run_flow(
     from dagwright.execution.policy import RunOptions
     from dagwright.ops.checkpoint import CheckpointError, CheckpointStore
 
+    _check_resume_id(resume)
     if backend == "dask":
         return _execute_dask(
             flow,
@@ -149,6 +196,18 @@ def run_flow(
     finally:
         if store is not None:
             store.close()
+
+
+def _check_resume_id(resume: str | None) -> None:
+    """Refuse a ``--resume RUN_ID`` outside the run id rule of ``RunOptions``, before anything is opened."""
+    from dagwright.execution.policy import RunOptions
+
+    if resume is None:
+        return
+    try:
+        RunOptions(run_id=resume)
+    except ValueError as exc:
+        raise TargetError(f"--resume: {exc}") from None
 
 
 def _execute(

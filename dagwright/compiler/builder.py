@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from dagwright.compiler import diagnostics as dg
@@ -39,7 +39,7 @@ from dagwright.compiler.ir import EMPTY, INPUT_KIND, OUTPUT_KIND, Edge, FrozenDi
 from dagwright.compiler.location import caller_location
 from dagwright.compiler.passes import validate
 from dagwright.compiler.ports import function_ports, is_signature_like, signature_ports
-from dagwright.compiler.redact import config_to_dict, redact_config
+from dagwright.compiler.redact import AgentBinding, check_safe_keys, config_to_dict, safe_settings
 from dagwright.compiler.signature import MISSING, as_signature
 from dagwright.compiler.types import from_python
 
@@ -135,12 +135,16 @@ class FlowBuilder:
         signature: object = None,
         config: object = None,
         collect: Sequence[str] = (),
+        safe_keys: Iterable[str] = (),
     ) -> NodeRef:
         """Add an agent node.
 
         ``agent`` is an agent object (anything with a ``signature`` and optionally a
-        ``config``), or directly a signature (text, class or instance). Secrets in
-        the config (API keys, tokens, URL credentials) never enter the IR.
+        ``config``), or directly a signature (text, class or instance). The IR, and so
+        every export and drawing, takes from the config only the settings known to be
+        safe (see :mod:`dagwright.compiler.redact`); ``safe_keys`` names more keys the
+        caller vouches for (``safe_keys=["region"]``). The full config, API key
+        included, stays in the process and is what the agent runs with.
         ``collect`` names list inputs that take many connections (a transcript of
         turns, a set of votes), delivered in connection order.
         """
@@ -158,7 +162,9 @@ class FlowBuilder:
         if signature is None:
             raise TypeError(f"add_agent({node_id!r}) needs an agent or a signature")
         spec = as_signature(signature)
-        settings = redact_config(config_to_dict(config))
+        full = config_to_dict(config)
+        vouched = check_safe_keys(safe_keys)
+        settings = safe_settings(full, vouched)
         node_config: dict[str, Any] = {}
         if spec.name:
             node_config["signature"] = spec.name
@@ -170,7 +176,8 @@ class FlowBuilder:
         if collect:
             inputs = _collecting(node_id, inputs, collect)
         node = Node(node_id, "agent", inputs, outputs, freeze_json(node_config), self._group, caller_location())
-        return self.add_node(node, agent if agent is not None else spec)
+        # A bare signature is bound with the caller's whole config: the IR holds only its safe part.
+        return self.add_node(node, agent if agent is not None else AgentBinding(spec, full, vouched))
 
     def add_function(
         self,

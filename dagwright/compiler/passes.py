@@ -30,8 +30,17 @@ from dagwright.compiler.types import Compatibility, TypeExpr, is_assignable, val
 
 __all__ = ["PASSES", "Pass", "validate"]
 
+# DW002's rule, and the words its message says it in: the two must say the same. ASCII only: ids are checkpoint
+# keys, Kailash ids and DOT/Mermaid names, and look-alike letters must not make two ids that read as one.
 _ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_][A-Za-z0-9_\-]*)*")
+_ID_RULE = (
+    "ASCII letters, digits, _ and -, in segments separated by single dots, each segment starting with a letter, "
+    "digit or _"
+)
+# A flow input's or output's name (the NAME of 'input:NAME'): the same, but its first segment starts like a
+# Python identifier.
 _IO_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_][A-Za-z0-9_\-]*)*")
+_IO_NAME_RULE = f"{_ID_RULE}, the first segment with a letter or _"
 _TYPE = attrgetter("type")
 _COLLECT = attrgetter("collect")
 _DEFAULT = attrgetter("default")
@@ -82,10 +91,10 @@ def check_ids(graph: Graph) -> list[Diagnostic]:
         if node.kind in (INPUT_KIND, OUTPUT_KIND):
             prefix = node.kind + ":"
             ok = node.id.startswith(prefix) and _IO_NAME.fullmatch(node.id[len(prefix) :]) is not None
-            expected = f"'{prefix}NAME' with NAME a letter or _ followed by letters, digits, _ or -"
+            expected = f"'{prefix}NAME', NAME being {_IO_NAME_RULE}"
         else:
             ok = _ID.fullmatch(node.id) is not None
-            expected = "letters, digits, _ and -, in segments separated by single dots"
+            expected = _ID_RULE
         if not ok:
             out.append(
                 dg.make(

@@ -39,6 +39,7 @@ __all__ = [
     "ModelField",
     "TypeExpr",
     "TypeSyntaxError",
+    "exact_fits",
     "from_json",
     "from_python",
     "is_assignable",
@@ -572,6 +573,49 @@ _SCALAR_CHECKS: dict[str, Callable[[object], bool]] = {
     "float": lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool),
     "bool": lambda v: isinstance(v, bool),
 }
+
+# The exact Python types whose every value passes value_misfit for a primitive kind: a check decided once per
+# port tests ``type(value) in fits`` (one set lookup) before paying for value_misfit's isinstance/ABC checks.
+_EXACT_FITS: dict[str, frozenset[type]] = {
+    "str": frozenset((str,)),
+    "int": frozenset((int,)),
+    "float": frozenset((float, int)),
+    "bool": frozenset((bool,)),
+    "bytes": frozenset((bytes, bytearray)),
+    "none": frozenset((type(None),)),
+}
+_NO_TYPES: frozenset[type] = frozenset()
+
+
+@functools.lru_cache(maxsize=1024)
+def exact_fits(t: TypeExpr) -> frozenset[type] | None:
+    """The exact types (``type(value)``, not subclasses) whose every value fits ``t``, or None when any value does.
+
+    For checking many values against one type cheaply: a value whose ``type()`` is in the set
+    passes :func:`value_misfit` without looking at it; any other value must still be checked
+    by :func:`value_misfit` (an empty set means "always ask it": containers, literals, models).
+    None means :func:`value_misfit` takes every value (``Any``, a named class), so there is
+    nothing to check.
+    """
+    kind = t.kind
+    if kind in ("any", "named"):
+        return None
+    if kind in _EXACT_FITS:
+        return _EXACT_FITS[kind]
+    if kind == "union":
+        members = [exact_fits(m) for m in t.args]
+        if any(m is None for m in members):
+            return None
+        return frozenset().union(*(m for m in members if m is not None))
+    # Items, keys and values of any type (as value_misfit reads a container type without arguments): only the
+    # container itself is judged.
+    if kind == "list" or (kind == "tuple" and t.variadic):
+        item = t.args[0] if t.args else ANY
+        return frozenset((list, tuple)) if exact_fits(item) is None else _NO_TYPES
+    if kind == "dict":
+        key, value = t.args if len(t.args) == 2 else (ANY, ANY)
+        return frozenset((dict,)) if exact_fits(key) is None and exact_fits(value) is None else _NO_TYPES
+    return _NO_TYPES
 
 
 def register_type(tp: type, name: str | None = None) -> type:

@@ -6,10 +6,11 @@ Small documented value types, given per node (``Flow.configure``) or per run.
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["FailureMode", "NodePolicy", "RetryPolicy", "RunOptions"]
+__all__ = ["MAX_RUN_ID_LENGTH", "FailureMode", "NodePolicy", "RetryPolicy", "RunOptions"]
 
 FailureMode = Literal["fail_fast", "continue"]
 """``fail_fast``: the first failed node cancels everything still running (in-flight LLM calls
@@ -71,6 +72,26 @@ class NodePolicy:
             raise ValueError(f"a timeout must be positive, got {self.timeout}")
 
 
+MAX_RUN_ID_LENGTH = 128
+_RUN_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
+_RUN_ID_RULE = f"a run id is 1 to {MAX_RUN_ID_LENGTH} ASCII letters, digits, _, - and ., the first a letter, digit or _"
+
+
+def _check_run_id(run_id: object) -> None:
+    """Refuse a run id outside the rule (``_RUN_ID_RULE``), quoting at most its first 24 characters."""
+    if run_id is None:
+        return
+    if not isinstance(run_id, str):
+        raise TypeError(f"run_id must be a string (or None for a fresh id), got {type(run_id).__name__}")
+    if len(run_id) <= MAX_RUN_ID_LENGTH and _RUN_ID.fullmatch(run_id) is not None:
+        return
+    shown = repr(run_id)
+    if len(run_id) > 24:
+        head = repr(run_id[:24])
+        shown = f"{head[:-1]}…{head[-1]} ({len(run_id)} characters)"
+    raise ValueError(f"run_id {shown} is not a valid run id: {_RUN_ID_RULE}")
+
+
 @dataclass(frozen=True, slots=True)
 class RunOptions:
     """Per-run settings: ``max_concurrency`` (None: unlimited), the failure mode, the run id.
@@ -78,6 +99,9 @@ class RunOptions:
     ``checkpoint`` (a :class:`~dagwright.ops.checkpoint.CheckpointStore`) stores each
     finished node's outputs; with ``resume`` the run continues the stored run ``run_id``:
     nodes with stored outputs are marked ``cached`` and not run again.
+
+    ``run_id`` (None: a fresh id per run) is 1 to 128 ASCII letters, digits, ``_``, ``-`` and ``.``,
+    the first a letter, digit or ``_``; any other id is refused with a ``ValueError`` saying so.
     """
 
     max_concurrency: int | None = None
@@ -91,5 +115,6 @@ class RunOptions:
             raise ValueError(f"max_concurrency must be at least 1, got {self.max_concurrency}")
         if self.failure_mode not in ("fail_fast", "continue"):
             raise ValueError(f"failure_mode must be 'fail_fast' or 'continue', got {self.failure_mode!r}")
+        _check_run_id(self.run_id)
         if self.resume and (self.checkpoint is None or self.run_id is None):
             raise ValueError("resume needs a checkpoint and the run_id of the run to resume")

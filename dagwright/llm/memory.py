@@ -21,6 +21,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
 
+from dagwright.ops.checkpoint import BUSY_TIMEOUT, connect_private, is_busy, prepare_database
+
 __all__ = ["MEMORY_PROVIDERS", "BufferMemory", "Memory", "RelevanceMemory", "SqliteMemory", "Turn", "make_memory"]
 
 
@@ -120,24 +122,40 @@ def bm25(query: str, documents: list[str], k1: float = 1.5, b: float = 0.75) -> 
     return scores
 
 
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS dagwright_turns ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT, session_id TEXT NOT NULL,"
+    " user TEXT NOT NULL, assistant TEXT NOT NULL, created REAL NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS dagwright_turns_session ON dagwright_turns (session_id, id)",
+)
+
+
 class SqliteMemory:
-    """Memory in a SQLite file, shared by every agent that points at it."""
+    """Memory in a SQLite file, shared by every agent that points at it.
+
+    The file (and its ``-wal`` and ``-shm``) is created readable by its owner only: it holds
+    conversations. Several processes may create it at the same moment.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
         self._lock = threading.Lock()
-        with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS dagwright_turns ("
-                " id INTEGER PRIMARY KEY AUTOINCREMENT, session_id TEXT NOT NULL,"
-                " user TEXT NOT NULL, assistant TEXT NOT NULL, created REAL NOT NULL)"
-            )
-            db.execute("CREATE INDEX IF NOT EXISTS dagwright_turns_session ON dagwright_turns (session_id, id)")
+        db = self._connect()
+        try:
+            prepare_database(db, _SCHEMA, timeout=BUSY_TIMEOUT)
+        except sqlite3.Error as exc:
+            if is_busy(exc):
+                raise OSError(
+                    f"the memory database {self.path!r} stayed locked by another process for {BUSY_TIMEOUT:g} s: {exc}"
+                ) from None
+            raise OSError(f"cannot open the memory database {self.path!r}: {exc}") from None
+        finally:
+            db.close()
 
     def _connect(self) -> sqlite3.Connection:
         try:
-            return sqlite3.connect(self.path, timeout=30)
+            # Private even when the file is made here, after __init__ (someone deleted it meanwhile).
+            return connect_private(self.path, timeout=BUSY_TIMEOUT)
         except sqlite3.Error as exc:
             raise OSError(f"cannot open the memory database {self.path!r}: {exc}") from None
 

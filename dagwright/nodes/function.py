@@ -5,26 +5,32 @@ thread so a slow one never blocks the other nodes. What flows between nodes
 is JSON data (an agent's reply, a checkpoint row), so where a port's type
 involves a pydantic model, a parameter receives model instances (validated into
 its annotation on the way in) and a returned model is dumped to JSON data on the
-way out.
+way out. What a function returns is checked against its output ports' types
+at the node's boundary.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
+import reprlib
 from collections.abc import Callable
 from typing import Any
 
 from dagwright.compiler.ir import Node
-from dagwright.compiler.types import TypeExpr, callable_hints
+from dagwright.compiler.types import TypeExpr, callable_hints, exact_fits, value_misfit
 from dagwright.execution.executor import Executor, NodeContext
 
 __all__ = ["function_executor", "is_sync_function_executor"]
 
 
 def function_executor(node: Node, binding: object) -> Executor:
-    """The executor of a ``function`` node bound to a callable."""
+    """The executor of a ``function`` node bound to a callable.
+
+    What the function returns is checked against its output ports' declared types (a ``TypeError``
+    naming the node, the output, the type and the value fails the node), so a wrong value stops at
+    the node that produced it instead of flowing on into its consumers.
+    """
     if not callable(binding):
         raise TypeError(
             f"function node {node.id!r} is bound to {type(binding).__name__}, not a callable; bind its "
@@ -37,11 +43,17 @@ def function_executor(node: Node, binding: object) -> Executor:
     dumps = any(_has_model(p.type) for p in node.outputs)
     if to_models is not None or dumps:
         fn = _with_models(node, fn, to_models or {}, dumps, is_async)
+    single = len(ports) == 1 and node.config.get("returns") != "dict"
+    if is_async and single:
+        # The common case, decided once here rather than per call (and before building what the others need).
+        out = node.outputs[0]
+        return _async_one(fn, out.name, out.type, exact_fits(out.type), node.id)
+    checks = _output_checks(node)
 
     def shape(result: Any) -> dict[str, Any]:
         if not ports:
             return {}
-        if len(ports) == 1 and node.config.get("returns") != "dict":
+        if single:
             return {ports[0]: result}
         # A TypedDict return: one port per key, every key required.
         if not isinstance(result, dict):
@@ -53,26 +65,86 @@ def function_executor(node: Node, binding: object) -> Executor:
             raise TypeError(f"function node {node.id!r} returned no value for {', '.join(map(repr, missing))}")
         return {p: result[p] for p in ports}
 
+    def outputs_of(result: Any) -> dict[str, Any]:
+        outputs = shape(result)
+        for port, declared, fits in checks:
+            value = outputs[port]
+            if type(value) not in fits:
+                _check_output(node.id, port, declared, value)
+        return outputs
+
     if is_async:
-        if len(ports) == 1 and node.config.get("returns") != "dict":
-            # The common case, decided once here rather than per call: one output port.
-            port = ports[0]
-
-            async def run_async_one(inputs: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
-                return {port: await fn(**inputs)}
-
-            return run_async_one
 
         async def run_async(inputs: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
-            return shape(await fn(**inputs))
+            return outputs_of(await fn(**inputs))
 
         return run_async
 
+    def call(inputs: dict[str, Any]) -> dict[str, Any]:
+        # In the worker thread: checking a large value does not hold up the event loop.
+        return outputs_of(fn(**inputs))
+
     async def run_sync(inputs: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
-        return shape(await loop.run_in_executor(None, functools.partial(fn, **inputs)))
+        return await loop.run_in_executor(None, call, inputs)
 
     return run_sync
+
+
+# A checked output port: its name, its declared type, and the exact types that fit it without a closer look.
+_Check = tuple[str, TypeExpr, frozenset[type]]
+
+
+def _output_checks(node: Node) -> tuple[_Check, ...]:
+    """The output ports whose values must be checked, decided once per executor: ``Any`` and named classes,
+    which :func:`value_misfit` takes whatever they hold, cost nothing at run time."""
+    found: list[_Check] = []
+    for port in node.outputs:
+        fits = exact_fits(port.type)
+        if fits is not None:
+            found.append((port.name, port.type, fits))
+    return tuple(found)
+
+
+def _async_one(
+    fn: Callable[..., Any], port: str, declared: TypeExpr, fits: frozenset[type] | None, node_id: str
+) -> Executor:
+    """The executor of an async function with one output port; ``fits`` is :func:`exact_fits` of its type."""
+    if fits is None:  # Any, or a named class: nothing to check
+
+        async def run_async_one(inputs: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
+            return {port: await fn(**inputs)}
+
+        return run_async_one
+
+    async def run_async_one_checked(inputs: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
+        value = await fn(**inputs)
+        # One set lookup for a value of an exact fitting type (an int for an int port): the usual case.
+        if type(value) not in fits:
+            _check_output(node_id, port, declared, value)
+        return {port: value}
+
+    return run_async_one_checked
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 40
+_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = _SHORT.maxset = 4
+_SHORT.maxlevel = 3
+_MAX_WHY = 200
+
+
+def _check_output(node_id: str, port: str, declared: TypeExpr, value: object) -> None:
+    """Raise a TypeError when ``value``, returned for output ``port``, does not fit its ``declared`` type."""
+    why = value_misfit(value, declared)
+    if why is None:
+        return
+    if len(why) > _MAX_WHY:  # value_misfit quotes the value: a huge one must not make a huge message
+        why = why[:_MAX_WHY] + "..."
+    raise TypeError(
+        f"function node {node_id!r} returned {_SHORT.repr(value)} ({type(value).__name__}) for output {port!r}, "
+        f"declared {declared}: {why}"
+    )
 
 
 def is_sync_function_executor(executor: object) -> bool:

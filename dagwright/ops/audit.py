@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 from dagwright.compiler.redact import REDACTED, is_secret_key
 from dagwright.compiler.suggest import suggest
@@ -294,6 +294,20 @@ def _scrub(value: Any, secrets: tuple[str, ...]) -> Any:
     return _scrub(str(value), secrets)
 
 
+def _open_log(path: Path) -> TextIO:
+    """``path`` opened for appending, created readable by its owner only (0600) when it is new.
+
+    Every open goes through here, not only the first: a log deleted or rotated away while the
+    process runs is created again, and must be private as well (it names users, models, errors).
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        return os.fdopen(fd, "a", encoding="utf-8")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 class AuditLog:
     """An append-only JSONL audit log (one line per entry, written and flushed under a lock)."""
 
@@ -313,7 +327,7 @@ class AuditLog:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # Opened once to fail now, not at the first execution, when the path is not writable.
-            with open(self.path, "a", encoding="utf-8"):
+            with _open_log(self.path):
                 pass
         except OSError as exc:
             raise ValueError(f"cannot write the audit log {str(self.path)!r}: {exc.strerror or exc}") from None
@@ -395,7 +409,7 @@ class AuditLog:
 
     def _append(self, entry: dict[str, Any]) -> dict[str, Any]:
         line = json.dumps(entry, ensure_ascii=False, default=str) + "\n"
-        with self._lock, open(self.path, "a", encoding="utf-8") as handle:
+        with self._lock, _open_log(self.path) as handle:
             handle.write(line)
             handle.flush()
             os.fsync(handle.fileno())

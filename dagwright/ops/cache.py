@@ -23,6 +23,7 @@ from typing import Any
 from dagwright.compiler.ir import Node
 from dagwright.execution._recent import Recent
 from dagwright.execution.executor import Executor, NodeContext
+from dagwright.ops.checkpoint import connect_private, prepare_database
 
 __all__ = ["MemoryCache", "ResultCache", "SqliteCache", "cache_key", "cached_executor", "make_cache"]
 
@@ -138,14 +139,20 @@ class SqliteCache(ResultCache):
         super().__init__()
         self.path = Path(path)
         try:
-            with self._connect() as db:
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, outputs TEXT NOT NULL)")
+            db = self._connect()
+            try:
+                # WAL and the table in a retried BEGIN IMMEDIATE: several processes may create the file at once.
+                prepare_database(
+                    db, ("CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, outputs TEXT NOT NULL)",)
+                )
+            finally:
+                db.close()
         except sqlite3.Error as exc:
             raise ValueError(f"cannot use {str(self.path)!r} as a result cache: {exc}") from None
 
     def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=30.0)
+        # Created 0600 (and so its -wal and -shm): cached outputs are as private as the runs that made them.
+        return connect_private(self.path)
 
     def _load(self, key: str) -> str | None:
         db = self._connect()

@@ -5,9 +5,17 @@
 made), and reports what dagwright's scheduler reports: the flow's outputs by name, one
 record per node (status, attempts, tokens, cost, the model that answered, errors).
 
-Kailash keeps going when a node without dependents fails and reports it only as
-``{"failed": True}`` inside its results; here every failure makes ``success`` False
-and ``error`` names the node and the cause. When Kailash stops at a failed node, the
+A failed node is handled as the built-in scheduler handles it, by ``failure_mode``:
+``"fail_fast"`` (the default) cancels what is still running and starts nothing more,
+``"continue"`` skips only the failed node's descendants and lets every other branch
+finish; either way what finished keeps its record and its outputs, ``success`` is False
+and ``error`` names the node and the cause. Kailash has no setting for either:
+``AsyncLocalRuntime`` ends the whole run at any failed node (and leaves the failed node's
+siblings running behind it), ``LocalRuntime`` ends it at a failed node with dependents.
+So during these runs a dagwright node does not raise its failure to Kailash: its record
+says ``failed`` and it returns no outputs, which is how a dagwright node says "not
+produced" (a router's other branches), so the nodes that need them skip themselves with
+the built-in wording. When Kailash itself stops a run (a problem outside the nodes), the
 nodes it never ran are reported ``cancelled``.
 
 The runtimes made here use Kailash's fast settings: ``enable_monitoring=False`` (no
@@ -19,9 +27,13 @@ whole run; per-node timeouts come from the flow's policies).
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import functools
 import time
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dagwright.compiler.ir import INPUT_KIND, OUTPUT_KIND, Graph
@@ -33,6 +45,8 @@ from dagwright.execution.inputs import run_values
 
 if TYPE_CHECKING:
     from dagwright.backends.kailash.lowering import Lowering
+    from dagwright.backends.kailash.nodes import RunRecorder
+    from dagwright.execution.policy import FailureMode
 
 __all__ = ["FAST_SETTINGS", "arun_on_kailash", "async_runtime", "local_runtime", "lowering_of", "run_on_kailash"]
 
@@ -80,18 +94,24 @@ async def arun_on_kailash(
     runtime: Any = "local",
     registry: FunctionRegistry | None = None,
     run_id: str | None = None,
+    failure_mode: FailureMode = "fail_fast",
 ) -> RunResult:
     """Run ``target`` on Kailash and return a :class:`RunResult` (see the module docstring).
 
     ``runtime`` is ``"local"`` (``LocalRuntime``), ``"async"`` (``AsyncLocalRuntime``: independent
     nodes run concurrently) or a Kailash runtime instance, which is used as it is and left open.
+    ``failure_mode`` is the built-in scheduler's: ``"fail_fast"`` (cancel the rest at the first
+    failed node) or ``"continue"`` (skip only its descendants).
     """
     from dagwright.backends.kailash.nodes import RunRecorder, recording, stop_recording
 
+    if failure_mode not in ("fail_fast", "continue"):
+        raise ValueError(f"failure_mode must be 'fail_fast' or 'continue', got {failure_mode!r}")
     lowering = lowering_of(target, registry)
     values = run_values(lowering.name, lowering.graph.input_nodes, inputs or {})
     parameters = lowering.parameters(values)
     workflow = lowering.cached_workflow()
+    _guard_nodes(workflow)
     owned = isinstance(runtime, str)
     if runtime == "local":
         engine = local_runtime()
@@ -106,15 +126,17 @@ async def arun_on_kailash(
     failure: BaseException | None = None
     results: Mapping[str, Any] = {}
     token = recording(recorder)
+    guarding = _current_run.set(_Run(recorder, failure_mode))
     try:
         results, _ = await engine.execute_async(workflow, parameters=parameters)
     except Exception as exc:
         failure = exc
     finally:
+        _current_run.reset(guarding)
         stop_recording(token)
         if owned:
             engine.close()
-    return _result(lowering, values, recorder.records, results, failure, recorder.run_id, started)
+    return _result(lowering, values, recorder, results, failure, failure_mode, started)
 
 
 def run_on_kailash(
@@ -124,21 +146,158 @@ def run_on_kailash(
     runtime: Any = "local",
     registry: FunctionRegistry | None = None,
     run_id: str | None = None,
+    failure_mode: FailureMode = "fail_fast",
 ) -> RunResult:
     """:func:`arun_on_kailash` from sync code (also inside a running event loop)."""
-    return run_sync(arun_on_kailash(target, inputs, runtime=runtime, registry=registry, run_id=run_id))
+    return run_sync(
+        arun_on_kailash(target, inputs, runtime=runtime, registry=registry, run_id=run_id, failure_mode=failure_mode)
+    )
+
+
+# --------------------------------------------------------------------------- failures as data
+
+
+@dataclass(eq=False)
+class _Run:
+    """What the dagwright nodes of one run share to apply its failure mode."""
+
+    recorder: RunRecorder
+    failure_mode: FailureMode
+    first_failed: str | None = None
+    # The nodes running now (AsyncLocalRuntime runs independent ones at once), and those this run cancelled.
+    running: set[asyncio.Task[Any]] = field(default_factory=set)
+    stopped: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def failed(self, node_id: str) -> None:
+        if self.first_failed is not None:
+            return
+        self.first_failed = node_id
+        if self.failure_mode == "fail_fast":
+            # As the built-in scheduler does: what runs beside the failed node is cancelled, not awaited.
+            for task in self.running:
+                if not task.done():
+                    self.stopped.add(task)
+                    task.cancel()
+
+
+_current_run: contextvars.ContextVar[_Run | None] = contextvars.ContextVar("dagwright_kailash_failures", default=None)
+
+
+def _guard_nodes(workflow: Any) -> None:
+    """Route each dagwright node's ``execute_async`` of ``workflow`` through :func:`_guarded` (once per workflow).
+
+    Per instance, not on the class, and only for the workflow ``run_on_kailash`` keeps: a workflow
+    built by ``flow.build()`` and run by Kailash directly fails as Kailash makes it fail. Outside a
+    ``run_on_kailash`` run (no :data:`_current_run`) the guard calls the node unchanged.
+    """
+    from dagwright.backends.kailash.nodes import DagwrightNodeBase
+
+    for node_id in workflow.nodes:
+        node = workflow.get_node(node_id)
+        if isinstance(node, DagwrightNodeBase) and "execute_async" not in vars(node):
+            node.execute_async = functools.partial(_guarded, node)  # type: ignore[method-assign]
+
+
+async def _guarded(node: Any, **inputs: Any) -> Any:
+    """A dagwright node's ``execute_async`` in a ``run_on_kailash`` run: a failure returns no outputs.
+
+    The node has recorded its failure in the run's :class:`RunRecorder` before raising it; returning
+    an empty :class:`NodeOutputs` instead keeps Kailash going, and the nodes that need the missing
+    outputs skip themselves (``input 'x' has no value: boom.output failed``).
+    """
+    from kailash.sdk_exceptions import NodeExecutionError as KailashNodeExecutionError  # type: ignore[import-untyped]
+
+    from dagwright.backends.kailash.nodes import NodeOutputs
+
+    execute = type(node).execute_async
+    run = _current_run.get()
+    if run is None:
+        return await execute(node, **inputs)
+    node_id = str(node.id)
+    if run.first_failed is not None and run.failure_mode == "fail_fast":
+        # Started after the failure: never run, reported cancelled by _result, as on the built-in scheduler.
+        return NodeOutputs()
+    # A task of its own, so that a failure elsewhere can cancel this node alone, not Kailash's gather.
+    task = asyncio.ensure_future(execute(node, **inputs))
+    run.running.add(task)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if task not in run.stopped or _cancelling():
+            raise
+        record = run.recorder.records.get(node_id)
+        if record is not None:
+            record.status = "cancelled"
+            record.skip_reason = f"cancelled: {run.first_failed} failed"
+        return NodeOutputs()
+    except KailashNodeExecutionError:
+        record = run.recorder.records.get(node_id)
+        if record is None or record.status != "failed":
+            raise
+        run.failed(node_id)
+        return NodeOutputs()
+    finally:
+        run.running.discard(task)
+
+
+def _cancelling() -> bool:
+    """Whether the current task itself is being cancelled (the whole run is): that is never swallowed.
+
+    Python 3.10 cannot tell (no ``Task.cancelling``); there a run cancelled at the very moment a
+    failure cancels its other nodes finishes those nodes as cancelled instead of stopping at once.
+    """
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return bool(cancelling is not None and cancelling())
+
+
+# --------------------------------------------------------------------------- the RunResult
 
 
 def _result(
     lowering: Lowering,
     values: Mapping[str, Any],
-    recorded: Mapping[str, NodeRecord],
+    recorder: RunRecorder,
     results: Mapping[str, Any],
     failure: BaseException | None,
-    run_id: str,
+    failure_mode: FailureMode,
     started: float,
 ) -> RunResult:
     graph = lowering.graph
+    records = _records(graph, recorder.records, results)
+    failed = [r for r in records.values() if r.status == "failed"]
+    # Kailash stopped (failure), or fail_fast did: the nodes left were cancelled, with the built-in wording.
+    why = ""
+    if failure is not None:
+        why = f"cancelled: {failed[0].node_id} failed" if failed else f"cancelled: {type(failure).__name__}"
+    elif failed and failure_mode == "fail_fast":
+        why = f"cancelled: {failed[0].node_id} failed"
+    if why:
+        for record in records.values():
+            if record.status in ("pending", "running") and record.kind != OUTPUT_KIND:
+                record.status = "cancelled"
+                record.skip_reason = why
+    outputs = _outputs(lowering, values, records, why)
+    error: str | None = None
+    if failed:
+        error = "; ".join(f"{r.node_id}: {r.error_type}: {r.error}" for r in failed)
+    elif failure is not None:
+        error = f"{type(failure).__name__}: {failure}"
+    return RunResult(
+        run_id=recorder.run_id,
+        flow=graph.name,
+        outputs={name: outputs[name] for name in lowering.outputs if name in outputs},
+        nodes=records,
+        success=failure is None and not failed,
+        error=error,
+        started_at=started,
+        ended_at=time.time(),
+        graph_hash=graph.content_hash,
+    )
+
+
+def _records(graph: Graph, recorded: Mapping[str, NodeRecord], results: Mapping[str, Any]) -> dict[str, NodeRecord]:
+    """One record per node of ``graph``: the recorded ones, flow inputs done, failures Kailash kept as data."""
     records: dict[str, NodeRecord] = {}
     for node in graph.nodes:
         record = recorded.get(node.id)
@@ -147,7 +306,8 @@ def _result(
             if node.kind == INPUT_KIND:
                 record.status = "done"
         records[node.id] = record
-    # A failed end node: Kailash keeps {"failed": True, "error": ..., "_exception": ...} and goes on.
+    # A failed end node that raised to LocalRuntime: it keeps {"failed": True, "error": ..., "_exception": ...}
+    # and goes on. Dagwright's own nodes do not raise during these runs; this is for any that still does.
     for node_id, outcome in results.items():
         record = records.get(node_id)
         if record is None or not isinstance(outcome, Mapping) or not outcome.get("failed") or record.status == "failed":
@@ -156,15 +316,15 @@ def _result(
         record.status = "failed"
         record.error_type = type(cause).__name__ if cause is not None else str(outcome.get("error_type", "Error"))
         record.error = (str(cause) or type(cause).__name__) if cause is not None else str(outcome.get("error", ""))
-    failed = [r for r in records.values() if r.status == "failed"]
-    why = ""
-    if failure is not None or failed:
-        # The built-in scheduler's wording for what a failure kept from running.
-        why = f"cancelled: {failed[0].node_id} failed" if failed else f"cancelled: {type(failure).__name__}"
-        for record in records.values():
-            if record.status in ("pending", "running") and record.kind != OUTPUT_KIND:
-                record.status = "cancelled"
-                record.skip_reason = why
+    return records
+
+
+def _outputs(
+    lowering: Lowering, values: Mapping[str, Any], records: dict[str, NodeRecord], cancelled: str
+) -> dict[str, Any]:
+    """The flow's outputs by name, and each output node's record: done, cancelled (``cancelled`` says why,
+    when the run was stopped) or skipped, as the built-in scheduler words it."""
+    graph = lowering.graph
     outputs: dict[str, Any] = {}
     input_ids = {n.id: str(n.config.get("name", n.outputs[0].name)) for n in graph.input_nodes}
     for out in graph.output_nodes:
@@ -182,29 +342,14 @@ def _result(
         if upstream.status == "done" and port in upstream.outputs:
             outputs[name] = upstream.outputs[port]
             record.status = "done"
-        elif failure is not None or failed:
+        elif cancelled:
             record.status = "cancelled"
-            record.skip_reason = why
+            record.skip_reason = cancelled
         else:
             record.status = "skipped"
             reason = upstream.status if upstream.status != "done" else "did not produce it"
             record.skip_reason = f"input {out.inputs[0].name!r} has no value: {source}.{port} {reason}"
-    error: str | None = None
-    if failed:
-        error = "; ".join(f"{r.node_id}: {r.error_type}: {r.error}" for r in failed)
-    elif failure is not None:
-        error = f"{type(failure).__name__}: {failure}"
-    return RunResult(
-        run_id=run_id,
-        flow=graph.name,
-        outputs={name: outputs[name] for name in lowering.outputs if name in outputs},
-        nodes=records,
-        success=failure is None and not failed,
-        error=error,
-        started_at=started,
-        ended_at=time.time(),
-        graph_hash=graph.content_hash,
-    )
+    return outputs
 
 
 def _cause(exc: object) -> BaseException | None:

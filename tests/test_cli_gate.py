@@ -11,7 +11,6 @@ the advice that works.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import subprocess
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_support import run_many
 
 from dagwright import CODES
 from dagwright.cli.demo import build_research_flow
@@ -108,30 +108,6 @@ def line_of(path: Path, needle: str) -> int:
     lines = [i for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if needle in line]
     assert len(lines) == 1, f"{needle!r} occurs on lines {lines}"
     return lines[0]
-
-
-def run_many(commands: list[list[str]], *, cwd: Path, script: bool = True) -> list[Result]:
-    """Run command lines side by side: the console script (as pre-commit runs it) or ``python -m``."""
-    prefix = [str(SCRIPT)] if script else [sys.executable, "-m", "dagwright"]
-    procs = [
-        (
-            [*prefix, *args],
-            subprocess.Popen(
-                [*prefix, *args],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                cwd=cwd,
-                env=dict(os.environ),
-            ),
-        )
-        for args in commands
-    ]
-    results = []
-    for argv, proc in procs:
-        out, err = proc.communicate(timeout=120)
-        results.append(subprocess.CompletedProcess(argv, proc.returncode, out, err))
-    return results
 
 
 def run(*args: str, cwd: Path, script: bool = True) -> Result:

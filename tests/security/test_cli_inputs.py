@@ -6,13 +6,12 @@ directory; the rules underneath (``RunOptions``, the DW002 pass) are also tested
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from cli_support import run_many
 
 from dagwright import Flow
 from dagwright.cli.loader import TargetError
@@ -52,31 +51,8 @@ time.sleep(30)
 """
 
 
-def run_many(commands: list[list[str]], *, cwd: Path) -> list[Result]:
-    """Run ``python -m dagwright`` command lines side by side."""
-    procs = [
-        (
-            [sys.executable, "-m", "dagwright", *args],
-            subprocess.Popen(
-                [sys.executable, "-m", "dagwright", *args],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                cwd=cwd,
-                env=dict(os.environ),
-            ),
-        )
-        for args in commands
-    ]
-    results = []
-    for argv, proc in procs:
-        out, err = proc.communicate(timeout=120)
-        results.append(subprocess.CompletedProcess(argv, proc.returncode, out, err))
-    return results
-
-
 def run(*args: str, cwd: Path) -> Result:
-    (result,) = run_many([list(args)], cwd=cwd)
+    (result,) = run_many([list(args)], cwd=cwd, script=False)
     return result
 
 
@@ -121,6 +97,7 @@ def test_inputs_json_nested_50000_deep_is_a_usage_error_not_a_recursion_error(tm
             ["run", "flows.py:flow", "-i", "question=hi", "-i", as_input],
         ],
         cwd=tmp_path,
+        script=False,
     )
     assert usage_error(by_json) == (
         "dagwright run: --inputs-json is nested too deeply: level 101 of [ and { opens at column 127; JSON inputs "
@@ -181,6 +158,7 @@ def test_ctrl_c_while_importing_the_users_file_exits_130_with_one_line(tmp_path:
             ["check", "slowpkg.flows:flow"],
         ],
         cwd=tmp_path,
+        script=False,
     )
     lines = [one_line(r) for r in results]
     assert [r.returncode for r in results] == [130] * len(results)
@@ -251,6 +229,7 @@ def test_resume_with_a_bad_run_id_says_the_rule(tmp_path: Path) -> None:
             ["run", "flows.py:flow", "--backend", "dask", "--checkpoint", "runs.db", "--resume", ""],
         ],
         cwd=tmp_path,
+        script=False,
     )
     assert usage_error(empty) == f"dagwright run: --resume: run_id '' is not a valid run id: {RUN_ID_RULE}"
     assert usage_error(long) == (
@@ -352,6 +331,7 @@ def test_check_of_an_ir_file_imports_nothing_it_names(tmp_path: Path) -> None:
             ["export", "graph.json"],
         ],
         cwd=tmp_path,
+        script=False,
     )
     assert [r.returncode for r in results] == [0] * len(results), [r.stderr for r in results]
     assert results[0].stdout == "qa: ok\n"

@@ -236,7 +236,12 @@ class Flow(FlowBuilder):
                 yield event
 
     def _resume_args(
-        self, run_id: str, checkpoint: Any, rerun_changed: bool, options: dict[str, Any]
+        self,
+        run_id: str,
+        checkpoint: Any,
+        rerun_changed: bool,
+        secret_inputs: Mapping[str, Any] | None,
+        options: dict[str, Any],
     ) -> tuple[Scheduler, dict[str, Any], RunOptions]:
         from dagwright.execution.policy import RunOptions
 
@@ -244,14 +249,19 @@ class Flow(FlowBuilder):
         if unknown:
             raise TypeError(
                 f"resume() got unexpected argument(s) {', '.join(map(repr, unknown))}: the run's inputs are stored "
-                "in the checkpoint; only max_concurrency= and failure_mode= may be given"
+                "in the checkpoint (its secret-named ones go in inputs=); only inputs=, max_concurrency= and "
+                "failure_mode= may be given"
             )
+        if not isinstance(run_id, str) or not run_id:
+            raise ValueError(f"resume() needs the id of a stored run; got {run_id!r}")
         if checkpoint is None:
             raise TypeError("resume() needs checkpoint=: the SQLite path (or CheckpointStore) the run was stored in")
         store = _open_checkpoint(checkpoint)
         try:
             scheduler = self._scheduler()
-            stored = store.prepare_resume(run_id, scheduler.plan.graph, rerun_changed=rerun_changed)
+            stored = store.prepare_resume(
+                run_id, scheduler.plan.graph, rerun_changed=rerun_changed, inputs=secret_inputs
+            )
             run_options = RunOptions(**options, run_id=run_id, checkpoint=store, resume=True)
         except BaseException:
             if store.close_after_run:
@@ -259,9 +269,21 @@ class Flow(FlowBuilder):
             raise
         return scheduler, stored.inputs, run_options
 
-    def resume(self, run_id: str, *, checkpoint: Any = None, rerun_changed: bool = False, **options: Any) -> RunResult:
+    def resume(
+        self,
+        run_id: str,
+        *,
+        checkpoint: Any = None,
+        rerun_changed: bool = False,
+        inputs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> RunResult:
         """Continue run ``run_id`` stored in ``checkpoint``: nodes whose outputs are stored are marked
         ``cached`` and not run again; the rest run with the run's stored inputs. Returns a ``RunResult``.
+
+        The checkpoint does not store inputs named like secrets (``api_token``, ``password``, ...): give
+        them again in ``inputs=``; a run that had one cannot resume without it, and no other input may
+        be given.
 
         A flow that changed since the run started is refused with a ``CheckpointMismatchError`` naming
         the changed, added and removed nodes; ``rerun_changed=True`` re-runs those nodes and everything
@@ -269,17 +291,23 @@ class Flow(FlowBuilder):
         """
         from dagwright.execution._sync import run_sync
 
-        scheduler, inputs, run_options = self._resume_args(run_id, checkpoint, rerun_changed, options)
+        scheduler, values, run_options = self._resume_args(run_id, checkpoint, rerun_changed, inputs, options)
         with _closing_checkpoint(run_options):
-            return run_sync(scheduler.run(inputs, run_options))
+            return run_sync(scheduler.run(values, run_options))
 
     async def aresume(
-        self, run_id: str, *, checkpoint: Any = None, rerun_changed: bool = False, **options: Any
+        self,
+        run_id: str,
+        *,
+        checkpoint: Any = None,
+        rerun_changed: bool = False,
+        inputs: Mapping[str, Any] | None = None,
+        **options: Any,
     ) -> RunResult:
         """:meth:`resume` for async code."""
-        scheduler, inputs, run_options = self._resume_args(run_id, checkpoint, rerun_changed, options)
+        scheduler, values, run_options = self._resume_args(run_id, checkpoint, rerun_changed, inputs, options)
         with _closing_checkpoint(run_options):
-            return await scheduler.run(inputs, run_options)
+            return await scheduler.run(values, run_options)
 
     # ------------------------------------------------------------------ batches
 

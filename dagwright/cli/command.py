@@ -106,7 +106,10 @@ def _add_run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     run.add_argument(
         "--resume",
         metavar="RUN_ID",
-        help="continue a run stored with --checkpoint; its finished nodes do not run again",
+        help=(
+            "continue a run stored with --checkpoint; its finished nodes do not run again; its inputs come from "
+            "the checkpoint, except secret-named ones, which are given again with --input"
+        ),
     )
     run.add_argument(
         "--rerun-changed",
@@ -338,8 +341,6 @@ def _run(args: argparse.Namespace) -> int:
         print(render([(flow.name, exc.diagnostics)], "text"), file=sys.stderr)
         print("dagwright run: the flow does not compile; nothing ran", file=sys.stderr)
         return 1
-    if args.resume is not None and (args.input or args.inputs_json is not None):
-        raise TargetError("--resume uses the inputs stored with the run; do not pass --input or --inputs-json")
     if args.rerun_changed and args.resume is None:
         raise TargetError("--rerun-changed applies to --resume only")
     inputs = parse_inputs(graph, args.input, args.inputs_json)

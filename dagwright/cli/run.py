@@ -172,7 +172,8 @@ def run_flow(
         try:
             store = CheckpointStore(checkpoint)
             if resume is not None:
-                stored = store.prepare_resume(resume, graph, rerun_changed=rerun_changed)
+                # Given inputs are the run's secret ones again; prepare_resume refuses any other.
+                stored = store.prepare_resume(resume, graph, rerun_changed=rerun_changed, inputs=inputs)
                 inputs = stored.inputs
                 options = RunOptions(run_id=resume, checkpoint=store, resume=True)
             else:
@@ -297,7 +298,7 @@ def _execute_dask(
     try:
         store = CheckpointStore(checkpoint) if checkpoint is not None else None
         if store is not None and resume is not None:
-            inputs = store.prepare_resume(resume, flow.compile(), rerun_changed=rerun_changed).inputs
+            inputs = store.prepare_resume(resume, flow.compile(), rerun_changed=rerun_changed, inputs=inputs).inputs
         try:
             flow._scheduler().check_inputs(inputs)
         except ValueError as exc:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import inspect
 import json
 import os
 import signal
@@ -254,16 +253,20 @@ async def test_a_resume_needs_the_secret_inputs_again_and_uses_them(tmp_path: Pa
     assert b"tok-new" not in database_bytes(Path(db))
 
 
-@pytest.mark.skipif(
-    "inputs" not in inspect.signature(Flow.resume).parameters, reason="flow.resume(..., inputs=) is not wired yet"
-)
 def test_flow_resume_takes_the_secret_inputs(tmp_path: Path) -> None:
     db = str(tmp_path / "runs.db")
     tokens = TokenFlow()
     tokens.flow().run(topic="weather", api_token=TOKEN, checkpoint=db, run_id="r")
     tokens.broken = False
-    resumed = tokens.flow().resume("r", checkpoint=db, inputs={"api_token": TOKEN})  # type: ignore[call-arg]
-    assert resumed.success and tokens.tokens == [TOKEN, TOKEN]
+    flow = tokens.flow()
+    with pytest.raises(CheckpointError, match=r"'topic' cannot be given to a resume"):
+        flow.resume("r", checkpoint=db, inputs={"topic": "other", "api_token": TOKEN})
+    with pytest.raises(ValueError, match=r"resume\(\) needs the id of a stored run; got ''"):
+        flow.resume("", checkpoint=db)
+    resumed = flow.resume("r", checkpoint=db, inputs={"api_token": "tok-new"})
+    assert resumed.success, resumed.error
+    assert resumed.nodes["prepare"].status == "cached"
+    assert tokens.tokens == [TOKEN, "tok-new"]
 
 
 SECRET_FLOW = """
@@ -293,6 +296,33 @@ def test_the_cli_resume_names_the_missing_secret_input(tmp_path: Path, capsys: p
     err = capsys.readouterr().err
     assert "secret input(s) 'api_token', which the checkpoint does not store" in err
     assert "--input api_token=..." in err
+
+
+def test_the_cli_resume_takes_the_secret_input_and_nothing_else(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    script = tmp_path / "secret_cli.py"
+    broken = tmp_path / "broken"
+    broken.touch()
+    script.write_text(SECRET_FLOW.replace('    raise RuntimeError("down")', RECOVERING.format(broken=str(broken))))
+    db = tmp_path / "runs.db"
+    target = f"{script}:flow"
+    assert main(["run", target, "-i", "topic=t", "-i", f"api_token={TOKEN}", "--checkpoint", str(db)]) == 1
+    capsys.readouterr()
+    run_id = only_run_id(db)
+    broken.unlink()
+    resume = ["run", target, "--resume", run_id, "--checkpoint", str(db), "--json"]
+    assert main([*resume, "-i", "topic=other", "-i", "api_token=tok-new"]) == 2
+    assert "'topic' cannot be given to a resume" in capsys.readouterr().err
+    assert main([*resume, "-i", "api_token=tok-new"]) == 0
+    assert json.loads(capsys.readouterr().out)["outputs"] == {"reply": "t with a token of 7"}
+    assert b"tok-new" not in database_bytes(db)
+
+
+RECOVERING = """    if __import__("os").path.exists({broken!r}):
+        raise RuntimeError("down")
+    return f"{{topic}} with a token of {{len(api_token)}}"
+"""
 
 
 # ----------------------------------------------------------------------------- 3. one process per run

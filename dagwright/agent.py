@@ -439,6 +439,8 @@ class BaseAgent(AgentCore):
         if isinstance(resolved, ApprovalPolicy):
             self._approval_listener = resolved.subscribe(self._log_approval)
         self._access_policy = resolved
+        # A named policy can be installed afresh where the graph runs without this object (ir_notes).
+        self._access_policy_name = policy if isinstance(policy, str) else None
         return resolved
 
     def get_access_policy(self) -> AccessPolicy | None:

@@ -35,6 +35,7 @@ if typing.TYPE_CHECKING:
 
     from dagwright.backends.builtin.scheduler import Scheduler
     from dagwright.backends.kailash.lowering import Lowering
+    from dagwright.compiler.ir import Graph
     from dagwright.execution.events import Event, RunResult
     from dagwright.execution.policy import FailureMode, RunOptions
     from dagwright.ops.monitor import FlowMonitor
@@ -64,8 +65,8 @@ class Flow(FlowBuilder):
 
     def __init__(self, name: str = "flow", *, description: str = "") -> None:
         super().__init__(name, description=description)
-        self._plan: tuple[int, Scheduler] | None = None
-        self._lowering: tuple[int, Lowering] | None = None
+        self._plan: tuple[Graph, Scheduler] | None = None
+        self._lowering: tuple[Graph, Lowering] | None = None
         self._observers: list[Any] = []
         self._monitor: FlowMonitor | None = None
 
@@ -142,14 +143,16 @@ class Flow(FlowBuilder):
         from dagwright.backends.builtin.plan import build_plan
         from dagwright.backends.builtin.scheduler import Scheduler
 
-        cached = self._plan
-        if cached is not None and cached[0] == self._version:
-            return cached[1]
+        # Keyed by the compiled graph, which changes with the flow and with what its agents say of
+        # themselves in the IR (an access policy set after add_agent).
         graph = self.compile()
+        cached = self._plan
+        if cached is not None and cached[0] is graph:
+            return cached[1]
         scheduler = Scheduler(build_plan(graph, self._bindings, self._policies))
         # Shared, not copied: a monitor made after this plan still sees its runs.
         scheduler.observers = self._observers
-        self._plan = (self._version, scheduler)
+        self._plan = (graph, scheduler)
         return scheduler
 
     def _declared_inputs(self) -> set[str]:
@@ -235,40 +238,6 @@ class Flow(FlowBuilder):
             async for event in self._scheduler().stream(values, options):
                 yield event
 
-    def _resume_args(
-        self,
-        run_id: str,
-        checkpoint: Any,
-        rerun_changed: bool,
-        secret_inputs: Mapping[str, Any] | None,
-        options: dict[str, Any],
-    ) -> tuple[Scheduler, dict[str, Any], RunOptions]:
-        from dagwright.execution.policy import RunOptions
-
-        unknown = [k for k in options if k not in ("max_concurrency", "failure_mode")]
-        if unknown:
-            raise TypeError(
-                f"resume() got unexpected argument(s) {', '.join(map(repr, unknown))}: the run's inputs are stored "
-                "in the checkpoint (its secret-named ones go in inputs=); only inputs=, max_concurrency= and "
-                "failure_mode= may be given"
-            )
-        if not isinstance(run_id, str) or not run_id:
-            raise ValueError(f"resume() needs the id of a stored run; got {run_id!r}")
-        if checkpoint is None:
-            raise TypeError("resume() needs checkpoint=: the SQLite path (or CheckpointStore) the run was stored in")
-        store = _open_checkpoint(checkpoint)
-        try:
-            scheduler = self._scheduler()
-            stored = store.prepare_resume(
-                run_id, scheduler.plan.graph, rerun_changed=rerun_changed, inputs=secret_inputs
-            )
-            run_options = RunOptions(**options, run_id=run_id, checkpoint=store, resume=True)
-        except BaseException:
-            if store.close_after_run:
-                store.close()
-            raise
-        return scheduler, stored.inputs, run_options
-
     def resume(
         self,
         run_id: str,
@@ -291,7 +260,9 @@ class Flow(FlowBuilder):
         """
         from dagwright.execution._sync import run_sync
 
-        scheduler, values, run_options = self._resume_args(run_id, checkpoint, rerun_changed, inputs, options)
+        scheduler, values, run_options = _resume_args(
+            self._scheduler(), run_id, checkpoint, rerun_changed, inputs, options
+        )
         with _closing_checkpoint(run_options):
             return run_sync(scheduler.run(values, run_options))
 
@@ -305,7 +276,9 @@ class Flow(FlowBuilder):
         **options: Any,
     ) -> RunResult:
         """:meth:`resume` for async code."""
-        scheduler, values, run_options = self._resume_args(run_id, checkpoint, rerun_changed, inputs, options)
+        scheduler, values, run_options = _resume_args(
+            self._scheduler(), run_id, checkpoint, rerun_changed, inputs, options
+        )
         with _closing_checkpoint(run_options):
             return await scheduler.run(values, run_options)
 
@@ -384,11 +357,12 @@ class Flow(FlowBuilder):
         the flow changes."""
         from dagwright.backends.kailash.lowering import lower
 
+        graph = self.compile()
         cached = self._lowering
-        if cached is not None and cached[0] == self._version:
+        if cached is not None and cached[0] is graph:
             return cached[1]
-        lowering = lower(self.compile(), self._bindings, self._policies)
-        self._lowering = (self._version, lowering)
+        lowering = lower(graph, self._bindings, self._policies)
+        self._lowering = (graph, lowering)
         return lowering
 
     def to_kailash(self) -> Any:
@@ -568,6 +542,39 @@ def _positional_inputs(call: str, args: tuple[Any, ...]) -> dict[str, Any]:
     if args and not isinstance(args[0], Mapping):
         raise TypeError(f"{call}()'s positional argument is a mapping of inputs, got {type(args[0]).__name__}")
     return dict(args[0]) if args else {}
+
+
+def _resume_args(
+    scheduler: Scheduler,
+    run_id: str,
+    checkpoint: Any,
+    rerun_changed: bool,
+    secret_inputs: Mapping[str, Any] | None,
+    options: dict[str, Any],
+) -> tuple[Scheduler, dict[str, Any], RunOptions]:
+    """What a resume runs: the scheduler, the run's inputs (its secret ones given again), the run's options."""
+    from dagwright.execution.policy import RunOptions
+
+    unknown = [k for k in options if k not in ("max_concurrency", "failure_mode")]
+    if unknown:
+        raise TypeError(
+            f"resume() got unexpected argument(s) {', '.join(map(repr, unknown))}: the run's inputs are stored "
+            "in the checkpoint (its secret-named ones go in inputs=); only inputs=, max_concurrency= and "
+            "failure_mode= may be given"
+        )
+    if not isinstance(run_id, str) or not run_id:
+        raise ValueError(f"resume() needs the id of a stored run; got {run_id!r}")
+    if checkpoint is None:
+        raise TypeError("resume() needs checkpoint=: the SQLite path (or CheckpointStore) the run was stored in")
+    store = _open_checkpoint(checkpoint)
+    try:
+        stored = store.prepare_resume(run_id, scheduler.plan.graph, rerun_changed=rerun_changed, inputs=secret_inputs)
+        run_options = RunOptions(**options, run_id=run_id, checkpoint=store, resume=True)
+    except BaseException:
+        if store.close_after_run:
+            store.close()
+        raise
+    return scheduler, stored.inputs, run_options
 
 
 def _open_checkpoint(value: Any) -> Any:

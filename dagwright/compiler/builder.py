@@ -43,7 +43,11 @@ from dagwright.compiler.redact import AgentBinding, check_safe_keys, config_to_d
 from dagwright.compiler.signature import MISSING, as_signature
 from dagwright.compiler.types import from_python
 
-__all__ = ["FlowBuilder"]
+__all__ = ["NOTE_KEYS", "FlowBuilder"]
+
+NOTE_KEYS = ("access_policy", "in_process")
+"""Agent node config keys an agent object's ``ir_notes()`` sets: a named access policy; what only the
+building process holds (a callable access policy, a custom strategy)."""
 
 _Self = TypeVar("_Self", bound="FlowBuilder")
 
@@ -81,7 +85,10 @@ class FlowBuilder:
         self._reported: list[Diagnostic] = []
         self._group: tuple[str, ...] = ()
         self._version = 0
-        self._built: tuple[int, Graph, list[Diagnostic]] | None = None
+        self._built: tuple[object, Graph, list[Diagnostic]] | None = None
+        # Agent nodes whose object says more about itself than its config (an access policy, a custom
+        # strategy): asked at each build, since such settings may change after add_agent.
+        self._noted: dict[str, Callable[[], Mapping[str, Any]]] = {}
         self._exposed: dict[str, str] = {}
         self._declaration_problems: list[Diagnostic] = []
 
@@ -177,7 +184,11 @@ class FlowBuilder:
             inputs = _collecting(node_id, inputs, collect)
         node = Node(node_id, "agent", inputs, outputs, freeze_json(node_config), self._group, caller_location())
         # A bare signature is bound with the caller's whole config: the IR holds only its safe part.
-        return self.add_node(node, agent if agent is not None else AgentBinding(spec, full, vouched))
+        ref = self.add_node(node, agent if agent is not None else AgentBinding(spec, full, vouched))
+        notes = getattr(agent, "ir_notes", None)
+        if callable(notes) and self._bindings.get(node_id) is agent:
+            self._noted[node_id] = notes
+        return ref
 
     def add_function(
         self,
@@ -227,6 +238,8 @@ class FlowBuilder:
                 f"{prefix}.{node.id}", node.kind, node.inputs, node.outputs, node.config, group, node.location
             )
             self.add_node(inlined, flow._bindings.get(node.id))
+            if node.id in flow._noted:
+                self._noted[inlined.id] = flow._noted[node.id]
             if node.id in flow._policies:
                 self._policies[inlined.id] = flow._policies[node.id]
         inputs, outputs = self._inline_edges(prefix, graph)
@@ -363,12 +376,35 @@ class FlowBuilder:
         return self._build()[0]
 
     def _build(self) -> tuple[Graph, list[Diagnostic]]:
-        if self._built is not None and self._built[0] == self._version:
+        notes = self._agent_notes()
+        key = (self._version, notes) if notes else self._version
+        if self._built is not None and self._built[0] == key:
             return self._built[1], self._built[2]
         with gc_paused():
-            return self._build_now()
+            return self._build_now(key, dict(notes))
 
-    def _build_now(self) -> tuple[Graph, list[Diagnostic]]:
+    def _agent_notes(self) -> tuple[tuple[str, Any], ...]:
+        """Each noted agent node's notes now, frozen (comparable: part of the build's cache key)."""
+        return tuple(
+            (node_id, freeze_json(dict(notes()), f"agent node {node_id!r}")) for node_id, notes in self._noted.items()
+        )
+
+    def _noted_nodes(self, notes: Mapping[str, Any]) -> tuple[Node, ...]:
+        """The declared nodes, an agent's notes (see :data:`NOTE_KEYS`) replacing those in its config."""
+        if not notes:
+            return tuple(self._nodes)
+        nodes = []
+        for node in self._nodes:
+            if node.id in notes and self._by_id.get(node.id) is node:
+                config = {k: v for k, v in node.config.items() if k not in NOTE_KEYS}
+                config.update(notes[node.id])
+                node = Node(
+                    node.id, node.kind, node.inputs, node.outputs, FrozenDict(config), node.group, node.location
+                )
+            nodes.append(node)
+        return tuple(nodes)
+
+    def _build_now(self, key: object, notes: Mapping[str, Any]) -> tuple[Graph, list[Diagnostic]]:
         found: list[Diagnostic] = list(self._reported)
         edges = resolve_connections(self._declared, found)
         input_nodes, input_edges = bind_inputs(self._declared, edges)
@@ -377,13 +413,13 @@ class FlowBuilder:
         metadata = FrozenDict({"description": self.description}) if self.description else EMPTY
         graph = Graph(
             self.name,
-            tuple(input_nodes) + tuple(self._nodes) + tuple(output_nodes),
+            tuple(input_nodes) + self._noted_nodes(notes) + tuple(output_nodes),
             tuple(input_edges) + tuple(edges) + tuple(output_edges),
             metadata,
         )
         found.extend(self._refine(validate(graph), found))
         found.sort(key=dg.sort_key)
-        self._built = (self._version, graph, found)
+        self._built = (key, graph, found)
         return graph, found
 
     def _refine(self, graph_problems: list[Diagnostic], declared: list[Diagnostic]) -> list[Diagnostic]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import inspect
 import json
 import logging
 import os
@@ -193,6 +194,7 @@ class AgentCore:
     _execution_optimizer: ExecutionOptimizer | None = None
     _audit_log: AuditLog | None = None
     _access_policy: AccessPolicy | None = None
+    _access_policy_name: str | None = None
     _result_cache: ResultCache | None = None
 
     def __init__(
@@ -219,6 +221,27 @@ class AgentCore:
         if "max_turns" in self.config.model_fields_set:  # a memory window in the config turns memory on
             self._memory = BufferMemory()
             self.default_session = f"{self.name}:default"
+
+    def ir_notes(self) -> dict[str, Any]:
+        """What a graph must say about this agent beyond its safe settings, for the places that run the
+        graph without this object (a graph loaded from JSON, an exported script).
+
+        ``access_policy``: the name of a named policy, which those places install afresh;
+        ``in_process``: what only this process holds and they cannot rebuild (a callable access
+        policy, a custom strategy), so they refuse to run the node rather than run it without it.
+        """
+        notes: dict[str, Any] = {}
+        held: list[str] = []
+        if self._access_policy is not None:
+            if self._access_policy_name is not None:
+                notes["access_policy"] = self._access_policy_name
+            else:
+                held.append(f"access policy {_describe_callable(self._access_policy)}")
+        if type(self.strategy) is not AsyncSingleShotStrategy:
+            held.append(f"strategy {_describe_callable(type(self.strategy))}")
+        if held:
+            notes["in_process"] = held
+        return notes
 
     @property
     def signature(self) -> SignatureSpec:
@@ -437,3 +460,13 @@ def _log_call(record: ExecutionRecord) -> None:
             outcome,
             extra={"dagwright_execution": record},
         )
+
+
+def _describe_callable(obj: object) -> str:
+    """The qualname of a function or class (of an instance, its class), for messages and the IR.
+
+    Not the module: it is ``__main__`` or the file's name depending on how the file was started, and
+    the IR (its fingerprints) must not depend on that.
+    """
+    target = obj if isinstance(obj, type) or inspect.isroutine(obj) else type(obj)
+    return str(getattr(target, "__qualname__", type(target).__name__))

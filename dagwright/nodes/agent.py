@@ -5,6 +5,11 @@ A node added from a signature and a config is bound to an
 full config, API key and base URL included, which never entered the IR. A node loaded
 from JSON has no binding: its agent is built from the node's ports, instructions and
 (secret-free) settings, and API keys then come from the environment, never from the graph.
+
+Such a node is built as its object's ``ir_notes()`` said: a named access policy is installed
+afresh (``"team_lead_approval_required"`` then denies until approved in this process), and a
+node whose agent held something only its process has (a callable access policy, a custom
+strategy; ``in_process``) is refused when bound, naming it, rather than run without it.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ def agent_executor(node: Node, binding: object) -> Executor:
         settings: Any = binding.config if isinstance(binding, AgentBinding) else thaw_json(node.config.get("agent", {}))
         # The node's signature, not the binding's: collect= makes some of its inputs lists.
         agent = AgentCore(config=dict(settings), signature=signature_of(node), name=node.id)
+        _apply_notes(agent, node)
 
     async def run(inputs: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
         outputs: dict[str, Any]
@@ -40,3 +46,23 @@ def agent_executor(node: Node, binding: object) -> Executor:
         return outputs
 
     return run
+
+
+def _apply_notes(agent: Any, node: Node) -> None:
+    """Install what the node's notes carry by name; refuse what only the building process held."""
+    held = node.config.get("in_process")
+    if held:
+        raise ValueError(
+            f"agent node {node.id!r} was built with {', '.join(map(str, held))}, which only the Python process "
+            "that built the flow holds; a graph loaded from JSON or an exported script cannot run it without "
+            "that, so it does not run at all: run the flow from its Python source (dagwright run FILE.py:NAME), "
+            "or, for an access policy, register it by name (register_access_policy) and set it by that name"
+        )
+    name = node.config.get("access_policy")
+    if name is not None:
+        from dagwright.ops.audit import named_access_policy
+
+        if not isinstance(name, str):
+            raise ValueError(f"agent node {node.id!r}: access_policy must be a policy name, got {name!r}")
+        agent._access_policy = named_access_policy(name, where=f"agent node {node.id!r}")
+        agent._access_policy_name = name

@@ -40,13 +40,30 @@ def _lowering_of(target: object) -> Lowering:
     raise TypeError(f"expected a Flow, a Graph or a Lowering, got {type(target).__name__}")
 
 
+def _exportable(target: object) -> Lowering:
+    """The lowering of ``target``; ValueError naming every agent that only this process can run."""
+    lowering = _lowering_of(target)
+    held = [
+        (n.id, n.config["in_process"]) for n in lowering.graph.nodes if n.kind == "agent" and "in_process" in n.config
+    ]
+    if held:
+        which = "; ".join(f"agent node {node_id!r} has {', '.join(map(str, what))}" for node_id, what in held)
+        raise ValueError(
+            f"flow {lowering.name!r} cannot be exported to run elsewhere: {which}, which only this Python process "
+            "holds, and an export would run the agent without it; run it in this process (flow.run_kailash(), "
+            "flow.build() with LocalRuntime), or give an access policy a name (register_access_policy)"
+        )
+    return lowering
+
+
 def to_kailash_yaml(target: object) -> str:
     """The lowered workflow as YAML, written by Kailash's own ``Workflow.to_yaml()``.
 
     The workflow id is derived from the graph's content hash, so the same flow exports
     the same nodes and connections every time (Kailash adds a ``created_at`` stamp).
+    An agent with a callable access policy or a custom strategy cannot be exported (ValueError).
     """
-    lowering = _lowering_of(target)
+    lowering = _exportable(target)
     builder = lowering.builder(bind=False)
     builder.set_metadata(dagwright_graph_hash=lowering.graph.content_hash)
     workflow = builder.build(f"{lowering.name}-{lowering.graph.content_hash[:12]}")
@@ -110,9 +127,10 @@ def to_kailash_script(target: object, *, script_path: str | None = None) -> str:
     relative to the script. Every name and value of the graph is written as a Python literal (or as
     escaped text in the docstring and comments); those the script must use as code (modules and
     functions it imports) are checked to be Python names. Raises ValueError for a function a script
-    cannot import, and for a name or value it cannot write, naming the node and field.
+    cannot import, for a name or value it cannot write, naming the node and field, and for an agent
+    with a callable access policy or a custom strategy (the script would run it without them).
     """
-    lowering = _lowering_of(target)
+    lowering = _exportable(target)
     context = _script_context(lowering, script_path)
     text: str = _templates().get_template("kailash_script.py.j2").render(**context)
     try:  # a last guard: the escaping above leaves no way to write a script that does not parse

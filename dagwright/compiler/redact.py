@@ -51,9 +51,11 @@ __all__ = [
     "AgentBinding",
     "check_safe_keys",
     "config_to_dict",
+    "has_secret_word",
     "is_secret_key",
     "is_secret_like",
     "looks_like_credential",
+    "prompt_context",
     "safe_settings",
     "scrub_urls",
     "strip_url",
@@ -130,6 +132,11 @@ _SECRET_FRAGMENTS = (
 )
 # Short words matched whole: as fragments they would hit too many ordinary names ("mapping", "design").
 _SECRET_WORDS = frozenset({"pin", "sig", "ssn", "cvv", "cvc", "pat", "sas"})
+_PROMPT_SECRET_WORDS = frozenset(
+    {"key", "apikey", "secret", "secrets", "pass", "passphrase", "password", "passwd", "pwd", "token", "tokens"}
+    | {"auth", "authorization", "bearer", "cookie", "cookies", "session", "credential", "credentials"}
+    | {"header", "headers", "cert", "pem", "otp", "totp"}
+)
 _WORD_SPLIT = re.compile(r"[^a-z0-9]+")
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
@@ -160,6 +167,13 @@ def is_secret_like(name: str) -> bool:
     """Could a key of that name hold a secret (``passphrase``, ``auth_header``, ``X-Api-Key``, ``sessionId``)?"""
     words = [w for w in _WORD_SPLIT.split(_CAMEL.sub("_", name).lower()) if w]
     return not words or any(w in _SECRET_WORDS or any(f in w for f in _SECRET_FRAGMENTS) for w in words)
+
+
+def has_secret_word(name: str) -> bool:
+    """Is a key secret-named (:func:`is_secret_key`) or one of its words secret (``passphrase``, ``auth``,
+    ``cookie``, ``session``, ``header``...)? Narrower than :func:`is_secret_like`: ``keywords`` is not."""
+    words = [w for w in _WORD_SPLIT.split(_CAMEL.sub("_", name).lower()) if w]
+    return is_secret_key(name) or any(w in _SECRET_WORDS or w in _PROMPT_SECRET_WORDS for w in words)
 
 
 def looks_like_credential(text: str) -> bool:
@@ -220,6 +234,46 @@ def _plain_context(value: object) -> object:
     if any(isinstance(v, str) and looks_like_credential(v) for v in shown):
         return _HIDDEN
     return shown if items is not None else shown[0]
+
+
+def prompt_context(context: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The role context that may go into a prompt, and the keys left out.
+
+    A prompt leaves the process (to the model's provider, often a log there). Its rule matches
+    whole words of the key rather than the IR's fragments, so ``keywords``, ``passage`` and
+    ``author`` stay: a key with a secret word (``passphrase``, ``auth_header``,
+    ``session_cookie_value``, ``default_headers``; :func:`has_secret_word`), a mapping with a
+    secret-like key, or a value holding credential-shaped text is left out; URLs lose their
+    credentials.
+    """
+    shown: dict[str, Any] = {}
+    left_out: list[str] = []
+    for raw_key, value in context.items():
+        key = str(raw_key)
+        cleaned = _scrubbed(value)
+        if has_secret_word(key) or key in NEVER_SAFE or cleaned is _HIDDEN:
+            left_out.append(key)
+        else:
+            shown[key] = cleaned
+    return shown, left_out
+
+
+def _scrubbed(value: Any, depth: int = 0) -> Any:
+    """``value`` with URLs stripped, or :data:`_HIDDEN` when it holds a secret-like key or credential text."""
+    if depth > 20:
+        return _HIDDEN
+    if isinstance(value, str):
+        text = scrub_urls(value)
+        return _HIDDEN if looks_like_credential(text) else text
+    if isinstance(value, Mapping):
+        if any(is_secret_like(str(k)) for k in value):
+            return _HIDDEN
+        items = {str(k): _scrubbed(v, depth + 1) for k, v in value.items()}
+        return _HIDDEN if any(v is _HIDDEN for v in items.values()) else items
+    if isinstance(value, (list, tuple)):
+        listed = [_scrubbed(v, depth + 1) for v in value]
+        return _HIDDEN if any(v is _HIDDEN for v in listed) else listed
+    return value
 
 
 def _vouched(value: Any) -> Any:

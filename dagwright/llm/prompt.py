@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import logging
 import re
 import string
 import time
@@ -40,6 +41,7 @@ from jinja2.compiler import CodeGenerator, Frame
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from dagwright.compiler.redact import prompt_context
 from dagwright.compiler.signature import SignatureSpec
 from dagwright.llm.structured import StructuredMode, schema_block
 
@@ -52,6 +54,8 @@ __all__ = [
     "PromptError",
     "build_messages",
 ]
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_TEMPLATE = """\
 {%- for field in fields %}
@@ -510,10 +514,32 @@ def build_messages(
     context: Mapping[str, Any] | None = None,
 ) -> list[dict[str, str]]:
     """The chat messages for one call: system (with the config's ``context``: role settings such as
-    ``{"focus": "technical"}``), memory turns, then the rendered inputs."""
-    context_text = ("Context: " + ", ".join(f"{k}={_as_text(v)}" for k, v in context.items())) if context else ""
+    ``{"focus": "technical"}``, minus what looks secret, see :func:`prompt_context`), memory turns, then
+    the rendered inputs."""
+    context_text = ""
+    if context:
+        shown, left_out = prompt_context(context)
+        if left_out:
+            _warn_left_out(agent, left_out)
+        if shown:
+            context_text = "Context: " + ", ".join(f"{k}={_as_text(v)}" for k, v in shown.items())
     messages = [{"role": "system", "content": system_message(spec, system_prompt, mode, context_text)}]
     if history:
         messages.extend(history)
     messages.append({"role": "user", "content": user_message(spec, inputs, template, agent)})
     return messages
+
+
+_warned: set[tuple[str, str]] = set()
+
+
+def _warn_left_out(agent: str, keys: list[str]) -> None:
+    """Say once per agent and key that a config key stays out of the prompt (it looks like a secret)."""
+    new = [key for key in keys if (agent, key) not in _warned]
+    if new:
+        _warned.update((agent, key) for key in new)
+        logger.warning(
+            "%s: config key(s) %s look like secrets and are not sent to the model as role context",
+            agent,
+            ", ".join(map(repr, new)),
+        )

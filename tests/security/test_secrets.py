@@ -4,10 +4,9 @@ The IR takes from an agent's config only what is known to be safe (an allow-list
 :mod:`dagwright.compiler.redact`); the caller's full config stays in the node's binding
 and is what the agent runs with. First each defect of the old deny-list, reproduced;
 then the rule itself; then the study: ten kinds of secrets planted in a small flow
-that runs against the test server, and every artifact searched for them.
-
-Left for later, with their owners: the audit log and checkpoint artifacts (TODO: add
-them to ``_artifacts`` once they are checked for planted secrets too).
+that runs against the test server, and every artifact searched for them: the IR, every
+export (Python and CLI), the drawings, the reprs, the run results and their errors, the
+monitor, the checkpoint database, the audit log, and the prompts the model received.
 """
 
 from __future__ import annotations
@@ -29,8 +28,10 @@ from dagwright.compiler.ir import Graph
 from dagwright.compiler.redact import (
     REDACTED,
     AgentBinding,
+    has_secret_word,
     is_secret_like,
     looks_like_credential,
+    prompt_context,
     safe_settings,
     scrub_urls,
     strip_url,
@@ -330,6 +331,57 @@ def test_the_binding_holds_the_full_config_and_shows_none_of_its_secrets() -> No
     assert binding.config["model"] == "m"
 
 
+@pytest.mark.parametrize(
+    "name", ["passphrase", "auth_header", "session_cookie_value", "default_headers", "api_key", "X-Api-Key", "db_pwd"]
+)
+def test_secret_words_keep_a_key_out_of_the_prompt(name: str) -> None:
+    assert has_secret_word(name)
+    assert prompt_context({name: "plain", "tone": "terse"}) == ({"tone": "terse"}, [name])
+
+
+@pytest.mark.parametrize("name", ["keywords", "passage", "author", "tone", "monkey_business", "tokenizer_notes"])
+def test_ordinary_words_reach_the_prompt(name: str) -> None:
+    # The IR's rule (fragments) hides some of these; a prompt's rule (whole words) does not.
+    assert not has_secret_word(name)
+    assert prompt_context({name: "plain"}) == ({name: "plain"}, [])
+
+
+def test_prompt_context_values() -> None:
+    shown, left_out = prompt_context(
+        {
+            "source": "see https://u:pw@kb.example/a?sig=x",
+            "account_ref": CONTEXT_SECRET,
+            "limits": {"max": 3, "unit": "pages"},
+            "extra_headers_doc": {"X-Api-Key": "k"},
+            "steps": ["plan", "write"],
+            "leaky": ["fine", f"Bearer {BEARER}"],
+        }
+    )
+    assert shown == {
+        "source": "see https://kb.example/a",
+        "limits": {"max": 3, "unit": "pages"},
+        "steps": ["plan", "write"],
+    }
+    assert left_out == ["account_ref", "extra_headers_doc", "leaky"]
+
+
+def test_a_left_out_context_key_is_said_once(server: OpenAITestServer, caplog: pytest.LogCaptureFixture) -> None:
+    agent = BaseAgent(
+        config={"base_url": server.base_url, "api_key": API_KEY, "passphrase": PASSPHRASE, "tone": "terse"},
+        signature="question -> answer",
+        name="context_probe",
+    )
+    with caplog.at_level("WARNING", logger="dagwright.llm.prompt"):
+        agent.run(question="q")
+        agent.run(question="q again")
+    said = [r.getMessage() for r in caplog.records if "not sent to the model" in r.getMessage()]
+    assert said == [
+        "context_probe: config key(s) 'passphrase' look like secrets and are not sent to the model as role context"
+    ]
+    system = server.requests[0]["messages"][0]["content"]
+    assert "Context: tone=terse" in system and MARK not in json.dumps(server.requests)
+
+
 # --------------------------------------------------------------------------- the secret study
 
 
@@ -383,6 +435,29 @@ def study_flow(base_url: str) -> Flow:
     return flow
 
 
+def _audited_run(tmp_path: Path, base_url: str) -> str:
+    """The audit log (policy "full") of an agent object with the review step's planted config."""
+    audited = BaseAgent(
+        config={
+            "provider": "openai",
+            "base_url": base_url.replace("http://", f"http://svc:{USERINFO_PASSWORD}@") + f"?api-key={QUERY_TOKEN}",
+            "api_key": API_KEY,
+            "max_retries": 0,
+            "passphrase": PASSPHRASE,
+            "account_ref": CONTEXT_SECRET,
+        },
+        signature="findings: str -> verdict: str",
+        name="audited",
+    )
+    log = tmp_path / "audit.jsonl"
+    audited.enable_audit_logging(str(log), policy="full")
+    failed = audited.execute(findings=f"quoting {API_KEY} by mistake")  # refused: the URL's userinfo is Basic auth
+    assert not failed.success
+    audited.config.base_url = base_url
+    assert audited.execute(findings="DAGs help").success
+    return log.read_text(encoding="utf-8")
+
+
 def _cli_exports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> dict[str, str]:
     """``dagwright export`` of the study flow, in every format, from a file the CLI loads."""
     module = tmp_path / "secret_study_cli.py"
@@ -408,7 +483,8 @@ def test_the_secret_study(
     flow = study_flow(server.base_url)
     monitor = flow.monitor()
     # The server accepts only the planted api_key (the environment holds another): success means it was used.
-    result = flow.run(question="Are DAGs useful?", service_token=INPUT_SECRET)
+    checkpoint = tmp_path / "runs.db"
+    result = flow.run(question="Are DAGs useful?", service_token=INPUT_SECRET, checkpoint=str(checkpoint))
     assert result.success, result.error
     assert result["published"].startswith("published a verdict")
     on_kailash = flow.run_kailash(question="Are DAGs useful?", service_token=INPUT_SECRET)
@@ -429,6 +505,11 @@ def test_the_secret_study(
             "flow.monitor().metrics()": json.dumps(monitor.metrics(), default=str),
         }
     )
+    artifacts["prompts the model received"] = json.dumps(server.requests)
+    artifacts["checkpoint database"] = b"".join(
+        f.read_bytes() for f in (checkpoint, Path(f"{checkpoint}-wal")) if f.exists()
+    ).decode("latin-1")
+    artifacts["audit log"] = _audited_run(tmp_path, server.base_url)
     artifacts.update(_run_artifacts("run", result))
     artifacts.update(_run_artifacts("Kailash run", on_kailash))
     artifacts.update(_run_artifacts("refused run", refused))

@@ -5,12 +5,21 @@ Small documented value types, given per node (``Flow.configure``) or per run.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["MAX_RUN_ID_LENGTH", "FailureMode", "NodePolicy", "RetryPolicy", "RunOptions"]
+__all__ = [
+    "MAX_RUN_ID_LENGTH",
+    "FailureMode",
+    "NodePolicy",
+    "RetryPolicy",
+    "RunOptions",
+    "check_run_id",
+    "child_run_id",
+]
 
 FailureMode = Literal["fail_fast", "continue"]
 """``fail_fast``: the first failed node cancels everything still running (in-flight LLM calls
@@ -77,8 +86,9 @@ _RUN_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
 _RUN_ID_RULE = f"a run id is 1 to {MAX_RUN_ID_LENGTH} ASCII letters, digits, _, - and ., the first a letter, digit or _"
 
 
-def _check_run_id(run_id: object) -> None:
-    """Refuse a run id outside the rule (``_RUN_ID_RULE``), quoting at most its first 24 characters."""
+def check_run_id(run_id: object) -> None:
+    """Refuse a run id outside the rule (``_RUN_ID_RULE``), quoting at most its first 24 characters;
+    None (a fresh id) passes. Every back end checks a given id with this."""
     if run_id is None:
         return
     if not isinstance(run_id, str):
@@ -90,6 +100,17 @@ def _check_run_id(run_id: object) -> None:
         head = repr(run_id[:24])
         shown = f"{head[:-1]}…{head[-1]} ({len(run_id)} characters)"
     raise ValueError(f"run_id {shown} is not a valid run id: {_RUN_ID_RULE}")
+
+
+def child_run_id(parent: str, index: int) -> str:
+    """The run id of item ``index`` of a ``map`` node in run ``parent``: ``parent.index``, within the
+    length limit (a long parent keeps its head and a digest of the rest, so ids stay distinct)."""
+    suffix = f".{index}"
+    if len(parent) + len(suffix) <= MAX_RUN_ID_LENGTH:
+        return parent + suffix
+    digest = hashlib.sha256(parent.encode()).hexdigest()[:16]
+    head = parent[: MAX_RUN_ID_LENGTH - len(suffix) - len(digest) - 1]
+    return f"{head}-{digest}{suffix}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +136,6 @@ class RunOptions:
             raise ValueError(f"max_concurrency must be at least 1, got {self.max_concurrency}")
         if self.failure_mode not in ("fail_fast", "continue"):
             raise ValueError(f"failure_mode must be 'fail_fast' or 'continue', got {self.failure_mode!r}")
-        _check_run_id(self.run_id)
+        check_run_id(self.run_id)
         if self.resume and (self.checkpoint is None or self.run_id is None):
             raise ValueError("resume needs a checkpoint and the run_id of the run to resume")

@@ -39,7 +39,7 @@ from dagwright.compiler.kinds import (
 )
 from dagwright.execution.events import RunResult, Usage
 from dagwright.execution.executor import Executor, NodeContext
-from dagwright.execution.policy import RunOptions
+from dagwright.execution.policy import RunOptions, child_run_id
 
 __all__ = [
     "assign_executor",
@@ -266,7 +266,7 @@ def map_executor(node: Node, binding: object) -> Executor:
 
         async def one(index: int, item: Any) -> dict[str, Any]:
             async with semaphore:
-                result = await step.run({**shared, over: item}, RunOptions(run_id=f"{ctx.run_id}.{index}"))
+                result = await step.run({**shared, over: item}, RunOptions(run_id=child_run_id(ctx.run_id, index)))
             usage.add(result.usage)
             if not result.success:
                 raise RuntimeError(f"item {index} ({item!r}) failed: {result.error}")

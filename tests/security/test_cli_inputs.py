@@ -349,3 +349,40 @@ def test_check_help_says_a_python_target_is_imported_and_runs(tmp_path: Path) ->
         "that :OBJ names, if it names one), as python FILE.py would: check only code you would run. An IR .json "
         "file is read as data: nothing it names is imported or run."
     ) in shown
+
+
+def test_every_back_end_checks_a_given_run_id() -> None:
+    from dagwright.backends.dask.client import run_on_dask
+
+    flow = Flow("f")
+    flow.add_function("shout", shout_text)
+    flow.input("text", str)
+    for run in (
+        lambda: flow.run_kailash(text="a", run_id="-lead"),
+        lambda: run_on_dask(flow, {"text": "a"}, run_id="-lead"),
+    ):
+        with pytest.raises(ValueError, match=r"^run_id '-lead' is not a valid run id: "):
+            run()
+
+
+def test_a_map_item_run_id_stays_within_the_limit() -> None:
+    from dagwright.execution.policy import MAX_RUN_ID_LENGTH, child_run_id
+    from dagwright.patterns.parallel_map import parallel_map
+
+    step = Flow("step")
+    step.add_function("shout", shout_text)
+    step.input("text", str)
+    step.output("shouted", "shout.output")
+    mapped = parallel_map(step, over="text")
+    longest = "r" * MAX_RUN_ID_LENGTH
+    result = mapped.run(text=["a", "b"], run_id=longest)
+    assert result.success, result.error
+    assert result.outputs == {"shouted": ["A", "B"]}
+    children = [child_run_id(longest, i) for i in range(12)]
+    assert all(len(c) <= MAX_RUN_ID_LENGTH and RunOptions(run_id=c).run_id == c for c in children)
+    assert len(set(children)) == 12 and child_run_id("r" * 127, 1) != child_run_id("r" * 128, 1)
+    assert child_run_id("short", 3) == "short.3"
+
+
+def shout_text(text: str) -> str:
+    return text.upper()

@@ -48,7 +48,7 @@ from dagwright.backends.dask.worker import GroupFailed
 from dagwright.compiler.ir import INPUT_KIND, OUTPUT_KIND, Graph
 from dagwright.execution.events import Event, NodeRecord, RunResult
 from dagwright.execution.inputs import output_name, run_values
-from dagwright.execution.policy import FailureMode
+from dagwright.execution.policy import FailureMode, check_run_id
 from dagwright.execution.steps import fanout
 
 if TYPE_CHECKING:
@@ -152,6 +152,7 @@ def run_on_dask(
         raise ValueError(f"failure_mode must be 'fail_fast' or 'continue', got {failure_mode!r}")
     if resume and (checkpoint is None or run_id is None):
         raise ValueError("resume needs a checkpoint and the run_id of the run to resume")
+    check_run_id(run_id)
     plan = _plan_of(target, registry)
     values = run_values(plan.graph.name, (plan.steps[i].node for i in plan.inputs.values()), inputs or {})
     lowering = lowering_of_plan(plan)

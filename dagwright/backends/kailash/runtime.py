@@ -42,6 +42,7 @@ from dagwright.execution._sync import run_sync
 from dagwright.execution.errors import NodeExecutionError
 from dagwright.execution.events import NodeRecord, RunResult
 from dagwright.execution.inputs import run_values
+from dagwright.execution.policy import check_run_id
 
 if TYPE_CHECKING:
     from dagwright.backends.kailash.lowering import Lowering
@@ -107,6 +108,7 @@ async def arun_on_kailash(
 
     if failure_mode not in ("fail_fast", "continue"):
         raise ValueError(f"failure_mode must be 'fail_fast' or 'continue', got {failure_mode!r}")
+    check_run_id(run_id)
     lowering = lowering_of(target, registry)
     values = run_values(lowering.name, lowering.graph.input_nodes, inputs or {})
     parameters = lowering.parameters(values)

@@ -35,7 +35,13 @@ def _codes(*rows: tuple[str, str, Severity, str]) -> dict[str, CodeInfo]:
 
 CODES: dict[str, CodeInfo] = _codes(
     ("DW001", "duplicate-id", "error", "Two nodes share one id (ids are checkpoint keys and Kailash ids)."),
-    ("DW002", "invalid-id", "error", "A node id is empty or holds characters other than letters, digits, _ - ."),
+    (
+        "DW002",
+        "invalid-id",
+        "error",
+        "A node id is not ASCII letters, digits, _ and - in dot-separated segments, each starting with a letter, "
+        "digit or _.",
+    ),
     ("DW003", "unknown-node", "error", "A connection or flow output names a node that does not exist."),
     ("DW004", "unknown-output", "error", "A connection reads an output port the node does not have."),
     ("DW005", "unknown-input", "error", "A connection writes an input port the node does not have."),

@@ -21,7 +21,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from dagwright.compiler.ports import is_signature_like
@@ -227,9 +227,10 @@ class BaseAgent(AgentCore):
         strategy: Strategy | None = None,
         *,
         name: str | None = None,
+        tools: Iterable[object] | None = None,
     ) -> None:
         source = signature if signature is not None else type(self).signature_source
-        super().__init__(config, source, strategy, name=name)
+        super().__init__(config, source, strategy, name=name, tools=tools)
         self._logged_metrics: collections.deque[dict[str, Any]] = collections.deque(maxlen=1000)
         self._approval_listener: Callable[[], None] | None = None
 
@@ -270,6 +271,8 @@ class BaseAgent(AgentCore):
         result["_cost"] = context.usage.cost
         result["_cost_known"] = context.usage.cost_known
         result["_model"] = context.model
+        if self.tools:
+            result["_tool_calls"] = [call.to_dict() for call in context.tool_calls]
         if context.cache is not None:
             result["_cache"] = context.cache
         if self._memory is not None:
@@ -482,6 +485,8 @@ class Agent(BaseAgent):
         signature: object = None,
         config: object = None,
         strategy: Strategy | None = None,
+        *,
+        tools: Iterable[object] | None = None,
         **settings: Any,
     ) -> None:
         if signature is not None and not is_signature_like(signature):
@@ -493,7 +498,7 @@ class Agent(BaseAgent):
             signature, config = None, signature
         if settings:
             config = {**config_to_dict(config), **settings}
-        super().__init__(config=config, signature=signature, strategy=strategy, name=name)
+        super().__init__(config=config, signature=signature, strategy=strategy, name=name, tools=tools)
 
 
 class AgentFactory:

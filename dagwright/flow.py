@@ -84,6 +84,14 @@ class Flow(FlowBuilder):
 
     # ------------------------------------------------------------------ run settings
 
+    def add_agent(self, node_id: str, agent: object = None, *, tools: Sequence[object] = (), **options: Any) -> NodeRef:
+        """:meth:`FlowBuilder.add_agent`; ``tools`` may be plain functions (typed, the docstring describing them)."""
+        if tools:
+            from dagwright.llm.tools import as_tools
+
+            tools = as_tools(tools)
+        return super().add_agent(node_id, agent, tools=tools, **options)
+
     def configure(self, node_id: str, *, retry: Any = None, timeout: float | None = None, cache: Any = None) -> Flow:
         """Set a node's retry policy (a ``RetryPolicy``), per-attempt timeout (seconds) and result cache.
 

@@ -15,7 +15,7 @@ pattern factory returns a Flow; the same patterns are plain functions in
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from dagwright import patterns
@@ -58,12 +58,14 @@ class Kaizen:
         config: object = None,
         *,
         strategy: Strategy | None = None,
+        tools: Iterable[object] | None = None,
     ) -> Agent:
         """An agent named ``name``, starting from the facade's config.
 
         The second argument is a signature, or (as the Kaizen ADR writes it) the config:
         ``create_agent("researcher", {"model": "gpt-4o"})``. Without a signature the agent is
         free-form: inputs of any name go into the prompt, the reply is text in ``answer``.
+        ``tools=[...]``: functions, :class:`~dagwright.llm.tools.Tool` s and MCP servers it may call.
         """
         if signature is not None and not is_signature_like(signature):
             if config is not None:
@@ -77,7 +79,7 @@ class Kaizen:
             merged.update(
                 config_to_dict(config) if not isinstance(config, AgentConfig) else config.model_dump(exclude_unset=True)
             )
-        return Agent(name, signature, merged, strategy)
+        return Agent(name, signature, merged, strategy, tools=tools)
 
     # ---- patterns
 

@@ -83,6 +83,9 @@ class Fault:
       (``[]`` when the schema requires none, ``{}`` when it does not describe an object).
     - ``content``: exactly this content. ``body``: exactly this raw HTTP body.
     - ``drop_connection``: the connection is closed without a reply.
+    - ``tool_calls``: the reply asks for these function calls instead of answering: each a
+      ``(name, arguments)`` pair, the arguments a dict (sent as JSON) or a string sent as written, so
+      malformed arguments and unknown tool names can be scripted.
     - ``match``: the fault applies only to a request whose message text contains this string.
 
     A fault with only ``delay`` (and ``match``) set delays an otherwise normal reply.
@@ -98,6 +101,7 @@ class Fault:
     body: str | None = None
     drop_connection: bool = False
     match: str | None = None
+    tool_calls: tuple[tuple[str, Mapping[str, Any] | str], ...] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.status, int) or isinstance(self.status, bool) or not 100 <= self.status <= 599:
@@ -111,7 +115,10 @@ class Fault:
             if value is not None and not isinstance(value, str):
                 raise TypeError(f"Fault.{name} must be a string, got {type(value).__name__}")
         chosen = [name for name in ("malformed", "empty", "schema_violation", "drop_connection") if getattr(self, name)]
-        chosen += [name for name in ("content", "body") if getattr(self, name) is not None]
+        chosen += [name for name in ("content", "body", "tool_calls") if getattr(self, name) is not None]
+        for index, call in enumerate(self.tool_calls or ()):
+            if not (isinstance(call, tuple) and len(call) == 2 and isinstance(call[0], str)):
+                raise TypeError(f"Fault.tool_calls[{index}] must be a (name, arguments) pair, got {call!r}")
         if len(chosen) > 1:
             raise ValueError(f"a Fault can do one thing, but it sets {' and '.join(chosen)}")
 
@@ -121,7 +128,20 @@ class Fault:
 
     @property
     def replaces_content(self) -> bool:
-        return self.malformed or self.empty or self.schema_violation or self.content is not None
+        return (
+            self.malformed
+            or self.empty
+            or self.schema_violation
+            or self.content is not None
+            or self.tool_calls is not None
+        )
+
+    def scripted_calls(self) -> tuple[tuple[str, str, str], ...]:
+        """The scripted calls as (call id, name, arguments text)."""
+        return tuple(
+            (f"call_scripted_{i}", name, args if isinstance(args, str) else json.dumps(dict(args)))
+            for i, (name, args) in enumerate(self.tool_calls or ())
+        )
 
 
 def _is_seconds(value: Any) -> bool:
@@ -299,9 +319,9 @@ def _send_completion(
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": completion.content, "refusal": None},
+                "message": _message(completion),
                 "logprobs": None,
-                "finish_reason": "stop",
+                "finish_reason": "tool_calls" if completion.tool_calls else "stop",
             }
         ],
         "usage": {
@@ -311,6 +331,17 @@ def _send_completion(
         },
     }
     handler.send(status, json.dumps(reply, ensure_ascii=False).encode(), headers)
+
+
+def _message(completion: Completion) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": completion.content, "refusal": None}
+    if completion.tool_calls:
+        message["content"] = None
+        message["tool_calls"] = [
+            {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+            for call_id, name, arguments in completion.tool_calls
+        ]
+    return message
 
 
 def _fault_headers(fault: Fault) -> dict[str, str]:
@@ -657,6 +688,12 @@ class OpenAITestServer:
         if not fault.replaces_content and not headers and fault.status == 200:
             return False
         completion = self._offline(body)
+        if fault.tool_calls is not None:
+            calls = fault.scripted_calls()
+            size = count_tokens(json.dumps(calls))
+            scripted = Completion("", completion.prompt_tokens, size, completion.model, calls)
+            _send_completion(handler, body, scripted, status=fault.status, headers=headers)
+            return True
         content = _fault_content(fault, body, completion.content)
         replaced = Completion(content, completion.prompt_tokens, count_tokens(content), completion.model)
         _send_completion(handler, body, replaced, status=fault.status, headers=headers)
@@ -665,7 +702,10 @@ class OpenAITestServer:
     def _offline(self, body: dict[str, Any]) -> Completion:
         try:
             return self.model.complete(
-                body["messages"], response_format=body.get("response_format"), model=body["model"]
+                body["messages"],
+                response_format=body.get("response_format"),
+                model=body["model"],
+                tools=body.get("tools"),
             )
         except (ValueError, TypeError) as exc:
             raise _BadRequest("response_format", f"the offline model cannot answer this request: {exc}") from exc

@@ -87,6 +87,7 @@ def test_every_code_is_documented() -> None:
         "reachability",
         "unused",
         "not-empty",
+        "tools",
     ]
 
 

@@ -41,6 +41,7 @@ from dagwright.compiler.passes import validate
 from dagwright.compiler.ports import function_ports, is_signature_like, signature_ports
 from dagwright.compiler.redact import AgentBinding, check_safe_keys, config_to_dict, safe_settings
 from dagwright.compiler.signature import MISSING, as_signature
+from dagwright.compiler.tools import DEFAULT_MAX_TOOL_STEPS, describe_sources, tool_config
 from dagwright.compiler.types import from_python
 
 __all__ = ["NOTE_KEYS", "FlowBuilder"]
@@ -143,6 +144,7 @@ class FlowBuilder:
         config: object = None,
         collect: Sequence[str] = (),
         safe_keys: Iterable[str] = (),
+        tools: Sequence[object] = (),
     ) -> NodeRef:
         """Add an agent node.
 
@@ -153,7 +155,9 @@ class FlowBuilder:
         caller vouches for (``safe_keys=["region"]``). The full config, API key
         included, stays in the process and is what the agent runs with.
         ``collect`` names list inputs that take many connections (a transcript of
-        turns, a set of votes), delivered in connection order.
+        turns, a set of votes), delivered in connection order. ``tools`` are the tool
+        sources of a signature-only agent (an agent object brings its own ``tools``):
+        the IR lists each tool's name, schema and origin.
         """
         if agent is not None and signature is None and is_signature_like(agent):
             signature, agent = agent, None
@@ -179,12 +183,19 @@ class FlowBuilder:
             node_config["instructions"] = spec.instructions
         if settings:
             node_config["agent"] = settings
+        if agent is not None and tools:
+            raise TypeError(f"add_agent({node_id!r}): give the tools to the agent itself (tools=... when making it)")
+        sources = tuple(tools) or tuple(getattr(agent, "tools", None) or ())
+        if sources:
+            specs, servers = describe_sources(sources)
+            steps = getattr(config, "max_tool_steps", full.get("max_tool_steps", DEFAULT_MAX_TOOL_STEPS))
+            node_config.update(tool_config(specs, servers, steps))
         inputs, outputs = signature_ports(spec)
         if collect:
             inputs = _collecting(node_id, inputs, collect)
         node = Node(node_id, "agent", inputs, outputs, freeze_json(node_config), self._group, caller_location())
         # A bare signature is bound with the caller's whole config: the IR holds only its safe part.
-        ref = self.add_node(node, agent if agent is not None else AgentBinding(spec, full, vouched))
+        ref = self.add_node(node, agent if agent is not None else AgentBinding(spec, full, vouched, tuple(tools)))
         notes = getattr(agent, "ir_notes", None)
         if callable(notes) and self._bindings.get(node_id) is agent:
             self._noted[node_id] = notes

@@ -109,6 +109,38 @@ CODES: dict[str, CodeInfo] = _codes(
         "A pattern option is invalid (vote rule, threshold, weights, allocation, map field).",
     ),
     ("DW207", "no-common-outputs", "error", "The destinations of a router share no output to return."),
+    (
+        "DW301",
+        "untyped-tool",
+        "error",
+        "A tool's parameter or return value has no type hint (DW300-DW399 are tools).",
+    ),
+    ("DW302", "tool-without-schema", "error", "A tool's parameter type has no JSON schema to tell the model."),
+    ("DW303", "duplicate-tool", "error", "Two tools of one agent share a name (the model calls tools by name)."),
+    (
+        "DW304",
+        "invalid-tool-name",
+        "error",
+        "A tool name an OpenAI-compatible server refuses (1-64 letters, digits, _ or -).",
+    ),
+    (
+        "DW305",
+        "mcp-unreachable",
+        "error",
+        "An MCP server did not answer when listing its tools (checked with dagwright check --connect).",
+    ),
+    (
+        "DW306",
+        "mcp-tool-missing",
+        "error",
+        "An MCP server lacks a tool the agent names (checked with dagwright check --connect).",
+    ),
+    (
+        "DW307",
+        "unbounded-tool-loop",
+        "warning",
+        "An agent calls tools with max_tool_steps=None: nothing bounds its rounds of tool calls.",
+    ),
 )
 
 

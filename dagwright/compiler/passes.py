@@ -26,6 +26,7 @@ from dagwright.compiler.diagnostics import Diagnostic
 from dagwright.compiler.ir import INPUT_KIND, OUTPUT_KIND, Edge, Graph, Node, Port
 from dagwright.compiler.signature import MISSING
 from dagwright.compiler.suggest import suggest
+from dagwright.compiler.tools import check_tools
 from dagwright.compiler.types import Compatibility, TypeExpr, is_assignable, value_misfit
 
 __all__ = ["PASSES", "Pass", "validate"]
@@ -636,6 +637,7 @@ PASSES: tuple[Pass, ...] = (
     Pass("reachability", check_reachability),
     Pass("unused", check_unused),
     Pass("not-empty", check_not_empty),
+    Pass("tools", check_tools),
 )
 
 

@@ -11,7 +11,7 @@ What enters the IR (:func:`safe_settings`):
 * the settings that hold no credential, when their value is a plain scalar:
   ``model``, ``provider`` (``llm_provider``), ``temperature``, ``max_tokens``,
   ``system_prompt``, ``prompt_template``, ``timeout``, ``max_retries``,
-  ``retry_initial_delay``, ``max_turns``, ``structured_output``;
+  ``retry_initial_delay``, ``max_turns``, ``structured_output``, ``max_tool_steps``, ``tool_timeout``;
 * ``base_url``, stripped of userinfo, query string and fragment (:func:`strip_url`);
 * role context (any other key) when all three hold: its name is not secret-like
   (:func:`is_secret_like`: it contains ``key``, ``secret``, ``pass``, ``token``,
@@ -77,6 +77,8 @@ SAFE_SETTINGS = frozenset(
         "retry_initial_delay",
         "max_turns",
         "structured_output",
+        "max_tool_steps",
+        "tool_timeout",
     }
 )
 """Agent settings that hold no credential: kept in the IR when their value is a plain scalar."""
@@ -334,6 +336,8 @@ class AgentBinding:
     signature: SignatureSpec
     config: Mapping[str, Any] = field(default_factory=dict)
     safe_keys: frozenset[str] = frozenset()
+    # The agent's tool sources (functions, MCP servers): run in the process, described in the IR by their specs.
+    tools: tuple[object, ...] = ()
 
     def __repr__(self) -> str:
         shown = safe_settings(self.config, self.safe_keys)

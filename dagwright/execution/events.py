@@ -73,6 +73,8 @@ class NodeRecord:
     skip_reason: str | None = None
     # Where a failed node's own code raised its error (``file:line in function``), when it did.
     error_location: str | None = None
+    # An agent's tool calls, in order: name, arguments, result, duration_ms, round (and error).
+    tool_calls: list[dict[str, Any]] | None = None
 
     @property
     def duration_ms(self) -> float | None:
@@ -257,7 +259,15 @@ def _record_to_dict(key: str, record: NodeRecord, outputs: bool) -> dict[str, An
         "model": record.model,
         "skip_reason": record.skip_reason,
         "error_location": record.error_location,
+        **({} if record.tool_calls is None else {"tool_calls": _tool_calls_to_list(record.tool_calls, outputs)}),
     }
+
+
+def _tool_calls_to_list(calls: list[dict[str, Any]], outputs: bool) -> list[dict[str, Any]]:
+    """Tool calls as JSON data; their arguments and results are data like outputs, saved only with them."""
+    if outputs:
+        return copy.deepcopy(calls)
+    return [{k: v for k, v in call.items() if k not in ("arguments", "result")} for call in calls]
 
 
 def _run_to_dict(result: RunResult, outputs: bool) -> dict[str, Any]:
@@ -342,6 +352,7 @@ def _record_from_dict(key: str, data: object) -> NodeRecord:
         fields.get("model", (str,), optional=True),
         fields.get("skip_reason", (str,), optional=True),
         fields.get("error_location", (str,), optional=True),
+        copy.deepcopy(fields.get("tool_calls", (list,), optional=True)),
     )
 
 

@@ -22,7 +22,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
@@ -36,6 +36,16 @@ from dagwright.llm.config import AgentConfig
 from dagwright.llm.memory import BufferMemory, Memory, Turn
 from dagwright.llm.prompt import build_messages, user_message
 from dagwright.llm.structured import parse_reply, response_format, validate_inputs
+from dagwright.llm.tools import (
+    CallableTool,
+    ToolCall,
+    ToolCallRecord,
+    ToolSource,
+    as_tools,
+    openai_tools,
+    opened_tools,
+    tool_loop,
+)
 from dagwright.ops.audit import AccessPolicy, AccessRequest, AuditLog, check_access
 from dagwright.ops.cache import ResultCache, cache_key, make_cache
 from dagwright.ops.monitor import ExecutionMonitor, ExecutionOptimizer, ExecutionRecord, inputs_hash
@@ -76,6 +86,9 @@ class AgentContext:
     cache: Literal["hit", "miss"] | None = None
     # The signature of this execution: the agent's, or for a free-form agent the one its inputs make.
     signature: SignatureSpec | None = None
+    # The tools this execution may call (opened for it: MCP servers connected and listed once), and its calls.
+    tools: Sequence[CallableTool] = ()
+    tool_calls: list[ToolCallRecord] = field(default_factory=list)
 
 
 async def structured_call(
@@ -96,12 +109,13 @@ async def structured_call(
         context=config.extra,
     )
     fmt = response_format(spec, mode)
-    reply = await _call(settings, messages, fmt, context)
+    transcript: list[dict[str, Any]] = list(messages)
+    reply = await _answer(settings, transcript, fmt, context, config)
     outputs, problems = parse_reply(spec, reply)
     if outputs is None:
         first = reply
         repair = [
-            *messages,
+            *transcript,
             {"role": "assistant", "content": reply},
             {
                 "role": "user",
@@ -110,7 +124,7 @@ async def structured_call(
                 + ". Reply again with only the JSON object, with every field.",
             },
         ]
-        reply = await _call(settings, repair, fmt, context)
+        reply = await _answer(settings, repair, fmt, context, config)
         outputs, problems = parse_reply(spec, reply)
         if outputs is None:
             raise OutputParseError(
@@ -124,14 +138,45 @@ async def structured_call(
     return outputs
 
 
-async def _call(
-    settings: LLMSettings, messages: list[dict[str, str]], fmt: dict[str, Any] | None, context: AgentContext
+async def _answer(
+    settings: LLMSettings,
+    messages: list[dict[str, Any]],
+    fmt: dict[str, Any] | None,
+    context: AgentContext,
+    config: AgentConfig,
 ) -> str:
-    reply = await complete(settings, messages, fmt)
+    """The model's answer to ``messages``: one call, or with tools the bounded tool loop (every round counted)."""
+    if not context.tools:
+        content, _ = await _call(settings, messages, fmt, context, None)
+        return content
+    offered = openai_tools(context.tools)
+
+    async def ask(transcript: list[dict[str, Any]]) -> tuple[str, tuple[ToolCall, ...]]:
+        return await _call(settings, transcript, fmt, context, offered)
+
+    return await tool_loop(
+        ask,
+        messages,
+        context.tools,
+        max_steps=config.max_tool_steps,
+        timeout=config.tool_timeout,
+        where=context.agent_name,
+        records=context.tool_calls,
+    )
+
+
+async def _call(
+    settings: LLMSettings,
+    messages: list[dict[str, Any]],
+    fmt: dict[str, Any] | None,
+    context: AgentContext,
+    tools: list[dict[str, Any]] | None,
+) -> tuple[str, tuple[ToolCall, ...]]:
+    reply = await complete(settings, messages, fmt, tools)
     price, known = cost_of(reply.model, reply.prompt_tokens, reply.completion_tokens)
     context.usage.add(Usage(reply.prompt_tokens, reply.completion_tokens, price, known, 1))
     context.model = reply.model
-    return reply.content
+    return reply.content, tuple(ToolCall(*call) for call in reply.tool_calls)
 
 
 class Strategy:
@@ -204,8 +249,10 @@ class AgentCore:
         strategy: Strategy | None = None,
         *,
         name: str | None = None,
+        tools: Iterable[object] | None = None,
     ) -> None:
         self.name = name or type(self).__name__
+        self.tools: list[ToolSource] = as_tools(tools)
         self.free_form = signature is None
         self._signature: SignatureSpec = FREE_FORM if signature is None else as_signature(signature)
         self.config = AgentConfig.coerce(config, owner=self.name)
@@ -282,7 +329,12 @@ class AgentCore:
             query = " ".join(str(v) for v in values.values())
             for turn in await self._memory.recall(session_id, query, self.config.max_turns):
                 context.history.extend(turn.messages())
-        outputs = await self._observed_execute(values, context)
+        if self.tools:
+            async with opened_tools(self.tools) as opened:
+                context.tools = opened
+                outputs = await self._observed_execute(values, context)
+        else:
+            outputs = await self._observed_execute(values, context)
         if self._memory is not None and session_id is not None and context.exchange is not None:
             await self._memory.append(session_id, context.exchange)
         return outputs, context

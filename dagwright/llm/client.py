@@ -88,6 +88,8 @@ class LLMReply:
     prompt_tokens: int
     completion_tokens: int
     requests: int
+    # The function calls the model asked for: (call id, function name, arguments as JSON text).
+    tool_calls: tuple[tuple[str, str, str], ...] = ()
 
 
 PROVIDER_ENV = "DAGWRIGHT_PROVIDER"
@@ -209,15 +211,19 @@ class _Scrubber:
 
 
 async def complete(
-    settings: LLMSettings, messages: list[dict[str, str]], response_format: dict[str, Any] | None
+    settings: LLMSettings,
+    messages: list[dict[str, Any]],
+    response_format: dict[str, Any] | None,
+    tools: list[dict[str, Any]] | None = None,
 ) -> LLMReply:
-    """One completion, retried on transient failures; raises LLMError / LLMRequestError / TimeoutError."""
+    """One completion, retried on transient failures; raises LLMError / LLMRequestError / TimeoutError.
+    ``tools``: the request's function definitions (OpenAI's ``tools`` parameter), when the agent has tools."""
     if settings.provider == "offline":
         from dagwright.llm.offline import OfflineModel
 
-        reply = OfflineModel().complete(messages, response_format=response_format, model=None)
-        return LLMReply(reply.content, reply.model, reply.prompt_tokens, reply.completion_tokens, 0)
-    return await _complete_openai(settings, messages, response_format)
+        reply = OfflineModel().complete(messages, response_format=response_format, model=None, tools=tools)
+        return LLMReply(reply.content, reply.model, reply.prompt_tokens, reply.completion_tokens, 0, reply.tool_calls)
+    return await _complete_openai(settings, messages, response_format, tools)
 
 
 def _retry_after(exc: Any) -> float | None:
@@ -271,10 +277,16 @@ class _Call:
 
     @classmethod
     def make(
-        cls, settings: LLMSettings, messages: list[dict[str, str]], response_format: dict[str, Any] | None
+        cls,
+        settings: LLMSettings,
+        messages: list[dict[str, Any]],
+        response_format: dict[str, Any] | None,
+        tools: list[dict[str, Any]] | None = None,
     ) -> _Call:
         base_url, api_key = endpoint(settings)
         request: dict[str, Any] = {"model": settings.model, "messages": messages, "timeout": settings.timeout}
+        if tools:
+            request["tools"] = tools
         if response_format is not None:
             request["response_format"] = response_format
         if settings.temperature is not None:
@@ -307,9 +319,12 @@ def _seconds(value: float) -> str:
 
 
 async def _complete_openai(
-    settings: LLMSettings, messages: list[dict[str, str]], response_format: dict[str, Any] | None
+    settings: LLMSettings,
+    messages: list[dict[str, Any]],
+    response_format: dict[str, Any] | None,
+    tools: list[dict[str, Any]] | None = None,
 ) -> LLMReply:
-    call = _Call.make(settings, messages, response_format)
+    call = _Call.make(settings, messages, response_format, tools)
     cap = max(settings.retry_max_delay, 0.0)
     asked = 0.0
     attempts = 0
@@ -457,6 +472,7 @@ def _parse_completion(body: bytes, model: str, attempts: int) -> LLMReply | str:
     if not isinstance(choices, list):
         return "is JSON but not a chat completion (no 'choices' list)"
     content: Any = None
+    calls: tuple[tuple[str, str, str], ...] = ()
     if choices:
         message = choices[0].get("message") if isinstance(choices[0], dict) else None
         if not isinstance(message, dict):
@@ -464,6 +480,7 @@ def _parse_completion(body: bytes, model: str, attempts: int) -> LLMReply | str:
         content = message.get("content")
         if content is not None and not isinstance(content, str):
             return "is JSON but not a chat completion ('content' is not text)"
+        calls = _tool_calls(message.get("tool_calls"))
     usage = data.get("usage")
     usage = usage if isinstance(usage, dict) else {}
     answered = data.get("model")
@@ -473,7 +490,28 @@ def _parse_completion(body: bytes, model: str, attempts: int) -> LLMReply | str:
         _count(usage.get("prompt_tokens")),
         _count(usage.get("completion_tokens")),
         attempts,
+        calls,
     )
+
+
+def _tool_calls(raw: Any) -> tuple[tuple[str, str, str], ...]:
+    """The function calls of a reply message as (id, name, arguments text); a malformed entry keeps what it has
+    (the tool loop answers the model about it rather than failing the request)."""
+    if not isinstance(raw, list):
+        return ()
+    calls = []
+    for index, item in enumerate(raw):
+        function = item.get("function") if isinstance(item, dict) else None
+        function = function if isinstance(function, dict) else {}
+        arguments = function.get("arguments")
+        calls.append(
+            (
+                str(item.get("id") or f"call_{index}") if isinstance(item, dict) else f"call_{index}",
+                str(function.get("name") or ""),
+                arguments if isinstance(arguments, str) else json.dumps(arguments),
+            )
+        )
+    return tuple(calls)
 
 
 def _count(value: Any) -> int:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_validator
 
 from dagwright.compiler.suggest import suggest
+from dagwright.compiler.tools import DEFAULT_MAX_TOOL_STEPS
 from dagwright.llm.client import LLMSettings, resolve_provider
 from dagwright.llm.structured import StructuredMode
 
@@ -51,18 +52,22 @@ class AgentConfig(BaseModel):
     max_turns: int = 10
     structured_output: StructuredMode = "json_schema"
     prompt_template: str | None = None
+    # Rounds of tool calls before the model must answer (None: no bound, which compile() warns about), and
+    # the time one tool call may take (a tool's own timeout wins).
+    max_tool_steps: int | None = DEFAULT_MAX_TOOL_STEPS
+    tool_timeout: float = 30.0
 
-    @field_validator("timeout")
+    @field_validator("timeout", "tool_timeout")
     @classmethod
     def _positive_timeout(cls, value: float) -> float:
         if value <= 0:
-            raise ValueError("timeout must be positive (seconds)")
+            raise ValueError("must be positive (seconds)")
         return value
 
-    @field_validator("max_retries", "max_turns")
+    @field_validator("max_retries", "max_turns", "max_tool_steps")
     @classmethod
-    def _not_negative(cls, value: int) -> int:
-        if value < 0:
+    def _not_negative(cls, value: int | None) -> int | None:
+        if value is not None and value < 0:
             raise ValueError("must not be negative")
         return value
 

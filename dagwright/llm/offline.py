@@ -59,6 +59,7 @@ __all__ = [
     "count_tokens",
     "find_schema",
     "message_text",
+    "offline_tool_calls",
     "resolve_schema",
 ]
 
@@ -106,6 +107,8 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     model: str
+    tool_calls: tuple[tuple[str, str, str], ...] = ()
+    """Function calls asked for, as (call id, function name, arguments as JSON text); then ``content`` is empty."""
 
     @property
     def total_tokens(self) -> int:
@@ -315,12 +318,19 @@ class OfflineModel:
         *,
         response_format: dict[str, Any] | None = None,
         model: str | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
     ) -> Completion:
         """Answer ``messages``; the reply is JSON valid against the requested schema when there is one.
 
-        ``model`` only sets :attr:`Completion.model` (the default is this model's name).
+        ``model`` only sets :attr:`Completion.model` (the default is this model's name). With ``tools``
+        (OpenAI's function definitions) it first calls tools (see :func:`offline_tool_calls`).
         """
         checked = _check_messages(messages)
+        if tools:
+            calls = offline_tool_calls(checked, tools)
+            if calls:
+                text = json.dumps([list(c) for c in calls])
+                return Completion("", count_prompt_tokens(checked), count_tokens(text), model or self.name, calls)
         kind = _response_type(response_format)
         schema = find_schema(checked, response_format)
         conversation = hashlib.sha256(
@@ -344,6 +354,43 @@ class OfflineModel:
             completion_tokens=count_tokens(content),
             model=model or self.name,
         )
+
+
+def offline_tool_calls(
+    messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]]
+) -> tuple[tuple[str, str, str], ...]:
+    """The tool calls the offline model asks for next: each offered tool the prompt names (a whole word of
+    a system or user message; every offered tool when none is named), once in the conversation, all in
+    one round, with arguments generated from the tool's parameter schema. Nothing once each has been called.
+    """
+    functions = []
+    for index, tool in enumerate(tools):
+        function = tool.get("function") if isinstance(tool, Mapping) else None
+        if not isinstance(function, Mapping) or not isinstance(function.get("name"), str):
+            raise ValueError(f"tools[{index}] must be {{'type': 'function', 'function': {{'name': ...}}}}")
+        functions.append(function)
+    prompt = "\n".join(message_text(m, i) for i, m in enumerate(messages) if m.get("role") in ("system", "user"))
+    named = [f for f in functions if re.search(rf"(?<![\w-]){re.escape(f['name'])}(?![\w-])", prompt)]
+    called = {
+        call.get("function", {}).get("name")
+        for m in messages
+        if m.get("role") == "assistant"
+        for call in m.get("tool_calls") or ()
+        if isinstance(call, Mapping)
+    }
+    calls = []
+    for function in named or functions:
+        name = function["name"]
+        if name in called:
+            continue
+        params = function.get("parameters")
+        schema: dict[str, Any] = dict(params) if isinstance(params, Mapping) else {}
+        seed = hashlib.sha256(_canonical([name, [message_text(m, i) for i, m in enumerate(messages)]])).digest()
+        generator = _Generator(root=schema, seed=seed, excerpt=_excerpt(messages), tag=seed.hex()[:4])
+        arguments = generator.generate() if schema else {}
+        call_id = f"call_{seed.hex()[:12]}"
+        calls.append((call_id, name, json.dumps(arguments if isinstance(arguments, dict) else {}, ensure_ascii=False)))
+    return tuple(calls)
 
 
 def _merge_all_of(parts: list[dict[str, Any]]) -> dict[str, Any]:

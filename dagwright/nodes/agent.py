@@ -33,9 +33,16 @@ def agent_executor(node: Node, binding: object) -> Executor:
     if isinstance(binding, AgentCore) or (hasattr(binding, "invoke") and hasattr(binding, "signature")):
         agent = binding
     else:
+        if not isinstance(binding, AgentBinding) and node.config.get("tools"):
+            names = ", ".join(str(t.get("name")) for t in node.config["tools"])
+            raise ValueError(
+                f"agent node {node.id!r} calls tools ({names}) that a graph loaded from JSON does not carry: "
+                "run the flow from its Python source"
+            )
         settings: Any = binding.config if isinstance(binding, AgentBinding) else thaw_json(node.config.get("agent", {}))
         # The node's signature, not the binding's: collect= makes some of its inputs lists.
-        agent = AgentCore(config=dict(settings), signature=signature_of(node), name=node.id)
+        tools = binding.tools if isinstance(binding, AgentBinding) else ()
+        agent = AgentCore(config=dict(settings), signature=signature_of(node), name=node.id, tools=tools)
         _apply_notes(agent, node)
 
     async def run(inputs: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
@@ -43,6 +50,8 @@ def agent_executor(node: Node, binding: object) -> Executor:
         outputs, context = await agent.invoke(inputs)
         ctx.record.usage = context.usage
         ctx.record.model = context.model
+        if context.tools:
+            ctx.record.tool_calls = [call.to_dict() for call in context.tool_calls]
         return outputs
 
     return run

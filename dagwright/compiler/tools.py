@@ -35,6 +35,7 @@ __all__ = [
     "TOOL_NAME",
     "TOOL_NAME_RULE",
     "ToolSpec",
+    "check_connected",
     "check_tools",
     "describe_sources",
     "node_tools",
@@ -142,19 +143,7 @@ def check_tools(graph: Graph) -> list[Diagnostic]:
         specs = node_tools(node)
         for spec in specs:
             out.extend(_spec_problems(node, spec))
-        counts = Counter(spec.name for spec in specs)
-        for name, n in counts.items():
-            if n > 1:
-                origins = ", ".join(spec.where for spec in specs if spec.name == name)
-                out.append(
-                    dg.make(
-                        "DW303",
-                        f"agent {node.id!r} has {n} tools named {name!r} ({origins}); the model calls tools by name",
-                        node=node.id,
-                        hint="rename one of them (Tool(fn, name=...)) or drop it",
-                        location=node.location,
-                    )
-                )
+        out.extend(_name_problems(node, specs))
         if node.config.get("max_tool_steps", DEFAULT_MAX_TOOL_STEPS) is None:
             out.append(
                 dg.make(
@@ -169,39 +158,114 @@ def check_tools(graph: Graph) -> list[Diagnostic]:
     return out
 
 
+def _what(node: Node, spec: ToolSpec) -> str:
+    return f"tool {spec.name!r} of agent {node.id!r} ({spec.where})"
+
+
+def _name_problems(node: Node, specs: list[ToolSpec], only: Iterable[ToolSpec] | None = None) -> list[Diagnostic]:
+    """DW304 for names a server refuses, DW303 for names given twice; with ``only``, just those involving them."""
+    subject = list(specs if only is None else only)
+    out: list[Diagnostic] = []
+    for spec in subject:
+        if not TOOL_NAME.fullmatch(spec.name):
+            out.append(
+                dg.make(
+                    "DW304",
+                    f"{_what(node, spec)}: the name is not one an OpenAI-compatible server accepts ({TOOL_NAME_RULE})",
+                    node=node.id,
+                    hint="name it with Tool(fn, name='...')",
+                    location=node.location,
+                )
+            )
+    counts = Counter(spec.name for spec in specs)
+    for name in dict.fromkeys(spec.name for spec in subject):
+        n = counts[name]
+        if n > 1:
+            origins = ", ".join(spec.where for spec in specs if spec.name == name)
+            out.append(
+                dg.make(
+                    "DW303",
+                    f"agent {node.id!r} has {n} tools named {name!r} ({origins}); the model calls tools by name",
+                    node=node.id,
+                    hint="rename one of them (Tool(fn, name=...)) or drop it",
+                    location=node.location,
+                )
+            )
+    return out
+
+
 def _spec_problems(node: Node, spec: ToolSpec) -> list[Diagnostic]:
     out: list[Diagnostic] = []
-    what = f"tool {spec.name!r} of agent {node.id!r} ({spec.where})"
-    if not TOOL_NAME.fullmatch(spec.name):
-        out.append(
-            dg.make(
-                "DW304",
-                f"{what}: the name is not one an OpenAI-compatible server accepts ({TOOL_NAME_RULE})",
-                node=node.id,
-                hint="name it with Tool(fn, name='...')",
-                location=node.location,
-            )
-        )
-    for param in spec.untyped:
-        part = "its return value has" if param == "return" else f"parameter {param!r} has"
+    what = _what(node, spec)
+    if spec.untyped:
+        params = [f"parameter {p!r}" for p in spec.untyped if p != "return"]
+        if "return" in spec.untyped:
+            params.append("its return value")
         out.append(
             dg.make(
                 "DW301",
-                f"{what}: {part} no type hint, so the model cannot be told what to pass or what comes back",
+                f"{what}: {_joined(params)} {'has' if len(params) == 1 else 'have'} no type hint, so the model "
+                "cannot be told what to pass or what comes back",
                 node=node.id,
-                port=None,
                 hint="annotate every parameter and the return type",
                 location=node.location,
             )
         )
-    for param, why in spec.unschematized:
+    if spec.unschematized:
+        why = "; ".join(f"parameter {param!r}: {reason}" for param, reason in spec.unschematized)
         out.append(
             dg.make(
                 "DW302",
-                f"{what}: parameter {param!r} has a type with no JSON schema: {why}",
+                f"{what}: a parameter type has no JSON schema to tell the model ({why})",
                 node=node.id,
                 hint="use JSON types (str, int, float, bool, list, dict), Literal, enums or pydantic models",
                 location=node.location,
             )
         )
+    return out
+
+
+def _joined(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def check_connected(node: Node, listings: Mapping[str, list[ToolSpec] | str]) -> list[Diagnostic]:
+    """What a live listing of an agent's MCP servers shows: DW305 for a server that did not answer (its
+    listing is the error text), DW306 for a named tool it lacks, DW303 / DW304 for its tools' names."""
+    out: list[Diagnostic] = []
+    offered = [spec for spec in node_tools(node) if spec.origin.get("kind") != "mcp"]
+    # Tools listed ahead of time are in node_tools already; the live listing replaces them.
+    for entry in node.config.get("mcp_servers") or ():
+        name = str(entry.get("name"))
+        listing = listings.get(name)
+        shown = entry.get("command") or entry.get("url")
+        if listing is None or isinstance(listing, str):
+            out.append(
+                dg.make(
+                    "DW305",
+                    f"agent {node.id!r}: MCP server {name!r} ({shown}) did not list its tools: "
+                    f"{listing or 'not asked'}",
+                    node=node.id,
+                    hint="start the server (or fix its command / URL) and check again",
+                    location=node.location,
+                )
+            )
+            continue
+        names = {spec.name for spec in listing}
+        for wanted in entry.get("tools") or ():
+            if wanted not in names:
+                out.append(
+                    dg.make(
+                        "DW306",
+                        f"agent {node.id!r}: MCP server {name!r} has no tool {wanted!r}; "
+                        f"it has: {', '.join(sorted(names)) or 'none'}",
+                        node=node.id,
+                        hint="fix the name in tools=[...] or update the server",
+                        location=node.location,
+                    )
+                )
+        expected = entry.get("tools")
+        offered.extend(spec for spec in listing if expected is None or spec.name in expected)
+    remote = [spec for spec in offered if spec.origin.get("kind") == "mcp"]
+    out.extend(_name_problems(node, offered, only=remote))
     return out

@@ -123,9 +123,9 @@ def describe_sources(sources: Iterable[object]) -> tuple[list[ToolSpec], list[di
             continue
         entry = getattr(source, "ir_entry", None)
         if callable(entry):
-            data = entry()
-            servers.append(dict(data))
-            specs.extend(ToolSpec.from_json(t) for t in data.get("listed") or ())
+            data = dict(entry())
+            specs.extend(ToolSpec.from_json(t) for t in data.pop("listed", None) or ())
+            servers.append(data)
     return specs, servers
 
 

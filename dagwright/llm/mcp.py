@@ -1,0 +1,247 @@
+"""Tools from MCP servers, through the official ``mcp`` SDK (the ``dagwright[mcp]`` extra).
+
+:class:`MCPTools` names a server: a command started over stdio (``MCPTools("python", "server.py")``)
+or a streamable-HTTP URL (``MCPTools(url="http://127.0.0.1:8000/mcp")``). Given in an agent's
+``tools=[...]``, each execution connects once, lists the server's tools once, offers them to the
+model beside the Python tools, and calls them on the same connection; the connection (and a stdio
+server's process) ends with the execution. ``tools=["read_file"]`` keeps only the named tools and
+makes their absence an error.
+
+In the IR the server is an entry of ``mcp_servers`` (name, transport, the command or the URL
+without credentials, the tool names it must have); its environment and HTTP headers stay in the
+process. ``connect()`` lists the tools ahead of time: from then on the IR lists their schemas
+too, like Python tools. ``dagwright check --connect`` uses :func:`connect_diagnostics` (DW305 for
+a server that does not answer, DW306 for a named tool it lacks, DW303 / DW304 for its tools' names).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from dagwright.compiler.diagnostics import Diagnostic
+from dagwright.compiler.ir import Graph
+from dagwright.compiler.redact import REDACTED, looks_like_credential, strip_url
+from dagwright.compiler.tools import ToolSpec, check_connected
+from dagwright.execution._sync import run_sync
+from dagwright.llm.tools import CallableTool
+
+__all__ = ["MCPTools", "connect_diagnostics"]
+
+_INSTALL = "MCP tools need the mcp extra: pip install 'dagwright[mcp]'"
+
+
+def _import_mcp() -> Any:
+    try:
+        import mcp
+    except ImportError as exc:  # the extra is optional
+        raise ImportError(_INSTALL) from exc
+    return mcp
+
+
+def _first_error(exc: BaseException) -> BaseException:
+    """The first leaf of an exception group (anyio wraps a failing transport's error in one)."""
+    leaves = getattr(exc, "exceptions", None)  # BaseExceptionGroup, or its backport on Python 3.10
+    while leaves:
+        exc = leaves[0]
+        leaves = getattr(exc, "exceptions", None)
+    return exc
+
+
+class MCPTools:
+    """An MCP server whose tools an agent may call (see the module docstring)."""
+
+    def __init__(
+        self,
+        command: str | None = None,
+        *args: str,
+        url: str | None = None,
+        name: str | None = None,
+        tools: Iterable[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        if (command is None) == (url is None):
+            raise ValueError("MCPTools needs a command (stdio) or url= (streamable HTTP), and not both")
+        if command is not None and not args and " " in command.strip():
+            command, *rest = shlex.split(command)
+            args = tuple(rest)
+        self.command = command
+        self.args = tuple(args)
+        self.url = url
+        self.env = dict(env or {})
+        self.headers = dict(headers or {})
+        self.cwd = cwd
+        self.timeout = timeout
+        self.expected: tuple[str, ...] | None = tuple(tools) if tools is not None else None
+        self.name = name or self._default_name()
+        self._listed: list[ToolSpec] | None = None
+
+    def __repr__(self) -> str:
+        return f"MCPTools({self.name!r}, {self.shown})"
+
+    def _default_name(self) -> str:
+        if self.url is not None:
+            return urlsplit(self.url).hostname or "mcp"
+        script = next((a for a in self.args if not a.startswith("-")), self.command or "mcp")
+        return os.path.splitext(os.path.basename(script))[0] or "mcp"
+
+    @property
+    def transport(self) -> str:
+        return "http" if self.url is not None else "stdio"
+
+    @property
+    def shown(self) -> str:
+        """The command or URL as a message or the IR may show it: no credentials."""
+        if self.url is not None:
+            return strip_url(self.url)
+        words = [self.command or "", *self.args]
+        return " ".join(
+            REDACTED if looks_like_credential(w) or ("=" in w and looks_like_credential(w.split("=", 1)[1])) else w
+            for w in words
+        )
+
+    def ir_entry(self) -> dict[str, Any]:
+        """This server as the IR lists it (see :mod:`dagwright.compiler.tools`)."""
+        entry: dict[str, Any] = {"name": self.name, "transport": self.transport}
+        entry["url" if self.url is not None else "command"] = self.shown
+        entry["tools"] = list(self.expected) if self.expected is not None else None
+        if self._listed is not None:
+            kept = [s for s in self._listed if self.expected is None or s.name in self.expected]
+            entry["listed"] = [spec.to_json() for spec in kept]
+        return entry
+
+    # ------------------------------------------------------------------ connecting
+
+    def _target(self) -> Any:
+        mcp = _import_mcp()
+        if self.url is not None:
+            from mcp.client.streamable_http import streamable_http_client
+            from mcp.shared._httpx_utils import create_mcp_http_client
+
+            http = create_mcp_http_client(headers=self.headers or None)
+            return streamable_http_client(self.url, http_client=http)
+        return mcp.StdioServerParameters(
+            command=self.command or "", args=list(self.args), env=self.env or None, cwd=self.cwd
+        )
+
+    @contextlib.asynccontextmanager
+    async def _client(self) -> AsyncIterator[Any]:
+        mcp = _import_mcp()
+        client = mcp.Client(self._target(), read_timeout_seconds=self.timeout)
+        try:
+            entered = await client.__aenter__()
+        except Exception as exc:
+            cause = _first_error(exc)
+            raise ConnectionError(
+                f"MCP server {self.name!r} ({self.transport}: {self.shown}) did not answer: "
+                f"{type(cause).__name__}: {cause}"
+            ) from None
+        try:
+            yield entered
+        finally:
+            await client.__aexit__(None, None, None)
+
+    async def _list(self, client: Any) -> list[Any]:
+        listed: list[Any] = []
+        cursor: str | None = None
+        for _ in range(100):  # a server whose pages never end cannot hang the run
+            page = await client.list_tools(cursor=cursor)
+            listed.extend(page.tools)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        return listed
+
+    def _spec(self, tool: Any) -> ToolSpec:
+        origin = {"kind": "mcp", "server": self.name, "transport": self.transport}
+        return ToolSpec(tool.name, tool.description or "", dict(tool.input_schema), origin)
+
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[Sequence[CallableTool]]:
+        """Connected for one execution: the server's tools, listed once, called on this connection."""
+        async with self._client() as client:
+            listed = await self._list(client)
+            names = {t.name for t in listed}
+            missing = [n for n in self.expected or () if n not in names]
+            if missing:
+                raise LookupError(
+                    f"MCP server {self.name!r} has no tool {', '.join(map(repr, missing))}; "
+                    f"it has: {', '.join(sorted(names)) or 'none'}"
+                )
+            keep = [t for t in listed if self.expected is None or t.name in self.expected]
+            yield [_RemoteTool(client, self._spec(t), self) for t in keep]
+
+    async def alist_tools(self) -> list[ToolSpec]:
+        """Connect, list the server's tools and keep them: from now on the IR lists their schemas."""
+        async with self._client() as client:
+            self._listed = [self._spec(t) for t in await self._list(client)]
+        return list(self._listed)
+
+    def connect(self) -> list[ToolSpec]:
+        """:meth:`alist_tools` from sync code."""
+        return run_sync(self.alist_tools())
+
+
+class _RemoteTool:
+    """One tool of a connected MCP server."""
+
+    def __init__(self, client: Any, spec: ToolSpec, server: MCPTools) -> None:
+        self.client = client
+        self.spec = spec
+        self.name = spec.name
+        self.description = spec.description
+        self.timeout: float | None = None
+        self.server = server
+
+    async def call(self, arguments: Mapping[str, Any]) -> Any:
+        result = await self.client.call_tool(self.name, dict(arguments))
+        text = "\n".join(getattr(block, "text", "") for block in result.content if getattr(block, "type", "") == "text")
+        if result.is_error:
+            raise RuntimeError(f"MCP server {self.server.name!r} says: {text or 'the tool failed'}")
+        if result.structured_content is not None:
+            return result.structured_content
+        return text
+
+
+# --------------------------------------------------------------------------- dagwright check --connect
+
+
+def _servers_of(binding: object) -> list[MCPTools]:
+    sources = getattr(binding, "tools", None) or ()
+    return [s for s in sources if isinstance(s, MCPTools)]
+
+
+async def connect_diagnostics(graph: Graph, bindings: Mapping[str, object] | None = None) -> list[Diagnostic]:
+    """Connect to every MCP server the graph's agents name and report what is wrong (DW303-DW306).
+
+    A server is taken from the agent's binding when there is one (with its environment and headers),
+    otherwise rebuilt from the IR entry (command or URL only)."""
+    found: list[Diagnostic] = []
+    for node in graph.nodes:
+        entries = node.config.get("mcp_servers") if node.kind == "agent" else None
+        if not entries:
+            continue
+        known = {s.name: s for s in _servers_of((bindings or {}).get(node.id))}
+        listings: dict[str, list[ToolSpec] | str] = {}
+        for entry in entries:
+            server = known.get(entry["name"]) or _from_entry(entry)
+            try:
+                listings[entry["name"]] = await server.alist_tools()
+            except (ConnectionError, OSError, ImportError) as exc:
+                listings[entry["name"]] = str(exc)
+        found.extend(check_connected(node, listings))
+    return found
+
+
+def _from_entry(entry: Mapping[str, Any]) -> MCPTools:
+    tools = entry.get("tools")
+    if entry.get("transport") == "http":
+        return MCPTools(url=str(entry["url"]), name=str(entry["name"]), tools=tools)
+    return MCPTools(str(entry["command"]), name=str(entry["name"]), tools=tools)

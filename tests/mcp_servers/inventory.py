@@ -1,0 +1,37 @@
+"""An MCP server for the tests, on the official SDK: ``python inventory.py`` (stdio) or ``... http PORT``."""
+
+from __future__ import annotations
+
+import sys
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import BaseModel
+
+server = MCPServer("inventory")
+
+
+class Item(BaseModel):
+    sku: str
+    count: int
+
+
+@server.tool()
+def stock(sku: str) -> int:
+    """How many of a product are in stock."""
+    return len(sku) * 10
+
+
+@server.tool()
+def reserve(sku: str, count: int = 1) -> Item:
+    """Reserve some of a product."""
+    if count > 100:
+        raise ToolError(f"cannot reserve {count} of {sku}: only 100 at a time")
+    return Item(sku=sku, count=count)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["http"]:
+        server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
+    else:
+        server.run()

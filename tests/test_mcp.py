@@ -160,3 +160,25 @@ def test_an_agent_calls_a_streamable_http_server(http_inventory: str) -> None:
     out = clerk(server).run(question="Use stock.")
     [call] = out["_tool_calls"]
     assert call["name"] == "stock" and call["result"]["result"] > 0
+
+
+def test_check_connect_asks_the_servers_and_plain_check_does_not(tmp_path: Path) -> None:
+    path = tmp_path / "shop_flow.py"
+    path.write_text(
+        "import sys\n"
+        "from dagwright import Flow\n"
+        "from dagwright.llm.mcp import MCPTools\n"
+        f"inventory = MCPTools(sys.executable, {SERVER!r}, tools=['restock'])\n"
+        "flow = Flow('shop')\n"
+        "flow.add_agent('clerk', 'question: str -> answer: str', tools=[inventory])\n"
+        "flow.input('question')\n",
+        encoding="utf-8",
+    )
+    command = [sys.executable, "-m", "dagwright", "check", str(path)]
+    plain = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+    asked = subprocess.run([*command, "--connect"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert asked.returncode == 1
+    assert "error DW306 [mcp-tool-missing] clerk: agent 'clerk': MCP server 'inventory' has no tool 'restock'" in (
+        asked.stdout
+    )

@@ -1,4 +1,4 @@
-"""The ``dagwright`` command: ``check``, ``export``, ``run`` and ``demo``.
+"""The ``dagwright`` command: ``check``, ``export``, ``run``, ``render``, ``mcp serve`` and ``demo``.
 
 Exit codes: 0 clean, 1 the flow has errors (or warnings with ``--strict``) or a checked
 file does not import, 2 a usage problem (bad path, no flow where one was named, unknown
@@ -26,6 +26,7 @@ from dagwright.cli.loader import (
     ir_file,
     load_targets,
 )
+from dagwright.cli.mcp import add_mcp_parser, connected_diagnostics, run_mcp
 from dagwright.cli.render import add_run_option, load_run
 from dagwright.compiler.diagnostics import Diagnostic, has_errors
 from dagwright.compiler.ir import Graph
@@ -54,6 +55,7 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     _add_run_parser(sub)
     _add_render_parser(sub)
     _add_demo_parser(sub)
+    add_mcp_parser(sub)
     return parser, check
 
 
@@ -139,6 +141,9 @@ def _add_check_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="a named file that defines no Flow is skipped, with a note on stderr, instead of an error (pre-commit)",
     )
     check.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE instead of stdout")
+    check.add_argument(
+        "--connect", action="store_true", help="also connect to the agents' MCP servers and check their tools"
+    )
     return check
 
 
@@ -184,6 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "render":
             return _render(args)
+        if args.command == "mcp":
+            return run_mcp(args)
         if args.command == "demo":
             from dagwright.cli.demo import run_demo
 
@@ -204,7 +211,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
 
 
-def _diagnose(target: Target) -> tuple[Graph, list[Diagnostic]]:
+def _diagnose(target: Target, *, connect: bool = False) -> tuple[Graph, list[Diagnostic]]:
+    if connect:
+        return connected_diagnostics(target)
     if target.flow is not None:
         return target.flow.to_graph(), target.flow.validate()
     assert target.graph is not None
@@ -235,7 +244,7 @@ class _Checked:
 def _check(args: argparse.Namespace) -> int:
     checked = _Checked()
     for spec in args.targets:
-        _check_spec(spec, checked, allow_empty=args.allow_empty)
+        _check_spec(spec, checked, allow_empty=args.allow_empty, connect=args.connect)
     for problem in checked.problems:
         print(f"dagwright check: {problem}", file=sys.stderr)
     if checked.excused:
@@ -251,7 +260,7 @@ def _check(args: argparse.Namespace) -> int:
     return 1 if any(has_errors(diags, strict=args.strict) for _, diags in checked.report) else 0
 
 
-def _check_spec(spec: str, checked: _Checked, *, allow_empty: bool) -> None:
+def _check_spec(spec: str, checked: _Checked, *, allow_empty: bool, connect: bool = False) -> None:
     """Check what one command-line target stands for, into ``checked``."""
     try:
         items, explicit = expand_target(spec)
@@ -276,7 +285,7 @@ def _check_spec(spec: str, checked: _Checked, *, allow_empty: bool) -> None:
             continue
         if explicit and not targets:
             checked.excused.append(item)
-        checked.report.extend((target.name, _diagnose(target)[1]) for target in targets)
+        checked.report.extend((target.name, _diagnose(target, connect=connect)[1]) for target in targets)
     if not explicit and fresh and len(checked.report) == before:
         # A directory or pattern in which no file defines a Flow is most likely the wrong place.
         if allow_empty:

@@ -182,3 +182,10 @@ def test_check_connect_asks_the_servers_and_plain_check_does_not(tmp_path: Path)
     assert "error DW306 [mcp-tool-missing] clerk: agent 'clerk': MCP server 'inventory' has no tool 'restock'" in (
         asked.stdout
     )
+
+
+def test_drawings_name_a_server_until_its_tools_are_listed() -> None:
+    flow = Flow("shop")
+    flow.add_agent("clerk", "question: str -> answer: str", tools=[inventory()])
+    flow.input("question")
+    assert "tools: mcp:inventory" in flow.to_mermaid()

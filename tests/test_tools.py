@@ -331,3 +331,13 @@ def test_an_agent_object_and_tools_together_are_refused() -> None:
     flow = Flow("f")
     with pytest.raises(TypeError, match=r"add_agent\('a'\): give the tools to the agent itself"):
         flow.add_agent("a", qa_agent(), tools=[population])
+
+
+def test_drawings_list_an_agents_tools_in_its_node() -> None:
+    flow = Flow("shop")
+    tools = [forecast, population, Tool(forecast, name="f3"), Tool(forecast, name="f4"), Tool(forecast, name="f5")]
+    flow.add_agent("planner", "question: str -> answer: str", tools=tools)
+    flow.input("question")
+    assert "agent · tools: forecast, population, f3, f4 +1" in flow.to_mermaid()
+    assert "tools: forecast, population, f3, f4 +1" in flow.to_dot()
+    assert "tools:" in tool_flow().to_dot() and "tools:" not in Flow.from_agent(BaseAgent(signature="q -> a")).to_dot()

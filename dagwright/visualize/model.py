@@ -301,6 +301,9 @@ def _facts(node: Node) -> list[str]:
             model = safe_fact(agent.get("model"))
             if model is not None:
                 facts.append(model)
+        tools = _tool_fact(config)
+        if tools is not None:
+            facts.append(tools)
     elif node.kind == "function":
         ref = config.get("function")
         if isinstance(ref, str):
@@ -313,6 +316,21 @@ def _facts(node: Node) -> list[str]:
             if value is not None:
                 facts.append(f"{key}: {value}")
     return facts
+
+
+_TOOLS_SHOWN = 4
+
+
+def _tool_fact(config: Mapping[str, Any]) -> str | None:
+    """An agent's tools in a few words: ``tools: forecast, population, mcp:inventory`` (the first few, then +N)."""
+    names = [str(t.get("name")) for t in config.get("tools") or () if isinstance(t, Mapping)]
+    listed = {str(t.get("origin", {}).get("server")) for t in config.get("tools") or () if isinstance(t, Mapping)}
+    names += [f"mcp:{s.get('name')}" for s in config.get("mcp_servers") or () if str(s.get("name")) not in listed]
+    shown = [n for n in (safe_fact(name) for name in names) if n is not None]
+    if not shown:
+        return None
+    more = len(shown) - _TOOLS_SHOWN
+    return "tools: " + ", ".join(shown[:_TOOLS_SHOWN]) + (f" +{more}" if more > 0 else "")
 
 
 def _unique(base: str, taken: set[str]) -> str:

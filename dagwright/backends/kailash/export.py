@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 from dagwright._version import __version__
 from dagwright.backends.kailash.config import CONFIG_KEY
 from dagwright.backends.kailash.lowering import Lowering, lower_graph
-from dagwright.compiler.ir import Graph
+from dagwright.compiler.ir import Graph, Node
 from dagwright.compiler.signature import MISSING
 from dagwright.nodes import EXECUTORS
 
@@ -40,11 +40,20 @@ def _lowering_of(target: object) -> Lowering:
     raise TypeError(f"expected a Flow, a Graph or a Lowering, got {type(target).__name__}")
 
 
+def _tools_held(node: Node) -> list[str]:
+    """An agent's tools, which an export cannot carry: Python functions, and MCP servers' env and headers."""
+    names = [str(t.get("name")) for t in node.config.get("tools") or ()]
+    names += [f"MCP server {s.get('name')!r}" for s in node.config.get("mcp_servers") or ()]
+    return [f"tools ({', '.join(names)})"] if names else []
+
+
 def _exportable(target: object) -> Lowering:
     """The lowering of ``target``; ValueError naming every agent that only this process can run."""
     lowering = _lowering_of(target)
     held = [
-        (n.id, n.config["in_process"]) for n in lowering.graph.nodes if n.kind == "agent" and "in_process" in n.config
+        (n.id, [*n.config.get("in_process", ()), *_tools_held(n)])
+        for n in lowering.graph.nodes
+        if n.kind == "agent" and ("in_process" in n.config or _tools_held(n))
     ]
     if held:
         which = "; ".join(f"agent node {node_id!r} has {', '.join(map(str, what))}" for node_id, what in held)

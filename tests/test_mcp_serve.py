@@ -92,3 +92,39 @@ def test_a_python_call_builds_the_server_in_process() -> None:
             return await client.call_tool("loud", {"topic": "in process"})
 
     assert asyncio.run(call()).structured_content == {"shouted": "IN PROCESS"}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_an_agent_served_over_streamable_http() -> None:
+    import socket
+    import time
+
+    port = _free_port()
+    command = [sys.executable, "-m", "dagwright", "mcp", "serve", f"{FLOWS}:summarizer", "--transport", "http"]
+    process = subprocess.Popen([*command, "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+
+        async def call() -> tuple[Any, Any]:
+            async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+                listed = await client.list_tools()
+                return listed, await client.call_tool("summarizer", {"text": "MCP over HTTP"})
+
+        listed, result = asyncio.run(call())
+    finally:
+        process.terminate()
+        process.wait(10)
+    assert [t.name for t in listed.tools] == ["summarizer"]
+    assert not result.is_error and set(result.structured_content) == {"summary"}

@@ -375,6 +375,8 @@ class AgentCore:
             messages=messages,
             response_format=response_format(spec, mode),
             inputs=values,
+            # The tools offered change what the model does (and what runs): a different set, a different entry.
+            tools=[t.spec.to_json() for t in context.tools],
         )
 
     def _secrets(self) -> tuple[str, ...]:

@@ -26,3 +26,7 @@ broken.add_function("shout", shout)
 broken.add_function("explode", explode)
 broken.connect("shout.output", "explode.text")
 broken.input("topic")
+
+from dagwright import BaseAgent  # noqa: E402
+
+summarizer = BaseAgent(signature="text: str -> summary: str", name="summarizer")

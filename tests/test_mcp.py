@@ -189,3 +189,16 @@ def test_drawings_name_a_server_until_its_tools_are_listed() -> None:
     flow.add_agent("clerk", "question: str -> answer: str", tools=[inventory()])
     flow.input("question")
     assert "tools: mcp:inventory" in flow.to_mermaid()
+
+
+def test_a_denied_execution_starts_no_server_and_a_cached_one_calls_no_tool() -> None:
+    denied = clerk(MCPTools(sys.executable, "/nonexistent/never_started.py"))
+    denied.set_access_policy(lambda request: "closed today")
+    with pytest.raises(PermissionError, match=r"clerk: access denied: closed today"):
+        denied.run(question="Stock?")
+    cached = clerk(inventory(tools=["stock"]))
+    cached.enable_cache("memory")
+    first = cached.run(question="Stock? Use stock.")
+    assert [c["name"] for c in first["_tool_calls"]] == ["stock"]
+    again = cached.run(question="Stock? Use stock.")
+    assert again["_cache"] == "hit" and again["_tool_calls"] == [] and again["answer"] == first["answer"]

@@ -28,6 +28,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from dagwright.compiler.signature import FieldSpec, SignatureSpec, as_signature
+from dagwright.compiler.tools import describe_sources
 from dagwright.compiler.types import ANY, STR
 from dagwright.execution.errors import OutputParseError
 from dagwright.execution.events import Usage
@@ -329,17 +330,21 @@ class AgentCore:
             query = " ".join(str(v) for v in values.values())
             for turn in await self._memory.recall(session_id, query, self.config.max_turns):
                 context.history.extend(turn.messages())
-        if self.tools:
-            async with opened_tools(self.tools) as opened:
-                context.tools = opened
-                outputs = await self._observed_execute(values, context)
-        else:
-            outputs = await self._observed_execute(values, context)
+        outputs = await self._observed_execute(values, context)
         if self._memory is not None and session_id is not None and context.exchange is not None:
             await self._memory.append(session_id, context.exchange)
         return outputs, context
 
     async def _run_strategy(self, values: dict[str, Any], context: AgentContext) -> Any:
+        """The strategy's outputs, with the agent's tools open for it (after the access policy and the cache:
+        a denied or cached execution starts no MCP server)."""
+        if not self.tools:
+            return await self._strategy_outputs(values, context)
+        async with opened_tools(self.tools) as opened:
+            context.tools = opened
+            return await self._strategy_outputs(values, context)
+
+    async def _strategy_outputs(self, values: dict[str, Any], context: AgentContext) -> Any:
         """The strategy's outputs: dagwright's single shot directly, a Kaizen-style :class:`Strategy` with
         ``(signature, inputs, config)``, any other object with ``(agent, inputs, context)``."""
         strategy = self.strategy
@@ -376,7 +381,7 @@ class AgentCore:
             response_format=response_format(spec, mode),
             inputs=values,
             # The tools offered change what the model does (and what runs): a different set, a different entry.
-            tools=[t.spec.to_json() for t in context.tools],
+            tools=describe_tools(self.tools),
         )
 
     def _secrets(self) -> tuple[str, ...]:
@@ -495,6 +500,12 @@ class _Actions:
 
     def set_concurrency(self, n: int) -> None:
         self.agent.batch_concurrency = n
+
+
+def describe_tools(sources: Sequence[object]) -> list[dict[str, Any]]:
+    """The agent's tools as the IR lists them (specs, then MCP server entries): what a cache key hashes."""
+    specs, servers = describe_sources(sources)
+    return [*(spec.to_json() for spec in specs), *servers]
 
 
 def _log_call(record: ExecutionRecord) -> None:

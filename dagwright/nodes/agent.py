@@ -45,12 +45,14 @@ def agent_executor(node: Node, binding: object) -> Executor:
         agent = AgentCore(config=dict(settings), signature=signature_of(node), name=node.id, tools=tools)
         _apply_notes(agent, node)
 
+    agent_tools = bool(getattr(agent, "tools", None))
+
     async def run(inputs: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
         outputs: dict[str, Any]
         outputs, context = await agent.invoke(inputs)
         ctx.record.usage = context.usage
         ctx.record.model = context.model
-        if context.tools:
+        if agent_tools:
             ctx.record.tool_calls = [call.to_dict() for call in context.tool_calls]
         return outputs
 

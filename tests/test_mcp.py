@@ -202,3 +202,14 @@ def test_a_denied_execution_starts_no_server_and_a_cached_one_calls_no_tool() ->
     assert [c["name"] for c in first["_tool_calls"]] == ["stock"]
     again = cached.run(question="Stock? Use stock.")
     assert again["_cache"] == "hit" and again["_tool_calls"] == [] and again["answer"] == first["answer"]
+
+
+def test_tool_names_model_servers_refuse_are_caught_before_any_request() -> None:
+    dotted = MCPTools(sys.executable, SERVER, "dotted")
+    with pytest.raises(ValueError, match=r"MCP server 'inventory' offers tools whose names model servers refuse"):
+        clerk(dotted).run(question="Go.")
+    flow = Flow("shop")
+    flow.add_agent("clerk", "question: str -> answer: str", tools=[MCPTools(sys.executable, SERVER, "dotted")])
+    flow.input("question")
+    [found] = asyncio.run(connect_diagnostics(flow.compile(), {"clerk": flow.binding("clerk")}))
+    assert found.code == "DW304" and "tool 'stock.count' of agent 'clerk' (MCP server 'inventory')" in found.message

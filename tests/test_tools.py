@@ -341,3 +341,11 @@ def test_drawings_list_an_agents_tools_in_its_node() -> None:
     assert "agent · tools: forecast, population, f3, f4 +1" in flow.to_mermaid()
     assert "tools: forecast, population, f3, f4 +1" in flow.to_dot()
     assert "tools:" in tool_flow().to_dot() and "tools:" not in Flow.from_agent(BaseAgent(signature="q -> a")).to_dot()
+
+
+def test_agent_takes_tools_by_keyword_beside_its_settings() -> None:
+    from dagwright import Agent
+
+    agent = Agent("planner", "question: str -> answer: str", tools=[population], temperature=0.1)
+    assert agent.config.temperature == 0.1 and [t.name for t in agent.tools] == ["population"]  # type: ignore[attr-defined]
+    assert [c["name"] for c in agent.run(question="Use population.")["_tool_calls"]] == ["population"]

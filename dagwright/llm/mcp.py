@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 from dagwright.compiler.diagnostics import Diagnostic
 from dagwright.compiler.ir import Graph
 from dagwright.compiler.redact import REDACTED, looks_like_credential, strip_url
-from dagwright.compiler.tools import ToolSpec, check_connected
+from dagwright.compiler.tools import TOOL_NAME, TOOL_NAME_RULE, ToolSpec, check_connected
 from dagwright.execution._sync import run_sync
 from dagwright.llm.tools import CallableTool
 
@@ -176,6 +176,12 @@ class MCPTools:
                     f"it has: {', '.join(sorted(names)) or 'none'}"
                 )
             keep = [t for t in listed if self.expected is None or t.name in self.expected]
+            refused = [t.name for t in keep if not TOOL_NAME.fullmatch(t.name)]
+            if refused:
+                raise ValueError(
+                    f"MCP server {self.name!r} offers tools whose names model servers refuse ({TOOL_NAME_RULE}): "
+                    f"{', '.join(map(repr, refused))}; keep the others with tools=[...]"
+                )
             yield [_RemoteTool(client, self._spec(t), self) for t in keep]
 
     async def alist_tools(self) -> list[ToolSpec]:

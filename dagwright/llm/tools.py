@@ -332,7 +332,7 @@ async def _run_call(state: _LoopState, call: ToolCall, round_no: int) -> str:
         limit = tool.timeout if tool.timeout is not None else state.timeout
         try:
             result = await asyncio.wait_for(tool.call(arguments), limit)
-        except TimeoutError:
+        except asyncio.TimeoutError:  # not yet the builtin TimeoutError on Python 3.10
             raise TimeoutError(f"tool {call.name!r} did not finish within {limit:g} s") from None
         record.result = result
         text = result if isinstance(result, str) else json.dumps(result, ensure_ascii=False)

@@ -30,6 +30,14 @@ def reserve(sku: str, count: int = 1) -> Item:
     return Item(sku=sku, count=count)
 
 
+if "dotted" in sys.argv:  # a tool name MCP allows and OpenAI-compatible servers refuse
+
+    @server.tool(name="stock.count")
+    def stock_count(sku: str) -> int:
+        """Count a product."""
+        return 1
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["http"]:
         server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))

@@ -66,8 +66,12 @@ def test_a_failing_mcp_tool_twice_ends_the_run(server: OpenAITestServer) -> None
 def test_named_tools_are_the_only_ones_offered_and_must_exist() -> None:
     out = clerk(inventory(tools=["reserve"])).run(question="Go.")
     assert [c["name"] for c in out["_tool_calls"]] == ["reserve"]
-    with pytest.raises(LookupError, match=r"MCP server 'inventory' has no tool 'restock'; it has: reserve, stock"):
+    with pytest.raises(ToolError, match=r"MCP server 'inventory' has no tool 'restock'; it has: reserve, stock"):
         clerk(inventory(tools=["restock"])).run(question="Go.")
+    failed = clerk(inventory(tools=["restock"])).execute(question="Go.")
+    assert not failed.success and failed.error_type == "ToolError" and "has no tool 'restock'" in str(failed.error)
+    done = clerk(inventory(tools=["stock"])).execute(question="Go.")
+    assert done.success and [c["name"] for c in done.metadata["tool_calls"]] == ["stock"]
 
 
 def test_a_server_that_does_not_start_fails_the_execution_naming_it() -> None:

@@ -28,7 +28,7 @@ from dagwright.compiler.ir import Graph
 from dagwright.compiler.redact import REDACTED, looks_like_credential, strip_url
 from dagwright.compiler.tools import TOOL_NAME, TOOL_NAME_RULE, ToolSpec, check_connected
 from dagwright.execution._sync import run_sync
-from dagwright.llm.tools import CallableTool
+from dagwright.llm.tools import CallableTool, ToolError
 
 __all__ = ["MCPTools", "connect_diagnostics"]
 
@@ -171,7 +171,7 @@ class MCPTools:
             names = {t.name for t in listed}
             missing = [n for n in self.expected or () if n not in names]
             if missing:
-                raise LookupError(
+                raise ToolError(
                     f"MCP server {self.name!r} has no tool {', '.join(map(repr, missing))}; "
                     f"it has: {', '.join(sorted(names)) or 'none'}"
                 )

@@ -349,3 +349,13 @@ def test_agent_takes_tools_by_keyword_beside_its_settings() -> None:
     agent = Agent("planner", "question: str -> answer: str", tools=[population], temperature=0.1)
     assert agent.config.temperature == 0.1 and [t.name for t in agent.tools] == ["population"]  # type: ignore[attr-defined]
     assert [c["name"] for c in agent.run(question="Use population.")["_tool_calls"]] == ["population"]
+
+
+def test_a_failed_node_keeps_the_tool_calls_made_before_the_loop_gave_up(server: OpenAITestServer) -> None:
+    server.enqueue(*(Fault(tool_calls=(("forecast", {"city": {"name": f"c{i}"}}),)) for i in range(2)))
+    flow = tool_flow(base_url=server.base_url, api_key="k", max_tool_steps=1)
+    result = flow.run(question="Paris?")
+    assert not result.success and "max_tool_steps=1" in (result.error or "")
+    record = result.nodes["planner"]
+    assert record.status == "failed"
+    assert [(c["name"], c["arguments"]["city"]["name"]) for c in record.tool_calls or []] == [("forecast", "c0")]

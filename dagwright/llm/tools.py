@@ -50,9 +50,16 @@ _TRANSCRIPT_CHARS = 4_000
 class ToolError(RuntimeError):
     """A tool failed twice in one execution (the first failure went back to the model)."""
 
-    def __init__(self, message: str, transcript: Sequence[Mapping[str, Any]] = ()) -> None:
+    def __init__(
+        self,
+        message: str,
+        transcript: Sequence[Mapping[str, Any]] = (),
+        calls: Sequence[ToolCallRecord] = (),
+    ) -> None:
         super().__init__(message)
         self.transcript = [dict(m) for m in transcript]
+        # The calls made before the loop ended, as node records and results report them.
+        self.calls = [call.to_dict() for call in calls]
 
 
 class ToolLoopError(ToolError):
@@ -286,6 +293,7 @@ async def tool_loop(
                 f"{where}: the model still asks for tools ({', '.join(c.name for c in calls)}) after "
                 f"{rounds} round(s) of tool calls (max_tool_steps={max_steps}); transcript: " + _transcript(messages),
                 messages,
+                records,
             )
         rounds += 1
         messages.append(
@@ -308,6 +316,7 @@ async def tool_loop(
                     f"{where}: tool {record.name!r} failed again: {record.error} (its first failure went back "
                     "to the model, which asked for it again)",
                     messages,
+                    records,
                 )
         state.failed.update(r.name for r in this_round if r.error is not None)
 

@@ -28,6 +28,7 @@ def agent_executor(node: Node, binding: object) -> Executor:
     """The executor of an ``agent`` node."""
     # Imported here: the LLM side (pydantic models, the prompt templates) loads when an agent node is bound.
     from dagwright.llm.agent import AgentCore
+    from dagwright.llm.tools import ToolError
 
     agent: Any
     if isinstance(binding, AgentCore) or (hasattr(binding, "invoke") and hasattr(binding, "signature")):
@@ -49,7 +50,11 @@ def agent_executor(node: Node, binding: object) -> Executor:
 
     async def run(inputs: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
         outputs: dict[str, Any]
-        outputs, context = await agent.invoke(inputs)
+        try:
+            outputs, context = await agent.invoke(inputs)
+        except ToolError as exc:  # the calls made before the loop gave up belong in the failed node's record
+            ctx.record.tool_calls = exc.calls
+            raise
         ctx.record.usage = context.usage
         ctx.record.model = context.model
         if agent_tools:

@@ -103,6 +103,7 @@ def test_the_offline_model_calls_each_named_tool_once_then_answers() -> None:
     assert call["round"] == 1 and call["duration_ms"] >= 0 and "error" not in call
     assert out["_tokens"]["total"] > 0
     assert agent.get_execution_monitor().metrics()["llm_calls"] == 2  # the tool round and the answer
+    assert agent.get_execution_monitor().metrics()["retries"] == 0  # a tool round is no retry
     again = qa_agent().run(question="Bike in Paris? Check the forecast first.")
     assert again["_tool_calls"] == [{**call, "duration_ms": again["_tool_calls"][0]["duration_ms"]}]
     assert again["answer"] == out["answer"]

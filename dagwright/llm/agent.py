@@ -409,7 +409,8 @@ class AgentCore:
                 cost=usage.cost,
                 cost_known=usage.cost_known,
                 llm_calls=usage.calls,
-                retries=max(0, usage.calls - 1),
+                # Calls beyond the first that were not tool rounds were repairs (a reply sent back once).
+                retries=max(0, usage.calls - 1 - max((c.round for c in context.tool_calls), default=0)),
                 cache=context.cache,
                 error=(str(error) or type(error).__name__) if error is not None else None,
                 error_type=type(error).__name__ if error is not None else None,

@@ -13,7 +13,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import TypedDict
 
 import pytest
 import yaml
@@ -153,11 +153,11 @@ def test_one_output_into_two_inputs_is_one_connection_delivered_to_both() -> Non
 
 def test_collect_edges_get_distinct_inputs_and_flow_inputs_too() -> None:
     lowering = _lowered(join_flow())
-    assert [(c.source, c.target_input) for c in lowering.connections] == [("three", "__collect_values_1")]
+    assert [(c.source, c.target_input) for c in lowering.connections] == [("three", "values_from_three")]
     settings = lowering.nodes[1].config["dagwright"]
-    assert settings["wiring"] == {"values": ["__collect_values_0", "__collect_values_1", "__collect_values_1"]}
-    assert settings["flow_inputs"] == {"__collect_values_0": "x"}
-    assert lowering.parameters(x=9) == {"join": {"__collect_values_0": 9}}
+    assert settings["wiring"] == {"values": ["values_0", "values_from_three", "values_from_three"]}
+    assert settings["flow_inputs"] == {"values_0": "x"}
+    assert lowering.parameters(x=9) == {"join": {"values_0": 9}}
     assert join_flow().run_kailash(x=9).outputs == {"values": [9, 3, 3]}
 
 
@@ -271,17 +271,18 @@ def test_outputs_kailash_reads_as_a_verdict_warn_and_still_run_with_the_helper()
     assert flow.run_kailash(x=-1).outputs == {"success": False, "detail": "checked"}
 
 
-def test_node_parameters_are_typed_any_and_describe_the_port() -> None:
+def test_node_parameters_are_the_kailash_inputs_with_real_types() -> None:
     workflow = demo_flow().build()
     count_node = workflow.get_node("count")
     assert isinstance(count_node, DagwrightFunctionNode)
     params = count_node.get_parameters()
-    assert list(params) == ["items", "again"]
-    assert [(p.type, p.required, p.description) for p in params.values()] == [
-        (Any, True, "list[str]"),
-        (Any, False, "list[str]"),  # fed under 'items': Kailash's name check must not demand it
+    # 'again' is fed under 'items' (one output into two ports): one Kailash input, typed.
+    assert [(p.name, p.type, p.required, p.description) for p in params.values()] == [
+        ("items", list, True, "list[str]")
     ]
     assert list(count_node.get_output_schema()) == ["output"]
+    qa = workflow.get_node("qa").get_parameters()
+    assert [(p.name, p.type) for p in qa.values()] == [("question", str)]
 
 
 def test_policies_travel_in_the_config() -> None:
@@ -339,12 +340,12 @@ def test_a_workflow_loaded_from_the_yaml_runs_with_registered_functions(monkeypa
         pytest.raises(RuntimeExecutionError, match=f"node 'three': unknown function '{__name__}:three': register it"),
         LocalRuntime(**FAST_SETTINGS) as runtime,
     ):
-        runtime.execute(loaded, parameters={"join": {"__collect_values_0": 5}})
+        runtime.execute(loaded, parameters={"join": {"values_0": 5}})
 
     monkeypatch.setattr(kailash_nodes, "functions", FunctionRegistry([three, join]))
     loaded = Workflow.from_dict(data)
     with LocalRuntime(**FAST_SETTINGS) as runtime:
-        results, _ = runtime.execute(loaded, parameters={"join": {"__collect_values_0": 5}})
+        results, _ = runtime.execute(loaded, parameters={"join": {"values_0": 5}})
     assert results["join"] == {"output": [5, 3, 3]}
 
 

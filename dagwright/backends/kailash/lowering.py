@@ -17,18 +17,24 @@ The mapping, which is the contract Kailash users see:
   are wired; agents and functions are attached by ``WorkflowBuilder.bind`` when the
   workflow is built, never written into the config.
 * **Inputs.** An input port fed by one edge is the Kailash input of the same name
-  (``add_connection("research", "findings", "writer", "findings")``). Kailash would
-  lose values in two places, so the lowering avoids both: edges into one ``collect``
-  port get distinct inputs ``__collect_<port>_<i>`` that the node assembles into the
-  list in edge order, and an output feeding several inputs of one node is connected
-  once and delivered to each of them.
+  (``add_connection("research", "findings", "writer", "findings")``), unless a flat flow
+  input could reach that name (see below). Kailash would lose values in two places, so
+  the lowering avoids both: edges into one ``collect`` port get distinct inputs
+  (``views_from_optimist``, ``views_from_skeptic``) that the node assembles into the list in
+  edge order, and an output feeding several inputs of one node is connected once and
+  delivered to each of them. Each input is declared to Kailash with its Python type
+  (``str``, ``int``, ``float``, ``bool``, ``bytes``, ``list``, ``dict``; ``Any`` for the rest),
+  so ``connection_validation="strict"`` refuses a mismatched value before the node runs.
 * **Flow inputs** are not Kailash nodes: they become parameters of the nodes that
   consume them, under the consuming input's name, so ``parameters={"research":
   {"topic": "..."}}`` works; :meth:`Lowering.parameters` builds that dict from the
   flow's input names. A flow input's default is the consuming node's config value.
-  Flat parameters (``{"topic": "..."}``) work on ``LocalRuntime`` through
-  ``add_workflow_inputs``; ``AsyncLocalRuntime`` hands flat parameters to every node
-  as they are, so prefer the node-specific form there.
+  Flat parameters (``{"topic": "..."}``) work on both runtimes: ``LocalRuntime`` maps them
+  through ``add_workflow_inputs``, ``AsyncLocalRuntime`` hands them to every node, which
+  reads the flow inputs it consumes. Kailash also hands a flat parameter to any input with
+  a similar name (``text`` reaches ``context`` and ``clean_text``), and a parameter wins over
+  a connection, so a connected input that a flow input's name could reach is named after
+  its source instead (``clean_output``): a flat parameter only ever feeds flow inputs.
 * **Outputs** keep their port names in Kailash's results, except that a '.' (which
   Kailash reads as a path into a value) becomes ``__``: a router's ``billing.text`` is
   ``results["router"]["billing__text"]``. Flow outputs are read from there;
@@ -286,7 +292,10 @@ def _node_config(
             key = (edge.source, edge.source_port)
             name = by_source.get(key)
             if name is None:
-                name = port.name if not port.collect else _fresh(f"__collect_{port.name}_{i}", taken)
+                if edge.source in flow_inputs.names:
+                    name = port.name if not port.collect else _fresh(f"{port.name}_{i}", taken)
+                else:
+                    name = _connected_name(port.name, port.collect, edge.source, edge.source_port, taken, flow_inputs)
                 taken.add(name)
                 by_source[key] = name
                 if edge.source in flow_inputs.names:
@@ -301,7 +310,7 @@ def _node_config(
                     connections.append(KailashConnection(edge.source, output, node.id, name))
             names.append(name)
         wiring[port.name] = names
-    settings: dict[str, Any] = {"node": node.to_dict(locations=False)}
+    settings: dict[str, Any] = {"node": node.to_dict(locations=False), "lowered": True}
     parts: dict[str, Mapping[str, Any]] = {
         "wiring": wiring,
         "sources": sources,
@@ -311,6 +320,55 @@ def _node_config(
     settings.update((key, value) for key, value in parts.items() if value)
     config[CONFIG_KEY] = settings
     return config
+
+
+# Kailash's WorkflowParameterInjector hands a flat parameter to every node input whose name equals it,
+# contains it, is contained in it, or is one of these aliases of it.
+_KAILASH_ALIASES: dict[str, tuple[str, ...]] = {
+    "input": ("data", "content", "text", "input_data"),
+    "data": ("input", "content", "text", "input_data"),
+    "content": ("data", "input", "text", "body"),
+    "text": ("data", "input", "content", "body"),
+    "url": ("endpoint", "address", "link", "uri"),
+    "endpoint": ("url", "address", "link", "uri"),
+    "config": ("configuration", "settings", "options"),
+    "params": ("parameters", "args", "arguments"),
+    "result": ("output", "response", "return"),
+    "output": ("result", "response", "return"),
+}
+
+
+def reachable_by(name: str, flat: str) -> bool:
+    """Whether Kailash would hand the flat parameter ``flat`` to a node input called ``name``."""
+    a, b = name.lower(), flat.lower()
+    return a in b or b in a or name in _KAILASH_ALIASES.get(flat, ()) or flat in _KAILASH_ALIASES.get(name, ())
+
+
+def _connected_name(
+    port: str, collect: bool, source: str, source_port: str, taken: set[str], flow_inputs: _FlowInputs
+) -> str:
+    """The Kailash input name of a connection: readable, and out of reach of every flat flow input.
+
+    ``LocalRuntime().execute(workflow, parameters={"text": ...})`` gives a flat parameter to every
+    node input with a name like it (:func:`reachable_by`), and a parameter wins over a connection:
+    a connected input called ``text`` would get the flow's raw ``text`` instead of its upstream
+    value. So a connected input keeps the port's name only when no flow input reaches it, and
+    is otherwise named after its source (``clean_output``), or ``wN`` as a last resort.
+    """
+    # An empty flow input name is in every name, so Kailash would hand it to every input: nothing avoids it.
+    flats = [name for name in flow_inputs.names.values() if name]
+    origin = f"{source.replace('.', '_')}_{source_port.replace('.', '_')}"
+    candidates = [f"{port}_from_{source.replace('.', '_')}", origin] if collect else [port, origin]
+    for n in range(1, 1000):
+        for candidate in candidates:
+            free = candidate == port or (candidate not in taken and candidate != CONFIG_KEY)
+            if free and not any(reachable_by(candidate, f) for f in flats):
+                return candidate
+        candidates = [f"{letter}{n}" for letter in "wvqzjk"]
+    raise ValueError(
+        f"node input {port!r} (from {source}.{source_port}): every Kailash name tried is reached by a flow "
+        f"input ({', '.join(flats)}); rename the flow inputs"
+    )
 
 
 def _fresh(name: str, taken: set[str]) -> str:

@@ -64,7 +64,7 @@ from dagwright.compiler.ir import Graph, IRFormatError, Node, thaw_json
 from dagwright.compiler.registry import FunctionRegistry
 from dagwright.compiler.signature import MISSING
 from dagwright.compiler.suggest import suggest
-from dagwright.compiler.types import from_json
+from dagwright.compiler.types import ANY, TypeExpr, from_json, value_misfit
 from dagwright.execution.errors import NodeExecutionError
 from dagwright.execution.events import NodeRecord
 from dagwright.execution.executor import Executor
@@ -199,6 +199,7 @@ class _Prepared:
     outputs: dict[str, str]
     policy: NodePolicy
     executor: Executor
+    lowered: bool
 
 
 class DagwrightNodeBase(AsyncNode):  # type: ignore[misc]
@@ -212,12 +213,17 @@ class DagwrightNodeBase(AsyncNode):  # type: ignore[misc]
         self._settings: dict[str, Any] = settings if isinstance(settings, dict) else {}
         self._prepared: _Prepared | None = None
         self._parameters: dict[str, NodeParameter] | None = None
+        self._input_types: dict[str, tuple[str, TypeExpr]] = {}
         super().__init__(**kwargs)
 
     # ---- what Kailash reads
 
     def get_parameters(self) -> dict[str, NodeParameter]:
-        """The node's input ports (a signature's inputs, a function's parameters), typed ``Any``."""
+        """The node's Kailash inputs, typed (``str``, ``int``, ``float``, ``bool``, ``list``, ``dict``; ``Any`` else).
+
+        A lowered node declares the names its connections and flow inputs arrive under (a collect
+        port one per edge, typed as one item); a node made from an agent, its signature's inputs.
+        """
         # Kailash asks again and again (building, validating, every execute): make them once.
         if self._parameters is None:
             self._parameters = self._make_parameters()
@@ -225,22 +231,33 @@ class DagwrightNodeBase(AsyncNode):  # type: ignore[misc]
 
     def _make_parameters(self) -> dict[str, NodeParameter]:
         params: dict[str, NodeParameter] = {}
+        self._input_types = {}
         wiring = self._settings.get("wiring", {})
+        lowered = bool(self._settings.get("lowered"))
         for port in self._settings.get("node", {}).get("inputs", ()):
             name = port["name"]
-            # A collect port, or one fed under another input name (one output into several
-            # ports), is not required under its own name: Kailash's pre-run check knows only names.
-            optional = bool(port.get("collect", False)) or wiring.get(name, [name]) != [name]
-            kind = port.get("type", "any")
+            names = wiring.get(name)
+            if names is None and lowered:
+                continue  # nothing feeds it in the flow: it takes its default, as on the built-in scheduler
+            collect = bool(port.get("collect", False))
+            kind = _port_type(port.get("type", "any"), item=collect and names is not None)
             about = port.get("description", "")
-            params[name] = NodeParameter(
-                name=name,
-                type=Any,
-                required=bool(port.get("required", True)) and not optional,
-                default=port.get("default"),
-                description=f"{about} ({_type_text(kind)})" if about else _type_text(kind),
-                input=True,
-            )
+            text = str(kind)
+            for input_name in dict.fromkeys(names or [name]):
+                if input_name in params:  # one output into several ports: declared for the first one
+                    continue
+                self._input_types[input_name] = (name, kind)
+                params[input_name] = NodeParameter(
+                    name=input_name,
+                    type=_PYTHON_TYPES.get(kind.kind, Any),
+                    # A collect port, or one fed under other names, is not required under its own name:
+                    # Kailash's pre-run check knows only names.
+                    required=bool(port.get("required", True)) and not collect and names in (None, [name]),
+                    default=port.get("default"),
+                    description=(f"{about} ({text})" if about else text)
+                    + (f"; port {name!r}" if input_name != name else ""),
+                    input=True,
+                )
         return params
 
     def get_output_schema(self) -> dict[str, NodeParameter]:
@@ -260,7 +277,27 @@ class DagwrightNodeBase(AsyncNode):  # type: ignore[misc]
         """Nothing to coerce: the dagwright compiler checked the graph's types."""
 
     def validate_inputs(self, **kwargs: Any) -> dict[str, Any]:
-        """Inputs pass through unchanged (Kailash would coerce ``"abc"`` into ``['a', 'b', 'c']``)."""
+        """Inputs checked against their ports' types, and passed through unchanged (never coerced).
+
+        Kailash calls this before a run when ``connection_validation`` is ``"warn"`` or ``"strict"``:
+        a value of the wrong type (a ``float`` sent into a ``list[str]`` input) is a ``TypeError``
+        naming the node, the input and both types, which strict mode raises and warn mode logs.
+        Kailash's own coercion would turn ``"abc"`` into ``['a', 'b', 'c']``, so none is done.
+        """
+        self.get_parameters()
+        problems: list[str] = []
+        for name, value in kwargs.items():
+            declared = self._input_types.get(name)
+            if declared is None or isinstance(value, NodeOutputs):
+                continue
+            misfit = value_misfit(value, declared[1])
+            if misfit is not None:
+                port = f" (port {declared[0]!r})" if declared[0] != name else ""
+                problems.append(
+                    f"input {name!r}{port} takes {declared[1]}, got {type(value).__name__} {value!r:.60}: {misfit}"
+                )
+        if problems:
+            raise TypeError(f"node {str(self.id)!r}: " + "; ".join(problems))
         return dict(kwargs)
 
     def validate_outputs(self, outputs: dict[str, Any]) -> dict[str, Any]:
@@ -308,6 +345,7 @@ class DagwrightNodeBase(AsyncNode):  # type: ignore[misc]
             dict(settings.get("outputs", {})),
             policy,
             factory(node, binding),
+            bool(settings.get("lowered")),
         )
         self._prepared = prepared
         return prepared
@@ -382,7 +420,8 @@ class DagwrightNodeBase(AsyncNode):  # type: ignore[misc]
         for port in prepared.node.inputs:
             names = prepared.wiring.get(port.name)
             if names is None:
-                value = values.get(port.name, _ABSENT)
+                # Nothing feeds it in a lowered flow: a value under its name is a flat parameter meant for others.
+                value = values.get(port.name, _ABSENT) if not prepared.lowered else _ABSENT
                 if value is not _ABSENT:
                     args[port.name] = value
                 elif port.collect:
@@ -421,13 +460,40 @@ class DagwrightNodeBase(AsyncNode):  # type: ignore[misc]
 
     @staticmethod
     def _value(prepared: _Prepared, name: str, values: Mapping[str, Any]) -> Any:
-        value = values.get(name, _ABSENT)
+        flow_input = prepared.flow_inputs.get(name)
+        # AsyncLocalRuntime hands flat parameters to every node under their own names: a flow input's.
+        value = values.get(flow_input, _ABSENT) if flow_input is not None else _ABSENT
+        if value is _ABSENT:
+            value = values.get(name, _ABSENT)
         if isinstance(value, NodeOutputs):
             # AsyncLocalRuntime hands over a whole result for a missing output or one named "result".
             source = prepared.sources.get(name)
             if source is not None:
                 return value.ports.get(source[1], _ABSENT)
         return value
+
+
+# The Python type Kailash is told for each kind of port type; any other kind is ``Any`` to Kailash.
+_PYTHON_TYPES: dict[str, type] = {
+    "str": str,
+    "int": int,
+    "float": float,
+    "bool": bool,
+    "bytes": bytes,
+    "list": list,
+    "dict": dict,
+}
+
+
+def _port_type(data: Any, *, item: bool) -> TypeExpr:
+    """A port's type from its JSON form (``item``: the type of one item of a list, for a collect input)."""
+    try:
+        kind = from_json(data)
+    except (TypeError, ValueError, KeyError):
+        return ANY
+    if item:
+        return kind.args[0] if kind.kind == "list" and kind.args else ANY
+    return kind
 
 
 def _type_text(data: Any) -> str:

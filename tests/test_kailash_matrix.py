@@ -1,0 +1,162 @@
+"""Every pattern on every Kailash path, the Kailash way too: the same outputs, LLM calls and failed node.
+
+The paths: the built-in scheduler (the reference), ``flow.run_kailash`` on ``LocalRuntime`` and
+``AsyncLocalRuntime``, and the raw runtimes given ``flow.build()`` with node-specific parameters
+(``{"research": {"topic": ...}}``) and with flat ones (``{"topic": ...}``), as a Kailash user
+passes them. Raw runs are recorded with :func:`dagwright.backends.kailash.nodes.recording`, which
+only watches: it counts the LLM calls each node made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pytest
+from kailash.runtime.async_local import AsyncLocalRuntime
+from kailash.runtime.local import LocalRuntime
+from pattern_cases import pattern_cases
+
+from dagwright import BaseAgent, Flow, Kaizen
+from dagwright.backends.kailash.nodes import RunRecorder, recording, stop_recording
+from dagwright.backends.kailash.runtime import FAST_SETTINGS
+from dagwright.execution.events import NodeRecord
+
+CASES = list(pattern_cases())
+
+
+@pytest.fixture(autouse=True)
+def _quiet_kailash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("HOME", str(tmp_path))  # LocalRuntime's defaults write ~/.kailash
+    logger = logging.getLogger("kailash")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+class Outcome(NamedTuple):
+    """What every path must agree on."""
+
+    outputs: dict[str, Any]
+    llm_calls: int
+    ran: frozenset[str]  # the nodes that ran to the end
+    failed: frozenset[str]
+
+
+def _calls(records: dict[str, NodeRecord]) -> int:
+    return sum(r.usage.calls for r in records.values() if r.usage is not None)
+
+
+def builtin(flow: Flow, inputs: dict[str, Any]) -> Outcome:
+    result = flow.run(inputs)
+    nodes = result.nodes
+    return Outcome(
+        dict(result.outputs),
+        _calls(nodes),
+        frozenset(n for n, r in nodes.items() if r.status == "done" and r.kind not in ("input", "output")),
+        frozenset(n for n, r in nodes.items() if r.status == "failed"),
+    )
+
+
+def helper(runtime: str) -> Callable[[Flow, dict[str, Any]], Outcome]:
+    def run(flow: Flow, inputs: dict[str, Any]) -> Outcome:
+        result = flow.run_kailash(inputs, runtime=runtime)
+        nodes = result.nodes
+        return Outcome(
+            dict(result.outputs),
+            _calls(nodes),
+            frozenset(n for n, r in nodes.items() if r.status == "done" and r.kind not in ("input", "output")),
+            frozenset(n for n, r in nodes.items() if r.status == "failed"),
+        )
+
+    return run
+
+
+def raw(runtime: str, flat: bool) -> Callable[[Flow, dict[str, Any]], Outcome]:
+    """``runtime.execute(flow.build(), parameters=...)`` as a Kailash user writes it, recorded."""
+
+    def run(flow: Flow, inputs: dict[str, Any]) -> Outcome:
+        lowering = flow._kailash_lowering()
+        parameters: dict[str, Any] = dict(inputs) if flat else lowering.parameters(inputs)
+        recorder = RunRecorder("matrix")
+        token = recording(recorder)
+        try:
+            if runtime == "local":
+                with LocalRuntime(**FAST_SETTINGS) as engine:
+                    results, _ = engine.execute(flow.build(), parameters=parameters)
+            else:
+                engine = AsyncLocalRuntime(**FAST_SETTINGS)
+                try:
+                    results, _ = asyncio.run(engine.execute_workflow_async(flow.build(), inputs=parameters))
+                finally:
+                    engine.close()
+        finally:
+            stop_recording(token)
+        outputs = {}
+        for name, (node_id, port) in lowering.results.items():
+            produced = results.get(node_id)
+            if isinstance(produced, dict) and port in produced:
+                outputs[name] = produced[port]
+            elif node_id.startswith("input:"):
+                outputs[name] = inputs[node_id.split(":", 1)[1]]
+        records = recorder.records
+        return Outcome(
+            outputs,
+            _calls(records),
+            frozenset(n for n, r in records.items() if r.status == "done"),
+            frozenset(n for n, r in records.items() if r.status == "failed"),
+        )
+
+    return run
+
+
+PATHS: dict[str, Callable[[Flow, dict[str, Any]], Outcome]] = {
+    "helper-local": helper("local"),
+    "helper-async": helper("async"),
+    "local-per-node": raw("local", flat=False),
+    "local-flat": raw("local", flat=True),
+    "async-per-node": raw("async", flat=False),
+    "async-flat": raw("async", flat=True),
+}
+
+
+def clean_then_summarize() -> tuple[Flow, dict[str, Any]]:
+    """A connected input named like a flow input: a flat ``text`` must not replace the cleaned text."""
+    flow = Flow("clean_summarize")
+    flow.add_function("clean", clean)
+    flow.add_agent("summarize", BaseAgent(signature="text: str -> summary: str", name="summarize"))
+    flow.connect("clean.output", "summarize.text")
+    flow.input("text", to="clean.text")
+    flow.output("summary", "summarize.summary")
+    flow.output("cleaned", "clean.output")
+    return flow, {"text": "  RAW Text  "}
+
+
+def clean(text: str) -> str:
+    return " ".join(text.split()).lower()
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize(("name", "make", "inputs"), CASES, ids=[c[0] for c in CASES])
+def test_every_pattern_agrees_on_every_kailash_path(
+    name: str, make: Callable[[Kaizen], Flow], inputs: dict[str, Any], path: str
+) -> None:
+    flow = make(Kaizen())
+    expected = builtin(flow, inputs)
+    assert expected.llm_calls > 0 and not expected.failed
+    assert PATHS[path](flow, inputs) == expected
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+def test_a_flat_parameter_never_replaces_a_connection(path: str) -> None:
+    flow, inputs = clean_then_summarize()
+    expected = builtin(flow, inputs)
+    assert expected.outputs["cleaned"] == "raw text"
+    assert PATHS[path](flow, inputs) == expected
+    assert "text" not in {c.target_input for c in flow._kailash_lowering().connections}

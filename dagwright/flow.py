@@ -410,7 +410,7 @@ class Flow(FlowBuilder):
         declared = self._declared_inputs()
         options = {k: inputs.pop(k) for k in ("runtime", "run_id", "failure_mode") if k in inputs and k not in declared}
         values = {**_positional_inputs("run_kailash", args), **inputs}
-        return await arun_on_kailash(self._kailash_lowering(), values, **options)
+        return await arun_on_kailash(self._kailash_lowering(), values, observers=self._observers, **options)
 
     # ------------------------------------------------------------------ drawing (dagwright.visualize)
     # Imported on use, so `import dagwright` does not import graphviz.

@@ -450,7 +450,7 @@ def test_exported_script_reports_a_failed_node(flow_file: Path, tmp_path: Path) 
         check=False,
     )
     assert ran.returncode == 1
-    assert "failing: node 'explode' failed: Node 'explode' execution failed: RuntimeError: exploded on y" in ran.stderr
+    assert "failing: node 'explode' failed: RuntimeError: exploded on y" in ran.stderr
 
 
 def test_cli_exports_kailash_yaml(flow_file: Path, tmp_path: Path) -> None:

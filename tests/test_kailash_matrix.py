@@ -160,3 +160,26 @@ def test_a_flat_parameter_never_replaces_a_connection(path: str) -> None:
     assert expected.outputs["cleaned"] == "raw text"
     assert PATHS[path](flow, inputs) == expected
     assert "text" not in {c.target_input for c in flow._kailash_lowering().connections}
+
+
+@pytest.mark.parametrize("runtime", ["local", "async"])
+def test_a_node_cache_answers_repeated_runs_on_kailash(runtime: str) -> None:
+    flow, inputs = clean_then_summarize()
+    flow.configure("summarize", cache=True)
+    first = flow.run_kailash(inputs, runtime=runtime)
+    again = flow.run_kailash(inputs, runtime=runtime)
+    assert again.outputs == first.outputs == builtin(flow, inputs).outputs
+    # The second Kailash run (and the built-in one) are answered by the cache.
+    assert (_calls(first.nodes), _calls(again.nodes)) == (1, 0)
+
+
+@pytest.mark.parametrize("runtime", ["local", "async"])
+def test_the_flow_monitor_records_kailash_runs(runtime: str) -> None:
+    flow, inputs = clean_then_summarize()
+    monitor = flow.monitor()
+    flow.run_kailash(inputs, runtime=runtime)
+    flow.run(inputs)
+    runs = monitor.runs
+    assert len(runs) == 2 and all(r.success for r in runs)
+    assert runs[0].llm_calls == runs[1].llm_calls == 1
+    assert runs[0].duration_ms > 0

@@ -313,8 +313,21 @@ def test_kailash_alone_swallows_a_failing_end_node() -> None:
     with LocalRuntime(**FAST_SETTINGS) as runtime:
         results, _ = runtime.execute(failing_end_flow().build())
     assert results["boom"]["failed"] is True
-    assert results["boom"]["error"] == "Node 'boom' execution failed: ValueError: boom on 1"
+    assert results["boom"]["error"] == "ValueError: boom on 1"  # keyed by the node: no prefix of its own
     assert results["two"] == {"output": 2}
+    assert [node for node, out in results.items() if out.get("failed")] == ["boom"]  # how to see it (README)
+
+
+def test_async_local_runtime_names_a_failed_node_once() -> None:
+    engine = async_runtime()
+    try:
+        with pytest.raises(Exception) as caught:
+            asyncio.run(engine.execute_workflow_async(failing_end_flow().build(), inputs={}))
+    finally:
+        engine.close()
+    message = str(caught.value)
+    assert "Node 'boom' execution failed: ValueError: boom on 1" in message
+    assert message.count("boom' execution failed") == 1
 
 
 @runtime_param

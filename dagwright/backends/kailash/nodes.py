@@ -336,6 +336,11 @@ class DagwrightNodeBase(AsyncNode):  # type: ignore[misc]
                 f"node {self.id!r}: no runtime support for kind {node.kind!r}; import the module that registers it"
             )
         policy = self._bound_policy if self._bound_policy is not None else policy_from_json(settings.get("policy"))
+        executor = factory(node, binding)
+        if policy.cache is not None:  # flow.configure(node, cache=...): answered from the cache as on the built-in
+            from dagwright.ops.cache import cached_executor
+
+            executor = cached_executor(executor, node, policy.cache)
         sources = {k: (str(v[0]), str(v[1])) for k, v in settings.get("sources", {}).items()}
         prepared = _Prepared(
             node,
@@ -344,7 +349,7 @@ class DagwrightNodeBase(AsyncNode):  # type: ignore[misc]
             dict(settings.get("flow_inputs", {})),
             dict(settings.get("outputs", {})),
             policy,
-            factory(node, binding),
+            executor,
             bool(settings.get("lowered")),
         )
         self._prepared = prepared
@@ -408,9 +413,8 @@ class DagwrightNodeBase(AsyncNode):  # type: ignore[misc]
         failure = NodeExecutionError(record.node_id, error, attempts)
         failure.__cause__ = error
         record.error_location = failure.location
-        raise KailashNodeExecutionError(
-            f"Node '{record.node_id}' execution failed: {record.error_type}: {record.error}"
-        ) from failure
+        # Kailash's runtimes put "Node 'id' (execution) failed: " in front of it themselves.
+        raise KailashNodeExecutionError(f"{record.error_type}: {record.error}") from failure
 
     def _gather(
         self, prepared: _Prepared, values: dict[str, Any], recorder: RunRecorder | None

@@ -32,7 +32,7 @@ import contextvars
 import functools
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -40,9 +40,10 @@ from dagwright.compiler.ir import INPUT_KIND, OUTPUT_KIND, Graph
 from dagwright.compiler.registry import FunctionRegistry
 from dagwright.execution._sync import run_sync
 from dagwright.execution.errors import NodeExecutionError
-from dagwright.execution.events import NodeRecord, RunResult
+from dagwright.execution.events import Event, NodeRecord, RunResult
 from dagwright.execution.inputs import run_values
 from dagwright.execution.policy import check_run_id
+from dagwright.execution.steps import fanout
 
 if TYPE_CHECKING:
     from dagwright.backends.kailash.lowering import Lowering
@@ -96,13 +97,16 @@ async def arun_on_kailash(
     registry: FunctionRegistry | None = None,
     run_id: str | None = None,
     failure_mode: FailureMode = "fail_fast",
+    observers: Sequence[Callable[[Event], None]] = (),
 ) -> RunResult:
     """Run ``target`` on Kailash and return a :class:`RunResult` (see the module docstring).
 
     ``runtime`` is ``"local"`` (``LocalRuntime``), ``"async"`` (``AsyncLocalRuntime``: independent
     nodes run concurrently) or a Kailash runtime instance, which is used as it is and left open.
     ``failure_mode`` is the built-in scheduler's: ``"fail_fast"`` (cancel the rest at the first
-    failed node) or ``"continue"`` (skip only its descendants).
+    failed node) or ``"continue"`` (skip only its descendants). ``observers`` (a flow's monitors)
+    hear the run as the built-in scheduler tells it: ``run_started``, one event per node as the
+    run ends (``node_finished``, ``node_failed``, ``node_skipped``), ``run_finished``.
     """
     from dagwright.backends.kailash.nodes import RunRecorder, recording, stop_recording
 
@@ -124,6 +128,9 @@ async def arun_on_kailash(
     else:
         engine = runtime
     recorder = RunRecorder(run_id or uuid.uuid4().hex)
+    emit = _emitter(observers, recorder.run_id)
+    if emit is not None:
+        emit("run_started")
     started = time.time()
     failure: BaseException | None = None
     results: Mapping[str, Any] = {}
@@ -138,7 +145,35 @@ async def arun_on_kailash(
         stop_recording(token)
         if owned:
             engine.close()
-    return _result(lowering, values, recorder, results, failure, failure_mode, started)
+    result = _result(lowering, values, recorder, results, failure, failure_mode, started)
+    if emit is not None:
+        _tell(emit, result)
+    return result
+
+
+def _emitter(observers: Sequence[Callable[[Event], None]], run_id: str) -> Callable[..., None] | None:
+    if not observers:
+        return None
+    listen = fanout(list(observers))
+
+    def emit(kind: Any, node_id: str | None = None, **extra: Any) -> None:
+        listen(Event(kind, run_id, node_id, time.time(), **extra))
+
+    return emit
+
+
+def _tell(emit: Callable[..., None], result: RunResult) -> None:
+    """The nodes' events of a finished run, in the built-in scheduler's words, then ``run_finished``."""
+    for record in result.nodes.values():
+        if record.kind == INPUT_KIND:
+            continue
+        if record.status in ("done", "cached"):
+            emit("node_finished", record.node_id, attempt=record.attempts, record=record)
+        elif record.status == "failed":
+            emit("node_failed", record.node_id, attempt=record.attempts, error=record.error, record=record)
+        elif record.status == "skipped":
+            emit("node_skipped", record.node_id, error=record.skip_reason, record=record)
+    emit("run_finished")
 
 
 def run_on_kailash(
@@ -149,10 +184,19 @@ def run_on_kailash(
     registry: FunctionRegistry | None = None,
     run_id: str | None = None,
     failure_mode: FailureMode = "fail_fast",
+    observers: Sequence[Callable[[Event], None]] = (),
 ) -> RunResult:
     """:func:`arun_on_kailash` from sync code (also inside a running event loop)."""
     return run_sync(
-        arun_on_kailash(target, inputs, runtime=runtime, registry=registry, run_id=run_id, failure_mode=failure_mode)
+        arun_on_kailash(
+            target,
+            inputs,
+            runtime=runtime,
+            registry=registry,
+            run_id=run_id,
+            failure_mode=failure_mode,
+            observers=observers,
+        )
     )
 
 

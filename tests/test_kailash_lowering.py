@@ -310,7 +310,7 @@ def test_policies_travel_in_the_config() -> None:
 
 def test_yaml_comes_from_kailash_to_yaml_and_is_stable() -> None:
     text = to_kailash_yaml(demo_flow())
-    data = yaml.load(text, Loader=yaml.FullLoader)  # Kailash writes node positions as !!python/tuple
+    data = yaml.safe_load(text)
     assert data["name"] == "demo"
     graph_hash = demo_flow().compile().content_hash
     assert data["workflow_id"] == f"demo-{graph_hash[:12]}"
@@ -332,7 +332,7 @@ def test_yaml_comes_from_kailash_to_yaml_and_is_stable() -> None:
 
 
 def test_a_workflow_loaded_from_the_yaml_runs_with_registered_functions(monkeypatch: pytest.MonkeyPatch) -> None:
-    data = yaml.load(to_kailash_yaml(join_flow()), Loader=yaml.FullLoader)
+    data = yaml.safe_load(to_kailash_yaml(join_flow()))
     loaded = Workflow.from_dict(data)
     monkeypatch.setattr(kailash_nodes, "functions", FunctionRegistry())
     # Loading never imports code: an unregistered reference fails the node, naming the function.
@@ -456,7 +456,7 @@ def test_exported_script_reports_a_failed_node(flow_file: Path, tmp_path: Path) 
 def test_cli_exports_kailash_yaml(flow_file: Path, tmp_path: Path) -> None:
     done = _cli("export", f"{flow_file}:flow", "--format", "kailash-yaml", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    data = yaml.load(done.stdout, Loader=yaml.FullLoader)
+    data = yaml.safe_load(done.stdout)
     assert sorted(data["nodes"]) == ["count", "fetch", "qa"]
     assert data["nodes"]["count"]["config"]["dagwright"]["policy"]["max_attempts"] == 2
 
@@ -488,12 +488,51 @@ def test_script_generation_in_process_names_module_paths_relative_to_the_script(
     assert f"from {__name__} import three, join" in text
 
 
+def test_kailash_run_and_validate_accept_the_exported_script(flow_file: Path, tmp_path: Path) -> None:
+    script = tmp_path / "demo_workflow.py"
+    done = _cli("export", f"{flow_file}:flow", "--format", "kailash-py", "-o", str(script), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps({"topic": "x"}))  # flat, as a Kailash user passes them
+    kailash = str(Path(sys.executable).with_name("kailash"))
+    env = {**os.environ, "HOME": str(tmp_path)}
+    checked = subprocess.run(
+        [kailash, "validate", str(script)], capture_output=True, text=True, cwd=tmp_path, env=env, check=False
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    ran = subprocess.run(
+        [kailash, "run", str(script), "-p", str(params), "--no-tracking"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "Workflow completed successfully!" in ran.stdout
+    assert "22" in ran.stdout  # count.output: fetch('x') -> ['x', 'X'], counted twice
+
+
+def test_the_yaml_is_safe_and_a_workflow_node_loads_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = to_kailash_yaml(join_flow())
+    assert "!!python" not in text
+    assert text.startswith("# A dagwright flow lowered to Kailash")
+    path = tmp_path / "joins.yaml"
+    path.write_text(text)
+    monkeypatch.setattr(kailash_nodes, "functions", FunctionRegistry([three, join]))
+    outer = dagwright.WorkflowBuilder()
+    outer.add_node("WorkflowNode", "inner", {"workflow_path": str(path)})
+    with LocalRuntime(**FAST_SETTINGS) as runtime:
+        results, _ = runtime.execute(outer.build(), parameters={"inner": {"inputs": {"join": {"values_0": 4}}}})
+    assert results["inner"]["results"]["join"] == {"output": [4, 3, 3]}
+
+
 def test_cli_exports_kailash_yaml_from_an_ir_file(flow_file: Path, tmp_path: Path) -> None:
     ir = tmp_path / "demo.json"
     assert _cli("export", f"{flow_file}:flow", "-o", str(ir), cwd=tmp_path).returncode == 0
     done = _cli("export", str(ir), "--format", "kailash-yaml", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    data = yaml.load(done.stdout, Loader=yaml.FullLoader)
+    data = yaml.safe_load(done.stdout)
     assert data["nodes"]["fetch"]["config"]["dagwright"]["node"]["config"] == {"function": "kailash_demo_flow:fetch"}
     assert data["nodes"]["qa"]["node_type"] == "DagwrightAgentNode"
 

@@ -66,7 +66,7 @@ def _add_export_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         "--format",
         choices=("json", "kailash-yaml", "kailash-py"),
         default="json",
-        help="json: the IR; kailash-yaml: the lowered Kailash workflow (Kailash's to_yaml); kailash-py: a "
+        help="json: the IR; kailash-yaml: the lowered Kailash workflow (safe YAML of Kailash's to_dict); kailash-py: a "
         "standalone script that rebuilds and runs it (default: json)",
     )
     export.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")

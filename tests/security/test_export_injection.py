@@ -540,11 +540,12 @@ def _check_build_workflow(fn: ast.FunctionDef, graph: Graph, functions: set[str]
 
 
 def _constants(tree: ast.Module) -> dict[str, Any]:
-    """The module-level constants of a script, read back as values."""
+    """The module-level constants of a script, read back as values (not the built ``workflow``, which is code)."""
     found: dict[str, Any] = {}
     for stmt in tree.body:
         if isinstance(stmt, ast.Assign) and isinstance(stmt.targets[0], ast.Name):
-            found[stmt.targets[0].id] = ast.literal_eval(stmt.value)
+            if stmt.targets[0].id in _CONSTANTS:
+                found[stmt.targets[0].id] = ast.literal_eval(stmt.value)
         elif isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and stmt.value is not None:
             found[stmt.target.id] = ast.literal_eval(stmt.value)
     return found

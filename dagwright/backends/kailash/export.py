@@ -65,19 +65,44 @@ def _exportable(target: object) -> Lowering:
     return lowering
 
 
-def to_kailash_yaml(target: object) -> str:
-    """The lowered workflow as YAML, written by Kailash's own ``Workflow.to_yaml()``.
+_YAML_HEADER = """\
+# A dagwright flow lowered to Kailash. Its node types (DagwrightAgentNode, DagwrightFunctionNode,
+# DagwrightNode) are registered by `import dagwright.backends.kailash.nodes`: import it before
+# Workflow.from_dict(yaml.safe_load(...)) or WorkflowNode(workflow_path=...) reads this file.
+"""
 
-    The workflow id is derived from the graph's content hash, so the same flow exports
-    the same nodes and connections every time (Kailash adds a ``created_at`` stamp).
+
+def to_kailash_yaml(target: object) -> str:
+    """The lowered workflow as safe YAML: Kailash's own ``Workflow.to_dict()``, written with ``yaml.safe_dump``.
+
+    ``yaml.safe_load`` reads it back, so ``Workflow.from_dict`` and ``WorkflowNode(workflow_path=...)``
+    load it (Kailash's ``to_yaml()`` writes node positions as ``!!python/tuple``, which they refuse).
+    The workflow id is derived from the graph's content hash, so the same flow exports the same
+    nodes and connections every time (Kailash adds a ``created_at`` stamp).
     An agent with a callable access policy or a custom strategy cannot be exported (ValueError).
     """
+    import yaml  # type: ignore[import-untyped]  # Kailash depends on PyYAML
+
     lowering = _exportable(target)
     builder = lowering.builder(bind=False)
     builder.set_metadata(dagwright_graph_hash=lowering.graph.content_hash)
     workflow = builder.build(f"{lowering.name}-{lowering.graph.content_hash[:12]}")
-    text: str = workflow.to_yaml()
-    return text
+    data = _safe_yaml_data(workflow.to_dict(), "workflow")
+    text: str = yaml.safe_dump(data, default_flow_style=False, sort_keys=False, allow_unicode=True)
+    return _YAML_HEADER + text
+
+
+def _safe_yaml_data(value: Any, where: str) -> Any:
+    """``value`` with tuples as lists and keys as text; anything safe YAML cannot hold is an error naming it."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _safe_yaml_data(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_safe_yaml_data(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise ValueError(f"{where}: a {type(value).__name__} cannot be written as safe YAML")
 
 
 class _Code(str):
@@ -123,7 +148,7 @@ def _templates() -> Any:
 _SCRIPT_NAMES = frozenset(
     {"annotations", "json", "os", "sys", "Any", "LocalRuntime", "KailashException", "WorkflowBuilder", "dagwright"}
     | {"FLOW_NAME", "GRAPH_HASH", "FLOW_INPUTS", "INPUT_DEFAULTS", "FLOW_OUTPUTS", "_HERE"}
-    | {"build_workflow", "parameters", "main"}
+    | {"build_workflow", "parameters", "main", "workflow"}
 ) | frozenset(dir(builtins))
 
 

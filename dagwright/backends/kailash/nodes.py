@@ -234,6 +234,7 @@ class DagwrightNodeBase(AsyncNode):  # type: ignore[misc]
         self._input_types = {}
         wiring = self._settings.get("wiring", {})
         lowered = bool(self._settings.get("lowered"))
+        flow_fed = self._settings.get("flow_inputs", {})
         for port in self._settings.get("node", {}).get("inputs", ()):
             name = port["name"]
             names = wiring.get(name)
@@ -251,8 +252,12 @@ class DagwrightNodeBase(AsyncNode):  # type: ignore[misc]
                     name=input_name,
                     type=_PYTHON_TYPES.get(kind.kind, Any),
                     # A collect port, or one fed under other names, is not required under its own name:
-                    # Kailash's pre-run check knows only names.
-                    required=bool(port.get("required", True)) and not collect and names in (None, [name]),
+                    # Kailash's pre-run check knows only names. A flow input is checked by the node
+                    # itself (naming the flow input), so `kailash validate` passes without parameters.
+                    required=bool(port.get("required", True))
+                    and not collect
+                    and names in (None, [name])
+                    and input_name not in flow_fed,
                     default=port.get("default"),
                     description=(f"{about} ({text})" if about else text)
                     + (f"; port {name!r}" if input_name != name else ""),

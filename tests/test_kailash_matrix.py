@@ -244,3 +244,26 @@ def test_the_flow_monitor_records_kailash_runs(runtime: str) -> None:
     assert len(runs) == 2 and all(r.success for r in runs)
     assert runs[0].llm_calls == runs[1].llm_calls == 1
     assert runs[0].duration_ms > 0
+
+
+@pytest.mark.parametrize("runtime", ["local", "async"])
+def test_a_per_run_agent_setting_is_refused_by_name(runtime: str) -> None:
+    flow, inputs = clean_then_summarize()
+    parameters = {**flow.kailash_parameters(inputs), "summarize": {"model": "gpt-4o"}}
+    with pytest.raises(Exception) as caught:
+        if runtime == "local":
+            with LocalRuntime(**FAST_SETTINGS) as engine:
+                results, _ = engine.execute(flow.build(), parameters=parameters)
+            # An end node's failure is data on LocalRuntime: its error says what was refused.
+            raise RuntimeError(results["summarize"]["error"])
+        _execute(flow.build(), parameters, runtime)
+    assert "node 'summarize': 'model' is an agent setting, which a run cannot change" in str(caught.value)
+
+
+def test_agent_nodes_show_their_model_signature_and_role() -> None:
+    flow = Kaizen().create_debate_workflow(agents=[("optimist", {}), ("skeptic", {}), ("judge", {})], rounds=1)
+    config = flow.build().get_node("round1.optimist").config
+    assert (config["model"], config["role"]) == ("gpt-4o-mini", "You are the optimist.")
+    assert config["signature"] == "topic: str, transcript: list[str] -> argument: str"
+    data = yaml.safe_load(to_kailash_yaml(flow))
+    assert data["nodes"]["round1.optimist"]["config"]["signature"] == config["signature"]

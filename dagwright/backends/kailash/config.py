@@ -13,10 +13,52 @@ from typing import Any
 
 from dagwright.execution.policy import NodePolicy, RetryPolicy
 
-__all__ = ["CONFIG_KEY", "policy_from_json", "policy_to_json"]
+__all__ = ["CONFIG_KEY", "READABLE_KEYS", "SETTING_KEYS", "policy_from_json", "policy_to_json", "readable_config"]
 
 CONFIG_KEY = "dagwright"
 """The one config key of a lowered node: its IR node, wiring and policy."""
+
+READABLE_KEYS = ("model", "signature", "role")
+"""Config keys an agent node also gets, for people reading the workflow (Kailash's listings, YAML, drawings).
+
+They describe the node; the node runs from :data:`CONFIG_KEY`. A key is left out when the node
+has an input of that name (the input's constant value would be ambiguous)."""
+
+SETTING_KEYS = frozenset(
+    {"provider", "model", "temperature", "max_tokens", "system_prompt", "base_url", "api_key", "timeout"}
+    | {"max_retries", "retry_initial_delay", "max_turns", "structured_output", "prompt_template"}
+    | set(READABLE_KEYS)
+)
+"""An agent's settings (``AgentConfig``'s fields) and :data:`READABLE_KEYS`: a Kailash parameter under one of
+these names that is not an input of the node is a per-run override, which the node refuses by name."""
+
+
+def readable_config(node: Mapping[str, Any]) -> dict[str, str]:
+    """The :data:`READABLE_KEYS` of an agent node (its IR as JSON): its model, signature text and role."""
+    if node.get("kind") != "agent":
+        return {}
+    agent = node.get("config", {}).get("agent", {})
+    about: dict[str, str] = {}
+    if isinstance(agent, Mapping) and agent.get("model"):
+        about["model"] = str(agent["model"])
+
+    def ports(side: str) -> str:
+        return ", ".join(f"{p['name']}: {_type_text(p.get('type', 'any'))}" for p in node.get(side, ()))
+
+    about["signature"] = f"{ports('inputs')} -> {ports('outputs')}"
+    if isinstance(agent, Mapping) and agent.get("system_prompt"):
+        about["role"] = str(agent["system_prompt"])
+    taken = {p["name"] for p in node.get("inputs", ())}
+    return {k: v for k, v in about.items() if k not in taken}
+
+
+def _type_text(data: Any) -> str:
+    from dagwright.compiler.types import from_json
+
+    try:
+        return str(from_json(data))
+    except (TypeError, ValueError, KeyError):
+        return str(data)
 
 
 def policy_to_json(policy: NodePolicy) -> dict[str, Any]:

@@ -48,7 +48,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from dagwright.backends.kailash.config import CONFIG_KEY, policy_to_json
+from dagwright.backends.kailash.config import CONFIG_KEY, SETTING_KEYS, policy_to_json, readable_config
 from dagwright.compiler.diagnostics import CompileError, has_errors
 from dagwright.compiler.ir import INPUT_KIND, OUTPUT_KIND, Graph, Node, thaw_json
 from dagwright.compiler.passes import validate
@@ -310,7 +310,13 @@ def _node_config(
                     connections.append(KailashConnection(edge.source, output, node.id, name))
             names.append(name)
         wiring[port.name] = names
-    settings: dict[str, Any] = {"node": node.to_dict(locations=False), "lowered": True}
+    data = node.to_dict(locations=False)
+    settings: dict[str, Any] = {"node": data, "lowered": True}
+    # AsyncLocalRuntime hands flat parameters to every node: a flow input named like an agent setting
+    # is a flow input there, not an override to refuse.
+    flat = sorted(name for name in flow_inputs.names.values() if name in SETTING_KEYS)
+    if flat and node.kind == "agent":
+        settings["flat_inputs"] = flat
     parts: dict[str, Mapping[str, Any]] = {
         "wiring": wiring,
         "sources": sources,
@@ -319,6 +325,7 @@ def _node_config(
     }
     settings.update((key, value) for key, value in parts.items() if value)
     config[CONFIG_KEY] = settings
+    config.update(readable_config(data))
     return config
 
 

@@ -58,7 +58,13 @@ from kailash.workflow.builder import WorkflowBuilder as KailashWorkflowBuilder  
 from kailash.workflow.graph import Workflow  # type: ignore[import-untyped]
 
 from dagwright.backends.builtin.plan import bind_nodes
-from dagwright.backends.kailash.config import CONFIG_KEY, policy_from_json
+from dagwright.backends.kailash.config import (
+    CONFIG_KEY,
+    READABLE_KEYS,
+    SETTING_KEYS,
+    policy_from_json,
+    readable_config,
+)
 from dagwright.compiler.builder import FlowBuilder
 from dagwright.compiler.ir import Graph, IRFormatError, Node, thaw_json
 from dagwright.compiler.registry import FunctionRegistry
@@ -200,6 +206,8 @@ class _Prepared:
     policy: NodePolicy
     executor: Executor
     lowered: bool
+    readable: frozenset[str]
+    flat_inputs: frozenset[str]
 
 
 class DagwrightNodeBase(AsyncNode):  # type: ignore[misc]
@@ -356,6 +364,8 @@ class DagwrightNodeBase(AsyncNode):  # type: ignore[misc]
             policy,
             executor,
             bool(settings.get("lowered")),
+            frozenset(k for k in READABLE_KEYS if node.input(k) is None),
+            frozenset(settings.get("flat_inputs", ())),
         )
         self._prepared = prepared
         return prepared
@@ -375,7 +385,8 @@ class DagwrightNodeBase(AsyncNode):  # type: ignore[misc]
         record.started_at = time.time()
         try:
             prepared = self._prepare()
-            values = {k: v for k, v in self.config.items() if k != CONFIG_KEY}
+            values = {k: v for k, v in self.config.items() if k != CONFIG_KEY and k not in prepared.readable}
+            self._refuse_overrides(prepared, runtime_inputs)
             values.update(runtime_inputs)
             args, why_not = self._gather(prepared, values, recorder)
         except Exception as exc:
@@ -395,6 +406,23 @@ class DagwrightNodeBase(AsyncNode):  # type: ignore[misc]
         record.status = "done"
         record.ended_at = time.time()
         return NodeOutputs(outputs, prepared.outputs)
+
+    def _refuse_overrides(self, prepared: _Prepared, runtime_inputs: Mapping[str, Any]) -> None:
+        """A Kailash-style per-run setting (``parameters={"qa": {"model": "gpt-4o"}}``) is refused, naming it.
+
+        The agent runs with the settings it was built with; a setting that only seemed to apply
+        would give answers from another model than the one asked for.
+        """
+        if prepared.node.kind != "agent":
+            return
+        inputs = {p.name for p in prepared.node.inputs} | set(self.get_parameters()) | prepared.flat_inputs
+        given = sorted(k for k in runtime_inputs if k in SETTING_KEYS and k not in inputs)
+        if given:
+            raise ValueError(
+                f"node {str(self.id)!r}: {', '.join(map(repr, given))} is an agent setting, which a run cannot "
+                f"change (Kailash parameters feed the node's inputs: {_listing(sorted(self.get_parameters()))}); "
+                "set it in the agent's config when the flow is built"
+            )
 
     async def _run(self, prepared: _Prepared, args: dict[str, Any], record: NodeRecord, run_id: str | None) -> Any:
         # The attempt loop every back end runs: the same policy, the same attempts.
@@ -538,7 +566,8 @@ def _agent_config(agent: object, node_id: str) -> tuple[dict[str, Any], object]:
     flow.add_agent(node_id, agent)
     node = flow.to_graph().node(node_id)
     binding = agent if hasattr(agent, "invoke") and hasattr(agent, "signature") else None
-    return {CONFIG_KEY: {"node": node.to_dict(locations=False)}}, binding
+    data = node.to_dict(locations=False)
+    return {CONFIG_KEY: {"node": data}, **readable_config(data)}, binding
 
 
 def agent_node(agent: object, node_id: str) -> DagwrightAgentNode:

@@ -17,6 +17,11 @@ at most 10 %, taken as the median over pairs of samples run back to back. Other 
 are medians of the interleaved samples (the machines are noisy; a median ignores the odd
 slow sample). Run alone: ``python benchmarks/bench_kailash.py [--quick]
 [--sizes 1000 2000] [--shapes chain fan] [--json FILE]``.
+
+``--runs 200`` also times whole runs of both shapes at that size, side by side: the built-in
+scheduler (``flow.run()``), and the whole Kailash path (``flow.run_kailash()`` on ``LocalRuntime``
+and on ``AsyncLocalRuntime``: a runtime made, the cached lowered workflow executed, the results
+read back into a ``RunResult``), interleaved, with each Kailash median as a ratio of the built-in one.
 """
 
 from __future__ import annotations
@@ -172,16 +177,83 @@ def run(sizes: Sequence[int], shapes: Sequence[str], repeat: int) -> list[Row]:
     return rows
 
 
+@dataclass
+class RunRow:
+    shape: str
+    nodes: int
+    samples: dict[str, Samples] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "shape": self.shape,
+            "nodes": self.nodes,
+            **{name: {"median_s": s.median, "samples_s": s.values} for name, s in self.samples.items()},
+        }
+
+
+def measure_runs(shape: str, n: int, repeat: int) -> RunRow:
+    """Interleaved whole runs: the built-in scheduler, then the Kailash path on each runtime."""
+    from shapes import SHAPES
+
+    flow = SHAPES[shape](n)
+    subjects: dict[str, Callable[[], Any]] = {
+        "builtin": flow.run,
+        "kailash local": lambda: flow.run_kailash(runtime="local"),
+        "kailash async": lambda: flow.run_kailash(runtime="async"),
+    }
+    expected = flow.run().outputs
+    for name, call in subjects.items():  # warm: compiled, lowered, built once, as in repeated use
+        result = call()
+        if not result.success or result.outputs != expected:
+            raise SystemExit(f"{shape} {n}: {name} gave {result.outputs} ({result.error}), expected {expected}")
+    row = RunRow(shape, n, {name: Samples() for name in subjects})
+    order = list(subjects)
+    for i in range(repeat):
+        for name in order[i % len(order) :] + order[: i % len(order)]:
+            elapsed, _ = _timed(subjects[name])
+            row.samples[name].values.append(elapsed)
+    return row
+
+
+def run_whole(size: int, shapes: Sequence[str], repeat: int) -> list[RunRow]:
+    """Measure and print whole runs at ``size`` nodes; returns the rows."""
+    logging.getLogger("kailash").setLevel(logging.ERROR)
+    rows = [measure_runs(shape, size, repeat) for shape in shapes]
+    table = Table(
+        "Whole runs (medians, ms; x = the Kailash path's median / the built-in scheduler's)",
+        ["shape", "nodes", "runs", "builtin", "kailash local", "x", "kailash async", "x"],
+    )
+    for r in rows:
+        base = r.samples["builtin"].median
+        local, remote = r.samples["kailash local"].median, r.samples["kailash async"].median
+        table.add(
+            r.shape,
+            f"{r.nodes}",
+            f"{len(r.samples['builtin'].values)}",
+            fmt_ms(base),
+            fmt_ms(local),
+            f"{local / base:.1f}x",
+            fmt_ms(remote),
+            f"{remote / base:.1f}x",
+        )
+    table.print()
+    return rows
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_REPEAT} samples instead of {REPEAT}")
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES), help="node counts (default: 1000)")
     parser.add_argument("--shapes", nargs="+", choices=("chain", "fan"), default=["chain", "fan"])
     parser.add_argument("--json", metavar="FILE", help="also write the samples as JSON")
+    parser.add_argument("--runs", type=int, metavar="N", help="also time whole runs of N-node shapes (e.g. 200)")
     args = parser.parse_args(argv)
-    rows = run(args.sizes, args.shapes, QUICK_REPEAT if args.quick else REPEAT)
+    repeat = QUICK_REPEAT if args.quick else REPEAT
+    rows = run(args.sizes, args.shapes, repeat)
+    runs = run_whole(args.runs, args.shapes, repeat) if args.runs else []
     if args.json:
-        Path(args.json).write_text(json.dumps([r.as_json() for r in rows], indent=2) + "\n")
+        data = {"lowering": [r.as_json() for r in rows], "runs": [r.as_json() for r in runs]}
+        Path(args.json).write_text(json.dumps(data if runs else data["lowering"], indent=2) + "\n")
     return 0
 
 

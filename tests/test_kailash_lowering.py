@@ -17,6 +17,8 @@ from typing import TypedDict
 
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 from kailash.runtime.local import LocalRuntime
 from kailash.sdk_exceptions import RuntimeExecutionError
 from kailash.workflow.builder import WorkflowBuilder as KailashWorkflowBuilder
@@ -27,7 +29,14 @@ from dagwright import Flow, FunctionRegistry, Kaizen, Node, Port, RetryPolicy
 from dagwright.backends.kailash import nodes as kailash_nodes
 from dagwright.backends.kailash.config import policy_from_json, policy_to_json
 from dagwright.backends.kailash.export import to_kailash_script, to_kailash_yaml
-from dagwright.backends.kailash.lowering import KailashPortNameWarning, Lowering, lower_graph
+from dagwright.backends.kailash.lowering import (
+    KailashPortNameWarning,
+    Lowering,
+    _connected_name,
+    _FlowInputs,
+    lower_graph,
+    reachable_by,
+)
 from dagwright.backends.kailash.nodes import DagwrightFunctionNode
 from dagwright.backends.kailash.runtime import FAST_SETTINGS, run_on_kailash
 from dagwright.cli.loader import load_targets
@@ -540,3 +549,24 @@ def test_cli_exports_kailash_yaml_from_an_ir_file(flow_file: Path, tmp_path: Pat
 def _lowered(flow: Flow) -> Lowering:
     """The flow's own lowering, kept until it changes (what ``to_kailash()`` and ``run_kailash()`` use)."""
     return flow._kailash_lowering()
+
+
+_names = st.from_regex(r"[a-z][a-z0-9_]{0,9}", fullmatch=True)
+
+
+@given(
+    port=_names,
+    source=_names,
+    source_port=_names,
+    flats=st.lists(_names, min_size=1, max_size=6, unique=True),
+    collect=st.booleans(),
+)
+def test_no_flow_input_can_reach_a_connected_input(
+    port: str, source: str, source_port: str, flats: list[str], collect: bool
+) -> None:
+    """Whatever the names, a connected input gets a free name no flat flow input reaches (Kailash's own rule)."""
+    inputs = _FlowInputs({f"input:{f}": f for f in flats}, {f: [] for f in flats}, {})
+    taken = {port, "other"}
+    name = _connected_name(port, collect, source, source_port, taken, inputs)
+    assert name == port or name not in taken
+    assert not any(reachable_by(name, f) for f in flats)

@@ -85,6 +85,22 @@ def test_random_function_dags_run_directly_on_kailash_runtimes(case: tuple[Flow,
     assert async_result.outputs == expected.outputs
 
 
+@settings(max_examples=10)
+@given(random_function_flows())
+def test_random_function_dags_take_flat_parameters_on_both_runtimes(case: tuple[Flow, dict[str, int]]) -> None:
+    flow, values = case
+    expected = {k: r.outputs for k, r in flow.run(values).nodes.items() if not k.startswith(("input:", "output:"))}
+    with LocalRuntime(**FAST_SETTINGS) as runtime:
+        results, _ = runtime.execute(flow.build(), parameters=dict(values))
+    assert {k: dict(v) for k, v in results.items()} == expected
+    engine = async_runtime()
+    try:
+        results, _ = asyncio.run(engine.execute_workflow_async(flow.build(), inputs=dict(values)))
+    finally:
+        engine.close()
+    assert {k: dict(v) for k, v in results.items()} == expected
+
+
 # ----------------------------------------------------------------------------- collect ports and fan-in
 
 

@@ -65,6 +65,7 @@ __all__ = [
     "Lowering",
     "lower",
     "lower_graph",
+    "reachable_by",
 ]
 
 KIND_TYPES: dict[str, str] = {"agent": "DagwrightAgentNode", "function": "DagwrightFunctionNode"}

@@ -267,3 +267,16 @@ def test_agent_nodes_show_their_model_signature_and_role() -> None:
     assert config["signature"] == "topic: str, transcript: list[str] -> argument: str"
     data = yaml.safe_load(to_kailash_yaml(flow))
     assert data["nodes"]["round1.optimist"]["config"]["signature"] == config["signature"]
+
+
+def test_a_raw_run_says_a_branch_not_taken_was_not_produced(caplog: pytest.LogCaptureFixture) -> None:
+    """LocalRuntime warns "Source output ... not found" per skipped edge; for a dagwright node it says what happened."""
+    _, make, inputs = next(c for c in CASES if c[0] == "router")
+    flow = make(Kaizen())
+    logging.getLogger("kailash").setLevel(logging.INFO)
+    with caplog.at_level(logging.INFO, logger="kailash.runtime.base"), LocalRuntime(**FAST_SETTINGS) as engine:
+        engine.execute(flow.build(), parameters=dict(inputs))
+    said = [r for r in caplog.records if "did not produce" in r.getMessage()]
+    assert said and all(r.levelno == logging.INFO for r in said)
+    assert "dagwright node 'handoff' did not produce" in said[0].getMessage()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and "Source output" in r.getMessage()]

@@ -42,6 +42,7 @@ import contextlib
 import contextvars
 import inspect
 import logging
+import re
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -143,20 +144,35 @@ def stop_recording(token: contextvars.Token[RunRecorder | None]) -> None:
 _ABSENT: Any = object()
 
 
-class _UnproducedOutputs(logging.Filter):
-    """Drops LocalRuntime's "Source output ... not found" warnings during dagwright's own runs.
+# Each dagwright node's Kailash output names, by node id: what an output of it missing from the results means.
+_OUTPUT_NAMES: dict[str, frozenset[str]] = {}
+_SOURCE_OUTPUT = re.compile(r"Source output '(.+?)' not found in node '(.+?)'\.")
 
-    An output left out is how a dagwright node says "not produced" (a router's other
-    branches, a closed gate); the run's records report those skips. Kailash's own runs
-    (no recorder in the context) keep the warning.
+
+class _UnproducedOutputs(logging.Filter):
+    """LocalRuntime's "Source output 'x' not found in node 'n'" warning, for an output a dagwright node declares.
+
+    An output left out is how a dagwright node says "not produced" (a router's other branches,
+    a closed gate, a skipped node), so the warning is said as what it is, at INFO. During
+    dagwright's own runs it is dropped: the run's records report those skips. A warning about
+    any other output, or any other node, is kept as Kailash wrote it.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (
-            record.levelno == logging.WARNING
-            and _recorder.get() is not None
-            and str(record.msg).startswith("Source output '")
+        if record.levelno != logging.WARNING or not str(record.msg).startswith("Source output '"):
+            return True
+        if _recorder.get() is not None:
+            return False
+        found = _SOURCE_OUTPUT.match(record.getMessage())
+        if found is None or found.group(1) not in _OUTPUT_NAMES.get(found.group(2), ()):
+            return True
+        output, node_id = found.groups()
+        record.levelno, record.levelname, record.args = logging.INFO, "INFO", ()
+        record.msg = (
+            f"dagwright node {node_id!r} did not produce {output!r} (a branch not taken, or the node was "
+            "skipped): the nodes that need it skip themselves"
         )
+        return logging.getLogger(record.name).isEnabledFor(logging.INFO)
 
 
 logging.getLogger("kailash.runtime.base").addFilter(_UnproducedOutputs())
@@ -367,6 +383,9 @@ class DagwrightNodeBase(AsyncNode):  # type: ignore[misc]
             frozenset(k for k in READABLE_KEYS if node.input(k) is None),
             frozenset(settings.get("flat_inputs", ())),
         )
+        if len(_OUTPUT_NAMES) > 100_000:  # ids of workflows long gone: start over rather than grow
+            _OUTPUT_NAMES.clear()
+        _OUTPUT_NAMES[str(self.id)] = frozenset(prepared.outputs.get(p.name, p.name) for p in node.outputs)
         self._prepared = prepared
         return prepared
 

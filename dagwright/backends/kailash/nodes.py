@@ -66,6 +66,7 @@ from dagwright.backends.kailash.config import (
     policy_from_json,
     readable_config,
 )
+from dagwright.backends.kailash.failures import current_guard, run_guarded
 from dagwright.compiler.builder import FlowBuilder
 from dagwright.compiler.ir import Graph, IRFormatError, Node, thaw_json
 from dagwright.compiler.registry import FunctionRegistry
@@ -395,7 +396,20 @@ class DagwrightNodeBase(AsyncNode):  # type: ignore[misc]
         return await self.execute_async(**kwargs)
 
     async def execute_async(self, **runtime_inputs: Any) -> dict[str, Any]:
-        """Gather the ports' values, run the node's executor under its policy, return its outputs."""
+        """Gather the ports' values, run the node's executor under its policy, return its outputs.
+
+        Within a ``run_on_kailash`` run of its workflow, a failure is recorded and returns no outputs,
+        under the run's failure mode (:mod:`dagwright.backends.kailash.failures`); otherwise it raises.
+        """
+        guard = current_guard(self)
+        if guard is None:
+            return await self._execute(runtime_inputs)
+        outputs: dict[str, Any] = await run_guarded(
+            guard, str(self.id), lambda: self._execute(runtime_inputs), NodeOutputs
+        )
+        return outputs
+
+    async def _execute(self, runtime_inputs: dict[str, Any]) -> dict[str, Any]:
         recorder = _recorder.get()
         node_id = str(self.id)
         record = NodeRecord(node_id, str(self._settings.get("node", {}).get("kind", "")))

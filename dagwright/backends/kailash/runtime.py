@@ -15,8 +15,8 @@ siblings running behind it), ``LocalRuntime`` ends it at a failed node with depe
 So during these runs a dagwright node does not raise its failure to Kailash: its record
 says ``failed`` and it returns no outputs, which is how a dagwright node says "not
 produced" (a router's other branches), so the nodes that need them skip themselves with
-the built-in wording. When Kailash itself stops a run (a problem outside the nodes), the
-nodes it never ran are reported ``cancelled``.
+the built-in wording (:mod:`dagwright.backends.kailash.failures`). When Kailash itself stops
+a run (a problem outside the nodes), the nodes it never ran are reported ``cancelled``.
 
 The runtimes made here use Kailash's fast settings: ``enable_monitoring=False`` (no
 SQLite tracking file per execute), ``connection_validation="off"`` and
@@ -27,15 +27,12 @@ whole run; per-node timeouts come from the flow's policies).
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
-import functools
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from dagwright.backends.kailash.failures import FailureGuard, guarding, stop_guarding
 from dagwright.compiler.ir import INPUT_KIND, OUTPUT_KIND, Graph
 from dagwright.compiler.registry import FunctionRegistry
 from dagwright.execution._sync import run_sync
@@ -117,7 +114,6 @@ async def arun_on_kailash(
     values = run_values(lowering.name, lowering.graph.input_nodes, inputs or {})
     parameters = lowering.parameters(values)
     workflow = lowering.cached_workflow()
-    _guard_nodes(workflow)
     owned = isinstance(runtime, str)
     if runtime == "local":
         engine = local_runtime()
@@ -135,13 +131,13 @@ async def arun_on_kailash(
     failure: BaseException | None = None
     results: Mapping[str, Any] = {}
     token = recording(recorder)
-    guarding = _current_run.set(_Run(recorder, failure_mode))
+    guarded = guarding(FailureGuard(_dagwright_nodes(workflow), recorder.records, failure_mode))
     try:
         results, _ = await engine.execute_async(workflow, parameters=parameters)
     except Exception as exc:
         failure = exc
     finally:
-        _current_run.reset(guarding)
+        stop_guarding(guarded)
         stop_recording(token)
         if owned:
             engine.close()
@@ -149,6 +145,14 @@ async def arun_on_kailash(
     if emit is not None:
         _tell(emit, result)
     return result
+
+
+def _dagwright_nodes(workflow: Any) -> frozenset[int]:
+    """The ``id()`` of each dagwright node instance of ``workflow``: the nodes a run's failure mode applies to."""
+    from dagwright.backends.kailash.nodes import DagwrightNodeBase
+
+    nodes = (workflow.get_node(node_id) for node_id in workflow.nodes)
+    return frozenset(id(node) for node in nodes if isinstance(node, DagwrightNodeBase))
 
 
 def _emitter(observers: Sequence[Callable[[Event], None]], run_id: str) -> Callable[..., None] | None:
@@ -198,103 +202,6 @@ def run_on_kailash(
             observers=observers,
         )
     )
-
-
-# --------------------------------------------------------------------------- failures as data
-
-
-@dataclass(eq=False)
-class _Run:
-    """What the dagwright nodes of one run share to apply its failure mode."""
-
-    recorder: RunRecorder
-    failure_mode: FailureMode
-    first_failed: str | None = None
-    # The nodes running now (AsyncLocalRuntime runs independent ones at once), and those this run cancelled.
-    running: set[asyncio.Task[Any]] = field(default_factory=set)
-    stopped: set[asyncio.Task[Any]] = field(default_factory=set)
-
-    def failed(self, node_id: str) -> None:
-        if self.first_failed is not None:
-            return
-        self.first_failed = node_id
-        if self.failure_mode == "fail_fast":
-            # As the built-in scheduler does: what runs beside the failed node is cancelled, not awaited.
-            for task in self.running:
-                if not task.done():
-                    self.stopped.add(task)
-                    task.cancel()
-
-
-_current_run: contextvars.ContextVar[_Run | None] = contextvars.ContextVar("dagwright_kailash_failures", default=None)
-
-
-def _guard_nodes(workflow: Any) -> None:
-    """Route each dagwright node's ``execute_async`` of ``workflow`` through :func:`_guarded` (once per workflow).
-
-    Per instance, not on the class, and only for the workflow ``run_on_kailash`` keeps: a workflow
-    built by ``flow.build()`` and run by Kailash directly fails as Kailash makes it fail. Outside a
-    ``run_on_kailash`` run (no :data:`_current_run`) the guard calls the node unchanged.
-    """
-    from dagwright.backends.kailash.nodes import DagwrightNodeBase
-
-    for node_id in workflow.nodes:
-        node = workflow.get_node(node_id)
-        if isinstance(node, DagwrightNodeBase) and "execute_async" not in vars(node):
-            node.execute_async = functools.partial(_guarded, node)  # type: ignore[method-assign]
-
-
-async def _guarded(node: Any, **inputs: Any) -> Any:
-    """A dagwright node's ``execute_async`` in a ``run_on_kailash`` run: a failure returns no outputs.
-
-    The node has recorded its failure in the run's :class:`RunRecorder` before raising it; returning
-    an empty :class:`NodeOutputs` instead keeps Kailash going, and the nodes that need the missing
-    outputs skip themselves (``input 'x' has no value: boom.output failed``).
-    """
-    from kailash.sdk_exceptions import NodeExecutionError as KailashNodeExecutionError  # type: ignore[import-untyped]
-
-    from dagwright.backends.kailash.nodes import NodeOutputs
-
-    execute = type(node).execute_async
-    run = _current_run.get()
-    if run is None:
-        return await execute(node, **inputs)
-    node_id = str(node.id)
-    if run.first_failed is not None and run.failure_mode == "fail_fast":
-        # Started after the failure: never run, reported cancelled by _result, as on the built-in scheduler.
-        return NodeOutputs()
-    # A task of its own, so that a failure elsewhere can cancel this node alone, not Kailash's gather.
-    task = asyncio.ensure_future(execute(node, **inputs))
-    run.running.add(task)
-    try:
-        return await task
-    except asyncio.CancelledError:
-        if task not in run.stopped or _cancelling():
-            raise
-        record = run.recorder.records.get(node_id)
-        if record is not None:
-            record.status = "cancelled"
-            record.skip_reason = f"cancelled: {run.first_failed} failed"
-        return NodeOutputs()
-    except KailashNodeExecutionError:
-        record = run.recorder.records.get(node_id)
-        if record is None or record.status != "failed":
-            raise
-        run.failed(node_id)
-        return NodeOutputs()
-    finally:
-        run.running.discard(task)
-
-
-def _cancelling() -> bool:
-    """Whether the current task itself is being cancelled (the whole run is): that is never swallowed.
-
-    Python 3.10 cannot tell (no ``Task.cancelling``); there a run cancelled at the very moment a
-    failure cancels its other nodes finishes those nodes as cancelled instead of stopping at once.
-    """
-    task = asyncio.current_task()
-    cancelling = getattr(task, "cancelling", None)
-    return bool(cancelling is not None and cancelling())
 
 
 # --------------------------------------------------------------------------- the RunResult

@@ -11,11 +11,14 @@ Each instance runs the executor the built-in scheduler runs for its IR node
 (:data:`dagwright.nodes.EXECUTORS`), under the node's retry policy, so a lowered
 flow behaves on Kailash as it does on dagwright's runtime. The compiler already
 checked every connection's types, so the classes take values exactly as they come:
-Kailash's coercion and validation are switched off for them (a string sent to a
-``list`` input arrives as that string, never as a list of characters).
+Kailash's coercion is switched off for them (a string sent to a ``list`` input arrives
+as that string, never as a list of characters). Their inputs are declared with Python
+types, and ``validate_inputs`` checks values against the ports' types, so Kailash's
+``connection_validation="strict"`` stops a mismatched hand-wired connection.
 
 A node's config has one key, ``dagwright`` (see :mod:`dagwright.backends.kailash.lowering`);
-any other config key gives a constant value to the input of that name. Agents and
+an agent node also shows its ``model``, ``signature`` and ``role`` (read, never run from),
+and any other config key gives a constant value to the input of that name. Agents and
 functions are attached with :meth:`WorkflowBuilder.bind` (or ``_binding=`` when
 constructing a node directly); without one, an agent is rebuilt from the IR node's
 signature and settings, and a function reference resolves through :data:`functions`

@@ -104,18 +104,22 @@ def _recorded(flow: Flow, inputs: dict[str, Any], make: Callable[[], Any], runti
     parameters: dict[str, Any] = dict(inputs) if flat else lowering.parameters(inputs)
     recorder = RunRecorder("matrix")
     token = recording(recorder)
+    results: dict[str, Any] = {}
     try:
         results = _execute(make(), parameters, runtime)
+    except Exception as exc:  # a failed node that others need stops a raw run: its record says which
+        assert any(r.status == "failed" for r in recorder.records.values()), exc
     finally:
         stop_recording(token)
+    records = recorder.records
     outputs = {}
     for name, (node_id, port) in lowering.results.items():
-        produced = results.get(node_id)
+        # A run that raised returned no results: what finished before is in the nodes' records.
+        produced = results.get(node_id) if results else records[node_id].outputs if node_id in records else None
         if isinstance(produced, dict) and port in produced:
             outputs[name] = produced[port]
         elif node_id.startswith("input:"):
             outputs[name] = inputs[node_id.split(":", 1)[1]]
-    records = recorder.records
     return Outcome(
         outputs,
         _calls(records),
@@ -189,10 +193,23 @@ def clean(text: str) -> str:
     return " ".join(text.split()).lower()
 
 
+def explode(summary: str) -> str:
+    raise RuntimeError(f"exploded on {summary[:10]!r}")
+
+
+def failing_flow() -> tuple[Flow, dict[str, Any]]:
+    """clean -> summarize -> explode: the last node fails after one LLM call."""
+    flow, inputs = clean_then_summarize()
+    flow.add_function("explode", explode)
+    flow.connect("summarize.summary", "explode.summary")
+    flow.output("exploded", "explode.output")
+    return flow, inputs
+
+
 @pytest.fixture(autouse=True)
 def _loadable_functions(monkeypatch: pytest.MonkeyPatch) -> None:
     # What a loaded YAML workflow may call: it never imports code by itself.
-    monkeypatch.setattr(kailash_nodes, "functions", FunctionRegistry([clean]))
+    monkeypatch.setattr(kailash_nodes, "functions", FunctionRegistry([clean, explode]))
 
 
 @pytest.mark.parametrize("path", list(PATHS))
@@ -212,6 +229,14 @@ def test_every_pattern_agrees_on_every_kailash_path(
         assert got.outputs["summary"][0] == expected.outputs["summary"][0]
         return
     assert got == expected
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+def test_a_failing_node_is_the_same_node_on_every_path(path: str) -> None:
+    flow, inputs = failing_flow()
+    expected = builtin(flow, inputs)
+    assert expected.failed == {"explode"} and expected.llm_calls == 1
+    assert PATHS[path](flow, inputs) == expected
 
 
 @pytest.mark.parametrize("path", list(PATHS))

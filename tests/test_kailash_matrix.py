@@ -231,6 +231,41 @@ def test_every_pattern_agrees_on_every_kailash_path(
     assert got == expected
 
 
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
+# Each example's module-level flow, with the inputs its own run passes.
+EXAMPLE_INPUTS: dict[str, dict[str, Any]] = {
+    "consensus": {"proposal": "Move the billing service to a managed database"},
+    "debate": {},
+    "kailash_lowering": {"topic": "Adopt Rust?"},
+    "parallel_map": {"document": ["Quarterly report ...", "Incident review ..."], "audience": "executives"},
+    "pipeline": {"topic": "Heat pumps in cold climates"},
+    "router": {"request": "I was charged twice this month"},
+    "supervisor": {"task": "Write a one-page brief on battery recycling"},
+}
+
+
+def test_every_example_is_in_the_matrix() -> None:
+    assert sorted(p.stem for p in EXAMPLES_DIR.glob("*.py")) == sorted(EXAMPLE_INPUTS)
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("example", list(EXAMPLE_INPUTS))
+def test_every_example_agrees_on_every_kailash_path(example: str, path: str) -> None:
+    def load() -> Flow:  # a fresh flow (and agents, with fresh memories) for each run
+        flow: Flow = runpy.run_path(str(EXAMPLES_DIR / f"{example}.py"), run_name="example")["flow"]
+        return flow
+
+    inputs = EXAMPLE_INPUTS[example]
+    expected = builtin(load(), inputs)
+    assert expected.llm_calls > 0 and not expected.failed
+    got = PATHS[path](load(), inputs)
+    if example == "parallel_map" and path.startswith(("yaml", "script")):
+        # As for the pattern: an export rebuilds the mapped agent per node, without the shared memory.
+        assert got._replace(outputs={}) == expected._replace(outputs={})
+        return
+    assert got == expected
+
+
 @pytest.mark.parametrize("path", list(PATHS))
 def test_a_failing_node_is_the_same_node_on_every_path(path: str) -> None:
     flow, inputs = failing_flow()

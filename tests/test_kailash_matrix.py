@@ -170,10 +170,12 @@ PATHS: dict[str, Callable[[Flow, dict[str, Any]], Outcome]] = {
     "local-flat": raw("local", flat=True),
     "async-per-node": raw("async", flat=False),
     "async-flat": raw("async", flat=True),
-    "yaml-local-flat": from_yaml("local", flat=True),
-    "yaml-async-per-node": from_yaml("async", flat=False),
-    "script-local-per-node": from_script("local", flat=False),
-    "script-async-flat": from_script("async", flat=True),
+    **{
+        f"{export}-{runtime}-{form}": make(runtime, flat=form == "flat")
+        for export, make in (("yaml", from_yaml), ("script", from_script))
+        for runtime in ("local", "async")
+        for form in ("per-node", "flat")
+    },
 }
 
 

@@ -127,7 +127,7 @@ class Flow(FlowBuilder):
     def monitor(self) -> FlowMonitor:
         """This flow's :class:`~dagwright.ops.monitor.FlowMonitor`, made on the first call.
 
-        From then on every run is recorded (on Dask too): ``monitor().metrics()`` gives
+        From then on every run is recorded (on Dask and ``run_kailash`` too): ``monitor().metrics()`` gives
         per-run and per-node latency percentiles, tokens, cost, retries, failures and cache hits;
         ``set_performance_alerts(latency_threshold=ms, hook=...)`` and ``enable_real_time_tracking()``
         work as on an agent's monitor.

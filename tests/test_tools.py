@@ -360,3 +360,15 @@ def test_a_failed_node_keeps_the_tool_calls_made_before_the_loop_gave_up(server:
     record = result.nodes["planner"]
     assert record.status == "failed"
     assert [(c["name"], c["arguments"]["city"]["name"]) for c in record.tool_calls or []] == [("forecast", "c0")]
+
+
+async def test_a_result_with_no_json_form_reaches_the_model_as_its_text() -> None:
+    class Receipt:
+        def __str__(self) -> str:
+            return "receipt #7"
+
+    def pay(amount: float) -> Receipt:
+        """Pay an amount."""
+        return Receipt()
+
+    assert await Tool(pay).call({"amount": 3}) == "receipt #7"

@@ -181,7 +181,10 @@ class Tool:
                 return self._returns.dump_python(result, mode="json")
             except Exception:  # the value does not match its annotation: pass on what it is
                 pass
-        return TypeAdapter(Any).dump_python(result, mode="json")
+        try:
+            return TypeAdapter(Any).dump_python(result, mode="json")
+        except Exception:  # an object with no JSON form: the model reads its text
+            return str(result)
 
 
 def _describe(fn: Callable[..., Any], name: str, description: str) -> tuple[type[BaseModel], _Adapter, ToolSpec]:

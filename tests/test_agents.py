@@ -222,8 +222,10 @@ def test_connection_refused_names_the_server() -> None:
 
 def test_json_schema_rejected_by_a_llama_cpp_like_server_says_what_to_change() -> None:
     with OpenAITestServer(reject_json_schema=True) as srv:
+        # A fixed mode is used as it is: the refusal is not retried and says what to change.
         with pytest.raises(LLMError, match="structured_output='json_object'"):
-            make_agent(srv, max_retries=0).run(question="q")
+            make_agent(srv, structured_output="json_schema", max_retries=3).run(question="q")
+        assert srv.request_count == 1
         out = make_agent(srv, structured_output="json_object").run(question="q")
         assert out["answer"]
         assert srv.requests[-1]["response_format"]["type"] == "json_object"

@@ -30,6 +30,7 @@ from dagwright.compiler.types import STR as _STR
 from dagwright.compiler.types import (
     TypeExpr,
     TypeSyntaxError,
+    bounded,
     from_python,
     json_key,
     optional,
@@ -397,16 +398,28 @@ def _name_position(text: str, name: str, start: int) -> int:
 
 
 class _FieldInfo:
-    __slots__ = ("default", "description", "role")
+    __slots__ = ("default", "description", "ge", "le", "role")
 
-    def __init__(self, role: Literal["input", "output"], description: str, default: Any) -> None:
+    def __init__(
+        self,
+        role: Literal["input", "output"],
+        description: str,
+        default: Any,
+        ge: int | float | None = None,
+        le: int | float | None = None,
+    ) -> None:
         self.role = role
         self.description = description
         self.default = default
+        self.ge = ge
+        self.le = le
 
     def __repr__(self) -> str:
         fn = "InputField" if self.role == "input" else "OutputField"
         extra = "" if self.default is MISSING else f", default={self.default!r}"
+        extra += "".join(
+            f", {name}={getattr(self, name)!r}" for name in ("ge", "le") if getattr(self, name) is not None
+        )
         return f"{fn}(description={self.description!r}{extra})"
 
 
@@ -416,14 +429,25 @@ def _none_allowed(ftype: TypeExpr) -> TypeExpr:
     return ftype if value_misfit(None, ftype) is None else optional(ftype)
 
 
-def InputField(description: str = "", *, default: Any = MISSING, desc: str | None = None) -> Any:
-    """Declare an input field of a :class:`Signature`; a default makes it optional."""
-    return _FieldInfo("input", desc if desc is not None else description, default)
+def InputField(
+    description: str = "",
+    *,
+    default: Any = MISSING,
+    desc: str | None = None,
+    ge: int | float | None = None,
+    le: int | float | None = None,
+) -> Any:
+    """Declare an input field of a :class:`Signature`; a default makes it optional. ``ge`` / ``le`` bound a
+    number (inclusive): the field's type becomes ``float[ge, le]``."""
+    return _FieldInfo("input", desc if desc is not None else description, default, ge, le)
 
 
-def OutputField(description: str = "", *, desc: str | None = None) -> Any:
-    """Declare an output field of a :class:`Signature`."""
-    return _FieldInfo("output", desc if desc is not None else description, MISSING)
+def OutputField(
+    description: str = "", *, desc: str | None = None, ge: int | float | None = None, le: int | float | None = None
+) -> Any:
+    """Declare an output field of a :class:`Signature`. ``ge`` / ``le`` bound a number (inclusive): sent in the
+    reply's JSON schema, checked on the reply, and part of the compile-time type check."""
+    return _FieldInfo("output", desc if desc is not None else description, MISSING, ge, le)
 
 
 class Signature:
@@ -493,7 +517,7 @@ def _spec_from_class(cls: type[Signature]) -> SignatureSpec:
                 hint=f"{name}: ... = InputField(description='...')",
             )
         try:
-            ftype = from_python(hints[name])
+            ftype = bounded(from_python(hints[name]), info.ge, info.le)
         except (TypeError, ValueError) as exc:
             raise SignatureError(
                 f"unsupported type for field {name!r} of signature {cls.__qualname__}: {exc}", field=name

@@ -6,6 +6,7 @@ through the IR's JSON, and checked at compile time (a number without bounds into
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 import pytest
@@ -145,3 +146,40 @@ def test_a_range_inside_another_takes_only_values_the_other_takes(a: list[int], 
         assert value_misfit(value, outer) is None
     assert from_json(inner.to_json()) == inner
     assert bounded(INT, a[0], a[1]) == inner
+
+
+def test_lists_take_length_bounds() -> None:
+    class Plan(Signature):
+        task: str = InputField()
+        steps: list[str] = OutputField(min_length=1, max_length=5)
+
+    text = as_signature("task -> steps: list[str][1, 5]")
+    assert as_signature(Plan).outputs[0].type == text.outputs[0].type
+    assert str(text.outputs[0].type) == "list[str][1, 5]"
+    assert output_schema(text)["properties"]["steps"] == {
+        "type": "array",
+        "items": {"type": "string"},
+        "minItems": 1,
+        "maxItems": 5,
+    }
+    assert parse_reply(text, '{"steps": []}')[1] == ["steps: List should have at least 1 item after validation, not 0"]
+    assert is_assignable(text.outputs[0].type, parse_type("list[str]")).level == "ok"
+    assert is_assignable(parse_type("list[str]"), text.outputs[0].type).level == "warning"
+    with pytest.raises(SignatureError, match="only list"):
+        as_signature("q -> a: dict[str, int][1, 2]")
+
+
+def test_a_confidence_out_of_range_fails_the_vote_by_name() -> None:
+    from dagwright import Kaizen
+
+    with OpenAITestServer() as server:
+        kaizen = Kaizen(config={"base_url": server.base_url, "api_key": "k"})
+        experts = [
+            kaizen.create_agent(f"e{i}", signature="question: str -> decision: str, confidence: float") for i in (1, 2)
+        ]
+        flow = kaizen.create_consensus_workflow(experts, confidence_threshold=0.5)
+        assert {d.code for d in flow.validate()} >= {"DW020"}
+        server.enqueue(Fault(content='{"decision": "yes", "confidence": 1.5}'))
+        result = flow.run(question="q")
+    assert not result.success
+    assert re.search(r"voter 'e[12]' gave confidence 1\.5, outside \[0, 1\]", result.nodes["vote"].error or "")

@@ -52,6 +52,7 @@ __all__ = [
     "parse_type",
     "register_type",
     "registered_types",
+    "sized",
     "union",
     "value_misfit",
     "without_bounds",
@@ -61,7 +62,8 @@ LiteralValue = str | int | bool | None
 JSONValue = Any  # JSON data; kept loose because JSON is recursive
 Bound = int | float | None
 Bounds = tuple[()] | tuple[Bound, Bound]
-"""A number type's inclusive bounds ``(ge, le)``, None for an open side; ``()`` when it has none."""
+"""Inclusive bounds ``(lowest, highest)``, None for an open side; ``()`` when there are none: a number's
+values (``float[0, 1]``) or a list's length (``list[str][1, None]``)."""
 
 _PRIMITIVES = ("any", "none", "str", "int", "float", "bool", "bytes")
 _KINDS = frozenset((*_PRIMITIVES, "list", "dict", "tuple", "union", "literal", "model", "named"))
@@ -76,7 +78,8 @@ class TypeExpr:
     import path of a ``model`` or ``named`` type; ``fields`` a model's fields;
     ``bases`` the import paths of a named type's base classes (for subclass
     checks); ``schema`` a model's JSON schema as canonical JSON text; ``bounds``
-    an ``int`` or ``float``'s inclusive bounds ``(ge, le)`` (``float[0, 1]``).
+    an ``int`` or ``float``'s inclusive bounds ``(ge, le)`` (``float[0, 1]``), or the least and most items
+    of a ``list`` (``list[str][1, None]``).
     """
 
     __slots__ = ("_hash", "args", "bases", "bounds", "fields", "kind", "name", "schema", "values", "variadic")
@@ -172,11 +175,13 @@ class TypeExpr:
 
     def to_json(self) -> JSONValue:
         """A JSON-ready form; primitives are plain strings (a bounded number is ``{"kind", "bounds"}``)."""
-        if self.bounds:
+        if self.bounds and self.kind in _PRIMITIVES:
             return {"kind": self.kind, "bounds": list(self.bounds)}
         if self.kind in _PRIMITIVES:
             return self.kind
         out: dict[str, JSONValue] = {"kind": self.kind}
+        if self.bounds:
+            out["bounds"] = list(self.bounds)
         if self.args:
             out["args"] = [a.to_json() for a in self.args]
         if self.kind == "literal":
@@ -210,20 +215,24 @@ def _bounds_key(bounds: Bounds) -> tuple[Any, ...]:
 
 def _checked_bounds(kind: str, bounds: Bounds) -> Bounds:
     """``bounds`` when they fit ``kind``; otherwise a ValueError saying what is wrong."""
-    if kind not in ("int", "float"):
-        raise ValueError(f"only int and float take bounds, not {kind}")
+    if kind not in ("int", "float", "list"):
+        raise ValueError(f"only int, float (values) and list (length) take bounds, not {kind}")
     if len(bounds) != 2:
-        raise ValueError(f"bounds are (ge, le), two numbers or None, got {bounds!r}")
+        raise ValueError(f"bounds are (lowest, highest), two numbers or None, got {bounds!r}")
     for b in bounds:
         if b is not None and (not isinstance(b, (int, float)) or isinstance(b, bool) or not math.isfinite(b)):
             raise ValueError(f"a bound must be a finite number or None, got {b!r}")
         if kind == "int" and b is not None and not float(b).is_integer():
             raise ValueError(f"int bounds must be whole numbers, got {b!r}")
+        if kind == "list" and b is not None and (not float(b).is_integer() or b < 0):
+            raise ValueError(f"a list's length bounds are whole numbers >= 0, got {b!r}")
     lo, hi = bounds
     if lo is not None and hi is not None and lo > hi:
         raise ValueError(f"the lower bound {lo!r} is above the upper bound {hi!r}")
     if lo is None and hi is None:
         return ()
+    if kind == "list":
+        return (None if lo is None else int(lo), None if hi is None else int(hi))
     return (lo, hi)
 
 
@@ -237,17 +246,33 @@ def bounded(t: TypeExpr, ge: Bound = None, le: Bound = None) -> TypeExpr:
         return optional(bounded(t.without_none(), ge, le))
     if t.kind not in ("int", "float"):
         raise ValueError(f"ge= and le= bound numbers (int or float), not {t}")
-    old_lo, old_hi = t.bounds or (None, None)
-    lo = ge if old_lo is None else old_lo if ge is None else max(ge, old_lo)
-    hi = le if old_hi is None else old_hi if le is None else min(le, old_hi)
-    return TypeExpr(t.kind, bounds=(lo, hi))
+    return TypeExpr(t.kind, t.args, bounds=_narrowed(t.bounds, ge, le))
+
+
+def sized(t: TypeExpr, min_length: int | None = None, max_length: int | None = None) -> TypeExpr:
+    """``t`` (a ``list``, optionally with None) holding ``min_length`` to ``max_length`` items (inclusive);
+    ``t`` when both are None. Raises ValueError for any other type."""
+    if min_length is None and max_length is None:
+        return t
+    if t.kind == "union" and t.is_optional:
+        return optional(sized(t.without_none(), min_length, max_length))
+    if t.kind != "list":
+        raise ValueError(f"min_length= and max_length= bound the length of a list, not {t}")
+    return TypeExpr("list", t.args, bounds=_narrowed(t.bounds, min_length, max_length))
+
+
+def _narrowed(old: Bounds, lo: Bound, hi: Bound) -> Bounds:
+    old_lo, old_hi = old or (None, None)
+    low = lo if old_lo is None else old_lo if lo is None else max(lo, old_lo)
+    high = hi if old_hi is None else old_hi if hi is None else min(hi, old_hi)
+    return (low, high)
 
 
 @functools.lru_cache(maxsize=1024)
 def without_bounds(t: TypeExpr) -> TypeExpr:
     """``t`` with the bounds of every number in it taken away (``list[float[0, 1]]`` -> ``list[float]``)."""
     if t.bounds:
-        return TypeExpr(t.kind)
+        return TypeExpr(t.kind, tuple(without_bounds(a) for a in t.args))
     if not t.args and not t.fields:
         return t
     args = tuple(without_bounds(a) for a in t.args)
@@ -329,6 +354,8 @@ def union(members: Iterable[TypeExpr]) -> TypeExpr:
 
 def _display(t: TypeExpr) -> str:
     k = t.kind
+    if t.bounds and k == "list":
+        return f"list[{_display(t.args[0])}][{_bounds_text(t.bounds)}]"
     if t.bounds:
         return f"{k}[{_bounds_text(t.bounds)}]"
     if k in _PRIMITIVES:
@@ -469,8 +496,8 @@ def _check(src: TypeExpr, dst: TypeExpr) -> tuple[int, str]:
 
 def _check_bounds(src: TypeExpr, dst: TypeExpr) -> tuple[int, str]:
     """A check where either side is a bounded number: the types without bounds, then the ranges."""
-    plain_src = TypeExpr(src.kind) if src.bounds else src
-    plain_dst = TypeExpr(dst.kind) if dst.bounds else dst
+    plain_src = TypeExpr(src.kind, src.args) if src.bounds else src
+    plain_dst = TypeExpr(dst.kind, dst.args) if dst.bounds else dst
     level, reason = _check(plain_src, plain_dst)
     if level == ERROR or not dst.bounds:
         return level, reason
@@ -484,8 +511,9 @@ def _check_bounds(src: TypeExpr, dst: TypeExpr) -> tuple[int, str]:
     if (lo is None or (s_lo is not None and s_lo >= lo)) and (hi is None or (s_hi is not None and s_hi <= hi)):
         return level, reason
     what = "without bounds" if not src.bounds else "with wider bounds"
+    which = "a list whose length is outside" if dst.kind == "list" else "a value outside"
     return max(level, WARNING), (
-        f"{src} ({what}) into {dst}: a value outside [{_bounds_text(dst.bounds)}] fails at run time; "
+        f"{src} ({what}) into {dst}: {which} [{_bounds_text(dst.bounds)}] fails at run time; "
         f"declare the producing field as {dst}"
     )
 
@@ -651,6 +679,8 @@ def value_misfit(value: object, t: TypeExpr) -> str | None:
     if kind in ("list", "tuple"):
         if not isinstance(value, (list, tuple)):
             return f"{value!r} is not a {kind}"
+        if t.bounds and not _within(len(value), t.bounds):
+            return f"{len(value)} item(s) is outside {t}"
         if kind == "list" or t.variadic:
             item_types = [t.args[0] if t.args else ANY] * len(value)
         elif len(value) != len(t.args):
@@ -860,6 +890,7 @@ def _annotated(base: object, metadata: tuple[object, ...]) -> TypeExpr:
     t = _from_python(base)
     ge: Bound = None
     le: Bound = None
+    lengths: dict[str, int | None] = {"min_length": None, "max_length": None}
     for item in metadata:
         for part in (item, *getattr(item, "metadata", ())):
             for name in ("gt", "lt"):
@@ -869,8 +900,11 @@ def _annotated(base: object, metadata: tuple[object, ...]) -> TypeExpr:
                 ge = part.ge
             if getattr(part, "le", None) is not None:
                 le = part.le
+            for name in lengths:
+                if getattr(part, name, None) is not None:
+                    lengths[name] = getattr(part, name)
     try:
-        return bounded(t, ge, le)
+        return sized(bounded(t, ge, le), **lengths)
     except ValueError as exc:
         raise TypeConversionError(str(exc)) from None
 
@@ -1004,6 +1038,15 @@ class _TypeBuilder:
         raise self.fail(node, f"unknown type {name!r}", hint)
 
     def subscript(self, node: ast.Subscript) -> TypeExpr:
+        if isinstance(node.value, ast.Subscript):
+            inner = self.subscript(node.value)
+            if inner.kind != "list" or inner.bounds:
+                raise self.fail(node, f"only list[...] takes length bounds (list[str][1, None]), not {inner}")
+            lo, hi = self.bounds_of(node, "list[...]")
+            try:
+                return TypeExpr("list", inner.args, bounds=(lo, hi))
+            except ValueError as exc:
+                raise self.fail(node, f"list[...][...]: {exc}") from None
         base = _dotted(node.value)
         if base is not None and base.startswith(("typing.", "t.")):
             base = base.split(".", 1)[1]
@@ -1033,6 +1076,14 @@ class _TypeBuilder:
 
     def number_bounds(self, base: str, node: ast.Subscript) -> TypeExpr:
         """``float[0, 1]``, ``int[1, None]``: a number with inclusive bounds (None leaves a side open)."""
+        lo, hi = self.bounds_of(node, base)
+        try:
+            return TypeExpr(base, bounds=(lo, hi))
+        except ValueError as exc:
+            raise self.fail(node, f"{base}[...]: {exc}") from None
+
+    def bounds_of(self, node: ast.Subscript, base: str) -> tuple[Bound, Bound]:
+        """The two bounds written in ``node``'s brackets: numbers (negative too) or None."""
         items = list(node.slice.elts) if isinstance(node.slice, ast.Tuple) else [node.slice]
         if len(items) != 2:
             raise self.fail(node, f"{base}[...] takes two bounds, the lowest and the highest value: {base}[0, 1]")
@@ -1053,10 +1104,7 @@ class _TypeBuilder:
             if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)):
                 raise self.fail(item, f"a bound of {base}[...] must be a number or None")
             bounds.append(value)
-        try:
-            return TypeExpr(base, bounds=(bounds[0], bounds[1]))
-        except ValueError as exc:
-            raise self.fail(node, f"{base}[...]: {exc}") from None
+        return bounds[0], bounds[1]
 
     def literal_value(self, node: ast.expr) -> LiteralValue:
         if isinstance(node, ast.Constant) and (node.value is None or isinstance(node.value, (str, int, bool))):
@@ -1086,7 +1134,7 @@ def _dotted(node: ast.AST) -> str | None:
 _MAX_DEPTH = 64  # far beyond any real port type; deeper input is malformed, not a type
 _CONTAINER_KEYS = {"kind", "args"}
 _JSON_KEYS: dict[str, set[str]] = {
-    "list": _CONTAINER_KEYS,
+    "list": {*_CONTAINER_KEYS, "bounds"},
     "dict": _CONTAINER_KEYS,
     "union": _CONTAINER_KEYS,
     "tuple": {*_CONTAINER_KEYS, "variadic"},
@@ -1130,12 +1178,12 @@ def from_json(data: JSONValue, where: str = "type", _depth: int = 0) -> TypeExpr
         raise ValueError(f"{where}: {kind} takes {expected_arity} type argument(s), got {len(parsed_args)}")
     if kind == "union":
         return union(parsed_args)
-    if kind in ("int", "float"):
+    if kind in ("int", "float", "list") and "bounds" in data:
         raw = data.get("bounds", [None, None])
         if not isinstance(raw, list) or len(raw) != 2:
             raise ValueError(f"{where}.bounds: expected [lowest, highest], numbers or null")
         try:
-            return TypeExpr(kind, bounds=(raw[0], raw[1]))
+            return TypeExpr(kind, parsed_args, bounds=(raw[0], raw[1]))
         except ValueError as exc:
             raise ValueError(f"{where}.bounds: {exc}") from None
     if kind == "literal":

@@ -74,6 +74,9 @@ def python_type(t: TypeExpr) -> Any:
         return Annotated[simple, Field(ge=lo, le=hi)]
     if simple is not None:
         return simple
+    if k == "list" and t.bounds:
+        least, most = (None if b is None else int(b) for b in t.bounds)
+        return Annotated[list[python_type(t.args[0])], Field(min_length=least, max_length=most)]  # type: ignore[misc]
     if k == "list":
         return list[python_type(t.args[0])]  # type: ignore[misc]
     if k == "dict":

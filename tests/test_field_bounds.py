@@ -83,8 +83,8 @@ def test_the_schema_carries_the_bounds_and_replies_are_checked() -> None:
     outputs, problems = parse_reply(spec, '{"confidence": 1.05, "score": 195840}')
     assert outputs is None
     assert problems == [
-        "confidence: Input should be less than or equal to 1",
-        "score: Input should be less than or equal to 10",
+        "confidence: Input should be less than or equal to 1: 1.05 is not a number from 0 to 1",
+        "score: Input should be less than or equal to 10: 195840 is not a whole number from 1 to 10",
     ]
 
 
@@ -162,7 +162,9 @@ def test_lists_take_length_bounds() -> None:
         "minItems": 1,
         "maxItems": 5,
     }
-    assert parse_reply(text, '{"steps": []}')[1] == ["steps: List should have at least 1 item after validation, not 0"]
+    assert parse_reply(text, '{"steps": []}')[1] == [
+        "steps: List should have at least 1 item after validation, not 0: 0 item(s) is not a list[str] of 1 to 5 items"
+    ]
     assert is_assignable(text.outputs[0].type, parse_type("list[str]")).level == "ok"
     assert is_assignable(parse_type("list[str]"), text.outputs[0].type).level == "warning"
     with pytest.raises(SignatureError, match="only list"):

@@ -43,8 +43,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from dagwright.compiler.redact import prompt_context
 from dagwright.compiler.signature import SignatureSpec
-from dagwright.compiler.types import TypeExpr
-from dagwright.llm.structured import StructuredSetting, schema_block
+from dagwright.llm.structured import StructuredSetting, described, schema_block
 
 __all__ = [
     "DEFAULT_TEMPLATE",
@@ -418,23 +417,6 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def _described(t: TypeExpr) -> str:
-    """A field's type as the prompt states it: bounded numbers in words, which small models follow where they
-    misread ``float[0, 1]``."""
-    if not t.bounds:
-        return str(t)
-    lo, hi = t.bounds
-    if t.kind == "list":
-        items = f"list[{t.args[0]}]"
-        if lo is not None and hi is not None:
-            return f"{items} of {lo} to {hi} items"
-        return f"{items} of at least {lo} item(s)" if lo is not None else f"{items} of at most {hi} item(s)"
-    what = "a whole number" if t.kind == "int" else "a number"
-    if lo is not None and hi is not None:
-        return f"{what} from {lo} to {hi}"
-    return f"{what} of at least {lo}" if lo is not None else f"{what} of at most {hi}"
-
-
 @functools.lru_cache(maxsize=512)
 def system_message(spec: SignatureSpec, system_prompt: str | None, mode: StructuredSetting, context: str = "") -> str:
     parts: list[str] = []
@@ -449,7 +431,7 @@ def system_message(spec: SignatureSpec, system_prompt: str | None, mode: Structu
     lines = ["Reply with one JSON object with exactly these fields:"]
     for f in spec.outputs:
         desc = f" - {f.description}" if f.description else ""
-        lines.append(f"- {f.name} ({_described(f.type)}){desc}")
+        lines.append(f"- {f.name} ({described(f.type)}){desc}")
     parts.append("\n".join(lines))
     if mode == "prompt":
         parts.append(f"The JSON object must match this JSON schema:\n{schema_block(spec)}")

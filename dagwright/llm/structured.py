@@ -37,6 +37,7 @@ __all__ = [
     "MODES",
     "StructuredMode",
     "StructuredSetting",
+    "described",
     "input_model",
     "loads_lenient",
     "output_budget",
@@ -173,7 +174,7 @@ def _describe_value(value: Any) -> str:
 @functools.lru_cache(maxsize=512)
 def _schema_text(spec: SignatureSpec) -> str:
     schema = output_model(spec).model_json_schema()
-    return json.dumps(_strictify(schema), sort_keys=True)
+    return json.dumps(_strictify(schema))
 
 
 def output_schema(spec: SignatureSpec) -> dict[str, Any]:
@@ -229,6 +230,23 @@ def response_format(spec: SignatureSpec, mode: StructuredMode) -> dict[str, Any]
 def schema_block(spec: SignatureSpec) -> str:
     """The schema as written into the prompt in ``prompt`` mode."""
     return f"{SCHEMA_OPEN}{_schema_text(spec)}{SCHEMA_CLOSE}"
+
+
+def described(t: TypeExpr) -> str:
+    """A field's type as the prompt states it: bounded numbers in words, which small models follow where they
+    misread ``float[0, 1]``."""
+    if not t.bounds:
+        return str(t)
+    lo, hi = t.bounds
+    if t.kind == "list":
+        items = f"a list[{t.args[0]}]"
+        if lo is not None and hi is not None:
+            return f"{items} of {lo} to {hi} items"
+        return f"{items} of at least {lo} item(s)" if lo is not None else f"{items} of at most {hi} item(s)"
+    what = "a whole number" if t.kind == "int" else "a number"
+    if lo is not None and hi is not None:
+        return f"{what} from {lo} to {hi}"
+    return f"{what} of at least {lo}" if lo is not None else f"{what} of at most {hi}"
 
 
 # --------------------------------------------------------------------------- output budget
@@ -342,6 +360,25 @@ def loads_lenient(text: str) -> tuple[Any, str]:
     return None, error
 
 
+_OUT_OF_BOUNDS = frozenset(("greater_than_equal", "less_than_equal", "too_short", "too_long"))
+
+
+def _problems(spec: SignatureSpec, exc: pydantic.ValidationError) -> list[str]:
+    """What is wrong with a reply, one line per error; a value outside its field's bounds says the bounds in
+    words ("1.4 is not a number from 0 to 1"), as the prompt did."""
+    fields = {f.name: f.type for f in spec.outputs}
+    problems = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(root)"
+        field = fields.get(str(err["loc"][0])) if len(err["loc"]) == 1 else None
+        if err["type"] in _OUT_OF_BOUNDS and field is not None and field.without_none().bounds:
+            shown = repr(err["input"]) if not isinstance(err["input"], list) else f"{len(err['input'])} item(s)"
+            problems.append(f"{loc}: {err['msg']}: {shown} is not {described(field.without_none())}")
+        else:
+            problems.append(f"{loc}: {err['msg']}")
+    return problems
+
+
 MAX_REPAIR_ECHO = 2000
 """Characters of a bad reply sent back in a repair request: a runaway reply is cut, so the repair cannot
 overflow the context the first reply already filled."""
@@ -374,9 +411,5 @@ def parse_reply(spec: SignatureSpec, text: str | None) -> tuple[dict[str, Any] |
     try:
         validated = output_model(spec).model_validate(data)
     except pydantic.ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"]) or "(root)"
-            problems.append(f"{loc}: {err['msg']}")
-        return None, problems
+        return None, _problems(spec, exc)
     return validated.model_dump(mode="python"), []

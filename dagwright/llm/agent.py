@@ -128,8 +128,9 @@ async def structured_call(
     outputs, problems = parse_reply(spec, reply.content)
     if outputs is None:
         first = reply.content
-        problems = cut_off(reply, settings.max_tokens) + problems
-        repair = repair_messages(transcript, reply.content, problems)
+        # The model is told to be shorter; the user, in the error below, what to raise.
+        told = ["your reply was too long and was cut off; keep it short"] if reply.finish_reason == "length" else []
+        repair = repair_messages(transcript, told + problems)
         reply, _ = await _answer(settings, mode, lambda m: (repair, response_format(spec, m)), context, config)
         outputs, problems = parse_reply(spec, reply.content)
         if outputs is None:

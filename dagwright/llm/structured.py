@@ -379,24 +379,20 @@ def _problems(spec: SignatureSpec, exc: pydantic.ValidationError) -> list[str]:
     return problems
 
 
-MAX_REPAIR_ECHO = 2000
-"""Characters of a bad reply sent back in a repair request: a runaway reply is cut, so the repair cannot
-overflow the context the first reply already filled."""
-
-
-def repair_messages(messages: list[dict[str, str]], reply: str, problems: list[str]) -> list[dict[str, str]]:
-    """The messages of the one repair request: the call's, the reply (its start, when long) and what is wrong."""
-    shown = reply if len(reply) <= MAX_REPAIR_ECHO else reply[:MAX_REPAIR_ECHO] + " [...]"
-    return [
-        *messages,
-        {"role": "assistant", "content": shown},
-        {
-            "role": "user",
-            "content": "Your reply could not be used: "
-            + "; ".join(problems)
-            + ". Reply again with only the JSON object, with every field.",
-        },
-    ]
+def repair_messages(messages: list[dict[str, str]], problems: list[str]) -> list[dict[str, str]]:
+    """The messages of the one repair request: the call's, its last message followed by what was wrong with the
+    reply. The reply itself is not sent back: small models copy a reply they are shown, mistakes included (a
+    135M-parameter model fixed an out-of-range value 4 times in 15 when shown its reply, 10 in 15 told only
+    what was wrong), and a runaway reply sent back would overflow the context."""
+    note = (
+        "Your previous reply could not be used: "
+        + "; ".join(problems)
+        + ". Reply again with only the JSON object, with every field."
+    )
+    last = messages[-1] if messages else None
+    if last is None or last.get("role") != "user":
+        return [*messages, {"role": "user", "content": note}]
+    return [*messages[:-1], {**last, "content": f"{last['content']}\n\n{note}"}]
 
 
 def parse_reply(spec: SignatureSpec, text: str | None) -> tuple[dict[str, Any] | None, list[str]]:

@@ -697,6 +697,9 @@ def agent_case(scale: float, runner: LoopRunner) -> dict[str, Any]:
         client = openai.AsyncOpenAI(base_url=base_url, api_key="test", max_retries=0)
 
         async def raw() -> Any:
+            if body.get("stream"):  # the agent streams its requests: the raw call reads the same stream to its end
+                stream = await client.chat.completions.create(**body)
+                return [chunk async for chunk in stream]
             return await client.chat.completions.create(**body)
 
         async def via_arun() -> Any:

@@ -97,7 +97,9 @@ def measure(samples: int) -> dict[str, float]:
                 await client.chat.completions.create(**with_tools[1])
 
             async def raw_plain() -> None:
-                await client.chat.completions.create(**without[0])
+                reply = await client.chat.completions.create(**without[0])
+                if without[0].get("stream"):  # the agent streams a request without tools: read it to its end
+                    [chunk async for chunk in reply]
 
             calls: dict[str, Callable[[], Awaitable[Any]]] = {
                 "raw_tools": raw_tools,

@@ -262,7 +262,8 @@ class BaseAgent(AgentCore):
     # ---- running
 
     async def arun(self, session_id: str | None = None, **inputs: Any) -> dict[str, Any]:
-        """Run once; the outputs plus ``_timing`` (ms), ``_tokens``, ``_cost``, ``_model`` (+ ``_session_id``)."""
+        """Run once; the outputs plus ``_timing`` (ms), ``_tokens``, ``_cost``, ``_model`` (+ ``_session_id``, and
+        ``_structured_output``: the mode the reply came in, what ``auto`` chose)."""
         started = time.perf_counter()
         outputs, context = await self.invoke(inputs, session_id)
         result = dict(outputs)
@@ -273,6 +274,8 @@ class BaseAgent(AgentCore):
         result["_model"] = context.model
         if self.tools:
             result["_tool_calls"] = [call.to_dict() for call in context.tool_calls]
+        if context.structured_output is not None:
+            result["_structured_output"] = context.structured_output
         if context.cache is not None:
             result["_cache"] = context.cache
         if self._memory is not None:

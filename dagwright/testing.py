@@ -29,6 +29,7 @@ import hashlib
 import ipaddress
 import json
 import math
+import re
 import socket
 import socketserver
 import sys
@@ -37,7 +38,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -86,6 +87,11 @@ class Fault:
     - ``tool_calls``: the reply asks for these function calls instead of answering: each a
       ``(name, arguments)`` pair, the arguments a dict (sent as JSON) or a string sent as written, so
       malformed arguments and unknown tool names can be scripted.
+    - ``raw_newlines``: the normal reply with a raw newline inside each of its text values, as small
+      models write JSON (valid but for the control characters, which ``json.loads`` rejects).
+    - ``runaway``: a reply that never ends by itself (an unclosed JSON text repeating one word): it
+      runs to the request's ``max_tokens``, else to the server's ``context_tokens``, at the server's
+      ``token_delay`` a token, and ends with ``finish_reason: "length"``.
     - ``match``: the fault applies only to a request whose message text contains this string.
 
     A fault with only ``delay`` (and ``match``) set delays an otherwise normal reply.
@@ -100,6 +106,8 @@ class Fault:
     content: str | None = None
     body: str | None = None
     drop_connection: bool = False
+    raw_newlines: bool = False
+    runaway: bool = False
     match: str | None = None
     tool_calls: tuple[tuple[str, Mapping[str, Any] | str], ...] | None = None
 
@@ -114,7 +122,8 @@ class Fault:
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise TypeError(f"Fault.{name} must be a string, got {type(value).__name__}")
-        chosen = [name for name in ("malformed", "empty", "schema_violation", "drop_connection") if getattr(self, name)]
+        flags = ("malformed", "empty", "schema_violation", "drop_connection", "raw_newlines", "runaway")
+        chosen = [name for name in flags if getattr(self, name)]
         chosen += [name for name in ("content", "body", "tool_calls") if getattr(self, name) is not None]
         for index, call in enumerate(self.tool_calls or ()):
             if not (isinstance(call, tuple) and len(call) == 2 and isinstance(call[0], str)):
@@ -132,6 +141,7 @@ class Fault:
             self.malformed
             or self.empty
             or self.schema_violation
+            or self.raw_newlines
             or self.content is not None
             or self.tool_calls is not None
         )
@@ -162,6 +172,57 @@ def _error_body(status: int, message: str, *, param: str | None = None, code: st
     return json.dumps({"error": error}).encode()
 
 
+_REFUSAL_STATUSES = (400, 422, 500)
+
+
+def _format_refusal(status: int, kind: str, accepted: list[str]) -> bytes:
+    """The body a server that does not take response_format ``kind`` answers with, as real servers word it:
+    500 as llama-cpp-python's server (its request validation error wrapped as an internal error), 422 as a
+    FastAPI app's validation error, 400 as an OpenAI-style refusal."""
+    expected = " or ".join(repr(t) for t in accepted)
+    if status == 422:
+        detail = {
+            "type": "literal_error",
+            "loc": ["body", "response_format", "type"],
+            "msg": f"Input should be {expected}",
+            "input": kind,
+            "ctx": {"expected": expected},
+        }
+        return json.dumps({"detail": [detail]}).encode()
+    if status == 500:
+        error = (
+            f"1 validation error:\n  {{'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), "
+            f"'msg': \"Input should be {expected}\", 'input': '{kind}', 'ctx': {{'expected': \"{expected}\"}}}}"
+        )
+        body = {"error": {"message": error, "type": "internal_server_error", "param": None, "code": None}}
+        return json.dumps(body).encode()
+    return _error_body(400, f"response_format type '{kind}' is not supported by this server", param="response_format")
+
+
+def _generation_options(
+    token_delay: float,
+    context_tokens: int,
+    slots: int | None,
+    reject_json_schema: bool,
+    refuse_formats: Mapping[str, int] | None,
+) -> dict[str, int]:
+    """Check the server's generation options; the response formats it refuses, with the status of each."""
+    if not _is_seconds(token_delay):
+        raise ValueError(f"token_delay must be a finite number of seconds >= 0, got {token_delay!r}")
+    for name, count in (("context_tokens", context_tokens), ("slots", slots)):
+        if count is not None and (not isinstance(count, int) or isinstance(count, bool) or count < 1):
+            raise ValueError(f"{name} must be a positive integer, got {count!r}")
+    refused = dict(refuse_formats or {})
+    if reject_json_schema:
+        refused.setdefault("json_schema", 500)
+    for kind, status in refused.items():
+        if kind not in ("json_schema", "json_object") or status not in _REFUSAL_STATUSES:
+            raise ValueError(
+                f"refuse_formats maps 'json_schema' / 'json_object' to 400, 422 or 500, got {kind!r}: {status!r}"
+            )
+    return refused
+
+
 def _check_body(body: Mapping[str, Any]) -> tuple[str, str] | None:
     """The first problem of a chat-completion request body as ``(param, message)``, or None."""
     model = body.get("model")
@@ -186,8 +247,14 @@ def _check_body(body: Mapping[str, Any]) -> tuple[str, str] | None:
             "'response_format' must be an object whose 'type' is 'text', 'json_object' or 'json_schema', "
             f"got {response_format!r}"
         )
-    if body.get("stream"):
-        return "stream", "streaming is not supported by the test server: call without stream=True"
+    if not isinstance(body.get("stream", False), bool):
+        return "stream", f"'stream' must be a boolean, got {body.get('stream')!r}"
+    options = body.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        return "stream_options", f"'stream_options' must be an object, got {options!r}"
+    max_tokens = body.get("max_tokens")
+    if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1):
+        return "max_tokens", f"'max_tokens' must be a positive integer, got {max_tokens!r}"
     return None
 
 
@@ -301,16 +368,9 @@ def _deny(handler: _Handler) -> None:
     )
 
 
-def _send_completion(
-    handler: _Handler,
-    body: dict[str, Any],
-    completion: Completion,
-    *,
-    status: int = 200,
-    headers: Mapping[str, str] | None = None,
-) -> None:
-    """Send ``completion`` as an OpenAI ``chat.completion`` reply to the request ``body``."""
-    reply = {
+def _completion_json(body: Mapping[str, Any], completion: Completion, finish: str = "stop") -> dict[str, Any]:
+    """``completion`` as an OpenAI ``chat.completion`` object answering ``body``."""
+    return {
         "id": f"chatcmpl-{cassette_key(body)[:24]}",
         "object": "chat.completion",
         "created": int(time.time()),
@@ -321,7 +381,7 @@ def _send_completion(
                 "index": 0,
                 "message": _message(completion),
                 "logprobs": None,
-                "finish_reason": "tool_calls" if completion.tool_calls else "stop",
+                "finish_reason": "tool_calls" if completion.tool_calls else finish,
             }
         ],
         "usage": {
@@ -330,7 +390,119 @@ def _send_completion(
             "total_tokens": completion.total_tokens,
         },
     }
-    handler.send(status, json.dumps(reply, ensure_ascii=False).encode(), headers)
+
+
+def _send_completion(
+    handler: _Handler,
+    body: dict[str, Any],
+    completion: Completion,
+    *,
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+    finish: str = "stop",
+) -> None:
+    """Send ``completion`` as an OpenAI ``chat.completion`` reply to the request ``body`` (streamed when it
+    asks for ``stream``), generated at the server's pace (see :class:`_Generation`)."""
+    _Generation(handler, body, completion, finish).run(status, headers)
+
+
+def _pieces(content: str, paced: bool) -> list[str]:
+    """``content`` cut as a model streams it, about a word (a token) a piece, when generation is ``paced``;
+    else in large pieces (the content is all there at once)."""
+    if not paced:
+        return [content[i : i + 16384] for i in range(0, len(content), 16384)] or [""]
+    return re.findall(r"\s*\S+|\s+", content) or [""]
+
+
+class _Generation:
+    """One reply as a server generates it: a piece every ``token_delay`` seconds, holding one of the server's
+    slots until it is done.
+
+    A non-streamed reply is generated whole before anything is sent, so a client that leaves early does not
+    stop it (llama-cpp-python's server behaves so). A streamed reply is sent piece by piece; when a write
+    fails because the client left, generation stops, unless the server was made with
+    ``stops_on_disconnect=False`` (then it runs to its end, the slot still held). A server made with
+    ``interrupts_streams=True`` ends a stream early, without a finish reason, when another request arrives."""
+
+    def __init__(self, handler: _Handler, body: dict[str, Any], completion: Completion, finish: str) -> None:
+        self.handler = handler
+        self.owner = handler.server.owner
+        self.body = body
+        self.completion = completion
+        self.finish = finish
+        self.pieces = _pieces(completion.content, self.owner.token_delay > 0)
+
+    def run(self, status: int, headers: Mapping[str, str] | None) -> None:
+        owner = self.owner
+        with owner._slot(self.handler) as granted, owner._generating():
+            if not granted:
+                return
+            if not self.body.get("stream") or not 200 <= status < 300:
+                if owner._interrupted(self.handler, owner.token_delay * len(self.pieces)):
+                    return
+                reply = _completion_json(self.body, self.completion, self.finish)
+                self.handler.send(status, json.dumps(reply, ensure_ascii=False).encode(), headers)
+                return
+            self._stream(status, headers)
+
+    def _stream(self, status: int, headers: Mapping[str, str] | None) -> None:
+        handler, owner = self.handler, self.owner
+        handler.send_response(status)
+        handler.send_header("Content-Type", "text/event-stream")
+        handler.send_header("Transfer-Encoding", "chunked")
+        for name, value in (headers or {}).items():
+            handler.send_header(name, value)
+        handler.end_headers()
+        connected = self._event({"role": "assistant", "content": ""}, None)
+        arrivals = owner._arrivals
+        for piece in self.pieces:
+            if owner._interrupted(handler, owner.token_delay):
+                return
+            if owner.interrupts_streams and owner._arrivals != arrivals:
+                # As llama-cpp-python's server (interrupt_requests): the stream just ends, with no finish_reason.
+                self._write_raw(b"data: [DONE]\n\n")
+                self._write_raw(b"", last=True)
+                return
+            if connected:
+                connected = self._event({"content": piece}, None)
+            if not connected and owner.stops_on_disconnect:
+                owner._record_stop()
+                return
+        if not connected:
+            return
+        self._event({}, self.finish)
+        if (self.body.get("stream_options") or {}).get("include_usage"):
+            c = self.completion
+            usage = {"prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens}
+            self._write({**self._chunk([]), "usage": {**usage, "total_tokens": c.total_tokens}})
+        self._write_raw(b"data: [DONE]\n\n")
+        self._write_raw(b"", last=True)
+
+    def _chunk(self, choices: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "id": f"chatcmpl-{cassette_key(self.body)[:24]}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": self.completion.model,
+            "choices": choices,
+        }
+
+    def _event(self, delta: dict[str, Any], finish: str | None) -> bool:
+        return self._write(self._chunk([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]))
+
+    def _write(self, event: dict[str, Any]) -> bool:
+        return self._write_raw(b"data: " + json.dumps(event, ensure_ascii=False).encode() + b"\n\n")
+
+    def _write_raw(self, data: bytes, *, last: bool = False) -> bool:
+        """Write one chunk of the chunked body; False when the client has gone."""
+        frame = f"{len(data):X}\r\n".encode() + data + b"\r\n" + (b"0\r\n\r\n" if last and data else b"")
+        try:
+            self.handler.wfile.write(frame if data else b"0\r\n\r\n")
+            self.handler.wfile.flush()
+        except OSError:
+            self.handler.close_connection = True
+            return False
+        return True
 
 
 def _message(completion: Completion) -> dict[str, Any]:
@@ -363,7 +535,29 @@ def _fault_content(fault: Fault, body: dict[str, Any], content: str) -> str:
         return _malformed(content)
     if fault.schema_violation:
         return _violating(content, find_schema(body["messages"], body.get("response_format")))
+    if fault.raw_newlines:
+        return _with_raw_newlines(content)
     return content
+
+
+def _with_raw_newlines(content: str) -> str:
+    """``content`` (JSON) with a raw newline inside each text value: after its first space, else at its end."""
+    try:
+        data = json.loads(content)
+    except json.JSONDecodeError:
+        return content
+
+    def broken(value: Any) -> Any:
+        if isinstance(value, str):
+            return value.replace(" ", "\n", 1) if " " in value else value + "\n"
+        if isinstance(value, list):
+            return [broken(v) for v in value]
+        if isinstance(value, dict):
+            return {k: broken(v) for k, v in value.items()}
+        return value
+
+    # json.dumps writes each newline as the two characters \n; a model writes the control character itself.
+    return json.dumps(broken(data), ensure_ascii=False).replace("\\n", "\n")
 
 
 def _load_cassette(path: Path) -> dict[str, dict[str, Any]]:
@@ -433,6 +627,12 @@ class OpenAITestServer:
         latency: float = 0.0,
         api_key: str | None = None,
         reject_json_schema: bool = False,
+        refuse_formats: Mapping[str, int] | None = None,
+        token_delay: float = 0.0,
+        context_tokens: int = 2048,
+        slots: int | None = None,
+        stops_on_disconnect: bool = True,
+        interrupts_streams: bool = False,
         record_to: str | None = None,
         upstream: str | None = None,
         replay_from: str | None = None,
@@ -441,6 +641,7 @@ class OpenAITestServer:
     ) -> None:
         if not _is_seconds(latency):
             raise ValueError(f"latency must be a finite number of seconds >= 0, got {latency!r}")
+        refused = _generation_options(token_delay, context_tokens, slots, reject_json_schema, refuse_formats)
         if not _is_loopback(host):
             raise ValueError(f"the test server binds only to loopback (127.0.0.1, ::1, localhost), got host={host!r}")
         if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
@@ -457,6 +658,16 @@ class OpenAITestServer:
         self.latency = float(latency)
         self.api_key = api_key
         self.reject_json_schema = reject_json_schema
+        self.refuse_formats = refused
+        self.token_delay = float(token_delay)
+        self.context_tokens = context_tokens
+        self.slots = slots
+        self.stops_on_disconnect = stops_on_disconnect
+        self.interrupts_streams = interrupts_streams
+        self._arrivals = 0
+        self._slot_gate = threading.BoundedSemaphore(slots) if slots is not None else None
+        self._stopped_generations = 0
+        self._active_generations = 0
         self.record_to = Path(record_to) if record_to is not None else None
         self.upstream = upstream.rstrip("/") if upstream is not None else None
         self.replay_from = Path(replay_from) if replay_from is not None else None
@@ -550,6 +761,18 @@ class OpenAITestServer:
             return len(self._requests)
 
     @property
+    def active_generations(self) -> int:
+        """Replies being generated now (a client that left does not end one, see ``stops_on_disconnect``)."""
+        with self._lock:
+            return self._active_generations
+
+    @property
+    def stopped_generations(self) -> int:
+        """Streamed replies whose generation stopped because their client went away."""
+        with self._lock:
+            return self._stopped_generations
+
+    @property
     def pending_faults(self) -> list[Fault]:
         """The faults not used yet, in queue order."""
         with self._lock:
@@ -568,6 +791,40 @@ class OpenAITestServer:
         with self._lock:
             self._requests.clear()
             self._faults.clear()
+
+    # -- generation -----------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _slot(self, handler: _Handler) -> Iterator[bool]:
+        """Hold one generation slot while the block runs (always, without ``slots``); False when the server
+        stopped while the request waited for one."""
+        gate = self._slot_gate
+        if gate is None:
+            yield True
+            return
+        while not gate.acquire(timeout=0.05):
+            if self._stopping.is_set():
+                handler.close_connection = True
+                _shutdown(handler.connection)
+                yield False
+                return
+        try:
+            yield True
+        finally:
+            gate.release()
+
+    @contextlib.contextmanager
+    def _generating(self) -> Iterator[None]:
+        with self._lock:
+            self._active_generations += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._active_generations -= 1
+
+    def _record_stop(self) -> None:
+        with self._lock:
+            self._stopped_generations += 1
 
     # -- connection tracking --------------------------------------------------------------------------
     def _track(self, connection: socket.socket) -> None:
@@ -613,6 +870,7 @@ class OpenAITestServer:
             return
         with self._lock:
             self._requests.append(body)
+            self._arrivals += 1
         try:
             self._answer(handler, body, raw)
         except _BadRequest as exc:
@@ -654,13 +912,11 @@ class OpenAITestServer:
         if fault is not None and self._apply_fault(handler, body, fault):
             return
         response_format = body.get("response_format")
-        if self.reject_json_schema and isinstance(response_format, dict) and response_format["type"] == "json_schema":
-            # llama.cpp's server answers this way; it takes {"type": "json_object", "schema": ...} instead.
-            handler.send_error_json(
-                500,
-                "response_format type 'json_schema' is not supported by this server; "
-                "use {'type': 'json_object', 'schema': ...}",
-            )
+        kind = response_format.get("type") if isinstance(response_format, dict) else None
+        if kind in self.refuse_formats:
+            status = self.refuse_formats[kind]
+            accepted = [t for t in ("text", "json_object", "json_schema") if t not in self.refuse_formats]
+            handler.send(status, _format_refusal(status, str(kind), accepted))
             return
         if self.replay_from is not None:
             self._replay(handler, body)
@@ -684,6 +940,9 @@ class OpenAITestServer:
         if not 200 <= fault.status < 300:
             message = f"injected fault: HTTP {fault.status}"
             handler.send(fault.status, _error_body(fault.status, message), headers)
+            return True
+        if fault.runaway:
+            _send_completion(handler, body, _runaway(self, body), status=fault.status, headers=headers, finish="length")
             return True
         if not fault.replaces_content and not headers and fault.status == 200:
             return False
@@ -725,11 +984,14 @@ class OpenAITestServer:
             return
         response = entry["response"]
         payload = response if isinstance(response, str) else json.dumps(response, ensure_ascii=False)
-        handler.send(int(entry["status"]), payload.encode())
+        _send_recorded(handler, body, int(entry["status"]), payload.encode())
 
     def _forward(self, handler: _Handler, body: dict[str, Any], raw: bytes) -> None:
         assert self.upstream is not None
         url = f"{self.upstream}/chat/completions"
+        if "stream" in body or "stream_options" in body:
+            # Asked for whole, so the cassette holds one chat completion; streamed back from it when asked.
+            raw = json.dumps({k: v for k, v in body.items() if k not in ("stream", "stream_options")}).encode()
         try:
             status, data = _post_upstream(url, raw, handler.headers.get("Authorization"))
         except urllib.error.HTTPError as exc:
@@ -739,7 +1001,7 @@ class OpenAITestServer:
             return
         if self.record_to is not None:
             self._record(body, status, data)
-        handler.send(status, data)
+        _send_recorded(handler, body, status, data)
 
     def _record(self, body: dict[str, Any], status: int, data: bytes) -> None:
         assert self.record_to is not None
@@ -748,6 +1010,35 @@ class OpenAITestServer:
             self.record_to.parent.mkdir(parents=True, exist_ok=True)
             with self.record_to.open("a", encoding="utf-8") as stream:
                 stream.write(line + "\n")
+
+
+def _runaway(server: OpenAITestServer, body: dict[str, Any]) -> Completion:
+    """A reply that would never end: one word over and over inside an unclosed JSON text, cut at the
+    request's max_tokens or the server's context."""
+    tokens = min(body.get("max_tokens") or server.context_tokens, server.context_tokens)
+    completion = server._offline(body)
+    content = '{"answer": "' + "very " * max(0, tokens - 3)
+    return Completion(content, completion.prompt_tokens, tokens, completion.model)
+
+
+def _send_recorded(handler: _Handler, body: dict[str, Any], status: int, data: bytes) -> None:
+    """Send a recorded (or forwarded) reply: as it is, or as a stream when the request asked for one and the
+    reply is a chat completion."""
+    if body.get("stream") and status == 200:
+        try:
+            reply = json.loads(data)
+            choice = reply["choices"][0]
+            content = choice["message"]["content"] or ""
+            usage = reply.get("usage") or {}
+            completion = Completion(
+                content, int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)), reply["model"]
+            )
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            handler.send(status, data)
+            return
+        _send_completion(handler, body, completion, finish=choice.get("finish_reason") or "stop")
+        return
+    handler.send(status, data)
 
 
 def _shutdown(connection: socket.socket) -> None:

@@ -7,7 +7,7 @@ from dagwright import Kaizen
 
 kaizen = Kaizen()
 signature = kaizen.create_signature(
-    "proposal: str -> decision: Literal['approve', 'reject'], confidence: float, rationale: str",
+    "proposal: str -> decision: Literal['approve', 'reject'], confidence: float[0, 1], rationale: str",
     "Review the proposal and vote.",
 )
 reviewers = [kaizen.create_agent(name, signature=signature) for name in ("security", "finance", "operations")]

@@ -18,8 +18,8 @@ def nested_flow(k: Kaizen, name: str = "pipeline") -> Flow:
     )
     reviewers = k.create_consensus_workflow(
         [
-            k.create_agent("r1", signature="decision_to_check: str -> decision: str, confidence: float"),
-            k.create_agent("r2", signature="decision_to_check: str -> decision: str, confidence: float"),
+            k.create_agent("r1", signature="decision_to_check: str -> decision: str, confidence: float[0, 1]"),
+            k.create_agent("r2", signature="decision_to_check: str -> decision: str, confidence: float[0, 1]"),
         ],
         confidence_threshold=0.0,
     )

@@ -62,7 +62,7 @@ class Review(Signature):
     verdict: str = InputField(description="The decision under review")
     rationale: str = InputField(description="The judge's reasons")
     decision: Literal["endorse", "object"] = OutputField(description="Your vote")
-    confidence: float = OutputField(description="0.0 to 1.0")
+    confidence: float = OutputField(description="How sure", ge=0, le=1)
 
 
 def build_research_flow(kaizen: Kaizen | None = None) -> Flow:

@@ -76,6 +76,12 @@ CODES: dict[str, CodeInfo] = _codes(
         "Importing a checked file raised (a syntax error, an ImportError, any exception); the other files are"
         " still checked.",
     ),
+    (
+        "DW020",
+        "unbounded-into-bounded",
+        "warning",
+        "A number without bounds (or with wider ones) flows into an input that has bounds (float[0, 1]).",
+    ),
     ("DW200", "pattern-config", "error", "A coordination pattern is configured wrongly (DW200-DW299 are patterns)."),
     (
         "DW201",

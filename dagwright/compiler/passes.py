@@ -27,7 +27,7 @@ from dagwright.compiler.ir import INPUT_KIND, OUTPUT_KIND, Edge, Graph, Node, Po
 from dagwright.compiler.signature import MISSING
 from dagwright.compiler.suggest import suggest
 from dagwright.compiler.tools import check_tools
-from dagwright.compiler.types import Compatibility, TypeExpr, is_assignable, value_misfit
+from dagwright.compiler.types import Compatibility, TypeExpr, is_assignable, value_misfit, without_bounds
 
 __all__ = ["PASSES", "Pass", "validate"]
 
@@ -284,7 +284,8 @@ def check_fan_in(graph: Graph) -> list[Diagnostic]:
 
 
 def check_types(graph: Graph) -> list[Diagnostic]:
-    """DW007 type mismatches and DW008 optional values into required inputs, per edge."""
+    """DW007 type mismatches, DW008 optional values into required inputs and DW020 unbounded numbers into
+    bounded inputs, per edge."""
     out: list[Diagnostic] = []
     index = graph._index
     ends = index.endpoints
@@ -319,6 +320,21 @@ def check_types(graph: Graph) -> list[Diagnostic]:
                     f"{edge.target}.{edge.target_port} ({dst_desc}): {result.reason}",
                     node=edge.target,
                     port=edge.target_port,
+                    related=(edge.source,),
+                    edge=edge,
+                    location=edge.location or by_id[edge.target].location,
+                )
+            )
+        elif is_assignable(without_bounds(src_port.type), without_bounds(expected)).level == "ok":
+            # Not about None: a number without bounds (or with wider ones) into a bounded input.
+            out.append(
+                dg.make(
+                    "DW020",
+                    f"{edge.source}.{edge.source_port} ({src_port.type}) flows into "
+                    f"{edge.target}.{edge.target_port} ({dst_desc}): {result.reason}",
+                    node=edge.target,
+                    port=edge.target_port,
+                    hint=f"bound {edge.source}.{edge.source_port} the same way (OutputField(ge=..., le=...))",
                     related=(edge.source,),
                     edge=edge,
                     location=edge.location or by_id[edge.target].location,

@@ -30,10 +30,12 @@ from dagwright.compiler.types import STR as _STR
 from dagwright.compiler.types import (
     TypeExpr,
     TypeSyntaxError,
+    bounded,
     from_python,
     json_key,
     optional,
     registry_generation,
+    sized,
     type_from_ast,
     value_misfit,
 )
@@ -397,16 +399,31 @@ def _name_position(text: str, name: str, start: int) -> int:
 
 
 class _FieldInfo:
-    __slots__ = ("default", "description", "role")
+    __slots__ = ("default", "description", "ge", "le", "max_length", "min_length", "role")
 
-    def __init__(self, role: Literal["input", "output"], description: str, default: Any) -> None:
+    def __init__(
+        self,
+        role: Literal["input", "output"],
+        description: str,
+        default: Any,
+        ge: int | float | None = None,
+        le: int | float | None = None,
+        min_length: int | None = None,
+        max_length: int | None = None,
+    ) -> None:
         self.role = role
         self.description = description
         self.default = default
+        self.ge = ge
+        self.le = le
+        self.min_length = min_length
+        self.max_length = max_length
 
     def __repr__(self) -> str:
         fn = "InputField" if self.role == "input" else "OutputField"
         extra = "" if self.default is MISSING else f", default={self.default!r}"
+        bounds = [(name, getattr(self, name)) for name in ("ge", "le", "min_length", "max_length")]
+        extra += "".join(f", {name}={value!r}" for name, value in bounds if value is not None)
         return f"{fn}(description={self.description!r}{extra})"
 
 
@@ -416,14 +433,35 @@ def _none_allowed(ftype: TypeExpr) -> TypeExpr:
     return ftype if value_misfit(None, ftype) is None else optional(ftype)
 
 
-def InputField(description: str = "", *, default: Any = MISSING, desc: str | None = None) -> Any:
-    """Declare an input field of a :class:`Signature`; a default makes it optional."""
-    return _FieldInfo("input", desc if desc is not None else description, default)
+def InputField(
+    description: str = "",
+    *,
+    default: Any = MISSING,
+    desc: str | None = None,
+    ge: int | float | None = None,
+    le: int | float | None = None,
+    min_length: int | None = None,
+    max_length: int | None = None,
+) -> Any:
+    """Declare an input field of a :class:`Signature`; a default makes it optional. ``ge`` / ``le`` bound a
+    number (inclusive): the field's type becomes ``float[ge, le]``; ``min_length`` / ``max_length`` bound the
+    items of a list (``list[str][1, None]``)."""
+    return _FieldInfo("input", desc if desc is not None else description, default, ge, le, min_length, max_length)
 
 
-def OutputField(description: str = "", *, desc: str | None = None) -> Any:
-    """Declare an output field of a :class:`Signature`."""
-    return _FieldInfo("output", desc if desc is not None else description, MISSING)
+def OutputField(
+    description: str = "",
+    *,
+    desc: str | None = None,
+    ge: int | float | None = None,
+    le: int | float | None = None,
+    min_length: int | None = None,
+    max_length: int | None = None,
+) -> Any:
+    """Declare an output field of a :class:`Signature`. ``ge`` / ``le`` bound a number, ``min_length`` /
+    ``max_length`` the items of a list (inclusive): sent in the reply's JSON schema, checked on the reply,
+    and part of the compile-time type check."""
+    return _FieldInfo("output", desc if desc is not None else description, MISSING, ge, le, min_length, max_length)
 
 
 class Signature:
@@ -493,7 +531,7 @@ def _spec_from_class(cls: type[Signature]) -> SignatureSpec:
                 hint=f"{name}: ... = InputField(description='...')",
             )
         try:
-            ftype = from_python(hints[name])
+            ftype = sized(bounded(from_python(hints[name]), info.ge, info.le), info.min_length, info.max_length)
         except (TypeError, ValueError) as exc:
             raise SignatureError(
                 f"unsupported type for field {name!r} of signature {cls.__qualname__}: {exc}", field=name

@@ -18,6 +18,7 @@ import enum
 import functools
 import inspect
 import json
+import math
 import numbers
 import types as _pytypes
 import typing
@@ -35,10 +36,12 @@ __all__ = [
     "INT",
     "NONE",
     "STR",
+    "Bounds",
     "Compatibility",
     "ModelField",
     "TypeExpr",
     "TypeSyntaxError",
+    "bounded",
     "exact_fits",
     "from_json",
     "from_python",
@@ -49,12 +52,18 @@ __all__ = [
     "parse_type",
     "register_type",
     "registered_types",
+    "sized",
     "union",
     "value_misfit",
+    "without_bounds",
 ]
 
 LiteralValue = str | int | bool | None
 JSONValue = Any  # JSON data; kept loose because JSON is recursive
+Bound = int | float | None
+Bounds = tuple[()] | tuple[Bound, Bound]
+"""Inclusive bounds ``(lowest, highest)``, None for an open side; ``()`` when there are none: a number's
+values (``float[0, 1]``) or a list's length (``list[str][1, None]``)."""
 
 _PRIMITIVES = ("any", "none", "str", "int", "float", "bool", "bytes")
 _KINDS = frozenset((*_PRIMITIVES, "list", "dict", "tuple", "union", "literal", "model", "named"))
@@ -68,10 +77,12 @@ class TypeExpr:
     ``tuple`` and ``union``; ``values`` the values of a ``literal``; ``name`` the
     import path of a ``model`` or ``named`` type; ``fields`` a model's fields;
     ``bases`` the import paths of a named type's base classes (for subclass
-    checks); ``schema`` a model's JSON schema as canonical JSON text.
+    checks); ``schema`` a model's JSON schema as canonical JSON text; ``bounds``
+    an ``int`` or ``float``'s inclusive bounds ``(ge, le)`` (``float[0, 1]``), or the least and most items
+    of a ``list`` (``list[str][1, None]``).
     """
 
-    __slots__ = ("_hash", "args", "bases", "fields", "kind", "name", "schema", "values", "variadic")
+    __slots__ = ("_hash", "args", "bases", "bounds", "fields", "kind", "name", "schema", "values", "variadic")
 
     kind: str
     args: tuple[TypeExpr, ...]
@@ -81,6 +92,7 @@ class TypeExpr:
     bases: tuple[str, ...]
     schema: str
     variadic: bool
+    bounds: Bounds
     _hash: int
 
     def __init__(
@@ -94,9 +106,12 @@ class TypeExpr:
         bases: tuple[str, ...] = (),
         schema: str = "",
         variadic: bool = False,
+        bounds: Bounds = (),
     ) -> None:
         if kind not in _KINDS:
             raise ValueError(f"unknown type kind {kind!r}; expected one of {sorted(_KINDS)}")
+        if bounds:
+            bounds = _checked_bounds(kind, bounds)
         set_ = object.__setattr__
         set_(self, "kind", kind)
         set_(self, "args", args)
@@ -106,8 +121,9 @@ class TypeExpr:
         set_(self, "bases", bases)
         set_(self, "schema", schema)
         set_(self, "variadic", variadic)
+        set_(self, "bounds", bounds)
         # Hashes are looked up on every edge check: compute once.
-        set_(self, "_hash", hash((kind, args, _literal_key(values), name, fields, variadic)))
+        set_(self, "_hash", hash((kind, args, _literal_key(values), name, fields, variadic, bounds)))
 
     def __setattr__(self, key: str, value: object) -> None:
         raise AttributeError("TypeExpr is immutable")
@@ -128,6 +144,7 @@ class TypeExpr:
             and self.name == other.name
             and self.fields == other.fields
             and self.variadic == other.variadic
+            and _bounds_key(self.bounds) == _bounds_key(other.bounds)
         )
 
     def __repr__(self) -> str:
@@ -157,10 +174,14 @@ class TypeExpr:
         return self
 
     def to_json(self) -> JSONValue:
-        """A JSON-ready form; primitives are plain strings."""
+        """A JSON-ready form; primitives are plain strings (a bounded number is ``{"kind", "bounds"}``)."""
+        if self.bounds and self.kind in _PRIMITIVES:
+            return {"kind": self.kind, "bounds": list(self.bounds)}
         if self.kind in _PRIMITIVES:
             return self.kind
         out: dict[str, JSONValue] = {"kind": self.kind}
+        if self.bounds:
+            out["bounds"] = list(self.bounds)
         if self.args:
             out["args"] = [a.to_json() for a in self.args]
         if self.kind == "literal":
@@ -185,6 +206,95 @@ def json_key(value: Any) -> Any:
     if isinstance(value, Mapping):
         return ("dict", tuple(sorted((str(k), json_key(v)) for k, v in value.items())))
     return (type(value).__name__, value)
+
+
+def _bounds_key(bounds: Bounds) -> tuple[Any, ...]:
+    # float[0, 1] and float[0.0, 1.0] are one type: bounds compare as numbers.
+    return tuple(None if b is None else float(b) for b in bounds)
+
+
+def _checked_bounds(kind: str, bounds: Bounds) -> Bounds:
+    """``bounds`` when they fit ``kind``; otherwise a ValueError saying what is wrong."""
+    if kind not in ("int", "float", "list"):
+        raise ValueError(f"only int, float (values) and list (length) take bounds, not {kind}")
+    if len(bounds) != 2:
+        raise ValueError(f"bounds are (lowest, highest), two numbers or None, got {bounds!r}")
+    for b in bounds:
+        if b is not None and (not isinstance(b, (int, float)) or isinstance(b, bool) or not math.isfinite(b)):
+            raise ValueError(f"a bound must be a finite number or None, got {b!r}")
+        if kind == "int" and b is not None and not float(b).is_integer():
+            raise ValueError(f"int bounds must be whole numbers, got {b!r}")
+        if kind == "list" and b is not None and (not float(b).is_integer() or b < 0):
+            raise ValueError(f"a list's length bounds are whole numbers >= 0, got {b!r}")
+    lo, hi = bounds
+    if lo is not None and hi is not None and lo > hi:
+        raise ValueError(f"the lower bound {lo!r} is above the upper bound {hi!r}")
+    if lo is None and hi is None:
+        return ()
+    if kind == "list":
+        return (None if lo is None else int(lo), None if hi is None else int(hi))
+    return (lo, hi)
+
+
+def bounded(t: TypeExpr, ge: Bound = None, le: Bound = None) -> TypeExpr:
+    """``t`` (an ``int`` or ``float``, optionally with None) with inclusive bounds; ``t`` when both are None.
+
+    Bounds already on ``t`` are narrowed, never widened. Raises ValueError for any other type."""
+    if ge is None and le is None:
+        return t
+    if t.kind == "union" and t.is_optional:
+        return optional(bounded(t.without_none(), ge, le))
+    if t.kind not in ("int", "float"):
+        raise ValueError(f"ge= and le= bound numbers (int or float), not {t}")
+    return TypeExpr(t.kind, t.args, bounds=_narrowed(t.bounds, ge, le))
+
+
+def sized(t: TypeExpr, min_length: int | None = None, max_length: int | None = None) -> TypeExpr:
+    """``t`` (a ``list``, optionally with None) holding ``min_length`` to ``max_length`` items (inclusive);
+    ``t`` when both are None. Raises ValueError for any other type."""
+    if min_length is None and max_length is None:
+        return t
+    if t.kind == "union" and t.is_optional:
+        return optional(sized(t.without_none(), min_length, max_length))
+    if t.kind != "list":
+        raise ValueError(f"min_length= and max_length= bound the length of a list, not {t}")
+    return TypeExpr("list", t.args, bounds=_narrowed(t.bounds, min_length, max_length))
+
+
+def _narrowed(old: Bounds, lo: Bound, hi: Bound) -> Bounds:
+    old_lo, old_hi = old or (None, None)
+    low = lo if old_lo is None else old_lo if lo is None else max(lo, old_lo)
+    high = hi if old_hi is None else old_hi if hi is None else min(hi, old_hi)
+    return (low, high)
+
+
+@functools.lru_cache(maxsize=1024)
+def without_bounds(t: TypeExpr) -> TypeExpr:
+    """``t`` with the bounds of every number in it taken away (``list[float[0, 1]]`` -> ``list[float]``)."""
+    if t.bounds:
+        return TypeExpr(t.kind, tuple(without_bounds(a) for a in t.args))
+    if not t.args and not t.fields:
+        return t
+    args = tuple(without_bounds(a) for a in t.args)
+    fields = tuple(ModelField(f.name, without_bounds(f.type), f.required) for f in t.fields)
+    if args == t.args and fields == t.fields:
+        return t
+    if t.kind == "union":
+        return union(args)
+    return TypeExpr(
+        t.kind, args, values=t.values, name=t.name, fields=fields, bases=t.bases, schema=t.schema, variadic=t.variadic
+    )
+
+
+def _within(value: float, bounds: Bounds) -> bool:
+    if not bounds:
+        return True
+    lo, hi = bounds
+    return (lo is None or value >= lo) and (hi is None or value <= hi)
+
+
+def _bounds_text(bounds: Bounds) -> str:
+    return ", ".join("None" if b is None else repr(b) for b in bounds)
 
 
 def _literal_key(values: tuple[LiteralValue, ...]) -> tuple[tuple[str, LiteralValue], ...]:
@@ -244,6 +354,10 @@ def union(members: Iterable[TypeExpr]) -> TypeExpr:
 
 def _display(t: TypeExpr) -> str:
     k = t.kind
+    if t.bounds and k == "list":
+        return f"list[{_display(t.args[0])}][{_bounds_text(t.bounds)}]"
+    if t.bounds:
+        return f"{k}[{_bounds_text(t.bounds)}]"
     if k in _PRIMITIVES:
         return "Any" if k == "any" else ("None" if k == "none" else k)
     if k == "list":
@@ -306,7 +420,10 @@ def is_assignable(src: TypeExpr, dst: TypeExpr) -> Compatibility:
       plain ``str`` into a ``Literal`` is an error (declare the producer as a Literal);
     * a model into the same model, or into another model whose required fields it
       has with assignable types (a structural subset);
-    * a named custom type into itself or one of its base classes.
+    * a named custom type into itself or one of its base classes;
+    * a bounded number (``float[0, 1]``) into an unbounded one; a number without bounds, or with wider ones,
+      into a bounded input is a *warning* (a value out of range fails at run time); a ``Literal`` of
+      numbers into a bounded input, an error when a value is out of range.
     """
     level, reason = _check(src, dst)
     return Compatibility(_LEVEL_NAMES[level], reason)
@@ -336,6 +453,8 @@ def _check(src: TypeExpr, dst: TypeExpr) -> tuple[int, str]:
         if dst.kind == "literal" and None in dst.values:
             return OK, ""
         return ERROR, f"None is not assignable to {dst} (declare the input as {dst} | None)"
+    if src.bounds or dst.bounds:
+        return _check_bounds(src, dst)
     if src.kind == "literal":
         return _check_literal_source(src, dst)
     sk, dk = src.kind, dst.kind
@@ -373,6 +492,30 @@ def _check(src: TypeExpr, dst: TypeExpr) -> tuple[int, str]:
             return OK, ""
         return ERROR, f"{src.name} is not assignable to {dst.name}"
     return ERROR, f"{src} is not assignable to {dst}"
+
+
+def _check_bounds(src: TypeExpr, dst: TypeExpr) -> tuple[int, str]:
+    """A check where either side is a bounded number: the types without bounds, then the ranges."""
+    plain_src = TypeExpr(src.kind, src.args) if src.bounds else src
+    plain_dst = TypeExpr(dst.kind, dst.args) if dst.bounds else dst
+    level, reason = _check(plain_src, plain_dst)
+    if level == ERROR or not dst.bounds:
+        return level, reason
+    if src.kind == "literal":
+        outside = [v for v in src.values if isinstance(v, (int, float)) and not _within(v, dst.bounds)]
+        if outside:
+            return ERROR, f"{src} holds {', '.join(map(repr, outside))}, outside {dst}"
+        return level, reason
+    lo, hi = dst.bounds
+    s_lo, s_hi = src.bounds or (None, None)
+    if (lo is None or (s_lo is not None and s_lo >= lo)) and (hi is None or (s_hi is not None and s_hi <= hi)):
+        return level, reason
+    what = "without bounds" if not src.bounds else "with wider bounds"
+    which = "a list whose length is outside" if dst.kind == "list" else "a value outside"
+    return max(level, WARNING), (
+        f"{src} ({what}) into {dst}: {which} [{_bounds_text(dst.bounds)}] fails at run time; "
+        f"declare the producing field as {dst}"
+    )
 
 
 def _nested(result: tuple[int, str], where: str) -> tuple[int, str]:
@@ -526,12 +669,18 @@ def value_misfit(value: object, t: TypeExpr) -> str | None:
     if kind == "literal":
         return None if json_key(value) in _literal_key(t.values) else f"{value!r} is not one of {t}"
     if kind in _SCALAR_CHECKS:
-        return None if _SCALAR_CHECKS[kind](value) else f"{value!r} is not {'an' if kind == 'int' else 'a'} {kind}"
+        if not _SCALAR_CHECKS[kind](value):
+            return f"{value!r} is not {'an' if kind == 'int' else 'a'} {kind}"
+        if t.bounds and not _within(float(value), t.bounds):  # type: ignore[arg-type]
+            return f"{value!r} is outside {t}"
+        return None
     if kind == "bytes":
         return None if isinstance(value, (bytes, bytearray)) else f"{value!r} is not bytes (JSON data holds none)"
     if kind in ("list", "tuple"):
         if not isinstance(value, (list, tuple)):
             return f"{value!r} is not a {kind}"
+        if t.bounds and not _within(len(value), t.bounds):
+            return f"{len(value)} item(s) is outside {t}"
         if kind == "list" or t.variadic:
             item_types = [t.args[0] if t.args else ANY] * len(value)
         elif len(value) != len(t.args):
@@ -600,6 +749,8 @@ def exact_fits(t: TypeExpr) -> frozenset[type] | None:
     kind = t.kind
     if kind in ("any", "named"):
         return None
+    if t.bounds:
+        return _NO_TYPES  # every value is checked against the bounds
     if kind in _EXACT_FITS:
         return _EXACT_FITS[kind]
     if kind == "union":
@@ -696,7 +847,7 @@ def _from_python(tp: object) -> TypeExpr:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin is typing.Annotated:
-        return _from_python(args[0])
+        return _annotated(args[0], args[1:])
     if origin in (Union, _pytypes.UnionType):
         return union(_from_python(a) for a in args)
     if origin is Literal:
@@ -731,6 +882,31 @@ def _from_python(tp: object) -> TypeExpr:
     if isinstance(tp, str):
         return parse_type(tp)
     raise TypeConversionError(f"unsupported type annotation {tp!r}")
+
+
+def _annotated(base: object, metadata: tuple[object, ...]) -> TypeExpr:
+    """``Annotated[float, Field(ge=0, le=1)]`` (or annotated_types' ``Ge``, ``Le``, ``Interval``): the bounds
+    become the type's; other metadata is ignored, exclusive bounds (gt, lt) are refused."""
+    t = _from_python(base)
+    ge: Bound = None
+    le: Bound = None
+    lengths: dict[str, int | None] = {"min_length": None, "max_length": None}
+    for item in metadata:
+        for part in (item, *getattr(item, "metadata", ())):
+            for name in ("gt", "lt"):
+                if getattr(part, name, None) is not None:
+                    raise TypeConversionError(f"{name}= (an exclusive bound) is not supported: use ge= / le=")
+            if getattr(part, "ge", None) is not None:
+                ge = part.ge
+            if getattr(part, "le", None) is not None:
+                le = part.le
+            for name in lengths:
+                if getattr(part, name, None) is not None:
+                    lengths[name] = getattr(part, name)
+    try:
+        return sized(bounded(t, ge, le), **lengths)
+    except ValueError as exc:
+        raise TypeConversionError(str(exc)) from None
 
 
 def _hashable(obj: object) -> bool:
@@ -862,9 +1038,20 @@ class _TypeBuilder:
         raise self.fail(node, f"unknown type {name!r}", hint)
 
     def subscript(self, node: ast.Subscript) -> TypeExpr:
+        if isinstance(node.value, ast.Subscript):
+            inner = self.subscript(node.value)
+            if inner.kind != "list" or inner.bounds:
+                raise self.fail(node, f"only list[...] takes length bounds (list[str][1, None]), not {inner}")
+            lo, hi = self.bounds_of(node, "list[...]")
+            try:
+                return TypeExpr("list", inner.args, bounds=(lo, hi))
+            except ValueError as exc:
+                raise self.fail(node, f"list[...][...]: {exc}") from None
         base = _dotted(node.value)
         if base is not None and base.startswith(("typing.", "t.")):
             base = base.split(".", 1)[1]
+        if base in ("int", "float"):
+            return self.number_bounds(base, node)
         if base not in _GENERICS:
             raise self.fail(node.value, f"{base or 'this'} does not take type arguments")
         items = list(node.slice.elts) if isinstance(node.slice, ast.Tuple) else [node.slice]
@@ -886,6 +1073,38 @@ class _TypeBuilder:
                 raise self.fail(node, f"{base} takes two type arguments (keys, values), got {len(args)}")
             return TypeExpr("dict", (args[0], args[1]))
         return union(args)  # Union
+
+    def number_bounds(self, base: str, node: ast.Subscript) -> TypeExpr:
+        """``float[0, 1]``, ``int[1, None]``: a number with inclusive bounds (None leaves a side open)."""
+        lo, hi = self.bounds_of(node, base)
+        try:
+            return TypeExpr(base, bounds=(lo, hi))
+        except ValueError as exc:
+            raise self.fail(node, f"{base}[...]: {exc}") from None
+
+    def bounds_of(self, node: ast.Subscript, base: str) -> tuple[Bound, Bound]:
+        """The two bounds written in ``node``'s brackets: numbers (negative too) or None."""
+        items = list(node.slice.elts) if isinstance(node.slice, ast.Tuple) else [node.slice]
+        if len(items) != 2:
+            raise self.fail(node, f"{base}[...] takes two bounds, the lowest and the highest value: {base}[0, 1]")
+        bounds: list[Bound] = []
+        for item in items:
+            value: Any = None
+            if (
+                isinstance(item, ast.UnaryOp)
+                and isinstance(item.op, ast.USub)
+                and isinstance(item.operand, ast.Constant)
+            ):
+                value = item.operand.value
+                value = -value if isinstance(value, (int, float)) and not isinstance(value, bool) else "?"
+            elif isinstance(item, ast.Constant):
+                value = item.value
+            else:
+                value = "?"
+            if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)):
+                raise self.fail(item, f"a bound of {base}[...] must be a number or None")
+            bounds.append(value)
+        return bounds[0], bounds[1]
 
     def literal_value(self, node: ast.expr) -> LiteralValue:
         if isinstance(node, ast.Constant) and (node.value is None or isinstance(node.value, (str, int, bool))):
@@ -915,13 +1134,15 @@ def _dotted(node: ast.AST) -> str | None:
 _MAX_DEPTH = 64  # far beyond any real port type; deeper input is malformed, not a type
 _CONTAINER_KEYS = {"kind", "args"}
 _JSON_KEYS: dict[str, set[str]] = {
-    "list": _CONTAINER_KEYS,
+    "list": {*_CONTAINER_KEYS, "bounds"},
     "dict": _CONTAINER_KEYS,
     "union": _CONTAINER_KEYS,
     "tuple": {*_CONTAINER_KEYS, "variadic"},
     "literal": {"kind", "values"},
     "model": {"kind", "name", "fields", "schema", "bases"},
     "named": {"kind", "name", "bases"},
+    "int": {"kind", "bounds"},
+    "float": {"kind", "bounds"},
 }
 
 
@@ -957,6 +1178,14 @@ def from_json(data: JSONValue, where: str = "type", _depth: int = 0) -> TypeExpr
         raise ValueError(f"{where}: {kind} takes {expected_arity} type argument(s), got {len(parsed_args)}")
     if kind == "union":
         return union(parsed_args)
+    if kind in ("int", "float", "list") and "bounds" in data:
+        raw = data.get("bounds", [None, None])
+        if not isinstance(raw, list) or len(raw) != 2:
+            raise ValueError(f"{where}.bounds: expected [lowest, highest], numbers or null")
+        try:
+            return TypeExpr(kind, parsed_args, bounds=(raw[0], raw[1]))
+        except ValueError as exc:
+            raise ValueError(f"{where}.bounds: {exc}") from None
     if kind == "literal":
         values = data.get("values")
         if not isinstance(values, list) or not all(v is None or isinstance(v, (str, int, bool)) for v in values):

@@ -32,11 +32,18 @@ from dagwright.compiler.tools import describe_sources
 from dagwright.compiler.types import ANY, STR
 from dagwright.execution.errors import OutputParseError
 from dagwright.execution.events import Usage
-from dagwright.llm.client import LLMSettings, complete
+from dagwright.llm.client import LLMReply, LLMSettings, RequestFor, complete_structured
 from dagwright.llm.config import AgentConfig
 from dagwright.llm.memory import BufferMemory, Memory, Turn
 from dagwright.llm.prompt import build_messages, user_message
-from dagwright.llm.structured import parse_reply, response_format, validate_inputs
+from dagwright.llm.structured import (
+    StructuredMode,
+    StructuredSetting,
+    parse_reply,
+    repair_messages,
+    response_format,
+    validate_inputs,
+)
 from dagwright.llm.tools import (
     CallableTool,
     ToolCall,
@@ -50,7 +57,6 @@ from dagwright.llm.tools import (
 from dagwright.ops.audit import AccessPolicy, AccessRequest, AuditLog, check_access
 from dagwright.ops.cache import ResultCache, cache_key, make_cache
 from dagwright.ops.monitor import ExecutionMonitor, ExecutionOptimizer, ExecutionRecord, inputs_hash
-from dagwright.ops.pricing import cost_of
 from dagwright.ops.telemetry import agent_span, tracer
 
 __all__ = ["FREE_FORM", "AgentContext", "AgentCore", "AsyncSingleShotStrategy", "Strategy", "free_form_signature"]
@@ -90,6 +96,8 @@ class AgentContext:
     # The tools this execution may call (opened for it: MCP servers connected and listed once), and its calls.
     tools: Sequence[CallableTool] = ()
     tool_calls: list[ToolCallRecord] = field(default_factory=list)
+    # The structured-output mode the last reply came in (what ``auto`` chose).
+    structured_output: StructuredMode | None = None
 
 
 async def structured_call(
@@ -97,87 +105,107 @@ async def structured_call(
 ) -> dict[str, Any]:
     """One LLM call with structured output for ``spec``; a reply that does not parse is sent back once with
     the error, then :class:`OutputParseError` keeps the raw reply. Usage and the model land in ``context``."""
-    settings = config.settings()
-    mode = config.structured_output
-    messages = build_messages(
-        spec,
-        dict(inputs),
-        system_prompt=config.system_prompt,
-        template=config.prompt_template,
-        mode=mode,
-        history=context.history,
-        agent=context.agent_name,
-        context=config.extra,
-    )
-    fmt = response_format(spec, mode)
-    transcript: list[dict[str, Any]] = list(messages)
-    reply = await _answer(settings, transcript, fmt, context, config)
-    outputs, problems = parse_reply(spec, reply)
+    settings = config.settings(spec)
+    sent: dict[str, list[dict[str, Any]]] = {}
+
+    def request_for(mode: StructuredMode) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        sent[mode] = build_messages(
+            spec,
+            dict(inputs),
+            system_prompt=config.system_prompt,
+            template=config.prompt_template,
+            mode=mode,
+            history=context.history,
+            agent=context.agent_name,
+            context=config.extra,
+            system_role=config.system_prompt_role,
+        )
+        return sent[mode], response_format(spec, mode)
+
+    reply, transcript = await _answer(settings, config.structured_output, request_for, context, config)
+    mode = reply.mode or "json_schema"
+    messages = sent[mode]
+    outputs, problems = parse_reply(spec, reply.content)
     if outputs is None:
-        first = reply
-        repair = [
-            *transcript,
-            {"role": "assistant", "content": reply},
-            {
-                "role": "user",
-                "content": "Your reply could not be used: "
-                + "; ".join(problems)
-                + ". Reply again with only the JSON object, with every field.",
-            },
-        ]
-        reply = await _answer(settings, repair, fmt, context, config)
-        outputs, problems = parse_reply(spec, reply)
+        first = reply.content
+        # The model is told to be shorter; the user, in the error below, what to raise.
+        told = ["your reply was too long and was cut off; keep it short"] if reply.finish_reason == "length" else []
+        repair = repair_messages(transcript, told + problems)
+        reply, _ = await _answer(settings, mode, lambda m: (repair, response_format(spec, m)), context, config)
+        outputs, problems = parse_reply(spec, reply.content)
         if outputs is None:
+            problems = cut_off(reply, settings.max_tokens) + problems
             raise OutputParseError(
                 f"{context.agent_name}: the reply of {context.model} does not match the signature after one "
-                "repair: " + "; ".join(problems) + f". Raw reply: {reply[:500]!r}",
-                raw=reply,
+                "repair: " + "; ".join(problems) + f". Raw reply: {reply.content[:500]!r}",
+                raw=reply.content,
                 errors=problems,
                 first_raw=first,
             )
-    context.exchange = Turn(messages[-1]["content"], reply)
+    context.exchange = Turn(messages[-1]["content"], reply.content)
     return outputs
+
+
+def cut_off(reply: LLMReply, max_tokens: int | None) -> list[str]:
+    """What to say of a reply the server cut at its output limit (none for a reply that ended by itself)."""
+    if reply.finish_reason != "length":
+        return []
+    limit = f"max_tokens={max_tokens}" if max_tokens else "the server's output limit"
+    return [f"the reply was cut off at {limit}; raise max_tokens if replies this long are expected"]
 
 
 async def _answer(
     settings: LLMSettings,
-    messages: list[dict[str, Any]],
-    fmt: dict[str, Any] | None,
+    setting: StructuredSetting,
+    request_for: RequestFor,
     context: AgentContext,
     config: AgentConfig,
-) -> str:
-    """The model's answer to ``messages``: one call, or with tools the bounded tool loop (every round counted)."""
+) -> tuple[LLMReply, list[dict[str, Any]]]:
+    """The model's answer and the transcript it answers: one call, or with tools the bounded tool loop (every
+    round counted; the structured-output mode the first round settles on is kept for the others)."""
     if not context.tools:
-        content, _ = await _call(settings, messages, fmt, context, None)
-        return content
+        reply = await _call(settings, setting, request_for, context, None)
+        return reply, request_for(reply.mode or "json_schema")[0]
     offered = openai_tools(context.tools)
+    transcript = list(request_for("json_schema" if setting == "auto" else setting)[0])
+    opening = len(transcript)
+    last: list[LLMReply] = []
 
-    async def ask(transcript: list[dict[str, Any]]) -> tuple[str, tuple[ToolCall, ...]]:
-        return await _call(settings, transcript, fmt, context, offered)
+    async def ask(turns: list[dict[str, Any]]) -> tuple[str, tuple[ToolCall, ...]]:
+        rounds = turns[opening:]
 
-    return await tool_loop(
+        def with_rounds(mode: StructuredMode) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+            messages, fmt = request_for(mode)
+            return [*messages, *rounds], fmt
+
+        reply = await _call(settings, last[-1].mode or setting if last else setting, with_rounds, context, offered)
+        last.append(reply)
+        return reply.content, tuple(ToolCall(*call) for call in reply.tool_calls)
+
+    await tool_loop(
         ask,
-        messages,
+        transcript,
         context.tools,
         max_steps=config.max_tool_steps,
         timeout=config.tool_timeout,
         where=context.agent_name,
         records=context.tool_calls,
     )
+    return last[-1], transcript
 
 
 async def _call(
     settings: LLMSettings,
-    messages: list[dict[str, Any]],
-    fmt: dict[str, Any] | None,
+    mode: StructuredSetting,
+    request_for: RequestFor,
     context: AgentContext,
     tools: list[dict[str, Any]] | None,
-) -> tuple[str, tuple[ToolCall, ...]]:
-    reply = await complete(settings, messages, fmt, tools)
-    price, known = cost_of(reply.model, reply.prompt_tokens, reply.completion_tokens)
-    context.usage.add(Usage(reply.prompt_tokens, reply.completion_tokens, price, known, 1))
+) -> LLMReply:
+    # Every request is counted into the context's usage as it ends, those of a call that fails too.
+    reply = await complete_structured(settings, mode, request_for, tools, usage=context.usage)
     context.model = reply.model
-    return reply.content, tuple(ToolCall(*call) for call in reply.tool_calls)
+    context.structured_output = reply.mode
+    return reply
 
 
 class Strategy:
@@ -318,14 +346,17 @@ class AgentCore:
         return self._execution_monitor
 
     async def invoke(
-        self, inputs: dict[str, Any], session_id: str | None = None
+        self, inputs: dict[str, Any], session_id: str | None = None, *, usage: Usage | None = None
     ) -> tuple[dict[str, Any], AgentContext]:
-        """Validate inputs, run the strategy, remember the turn; returns outputs and the context (usage, model)."""
+        """Validate inputs, run the strategy, remember the turn; returns outputs and the context (usage, model).
+
+        ``usage``, when given, is the context's usage: every request is added to it as it ends, so the
+        caller keeps the count of an execution that raises."""
         spec = self.signature_for(inputs)
         values = validate_inputs(spec, inputs, where=self.name)
         if session_id is None and self._memory is not None:
             session_id = self.default_session
-        context = AgentContext(self.name, session_id, signature=spec)
+        context = AgentContext(self.name, session_id, usage=usage if usage is not None else Usage(), signature=spec)
         if self._memory is not None and session_id is not None:
             query = " ".join(str(v) for v in values.values())
             for turn in await self._memory.recall(session_id, query, self.config.max_turns):
@@ -358,7 +389,8 @@ class AgentCore:
 
     def _cache_key(self, values: dict[str, Any], context: AgentContext) -> str:
         config = self.config
-        mode = config.structured_output
+        # auto is keyed as json_schema, its first choice: a key must not change as the mode is learnt.
+        mode: StructuredMode = "json_schema" if config.structured_output == "auto" else config.structured_output
         spec = context.signature or self._signature
         messages = build_messages(
             spec,
@@ -369,6 +401,7 @@ class AgentCore:
             history=context.history,
             agent=self.name,
             context=config.extra,
+            system_role=config.system_prompt_role,
         )
         return cache_key(
             model=config.model,

@@ -30,19 +30,27 @@ import random
 import re
 import urllib.parse
 import weakref
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from dagwright.compiler.redact import REDACTED
 from dagwright.execution.errors import LLMError, LLMRequestError
+from dagwright.execution.events import Usage
+from dagwright.llm.structured import MODES, StructuredMode, StructuredSetting
+from dagwright.ops.pricing import cost_of
 
 __all__ = [
     "MAX_REPLY_BYTES",
     "PROVIDER_ENV",
+    "FormatRefusedError",
     "LLMReply",
     "LLMSettings",
     "complete",
+    "complete_structured",
     "endpoint",
+    "forget_modes",
+    "remembered_mode",
     "resolve_provider",
 ]
 
@@ -72,6 +80,7 @@ class LLMSettings:
     retry_initial_delay: float = 0.5
     retry_max_delay: float = 20.0
     max_reply_bytes: int = MAX_REPLY_BYTES
+    stream: bool = True
 
     def __post_init__(self) -> None:
         size = self.max_reply_bytes
@@ -90,6 +99,8 @@ class LLMReply:
     requests: int
     # The function calls the model asked for: (call id, function name, arguments as JSON text).
     tool_calls: tuple[tuple[str, str, str], ...] = ()
+    finish_reason: str | None = None
+    mode: StructuredMode | None = None
 
 
 PROVIDER_ENV = "DAGWRIGHT_PROVIDER"
@@ -210,20 +221,97 @@ class _Scrubber:
 # --------------------------------------------------------------------------- calls
 
 
+class FormatRefusedError(LLMRequestError):
+    """The server refused the request's response format (json_schema or json_object): it answered 400, 422
+    or 500 with a body that says so. Not retried: the same request gets the same answer."""
+
+
 async def complete(
     settings: LLMSettings,
     messages: list[dict[str, Any]],
     response_format: dict[str, Any] | None,
     tools: list[dict[str, Any]] | None = None,
+    *,
+    usage: Usage | None = None,
 ) -> LLMReply:
     """One completion, retried on transient failures; raises LLMError / LLMRequestError / TimeoutError.
-    ``tools``: the request's function definitions (OpenAI's ``tools`` parameter), when the agent has tools."""
+    ``tools``: the request's function definitions (OpenAI's ``tools`` parameter), when the agent has tools.
+
+    Every request made is added to ``usage`` as it ends (one call each, with its tokens and cost), those
+    that failed too, so a call that gave up after four attempts counts four."""
     if settings.provider == "offline":
         from dagwright.llm.offline import OfflineModel
 
         reply = OfflineModel().complete(messages, response_format=response_format, model=None, tools=tools)
-        return LLMReply(reply.content, reply.model, reply.prompt_tokens, reply.completion_tokens, 0, reply.tool_calls)
-    return await _complete_openai(settings, messages, response_format, tools)
+        if usage is not None:
+            usage.add(Usage(reply.prompt_tokens, reply.completion_tokens, 0.0, True, 1))
+        return LLMReply(
+            reply.content, reply.model, reply.prompt_tokens, reply.completion_tokens, 0, reply.tool_calls, "stop"
+        )
+    return await _complete_openai(settings, messages, response_format, tools, usage)
+
+
+# --------------------------------------------------------------------------- structured-output modes
+
+# The mode that worked per base URL, for this process: a server that refused json_schema once is asked in the
+# mode it took from then on, without paying for the refusal again.
+_working_modes: dict[str, StructuredMode] = {}
+
+
+def _mode_key(settings: LLMSettings) -> str:
+    return endpoint(settings)[0] or "https://api.openai.com/v1"
+
+
+def remembered_mode(settings: LLMSettings) -> StructuredMode | None:
+    """The structured-output mode ``auto`` found working at the settings' base URL in this process, if any."""
+    return _working_modes.get(_mode_key(settings))
+
+
+def forget_modes() -> None:
+    """Forget what was learnt about servers: every remembered mode (``auto`` starts again from json_schema
+    everywhere) and which servers are sent one request at a time."""
+    _working_modes.clear()
+    _one_at_a_time.clear()
+
+
+RequestFor = Callable[[StructuredMode], tuple[list[dict[str, Any]], dict[str, Any] | None]]
+"""What a structured call sends in one mode: its messages and its response_format."""
+
+
+async def complete_structured(
+    settings: LLMSettings,
+    setting: StructuredSetting,
+    request_for: RequestFor,
+    tools: list[dict[str, Any]] | None = None,
+    *,
+    usage: Usage | None = None,
+) -> LLMReply:
+    """One completion in a structured-output mode; the reply says which (``reply.mode``).
+
+    A fixed mode is used as it is. ``auto`` starts with the mode remembered for the base URL (json_schema
+    when none is), and when the server refuses that response format (:class:`FormatRefusedError`) falls
+    back once to each following mode (json_object, then prompt), remembering the one that answered."""
+    if setting != "auto":
+        messages, fmt = request_for(setting)
+        return replace(await complete(settings, messages, fmt, tools, usage=usage), mode=setting)
+    if settings.provider == "offline":
+        messages, fmt = request_for("json_schema")
+        return replace(await complete(settings, messages, fmt, tools, usage=usage), mode="json_schema")
+    first = remembered_mode(settings) or MODES[0]
+    modes = MODES[MODES.index(first) :]
+    for index, mode in enumerate(modes):
+        messages, fmt = request_for(mode)
+        try:
+            reply = await complete(settings, messages, fmt, tools, usage=usage)
+        except FormatRefusedError as exc:
+            if index + 1 == len(modes):
+                raise
+            log.info("%s; structured_output='auto' falls back to %r", exc, modes[index + 1])
+            continue
+        if _working_modes.get(_mode_key(settings)) != mode:
+            _working_modes[_mode_key(settings)] = mode
+        return replace(reply, mode=mode)
+    raise AssertionError("unreachable: the last mode raises or returns")
 
 
 def _retry_after(exc: Any) -> float | None:
@@ -248,6 +336,11 @@ def _server_message(exc: Any) -> str:
         error = body.get("error", body)
         if isinstance(error, dict) and error.get("message"):
             return str(error["message"])
+        if isinstance(error, str) and error:
+            return error
+        if body.get("detail"):
+            # FastAPI's validation errors (422): the details say which field and why.
+            return f"{getattr(exc, 'message', '')}: {json.dumps(body['detail'], default=str)}"
     return str(getattr(exc, "message", "") or exc)
 
 
@@ -261,6 +354,7 @@ class _Failure:
     transient: bool
     status: int | None = None
     retry_after: float | None = None
+    interrupted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,8 +366,13 @@ class _Call:
     base_url: str | None
     api_key: str
     where: str
-    json_schema: bool
+    format_type: str | None
     scrub: _Scrubber
+    prompt_chars: int
+
+    @property
+    def json_schema(self) -> bool:
+        return self.format_type == "json_schema"
 
     @classmethod
     def make(
@@ -291,12 +390,19 @@ class _Call:
             request["response_format"] = response_format
         if settings.temperature is not None:
             request["temperature"] = settings.temperature
-        if settings.max_tokens is not None:
+        if settings.max_tokens:
             request["max_tokens"] = settings.max_tokens
+        if settings.stream and not tools:
+            # Streamed, so that closing the connection on a timeout or a cancel stops a server that notices it.
+            # A request offering tools is not: its reply's tool calls are read from the whole message.
+            request["stream"] = True
+            request["stream_options"] = {"include_usage": True}
         shown = _display_url(base_url) if base_url else "the OpenAI API (https://api.openai.com/v1)"
-        json_schema = (response_format or {}).get("type") == "json_schema"
+        format_type = (response_format or {}).get("type")
         scrub = _Scrubber(base_url, settings.api_key)
-        return cls(settings, request, base_url, api_key, f"{settings.model} at {shown}", json_schema, scrub)
+        chars = sum(len(str(m.get("content") or "")) for m in messages)
+        where = f"{settings.model} at {shown}"
+        return cls(settings, request, base_url, api_key, where, format_type, scrub, chars)
 
     def error(self, failure: _Failure, asked: float) -> Exception:
         """The exception ``failure`` ends the call with; ``asked``: the longest wait the server asked for
@@ -313,6 +419,16 @@ class _Call:
             return failure.error(text, status=failure.status, model=self.settings.model)
         return failure.error(text)
 
+    def count(self, usage: Usage | None, outcome: LLMReply | _Failure) -> None:
+        """Add one request to ``usage``: a reply's tokens and cost, a failure as a call without tokens."""
+        if usage is None:
+            return
+        if isinstance(outcome, _Failure):
+            usage.add(Usage(0, 0, 0.0, True, 1))
+            return
+        price, known = cost_of(outcome.model, outcome.prompt_tokens, outcome.completion_tokens)
+        usage.add(Usage(outcome.prompt_tokens, outcome.completion_tokens, price, known, 1))
+
 
 def _seconds(value: float) -> str:
     return f"{value:.0f}" if value >= 100 else f"{value:g}"
@@ -322,7 +438,8 @@ async def _complete_openai(
     settings: LLMSettings,
     messages: list[dict[str, Any]],
     response_format: dict[str, Any] | None,
-    tools: list[dict[str, Any]] | None = None,
+    tools: list[dict[str, Any]] | None,
+    usage: Usage | None,
 ) -> LLMReply:
     call = _Call.make(settings, messages, response_format, tools)
     cap = max(settings.retry_max_delay, 0.0)
@@ -331,8 +448,17 @@ async def _complete_openai(
     while True:
         attempts += 1
         outcome = await _attempt(call, attempts)
+        call.count(usage, outcome)
         if isinstance(outcome, LLMReply):
             return outcome
+        if outcome.interrupted and _endpoint_key(call.base_url) not in _one_at_a_time:
+            _one_at_a_time.add(_endpoint_key(call.base_url))
+            log.info(
+                call.scrub(
+                    f"{call.where} interrupts a streamed reply when another request arrives: "
+                    "dagwright now sends it one request at a time"
+                )
+            )
         capped = outcome.retry_after is not None and outcome.retry_after > cap
         if capped and outcome.retry_after is not None:
             asked = max(asked, outcome.retry_after)
@@ -350,13 +476,47 @@ async def _complete_openai(
         await asyncio.sleep(_backoff(settings, attempts, outcome.retry_after))
 
 
+# Base URLs whose server ends a streamed reply early when another request arrives (llama-cpp-python's does,
+# with its default interrupt_requests): requests to them go one at a time from this process, as the server
+# would serve them anyway (it has one slot), instead of cutting each other off.
+_one_at_a_time: set[str] = set()
+_gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]] = weakref.WeakKeyDictionary()
+
+
+def _endpoint_key(base_url: str | None) -> str:
+    return base_url or "https://api.openai.com/v1"
+
+
 async def _attempt(call: _Call, attempts: int) -> LLMReply | _Failure:
-    """One request: the reply, or why it failed."""
+    """One request within the call's timeout: the reply, or why it failed.
+
+    The timeout bounds the whole request, not each read: a server streaming a runaway reply keeps every
+    read short. When it runs out (or the caller is cancelled) the response is closed, which closes its
+    connection: a server that notices stops generating. Waiting for a turn at a one-at-a-time server is
+    not part of the timeout (the server would make the request wait just as long)."""
+    key = _endpoint_key(call.base_url)
+    if key not in _one_at_a_time:
+        return await _timed(call, attempts)
+    gates = _gates.setdefault(asyncio.get_running_loop(), {})
+    gate = gates.setdefault(key, asyncio.Semaphore(1))
+    async with gate:
+        return await _timed(call, attempts)
+
+
+async def _timed(call: _Call, attempts: int) -> LLMReply | _Failure:
+    try:
+        return await asyncio.wait_for(_request(call, attempts), call.settings.timeout)
+    except asyncio.TimeoutError:
+        return _timeout(call, attempts)
+
+
+async def _request(call: _Call, attempts: int) -> LLMReply | _Failure:
     import openai
 
     try:
         client = _client(call.base_url, call.api_key)
-        # Streamed, so the body is read by us and stops at the size cap instead of being buffered whole.
+        # A streaming response either way: the body is read by us and stops at the size cap instead of being
+        # buffered whole, and leaving this block early closes the connection.
         async with client.chat.completions.with_streaming_response.create(**call.request) as response:
             return await _receive(call, response, attempts)
     except openai.APIStatusError as exc:
@@ -382,9 +542,12 @@ def _status_failure(call: _Call, exc: Any, attempts: int) -> _Failure:
     status: int = exc.status_code
     message = call.scrub.excerpt(_server_message(exc), _SERVER_MESSAGE)
     where = call.where
+    if call.format_type is not None and status in (400, 422, 500) and _refuses_format(message):
+        hint = _JSON_SCHEMA_HINT if call.json_schema else _JSON_OBJECT_HINT
+        text = f"{where} refused the response format {call.format_type!r} (HTTP {status}): {message}{hint}"
+        return _Failure(FormatRefusedError, text, False, status)
     if not (status == 429 or status >= 500 or status == 408):
-        hint = _JSON_SCHEMA_HINT if call.json_schema and _says_format_unsupported(message) else ""
-        return _Failure(LLMRequestError, f"{where} refused the request (HTTP {status}): {message}{hint}", False, status)
+        return _Failure(LLMRequestError, f"{where} refused the request (HTTP {status}): {message}", False, status)
     # llama.cpp answers an unsupported json_schema with a 500; 502/503/504 are gateways and overload, which
     # another response format would not cure.
     hint = _JSON_SCHEMA_HINT if call.json_schema and status == 500 else ""
@@ -394,21 +557,42 @@ def _status_failure(call: _Call, exc: Any, attempts: int) -> _Failure:
 
 _JSON_SCHEMA_HINT = (
     "; servers without OpenAI's json_schema response format (llama.cpp's answers 500) "
-    "work with structured_output='json_object' or 'prompt'"
+    "work with structured_output='json_object' or 'prompt' (structured_output='auto' finds the one that works)"
+)
+_JSON_OBJECT_HINT = "; structured_output='prompt' sends no response format"
+
+# A body that refuses the response format names it and says it is refused. Both are needed: a 400 about the
+# context length or a 500 from a crashed worker must not be read as one.
+_FORMAT_WORDS = ("response_format", "response format", "json_schema", "json_object", "grammar", "schema")
+_REFUSAL_WORDS = (
+    "support",
+    "should be",
+    "must be",
+    "invalid",
+    "unknown",
+    "not allowed",
+    "unexpected",
+    "expected",
+    "unrecognized",
+    "failed to parse",
+    "not implemented",
+    "literal_error",
 )
 
 
-def _says_format_unsupported(message: str) -> bool:
+def _refuses_format(message: str) -> bool:
     lowered = message.lower()
-    about_format = any(word in lowered for word in ("response_format", "response format", "json_schema"))
-    return about_format and "support" in lowered
+    return any(word in lowered for word in _FORMAT_WORDS) and any(word in lowered for word in _REFUSAL_WORDS)
 
 
 async def _receive(call: _Call, response: Any, attempts: int) -> LLMReply | _Failure:
-    """Read and parse a 2xx reply; a broken or oversized body is a failure, not an exception."""
+    """Read and parse a 2xx reply, an event stream or one JSON body; a broken or oversized body is a failure,
+    not an exception."""
     cap = call.settings.max_reply_bytes
+    status = int(getattr(response, "status_code", 200))
+    streamed = "text/event-stream" in str(response.headers.get("content-type", ""))
     try:
-        body = await _read_body(response, cap)
+        body = await (_read_events(call, response, cap) if streamed else _read_body(response, cap))
     except Exception as exc:
         # The body is read outside the openai client, so its transport's errors arrive unwrapped (httpx's or
         # httpx2's, depending on the openai release): classified by name rather than by importing either.
@@ -416,7 +600,8 @@ async def _receive(call: _Call, response: Any, attempts: int) -> LLMReply | _Fai
             return _timeout(call, attempts)
         text = f"{call.where} broke off its reply after {attempts} attempt(s): {type(exc).__name__}: {exc}"
         return _Failure(LLMError, text, True)
-    status = int(getattr(response, "status_code", 200))
+    if isinstance(body, _Failure):
+        return body
     if isinstance(body, int):
         size = f"{body:,} bytes ({body / 2**20:.1f} MiB)" if _declared_length(response) else f"over {cap:,} bytes"
         text = (
@@ -425,6 +610,8 @@ async def _receive(call: _Call, response: Any, attempts: int) -> LLMReply | _Fai
         )
         # Not retried: the same request would get the same reply.
         return _Failure(LLMError, text, False, status)
+    if isinstance(body, LLMReply):
+        return replace(body, requests=attempts)
     reply = _parse_completion(body, call.settings.model, attempts)
     if isinstance(reply, LLMReply):
         return reply
@@ -432,6 +619,105 @@ async def _receive(call: _Call, response: Any, attempts: int) -> LLMReply | _Fai
     # A gateway's error page or a half-restarted server answering 200: another attempt may well succeed.
     text = f"{call.where} failed after {attempts} attempt(s): the reply (HTTP {status}) {reply}"
     return _Failure(LLMError, text + (f"; it starts with {start!r}" if body else ""), True, status)
+
+
+async def _read_events(call: _Call, response: Any, cap: int) -> LLMReply | _Failure | int:
+    """A streamed chat completion (server-sent events) read to its end, or its size once over ``cap``."""
+    stream = _Stream(call)
+    size = 0
+    pending = b""
+    async for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > cap:
+            return size
+        *lines, pending = (pending + chunk).split(b"\n")
+        for line in lines:
+            if stream.feed(line):
+                return stream.result()
+    if pending:
+        stream.feed(pending)
+    return stream.result()
+
+
+class _Stream:
+    """The pieces of a streamed reply as they arrive: content, model, finish reason, usage, or an error."""
+
+    def __init__(self, call: _Call) -> None:
+        self.call = call
+        self.parts: list[str] = []
+        self.model: str | None = None
+        self.finish: str | None = None
+        self.usage: dict[str, Any] = {}
+        self.deltas = 0
+        self.events = 0
+        self.failure: _Failure | None = None
+
+    def feed(self, raw: bytes) -> bool:
+        """Take one line of the stream; True when the stream is over."""
+        line = raw.decode("utf-8", "replace").strip()
+        if not line.startswith("data:"):
+            return False  # comments (": ping"), event names, blank separators
+        data = line[5:].strip()
+        if data == "[DONE]":
+            return True
+        self.events += 1
+        try:
+            event = json.loads(data)
+        except ValueError:
+            start = self.call.scrub.excerpt(data)
+            self.failure = _Failure(LLMError, f"{self.call.where} sent an event that is not JSON: {start!r}", True)
+            return True
+        if not isinstance(event, dict):
+            self.failure = _Failure(LLMError, f"{self.call.where} sent an event that is not a JSON object", True)
+            return True
+        if "error" in event:
+            self.failure = self._error(event["error"])
+            return True
+        self._take(event)
+        return False
+
+    def _error(self, error: Any) -> _Failure:
+        message = str(error.get("message") if isinstance(error, dict) else error)
+        message = self.call.scrub.excerpt(message, _SERVER_MESSAGE)
+        if self.call.format_type is not None and _refuses_format(message):
+            text = f"{self.call.where} refused the response format {self.call.format_type!r}: {message}"
+            return _Failure(FormatRefusedError, text, False)
+        return _Failure(LLMError, f"{self.call.where} failed while streaming its reply: {message}", True)
+
+    def _take(self, event: dict[str, Any]) -> None:
+        if isinstance(event.get("model"), str) and event["model"]:
+            self.model = event["model"]
+        if isinstance(event.get("usage"), dict):
+            self.usage = event["usage"]
+        choices = event.get("choices")
+        for choice in choices if isinstance(choices, list) else ():
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta") or choice.get("message") or {}
+            content = delta.get("content") if isinstance(delta, dict) else None
+            if isinstance(content, str) and content:
+                self.parts.append(content)
+                self.deltas += 1
+            if isinstance(choice.get("finish_reason"), str):
+                self.finish = choice["finish_reason"]
+
+    def result(self) -> LLMReply | _Failure:
+        if self.failure is not None:
+            return self.failure
+        if not self.events:
+            return _Failure(LLMError, f"{self.call.where} sent an empty event stream", True)
+        if self.finish is None:
+            text = (
+                f"{self.call.where} ended its streamed reply before it finished (no finish_reason; "
+                "llama-cpp-python's server does so when another request arrives)"
+            )
+            return _Failure(LLMError, text, True, interrupted=True)
+        # Servers that do not report usage in a stream (not every one honours stream_options) are counted
+        # roughly: a delta is about one token, a prompt about four characters a token.
+        prompt = _count(self.usage.get("prompt_tokens")) or self.call.prompt_chars // 4
+        completion = _count(self.usage.get("completion_tokens")) or self.deltas
+        model = self.model or self.call.settings.model
+        return LLMReply("".join(self.parts), model, prompt, completion, 1, finish_reason=self.finish)
 
 
 def _declared_length(response: Any) -> int | None:
@@ -473,8 +759,10 @@ def _parse_completion(body: bytes, model: str, attempts: int) -> LLMReply | str:
         return "is JSON but not a chat completion (no 'choices' list)"
     content: Any = None
     calls: tuple[tuple[str, str, str], ...] = ()
+    finish: Any = None
     if choices:
         message = choices[0].get("message") if isinstance(choices[0], dict) else None
+        finish = choices[0].get("finish_reason") if isinstance(choices[0], dict) else None
         if not isinstance(message, dict):
             return "is JSON but not a chat completion (its first choice has no 'message')"
         content = message.get("content")
@@ -491,6 +779,7 @@ def _parse_completion(body: bytes, model: str, attempts: int) -> LLMReply | str:
         _count(usage.get("completion_tokens")),
         attempts,
         calls,
+        finish if isinstance(finish, str) else None,
     )
 
 

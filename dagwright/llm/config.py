@@ -13,10 +13,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_validator
 
+from dagwright.compiler.signature import SignatureSpec
 from dagwright.compiler.suggest import suggest
 from dagwright.compiler.tools import DEFAULT_MAX_TOOL_STEPS
 from dagwright.llm.client import LLMSettings, resolve_provider
-from dagwright.llm.structured import StructuredMode
+from dagwright.llm.structured import StructuredSetting, output_budget
 
 __all__ = ["AgentConfig"]
 
@@ -50,12 +51,14 @@ class AgentConfig(BaseModel):
     max_retries: int = 3
     retry_initial_delay: float = 0.5
     max_turns: int = 10
-    structured_output: StructuredMode = "json_schema"
+    structured_output: StructuredSetting = "auto"
     prompt_template: str | None = None
     # Rounds of tool calls before the model must answer (None: no bound, which compile() warns about), and
     # the time one tool call may take (a tool's own timeout wins).
     max_tool_steps: int | None = DEFAULT_MAX_TOOL_STEPS
     tool_timeout: float = 30.0
+    system_prompt_role: Literal["system", "user"] = "system"
+    stream: bool = True
 
     @field_validator("timeout", "tool_timeout")
     @classmethod
@@ -64,7 +67,7 @@ class AgentConfig(BaseModel):
             raise ValueError("must be positive (seconds)")
         return value
 
-    @field_validator("max_retries", "max_turns", "max_tool_steps")
+    @field_validator("max_retries", "max_turns", "max_tool_steps", "max_tokens")
     @classmethod
     def _not_negative(cls, value: int | None) -> int | None:
         if value is not None and value < 0:
@@ -143,16 +146,23 @@ class AgentConfig(BaseModel):
             )
             raise ValueError(f"{owner}: invalid config: {problems}") from None
 
-    def settings(self) -> LLMSettings:
+    def settings(self, spec: SignatureSpec | None = None) -> LLMSettings:
+        """The settings of one call; for a call with structured output for ``spec``, ``max_tokens`` left
+        unset is the signature's output budget (:func:`~dagwright.llm.structured.output_budget`), and 0
+        sends no limit."""
         api_key = self.api_key.get_secret_value() if self.api_key is not None else None
+        max_tokens = self.max_tokens
+        if max_tokens is None and spec is not None:
+            max_tokens = output_budget(spec)
         return LLMSettings(
             provider=resolve_provider(self.provider, self.base_url, api_key),
             model=self.model,
             base_url=self.base_url,
             api_key=api_key,
             temperature=self.temperature,
-            max_tokens=self.max_tokens,
+            max_tokens=max_tokens or None,
             timeout=self.timeout,
             max_retries=self.max_retries,
             retry_initial_delay=self.retry_initial_delay,
+            stream=self.stream,
         )

@@ -43,7 +43,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from dagwright.compiler.redact import prompt_context
 from dagwright.compiler.signature import SignatureSpec
-from dagwright.llm.structured import StructuredMode, schema_block
+from dagwright.llm.structured import StructuredSetting, described, schema_block
 
 __all__ = [
     "DEFAULT_TEMPLATE",
@@ -418,7 +418,7 @@ def _json_default(value: Any) -> Any:
 
 
 @functools.lru_cache(maxsize=512)
-def system_message(spec: SignatureSpec, system_prompt: str | None, mode: StructuredMode, context: str = "") -> str:
+def system_message(spec: SignatureSpec, system_prompt: str | None, mode: StructuredSetting, context: str = "") -> str:
     parts: list[str] = []
     if system_prompt:
         parts.append(system_prompt.strip())
@@ -431,7 +431,7 @@ def system_message(spec: SignatureSpec, system_prompt: str | None, mode: Structu
     lines = ["Reply with one JSON object with exactly these fields:"]
     for f in spec.outputs:
         desc = f" - {f.description}" if f.description else ""
-        lines.append(f"- {f.name} ({f.type}){desc}")
+        lines.append(f"- {f.name} ({described(f.type)}){desc}")
     parts.append("\n".join(lines))
     if mode == "prompt":
         parts.append(f"The JSON object must match this JSON schema:\n{schema_block(spec)}")
@@ -508,14 +508,18 @@ def build_messages(
     *,
     system_prompt: str | None = None,
     template: str | None = None,
-    mode: StructuredMode = "json_schema",
+    mode: StructuredSetting = "json_schema",
     history: list[dict[str, str]] | None = None,
     agent: str = "agent",
     context: Mapping[str, Any] | None = None,
+    system_role: str = "system",
 ) -> list[dict[str, str]]:
     """The chat messages for one call: system (with the config's ``context``: role settings such as
     ``{"focus": "technical"}``, minus what looks secret, see :func:`prompt_context`), memory turns, then
-    the rendered inputs."""
+    the rendered inputs.
+
+    ``system_role="user"`` puts the instructions at the head of the first user message instead, for chat
+    templates that drop system messages (llama-cpp-python's ``gemma``); the roles still alternate."""
     context_text = ""
     if context:
         shown, left_out = prompt_context(context)
@@ -523,10 +527,14 @@ def build_messages(
             _warn_left_out(agent, left_out)
         if shown:
             context_text = "Context: " + ", ".join(f"{k}={_as_text(v)}" for k, v in shown.items())
-    messages = [{"role": "system", "content": system_message(spec, system_prompt, mode, context_text)}]
+    instructions = system_message(spec, system_prompt, mode, context_text)
+    messages = [{"role": "system", "content": instructions}] if system_role == "system" else []
     if history:
         messages.extend(history)
     messages.append({"role": "user", "content": user_message(spec, inputs, template, agent)})
+    if system_role != "system":
+        first = next(i for i, m in enumerate(messages) if m["role"] == "user")
+        messages[first] = {"role": "user", "content": f"{instructions}\n\n{messages[first]['content']}"}
     return messages
 
 

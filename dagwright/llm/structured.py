@@ -1,7 +1,9 @@
 """Structured output: a signature's fields as pydantic models and JSON schemas, and parsing replies.
 
 The output model validates what a model replies; its JSON schema goes into the
-request in one of three modes, because OpenAI-compatible servers differ:
+request in one of three modes, because OpenAI-compatible servers differ (``auto``,
+the default setting, starts with the first and falls back when a server refuses it;
+see :mod:`dagwright.llm.client`):
 
 * ``json_schema``: OpenAI's ``response_format={"type": "json_schema", ...}``, strict
   when the schema allows it;
@@ -10,7 +12,10 @@ request in one of three modes, because OpenAI-compatible servers differ:
   ``<output_schema>`` markers and the JSON is found in the reply.
 
 Parsing never invents values: an empty reply, or one missing a field, is an error
-that keeps the raw text.
+that keeps the raw text. It is lenient only in how the JSON is written (raw newlines
+in strings, a fenced block, prose around the object, a trailing comma).
+
+:func:`output_budget` is the default ``max_tokens`` of a reply, from the output types.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, create_model
@@ -28,17 +33,27 @@ from dagwright.compiler.suggest import suggest
 from dagwright.compiler.types import TypeExpr, registered_types
 
 __all__ = [
+    "MAX_OUTPUT_BUDGET",
+    "MODES",
     "StructuredMode",
+    "StructuredSetting",
+    "described",
     "input_model",
+    "loads_lenient",
+    "output_budget",
     "output_model",
     "output_schema",
     "parse_reply",
     "python_type",
+    "repair_messages",
     "response_format",
     "validate_inputs",
 ]
 
 StructuredMode = Literal["json_schema", "json_object", "prompt"]
+StructuredSetting = Literal["auto", "json_schema", "json_object", "prompt"]
+MODES: tuple[StructuredMode, ...] = ("json_schema", "json_object", "prompt")
+"""The structured-output modes, in the order ``auto`` tries them."""
 SCHEMA_OPEN = "<output_schema>"
 SCHEMA_CLOSE = "</output_schema>"
 
@@ -55,8 +70,14 @@ def python_type(t: TypeExpr) -> Any:
     if k == "none":
         return type(None)
     simple = {"str": str, "int": int, "float": float, "bool": bool, "bytes": bytes}.get(k)
+    if simple is not None and t.bounds:
+        lo, hi = t.bounds
+        return Annotated[simple, Field(ge=lo, le=hi)]
     if simple is not None:
         return simple
+    if k == "list" and t.bounds:
+        least, most = (None if b is None else int(b) for b in t.bounds)
+        return Annotated[list[python_type(t.args[0])], Field(min_length=least, max_length=most)]  # type: ignore[misc]
     if k == "list":
         return list[python_type(t.args[0])]  # type: ignore[misc]
     if k == "dict":
@@ -153,7 +174,7 @@ def _describe_value(value: Any) -> str:
 @functools.lru_cache(maxsize=512)
 def _schema_text(spec: SignatureSpec) -> str:
     schema = output_model(spec).model_json_schema()
-    return json.dumps(_strictify(schema), sort_keys=True)
+    return json.dumps(_strictify(schema))
 
 
 def output_schema(spec: SignatureSpec) -> dict[str, Any]:
@@ -211,43 +232,180 @@ def schema_block(spec: SignatureSpec) -> str:
     return f"{SCHEMA_OPEN}{_schema_text(spec)}{SCHEMA_CLOSE}"
 
 
+def described(t: TypeExpr) -> str:
+    """A field's type as the prompt states it: bounded numbers in words, which small models follow where they
+    misread ``float[0, 1]``."""
+    if not t.bounds:
+        return str(t)
+    lo, hi = t.bounds
+    if t.kind == "list":
+        items = f"a list[{t.args[0]}]"
+        if lo is not None and hi is not None:
+            return f"{items} of {lo} to {hi} items"
+        return f"{items} of at least {lo} item(s)" if lo is not None else f"{items} of at most {hi} item(s)"
+    what = "a whole number" if t.kind == "int" else "a number"
+    if lo is not None and hi is not None:
+        return f"{what} from {lo} to {hi}"
+    return f"{what} of at least {lo}" if lo is not None else f"{what} of at most {hi}"
+
+
+# --------------------------------------------------------------------------- output budget
+
+# Tokens each part of a reply may take, roughly: enough for any sensible answer, few enough that a small model
+# repeating itself stops in seconds instead of running to its context limit.
+_TEXT_TOKENS = 600
+_ITEM_TEXT_TOKENS = 150
+_ITEMS = 10
+_SCALAR_TOKENS = 16
+_FIELD_OVERHEAD = 8
+_REPLY_OVERHEAD = 32
+MAX_OUTPUT_BUDGET = 4096
+"""The most tokens :func:`output_budget` gives a reply, however many fields a signature has."""
+
+
+def _type_budget(t: TypeExpr, nested: bool) -> int:
+    k = t.kind
+    if k in ("int", "float", "bool", "none"):
+        return _SCALAR_TOKENS
+    if k == "literal":
+        return _SCALAR_TOKENS + max((len(repr(v)) // 3 for v in t.values), default=0)
+    if k in ("list", "dict", "tuple"):
+        items = [*t.args] if k == "tuple" and not t.variadic else [t.args[-1]] * _ITEMS
+        return sum(_type_budget(a, True) + 2 for a in items) + 4
+    if k == "union":
+        return max(_type_budget(a, nested) for a in t.args)
+    if k == "model":
+        return sum(_type_budget(f.type, True) + _FIELD_OVERHEAD for f in t.fields) + 4
+    return _ITEM_TEXT_TOKENS if nested else _TEXT_TOKENS  # str, bytes, Any, named classes
+
+
+@functools.lru_cache(maxsize=512)
+def output_budget(spec: SignatureSpec) -> int:
+    """The default ``max_tokens`` of a reply for ``spec``: a share per output field by its type (600 for a
+    ``str``, 16 for a number, ten items of a list), at most :data:`MAX_OUTPUT_BUDGET`."""
+    total = _REPLY_OVERHEAD + sum(_type_budget(f.type, False) + _FIELD_OVERHEAD for f in spec.outputs)
+    return min(total, MAX_OUTPUT_BUDGET)
+
+
 # --------------------------------------------------------------------------- parsing
+
+# A comma right before a closing bracket, outside strings: matched by scanning, since a regex cannot tell strings.
+_CLOSERS = "}]"
+
+
+def _without_trailing_commas(text: str) -> str:
+    out: list[str] = []
+    in_string = False
+    escaped = False
+    pending = -1  # index in ``out`` of a comma that may turn out to be trailing
+    for ch in text:
+        if in_string:
+            out.append(ch)
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+            continue
+        if ch in _CLOSERS and pending >= 0:
+            del out[pending]
+        if not ch.isspace():
+            pending = -1
+        if ch == '"':
+            in_string = True
+        elif ch == ",":
+            pending = len(out)
+        out.append(ch)
+    return "".join(out)
 
 
 def _json_candidates(text: str) -> list[str]:
+    """The parts of a reply that may be its JSON, most specific last: the whole text, a fenced block, the
+    span from the first ``{`` to the last ``}`` (prose before or after it)."""
     stripped = text.strip()
     candidates = [stripped]
-    fence = re.search(r"```(?:json)?\s*(.*?)```", stripped, re.DOTALL)
+    fence = re.search(r"```(?:json|JSON)?\s*(.*?)```", stripped, re.DOTALL)
     if fence:
         candidates.append(fence.group(1).strip())
     start, end = stripped.find("{"), stripped.rfind("}")
-    if 0 <= start < end:
+    if 0 <= start < end and stripped[start : end + 1] not in candidates:
         candidates.append(stripped[start : end + 1])
     return candidates
+
+
+def _decode_error(exc: json.JSONDecodeError, candidate: str, text: str) -> str:
+    # The decoder's own messages end in "at" for some errors ("Invalid control character at").
+    message = exc.msg.removesuffix(" at").removesuffix(":")
+    where = f"line {exc.lineno} column {exc.colno}"
+    near = candidate[max(0, exc.pos - 20) : exc.pos + 20]
+    part = "" if candidate == text.strip() else " (in the JSON object found in the reply)"
+    return f"{message} at {where}{part}, near {near!r}"
+
+
+def loads_lenient(text: str) -> tuple[Any, str]:
+    """The JSON value in a model's reply, read leniently, and ``""``; or ``(None, error)``.
+
+    Models' JSON often needs one of these, and none changes a value: raw control characters (newlines)
+    inside strings, a fenced block, prose before or after the object, a trailing comma. The error quoted
+    is the one of the most specific part tried (the object found in the reply, not the prose around it).
+    """
+    error = ""
+    for candidate in reversed(_json_candidates(text)):
+        for attempt in (candidate, _without_trailing_commas(candidate)):
+            try:
+                return json.loads(attempt, strict=False), ""
+            except json.JSONDecodeError as exc:
+                error = error or _decode_error(exc, attempt, text)
+    return None, error
+
+
+_OUT_OF_BOUNDS = frozenset(("greater_than_equal", "less_than_equal", "too_short", "too_long"))
+
+
+def _problems(spec: SignatureSpec, exc: pydantic.ValidationError) -> list[str]:
+    """What is wrong with a reply, one line per error; a value outside its field's bounds says the bounds in
+    words ("1.4 is not a number from 0 to 1"), as the prompt did."""
+    fields = {f.name: f.type for f in spec.outputs}
+    problems = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(root)"
+        field = fields.get(str(err["loc"][0])) if len(err["loc"]) == 1 else None
+        if err["type"] in _OUT_OF_BOUNDS and field is not None and field.without_none().bounds:
+            shown = repr(err["input"]) if not isinstance(err["input"], list) else f"{len(err['input'])} item(s)"
+            problems.append(f"{loc}: {err['msg']}: {shown} is not {described(field.without_none())}")
+        else:
+            problems.append(f"{loc}: {err['msg']}")
+    return problems
+
+
+def repair_messages(messages: list[dict[str, str]], problems: list[str]) -> list[dict[str, str]]:
+    """The messages of the one repair request: the call's, its last message followed by what was wrong with the
+    reply. The reply itself is not sent back: small models copy a reply they are shown, mistakes included (a
+    135M-parameter model fixed an out-of-range value 4 times in 15 when shown its reply, 10 in 15 told only
+    what was wrong), and a runaway reply sent back would overflow the context."""
+    note = (
+        "Your previous reply could not be used: "
+        + "; ".join(problems)
+        + ". Reply again with only the JSON object, with every field."
+    )
+    last = messages[-1] if messages else None
+    if last is None or last.get("role") != "user":
+        return [*messages, {"role": "user", "content": note}]
+    return [*messages[:-1], {**last, "content": f"{last['content']}\n\n{note}"}]
 
 
 def parse_reply(spec: SignatureSpec, text: str | None) -> tuple[dict[str, Any] | None, list[str]]:
     """``(outputs, [])`` for a valid reply, or ``(None, problems)`` saying what is wrong with it."""
     if text is None or not text.strip():
         return None, ["the reply is empty; a JSON object with the output fields was expected"]
-    data: Any = None
-    decode_error = ""
-    for candidate in _json_candidates(text):
-        try:
-            data = json.loads(candidate)
-            break
-        except json.JSONDecodeError as exc:
-            decode_error = decode_error or f"{exc.msg} at line {exc.lineno} column {exc.colno}"
-    else:
+    data, decode_error = loads_lenient(text)
+    if decode_error:
         return None, [f"the reply is not valid JSON: {decode_error}"]
     if not isinstance(data, dict):
         return None, [f"the reply is JSON {type(data).__name__}, not an object with the output fields"]
     try:
         validated = output_model(spec).model_validate(data)
     except pydantic.ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"]) or "(root)"
-            problems.append(f"{loc}: {err['msg']}")
-        return None, problems
+        return None, _problems(spec, exc)
     return validated.model_dump(mode="python"), []

@@ -19,6 +19,7 @@ from typing import Any
 from dagwright.compiler.ir import Node, thaw_json
 from dagwright.compiler.ports import signature_of
 from dagwright.compiler.redact import AgentBinding
+from dagwright.execution.events import Usage
 from dagwright.execution.executor import Executor, NodeContext
 
 __all__ = ["agent_executor"]
@@ -47,11 +48,18 @@ def agent_executor(node: Node, binding: object) -> Executor:
         _apply_notes(agent, node)
 
     agent_tools = bool(getattr(agent, "tools", None))
+    counts_failures = isinstance(agent, AgentCore)
 
     async def run(inputs: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
         outputs: dict[str, Any]
         try:
-            outputs, context = await agent.invoke(inputs)
+            if counts_failures:
+                # The record's usage is filled request by request: a failed attempt's requests count too.
+                usage = ctx.record.usage if ctx.record.usage is not None else Usage()
+                ctx.record.usage = usage
+                outputs, context = await agent.invoke(inputs, usage=usage)
+            else:
+                outputs, context = await agent.invoke(inputs)
         except ToolError as exc:  # the calls made before the loop gave up belong in the failed node's record
             ctx.record.tool_calls = exc.calls
             raise

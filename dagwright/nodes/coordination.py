@@ -81,6 +81,12 @@ def tally(
     voters_for: dict[Any, list[str]] = {}
     total_weight = 0.0
     for position, (voter, decision, confidence) in enumerate(ballots):
+        if confidence is not None and not 0.0 <= float(confidence) <= 1.0:
+            # A share above 1 would outvote sure voters and pass any threshold: refused, not clipped.
+            raise ValueError(
+                f"voter {voter!r} gave confidence {confidence!r}, outside [0, 1]; "
+                f"declare its confidence as float[0, 1] so a reply out of range is repaired before the vote"
+            )
         key = _normalize(decision)
         weight = 1.0
         if rule == "weighted_vote":

@@ -25,14 +25,15 @@ from dagwright.compiler import diagnostics as dg
 from dagwright.compiler.ir import Port
 from dagwright.compiler.kinds import VOTE_RULES, VoteSettings, ballot_ports, vote_node
 from dagwright.compiler.signature import FieldSpec
-from dagwright.compiler.types import ANY, FLOAT, TypeExpr, is_assignable, union
+from dagwright.compiler.types import ANY, FLOAT, TypeExpr, bounded, is_assignable, union
 from dagwright.flow import Flow, PortRef
 from dagwright.patterns._members import AgentFactory, Member, add_members, declare_member_inputs
 
 __all__ = ["RULES", "VOTER_SIGNATURE", "consensus"]
 
 RULES = VOTE_RULES
-VOTER_SIGNATURE = "question: str -> decision: str, confidence: float, rationale: str"
+UNIT = bounded(FLOAT, 0, 1)
+VOTER_SIGNATURE = "question: str -> decision: str, confidence: float[0, 1], rationale: str"
 
 
 def consensus(
@@ -133,7 +134,9 @@ def _add_voters(
                         node=m.name,
                     )
                 )
-            vote_inputs.append(Port(confidence, FLOAT, required=False))
+            # A confidence is a share: 1.5 would outvote sure voters and pass any threshold. An agent whose
+            # confidence has no bounds gets DW020 at compile time; its out-of-range value fails the vote.
+            vote_inputs.append(Port(confidence, UNIT, required=False))
             flow.connect(PortRef(m.name, "confidence"), PortRef("vote", confidence))
     return vote_inputs, decision_types, shared_inputs, voters
 

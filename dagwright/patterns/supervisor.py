@@ -176,13 +176,14 @@ def _signatures(members: list[Member], allocation: str, quality: bool) -> tuple[
     worker_names = [m.name for m in members]
     described = "\n".join(f"- {m.name}: {_describe(m)}" for m in members)
     types: dict[str, object] = {}
-    plan_outputs = "subtasks: list[str]"
+    # At least one subtask: an empty plan assigns nothing, so it is a reply to repair, not a plan to run.
+    plan_outputs = "subtasks: list[str][1, None]"
     if allocation == "automatic":
         # Each subtask carries its worker, so a plan cannot assign more or fewer workers than
         # it has subtasks, and the schema limits `worker` to the real names.
         worker_type: Any = Literal.__getitem__(tuple(worker_names))
         types["Assignment"] = create_model("Assignment", subtask=(str, ...), worker=(worker_type, ...))
-        plan_outputs = "subtasks: list[Assignment]"
+        plan_outputs = "subtasks: list[Assignment][1, None]"
     plan_sig = make_signature(
         f"task: str -> {plan_outputs}",
         "Split the task into subtasks for your workers."

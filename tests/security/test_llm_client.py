@@ -360,13 +360,20 @@ async def test_a_retry_after_within_the_cap_is_not_mentioned(
 
 async def test_a_30_mb_reply_is_refused_naming_size_and_cap(server: OpenAITestServer) -> None:
     server.enqueue(Fault(content="x" * (30 * 1024 * 1024)))
-    error = await failure(settings_for(server.base_url, max_retries=3))
+    error = await failure(settings_for(server.base_url, max_retries=3, stream=False))
     assert isinstance(error, LLMError) and error.status == 200
     text = str(error)
     assert text.startswith(f"{MODEL} at {server.base_url} sent a reply of ")
     assert "(30.0 MiB)" in text and f"over the cap of {MAX_REPLY_BYTES:,} bytes (8.0 MiB)" in text
     assert "LLMSettings.max_reply_bytes" in text
     assert server.request_count == 1  # the same request would get the same reply: not retried
+
+
+async def test_a_streamed_reply_is_read_only_up_to_the_cap(server: OpenAITestServer) -> None:
+    server.enqueue(Fault(content="x" * (30 * 1024 * 1024)))
+    error = await failure(settings_for(server.base_url, max_retries=3))
+    assert f"sent a reply of over {MAX_REPLY_BYTES:,} bytes, over the cap" in str(error)
+    assert server.request_count == 1
 
 
 async def test_the_cap_is_a_setting(server: OpenAITestServer) -> None:

@@ -20,9 +20,8 @@ Systems:
 * ``dagwright``: ``await flow.arun()`` on a flow whose plan is cached (the
   steady state of a flow run many times); ``dagwright 1st run`` is the first
   ``arun()`` of a freshly declared flow, which compiles, checks and plans it.
-  The fan's join is an IR node with a ``collect`` input ``values: list[int]``
-  added with ``Flow.add_node`` (a function's ``list[int]`` parameter takes exactly
-  one edge; a collect port is how the IR models fan-in);
+  The fan's join is ``join(values: list[int])`` added with
+  ``add_function(..., collect=["values"])``: one value per connected branch;
 * ``langgraph``: a ``StateGraph`` with async nodes and ``ainvoke``; the chain is
   1 000 nodes joined by ``add_edge`` (``recursion_limit`` raised to fit); the fan
   is 1 000 distinct nodes, each with an edge from the source, and one waiting
@@ -255,9 +254,7 @@ def floor_subject(case: str, runner: LoopRunner, repeat: int) -> Subject:
 
 
 def dagwright_flow(case: str) -> Any:
-    from dagwright import Flow, Node, Port
-    from dagwright.compiler.ir import FrozenDict
-    from dagwright.compiler.types import INT, list_of
+    from dagwright import Flow
 
     flow = Flow(f"{case}{N}")
     if case == "chain":
@@ -272,14 +269,7 @@ def dagwright_flow(case: str) -> Any:
     for i in range(N):
         flow.add_function(f"w{i}", body)
         flow.connect("src.output", f"w{i}.x")
-    join_node = Node(
-        "join",
-        "function",
-        (Port("values", list_of(INT), collect=True),),
-        (Port("output", INT),),
-        FrozenDict({"function": f"{__name__}:join"}),
-    )
-    flow.add_node(join_node, join)
+    flow.add_function("join", join, collect=["values"])
     for i in range(N):
         flow.connect(f"w{i}.output", "join.values")
     flow.output("result", "join.output")

@@ -174,3 +174,33 @@ def test_a_node_with_retries_or_a_timeout_keeps_its_task(policy: NodePolicy) -> 
     result = flow.run(x=3)
     assert result.success and result.outputs == {"out": 3}
     assert result.nodes["f"].attempts == len(calls)
+
+
+def test_a_record_snapshot_copies_every_field() -> None:
+    import copy
+    import dataclasses
+
+    from dagwright.execution.events import NodeRecord, Usage
+
+    values: dict[str, Any] = {
+        "node_id": "n",
+        "kind": "agent",
+        "status": "failed",
+        "outputs": {"a": 1},
+        "attempts": 3,
+        "started_at": 1.0,
+        "ended_at": 2.0,
+        "error": "boom",
+        "error_type": "RuntimeError",
+        "usage": Usage(1, 2, 0.5, False, 1),
+        "model": "m",
+        "skip_reason": "why",
+        "error_location": "f.py:1 in g",
+        "tool_calls": [{"name": "t"}],
+    }
+    assert set(values) == {f.name for f in dataclasses.fields(NodeRecord)}
+    record = NodeRecord(**values)
+    snapshot = copy.copy(record)
+    assert snapshot == record and snapshot is not record
+    record.status = "done"
+    assert snapshot.status == "failed"

@@ -306,57 +306,50 @@ class _Run:
     async def run_node(self, step: _Step, args: dict[str, Any]) -> None:
         """The task of a node; when the node finishes, it runs the newly ready node it was handed, if any."""
         while True:
-            handed = await self.run_one(step, args)
-            if handed is None:
+            record = self.records[step.index]
+            executor = step.executor
+            assert executor is not None
+            try:
+                if self.semaphore is not None:
+                    await self.semaphore.acquire()
+                try:
+                    record.status = "running"
+                    record.started_at = time.time()
+                    if self.listener is not None:
+                        # A snapshot: the record goes on changing, and a consumer reads the event later.
+                        self.emit("node_started", step.node.id, record=copy.copy(record))
+                    if self.tracing is not None:
+                        outputs = await self.traced_attempts(self.tracing, step, args)
+                    elif step.simple:
+                        # attempt_node's work for one attempt without a timeout, minus its coroutine.
+                        record.attempts = 1
+                        try:
+                            outputs = await executor(own_inputs(args), NodeContext(self.run_id, step.node, 1, record))
+                        except Exception as exc:
+                            raise NodeExecutionError(step.node.id, exc, 1) from exc
+                    else:
+                        outputs = await attempt_node(
+                            executor, step.policy, args, self.run_id, step.node, record, self.retried
+                        )
+                finally:
+                    if self.semaphore is not None:
+                        self.semaphore.release()
+            except asyncio.CancelledError:
+                record.ended_at = time.time()
+                record.status = "cancelled"
+                record.skip_reason = record.skip_reason or "cancelled"
+                self.resolved(step.index)
+                raise
+            except NodeExecutionError as failure:
+                self.node_failed(step, failure)
+                return
+            handed = self.finish(step, outputs)
+            if handed is None or self.cancelled_before_start(handed[0]):
                 return
             step, args = handed
-            if self.first_error is not None and self.options.failure_mode == "fail_fast":
-                # Handed over before a failure elsewhere cancelled the run: it never starts, as start() decides.
-                record = self.records[step.index]
-                record.status = "cancelled"
-                record.skip_reason = f"cancelled: {self.first_error.node_id} failed"
-                self.resolved(step.index)
-                return
 
-    async def run_one(self, step: _Step, args: dict[str, Any]) -> tuple[_Step, dict[str, Any]] | None:
-        """Run one node to its end; returns the newly ready node it was handed to run next, if any."""
-        record = self.records[step.index]
-        executor = step.executor
-        assert executor is not None
-        try:
-            if self.semaphore is not None:
-                await self.semaphore.acquire()
-            try:
-                record.status = "running"
-                record.started_at = time.time()
-                if self.listener is not None:
-                    # A snapshot: the record goes on changing, and a consumer reads the event later.
-                    self.emit("node_started", step.node.id, record=copy.copy(record))
-                if self.tracing is not None:
-                    outputs = await self.traced_attempts(self.tracing, step, args)
-                elif step.simple:
-                    # attempt_node's work for one attempt without a timeout, minus its coroutine.
-                    record.attempts = 1
-                    try:
-                        outputs = await executor(own_inputs(args), NodeContext(self.run_id, step.node, 1, record))
-                    except Exception as exc:
-                        raise NodeExecutionError(step.node.id, exc, 1) from exc
-                else:
-                    outputs = await attempt_node(
-                        executor, step.policy, args, self.run_id, step.node, record, self.retried
-                    )
-            finally:
-                if self.semaphore is not None:
-                    self.semaphore.release()
-        except asyncio.CancelledError:
-            record.ended_at = time.time()
-            record.status = "cancelled"
-            record.skip_reason = record.skip_reason or "cancelled"
-            self.resolved(step.index)
-            raise
-        except NodeExecutionError as failure:
-            self.node_failed(step, failure)
-            return None
+    def finish(self, step: _Step, outputs: Any) -> tuple[_Step, dict[str, Any]] | None:
+        """``node_done`` for a node's task; returns the newly ready node it was handed to run next, if any."""
         self.offering = True
         try:
             self.node_done(step, outputs)
@@ -367,6 +360,17 @@ class _Run:
                 self.tasks[handed[0].index] = loop.create_task(self.run_node(*handed), name=handed[0].task_name)
             raise
         return self.take_handed()
+
+    def cancelled_before_start(self, step: _Step) -> bool:
+        """Was ``step`` handed over before a failure elsewhere cancelled the run? Then it never starts, as
+        start() would have decided, and is resolved as cancelled."""
+        if self.first_error is None or self.options.failure_mode != "fail_fast":
+            return False
+        record = self.records[step.index]
+        record.status = "cancelled"
+        record.skip_reason = f"cancelled: {self.first_error.node_id} failed"
+        self.resolved(step.index)
+        return True
 
     def take_handed(self) -> tuple[_Step, dict[str, Any]] | None:
         self.offering = False

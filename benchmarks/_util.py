@@ -27,10 +27,12 @@ from typing import Any
 __all__ = [
     "HERE",
     "PEAK_RSS_SOURCE",
+    "Goal",
     "Samples",
     "Table",
     "fmt_ms",
     "fmt_us",
+    "goals_table",
     "load_average",
     "machine_note",
     "peak_rss_mb",
@@ -237,3 +239,53 @@ class Table:
     def print(self) -> None:
         print(self.render(), flush=True)
         print(flush=True)
+
+
+@dataclass
+class Goal:
+    """One performance goal: what was measured, against what, and whether it is met.
+
+    ``value`` and ``target`` are in the same unit (a ratio, µs per node, seconds); a goal is met
+    when ``value <= target`` (``value >= target`` with ``at_least``). ``peers`` says what stood
+    beside it in the same run.
+    """
+
+    name: str
+    value: float
+    target: float
+    unit: str
+    peers: str = ""
+    at_least: bool = False
+
+    @property
+    def met(self) -> bool:
+        return self.value >= self.target if self.at_least else self.value <= self.target
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "value": self.value,
+            "target": self.target,
+            "unit": self.unit,
+            "peers": self.peers,
+            "at_least": self.at_least,
+            "met": self.met,
+        }
+
+
+def _fmt_goal_value(value: float, unit: str) -> str:
+    return f"{value:.2f}{unit}" if unit in ("x", "") else f"{value:.2f} {unit}"
+
+
+def goals_table(title: str, goals: Sequence[Mapping[str, Any]]) -> Table:
+    """A table of goals (as ``Goal.to_dict()`` gives them): measured, target, peers, met / not met."""
+    table = Table(title, ["goal", "measured", "target", "beside it (same run)", "verdict"])
+    for g in goals:
+        table.add(
+            g["name"],
+            _fmt_goal_value(g["value"], g["unit"]),
+            (">= " if g.get("at_least") else "<= ") + _fmt_goal_value(g["target"], g["unit"]),
+            g["peers"] or "-",
+            "met" if g["met"] else "NOT MET",
+        )
+    return table

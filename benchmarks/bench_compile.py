@@ -39,9 +39,11 @@ from typing import Any
 from _util import (
     HERE,
     PEAK_RSS_SOURCE,
+    Goal,
     Samples,
     Table,
     fmt_ms,
+    goals_table,
     machine_note,
     peak_rss_mb,
     python_json,
@@ -55,6 +57,9 @@ QUICK_SIZES = (1_000, 10_000)
 SHAPE_NAMES = ("chain", "fan")
 TARGET_US_PER_NODE = 10.0
 TARGET_PEAK_MB = 300.0
+# Goals at the largest size measured (100 000 nodes in a full run), per node, CPU time.
+GOAL_COMPILE_US = 3.0  # compile with every pass
+GOAL_BUILD_US = 2.0  # Flow(...) plus every add_* / connect / output call
 PHASES = ("build", "compile", "validate", "to_json", "from_json")
 
 
@@ -193,9 +198,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     sizes = args.sizes or (QUICK_SIZES if args.quick else SIZES)
     rows = run(sizes, args.shapes, scale=0.5 if args.quick else 1.0)
+    goals = [g.to_dict() for g in compile_goals(rows)]
+    goals_table(f"compile goals, at {max(r['nodes'] for r in rows):,} nodes (CPU time)", goals).print()
     if args.json:
-        write_json(args.json, {"benchmark": "compile", "rows": rows})
+        write_json(args.json, {"benchmark": "compile", "rows": rows, "goals": goals})
     return 0
+
+
+def compile_goals(rows: Sequence[dict[str, Any]]) -> list[Goal]:
+    """Build and compile per node, in CPU time (what other processes disturb least), at the largest size."""
+    largest = max(r["nodes"] for r in rows)
+    goals: list[Goal] = []
+    for r in rows:
+        if r["nodes"] != largest:
+            continue
+        n = r["nodes"]
+        beside = f"wall {r['build']['median_s'] / n * 1e6:.2f} / {r['compile']['median_s'] / n * 1e6:.2f} µs"
+        goals.append(
+            Goal(f"{r['shape']}: build, µs/node", r["build"]["cpu_median_s"] / n * 1e6, GOAL_BUILD_US, "µs", beside)
+        )
+        goals.append(
+            Goal(f"{r['shape']}: compile, µs/node", r["compile_cpu_us_per_node"], GOAL_COMPILE_US, "µs", beside)
+        )
+    return goals
 
 
 if __name__ == "__main__":

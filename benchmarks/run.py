@@ -2,8 +2,11 @@
 
 Each benchmark runs in its own interpreter, one after the other, so the heap one
 leaves behind cannot slow the garbage collector in the next; tables go to
-stdout, progress to stderr. Nothing is written unless ``--json DIR`` is given
-(``benchmarks/results/`` is git-ignored, a good place for it).
+stdout, progress to stderr. At the end, one table gathers every goal the
+benchmarks measured (``runtime`` and ``compile``): the figure, its target, what
+stood beside it in the same run, and met / not met. Nothing is kept unless
+``--json DIR`` is given (``benchmarks/results/`` is git-ignored, a good place for
+it); without it the figures pass through a temporary directory.
 
 Benchmarks (those whose file is present):
 
@@ -21,12 +24,16 @@ Benchmarks (those whose file is present):
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 
@@ -64,6 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = args.only or list(present)
     dspy_python = args.dspy_python or os.environ.get("DAGWRIGHT_BENCH_DSPY_PYTHON")
     failed: list[str] = []
+    # Every benchmark that writes JSON writes it somewhere, so that the goals can be gathered at the end.
+    json_dir = Path(args.json) if args.json else Path(tempfile.mkdtemp(prefix="dagwright-bench-"))
     for name in names:
         script = present[name]
         command = [sys.executable, str(script)]
@@ -71,18 +80,38 @@ def main(argv: Sequence[str] | None = None) -> int:
             command.append("--quick")
         if name in TAKES_DSPY and dspy_python:
             command += ["--dspy-python", dspy_python]
-        if args.json and _takes_json(script):
-            command += ["--json", str(Path(args.json) / f"{name}.json")]
+        if _takes_json(script):
+            command += ["--json", str(json_dir / f"{name}.json")]
         print(f"== {name}: {' '.join(command[1:])}", flush=True)
         start = time.perf_counter()
         code = subprocess.run(command, check=False).returncode
         print(f"== {name}: {'ok' if code == 0 else f'FAILED (exit {code})'} in {time.perf_counter() - start:.0f} s\n")
         if code != 0:
             failed.append(name)
+    print_goals(json_dir, names)
+    if not args.json:
+        shutil.rmtree(json_dir, ignore_errors=True)
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0
+
+
+def print_goals(json_dir: Path, names: Sequence[str]) -> None:
+    """Every goal the benchmarks reported, measured, with what stood beside it, met or not met."""
+    from _util import goals_table, load_average
+
+    goals: list[dict[str, Any]] = []
+    for name in names:
+        path = json_dir / f"{name}.json"
+        if path.exists():
+            data = json.loads(path.read_text(encoding="utf-8"))
+            goals.extend(data.get("goals", ()))
+            goals.extend(g for r in data.get("results", ()) for g in r.get("goals", ()))
+    if not goals:
+        return
+    met = sum(1 for g in goals if g["met"])
+    goals_table(f"== goals: {met} of {len(goals)} met ({load_average()} at the end)", goals).print()
 
 
 if __name__ == "__main__":

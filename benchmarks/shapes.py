@@ -7,20 +7,16 @@ no diagnostic at all, so the benchmark measures the passes' normal path.
 * ``chain``: ``n0 -> n1 -> ... -> n{n-1}``, one function node each, ``n - 1``
   port-to-port connections.
 * ``fan``: one source, ``n - 2`` parallel function nodes it feeds, and one join
-  node whose ``collect`` input ``values: list[int]`` receives all of them
-  (``2 (n - 2)`` connections). The join is a ready-made IR node added with
-  ``Flow.add_node``, because a function's ``list[int]`` parameter is an ordinary
-  port that takes exactly one edge; a collect port is how the IR models fan-in
-  (the shape consensus votes and debate transcripts use).
+  function whose parameter ``values: list[int]`` is a collect input
+  (``add_function(..., collect=["values"])``) receiving all of them (``2 (n - 2)``
+  connections): the shape consensus votes and debate transcripts use.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from dagwright import Flow, Node, Port
-from dagwright.compiler.ir import FrozenDict
-from dagwright.compiler.types import INT, list_of
+from dagwright import Flow
 
 __all__ = ["SHAPES", "build_chain", "build_fan", "join", "start", "step"]
 
@@ -36,7 +32,7 @@ def step(x: int) -> int:
 
 
 def join(values: list[int]) -> int:
-    """The fan's join: what the collect node's binding computes."""
+    """The fan's join: ``values`` is a collect input, one value per connected branch."""
     return sum(values)
 
 
@@ -51,15 +47,6 @@ def build_chain(n: int) -> Flow:
     return flow
 
 
-_JOIN_NODE = Node(
-    "join",
-    "function",
-    (Port("values", list_of(INT), collect=True),),
-    (Port("total", INT),),
-    FrozenDict({"function": f"{__name__}:join"}),
-)
-
-
 def build_fan(n: int) -> Flow:
     """One source, ``n - 2`` parallel nodes, one join with a collect input: ``n`` nodes."""
     if n < 3:
@@ -69,7 +56,7 @@ def build_fan(n: int) -> Flow:
     for i in range(n - 2):
         flow.add_function(f"w{i}", step)
         flow.connect("src.output", f"w{i}.x")
-    flow.add_node(_JOIN_NODE, join)
+    flow.add_function("join", join, output="total", collect=["values"])
     for i in range(n - 2):
         flow.connect(f"w{i}.output", "join.values")
     flow.output("total", "join.total")

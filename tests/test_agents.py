@@ -34,7 +34,7 @@ from dagwright import (
 )
 from dagwright.agent import AgentContext
 from dagwright.compiler.signature import parse_signature
-from dagwright.llm import client as llm
+from dagwright.llm import transport
 from dagwright.llm.prompt import DEFAULT_TEMPLATE, PromptError, user_message
 from dagwright.testing import Fault, OpenAITestServer
 
@@ -362,7 +362,7 @@ async def test_one_client_per_server_and_key(server: OpenAITestServer) -> None:
     b = make_agent(server)
     await a.arun(question="1")
     await b.arun(question="2")
-    clients = llm._clients[asyncio.get_running_loop()]
+    clients = transport._clients[asyncio.get_running_loop()]
     assert list(clients) == [(server.base_url, "sk-test")]
 
 

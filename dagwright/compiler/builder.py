@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import types
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -128,12 +129,7 @@ class FlowBuilder:
             node = Node(node.id, node.kind, node.inputs, node.outputs, node.config, self._group, node.location)
         if node.location is None:
             node = Node(node.id, node.kind, node.inputs, node.outputs, node.config, node.group, caller_location())
-        self._nodes.append(node)
-        self._by_id.setdefault(node.id, node)
-        if binding is not None:
-            self._bindings.setdefault(node.id, binding)
-        self._version += 1
-        return NodeRef(node.id)
+        return _append(self, node, binding)
 
     def add_agent(
         self,
@@ -207,23 +203,26 @@ class FlowBuilder:
         fn: Callable[..., Any],
         *,
         output: str = "output",
+        collect: Sequence[str] = (),
     ) -> NodeRef:
         """Add a typed Python function (sync or async) as a node.
 
         Inputs are its parameters, typed by their annotations. A return annotation
         gives one output port called ``output`` (rename it with ``output=``); a
         ``TypedDict`` return gives one port per key; ``-> None`` gives none.
+        ``collect`` names ``list[T]`` parameters taking one ``T`` per connection, as a list in connection order.
         """
         if not callable(fn):
             raise TypeError(f"add_function({node_id!r}) takes a callable, got {type(fn).__name__}")
-        if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+        if _is_generator_function(fn):
             raise TypeError(
                 f"add_function({node_id!r}): {getattr(fn, '__qualname__', fn)!r} is a generator function; a node "
                 "returns its outputs once (return a list to give many values)"
             )
         inputs, outputs, config = function_ports(fn, output)
+        inputs = _collecting(node_id, inputs, collect, "add_function") if collect else inputs
         node = Node(node_id, "function", inputs, outputs, config, self._group, caller_location())
-        return self.add_node(node, fn)
+        return _append(self, node, fn)
 
     def add_flow(self, prefix: str, flow: FlowBuilder) -> NodeRef:
         """Inline another flow (a pattern, a reusable sub-workflow) under ``prefix``.
@@ -312,6 +311,10 @@ class FlowBuilder:
         A string that is a node id names the node; otherwise its last dot separates
         node and port. Returns the flow, so calls chain.
         """
+        if type(source) is str and type(target) is str and mapping is None:  # the usual call: nothing to check
+            self._connections.append(Connection(source, target, None, caller_location()))
+            self._version += 1
+            return self
         for end in (source, target):
             if not isinstance(end, (str, NodeRef, PortRef)):
                 raise TypeError(f"connect() endpoints are 'node', 'node.port' or refs, got {end!r}")
@@ -453,13 +456,38 @@ class FlowBuilder:
         return out
 
 
-def _collecting(node_id: str, inputs: tuple[Port, ...], collect: Sequence[str]) -> tuple[Port, ...]:
+def _append(builder: FlowBuilder, node: Node, binding: object) -> NodeRef:
+    """Record ``node``, complete (its group and location set), and what it runs."""
+    builder._nodes.append(node)
+    builder._by_id.setdefault(node.id, node)
+    if binding is not None:
+        builder._bindings.setdefault(node.id, binding)
+    builder._version += 1
+    return NodeRef(node.id)
+
+
+_GENERATOR_FLAGS = inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
+
+
+def _is_generator_function(fn: object) -> bool:
+    """``inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)``, with one flag test for a plain
+    function (the usual case, and a build adds many: the ``inspect`` pair unwraps and tests twice)."""
+    if type(fn) is types.FunctionType:
+        return bool(fn.__code__.co_flags & _GENERATOR_FLAGS)
+    return inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
+
+
+def _collecting(
+    node_id: str, inputs: tuple[Port, ...], collect: Sequence[str], call: str = "add_agent"
+) -> tuple[Port, ...]:
     """``inputs`` with the ports named in ``collect`` made collect ports (optional, many edges)."""
+    if isinstance(collect, str):
+        raise TypeError(f"{call}({node_id!r}): collect takes a list of input names, got the string {collect!r}")
     names = {p.name for p in inputs}
     unknown = [c for c in collect if c not in names]
     if unknown:
         raise ValueError(
-            f"add_agent({node_id!r}): collect names unknown input(s) {', '.join(map(repr, unknown))}; "
+            f"{call}({node_id!r}): collect names unknown input(s) {', '.join(map(repr, unknown))}; "
             f"inputs are: {', '.join(sorted(names)) or 'none'}"
         )
     return tuple(

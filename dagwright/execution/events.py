@@ -76,6 +76,25 @@ class NodeRecord:
     # An agent's tool calls, in order: name, arguments, result, duration_ms, round (and error).
     tool_calls: list[dict[str, Any]] | None = None
 
+    def __copy__(self) -> NodeRecord:
+        # copy.copy() of a slots dataclass goes through __reduce_ex__; a run with a listener snapshots every node.
+        return NodeRecord(
+            self.node_id,
+            self.kind,
+            self.status,
+            self.outputs,
+            self.attempts,
+            self.started_at,
+            self.ended_at,
+            self.error,
+            self.error_type,
+            self.usage,
+            self.model,
+            self.skip_reason,
+            self.error_location,
+            self.tool_calls,
+        )
+
     @property
     def duration_ms(self) -> float | None:
         if self.started_at is None or self.ended_at is None:

@@ -131,10 +131,6 @@ def resolve_provider(provider: str | None, base_url: str | None, api_key: str | 
 
 # --------------------------------------------------------------------------- clients
 
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str | None, str], Any]] = (
-    weakref.WeakKeyDictionary()
-)
-
 
 def endpoint(settings: LLMSettings) -> tuple[str | None, str]:
     """The base URL and API key a call uses: the settings', else ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` as
@@ -145,17 +141,10 @@ def endpoint(settings: LLMSettings) -> tuple[str | None, str]:
 
 
 def _client(base_url: str | None, api_key: str) -> Any:
-    import openai
+    # Shared per loop, base URL and key, over a bounded pool: see dagwright.llm.transport.
+    from dagwright.llm.transport import shared_client
 
-    loop = asyncio.get_running_loop()
-    per_loop = _clients.setdefault(loop, {})
-    key = (base_url, api_key)
-    client = per_loop.get(key)
-    if client is None:
-        # Both given explicitly: the client must not fall back on the environment it was made in.
-        client = openai.AsyncOpenAI(max_retries=0, base_url=base_url or "https://api.openai.com/v1", api_key=api_key)
-        per_loop[key] = client
-    return client
+    return shared_client(base_url, api_key)
 
 
 # --------------------------------------------------------------------------- scrubbing

@@ -10,6 +10,9 @@ bindings, so repeated runs of one flow pay only for execution.
 
 from __future__ import annotations
 
+import dis
+import inspect
+import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -24,7 +27,7 @@ from dagwright.execution.policy import NodePolicy
 from dagwright.execution.steps import Slot
 from dagwright.nodes import EXECUTORS
 
-__all__ = ["ExecutionPlan", "Schedulable", "bind_nodes", "build_plan"]
+__all__ = ["ExecutionPlan", "Schedulable", "bind_nodes", "build_plan", "never_suspends"]
 
 _DEFAULT_POLICY = NodePolicy()
 
@@ -53,6 +56,11 @@ class _Step:
     # Precomputed so that running a node formats no string and scans no port list.
     task_name: str = ""
     output_names: frozenset[str] = frozenset()
+    # The executor finishes without ever suspending (see never_suspends), and the node has neither retries, a
+    # timeout nor a cache: the scheduler runs it in place, without a task of its own.
+    inline: bool = False
+    # One attempt, no timeout: the scheduler makes that attempt itself instead of through attempt_node.
+    simple: bool = False
 
 
 @dataclass(slots=True)
@@ -108,6 +116,7 @@ class ExecutionPlan:
                 steps[src].dependents.append(dst)
         for step, p in zip(steps, preds, strict=True):
             step.n_preds = len(p)
+            step.simple = step.policy.retry.max_attempts == 1 and step.policy.timeout is None
         inputs = {input_name(s.node): s.index for s in steps if s.kind == INPUT_KIND}
         outputs = {output_name(s.node): s.index for s in steps if s.kind == OUTPUT_KIND}
         return cls(graph, steps, inputs, outputs, index)
@@ -143,7 +152,30 @@ def build_plan(
         executors[node.id] = executor
     if unknown:
         raise ValueError(f"no runtime support for the kind of node(s) {', '.join(unknown)}")
-    return ExecutionPlan.build(graph, executors, policies)
+    plan = ExecutionPlan.build(graph, executors, policies)
+    for step in plan.steps:
+        if step.kind == "function" and step.simple and step.policy.cache is None:
+            step.inline = never_suspends(bound.get(step.node.id))
+    return plan
+
+
+# The instructions through which a coroutine can give control back to the event loop: await, async for and
+# async with all compile to them. A coroutine whose code has none of them runs to its end in its first step.
+_SUSPENDING_OPS = frozenset(
+    ("YIELD_VALUE", "SEND", "GET_AWAITABLE", "GET_AITER", "GET_ANEXT", "BEFORE_ASYNC_WITH", "END_ASYNC_FOR")
+)
+
+
+def never_suspends(fn: object) -> bool:
+    """Is ``fn`` a plain ``async def`` function whose body awaits nothing (so its coroutine never suspends)?
+
+    Such a function node is run in place by the scheduler: a task would only add cost, since nothing
+    can run beside it anyway. Anything else (a sync function, a callable object, a decorated function
+    that awaits the original) runs as a task as before.
+    """
+    if not isinstance(fn, types.FunctionType) or not inspect.iscoroutinefunction(fn):
+        return False
+    return not any(ins.opname in _SUSPENDING_OPS for ins in dis.get_instructions(fn.__code__))
 
 
 def bind_nodes(

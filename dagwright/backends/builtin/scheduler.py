@@ -18,23 +18,29 @@ import contextlib
 import copy
 import inspect
 import time
+import typing
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
 from dagwright.compiler.ir import INPUT_KIND, OUTPUT_KIND
 from dagwright.execution.errors import NodeExecutionError
 from dagwright.execution.events import Event, NodeRecord, RunResult
+from dagwright.execution.executor import NodeContext
 from dagwright.execution.inputs import input_name, output_name, run_values
 from dagwright.execution.policy import RunOptions
-from dagwright.execution.steps import attempt_node, fanout, gather_inputs, output_problem
+from dagwright.execution.steps import attempt_node, fanout, gather_inputs, output_problem, own_inputs
 from dagwright.ops.telemetry import RunTracer, run_listener
 
 if TYPE_CHECKING:
     # The plan module makes schedulers (a map node's step runs on one): it imports this module, not the reverse.
     from dagwright.backends.builtin.plan import ExecutionPlan, _Step
 
-__all__ = ["Scheduler"]
+__all__ = ["INLINE_BUDGET", "Scheduler"]
+
+INLINE_BUDGET = 1024
+"""At most this many nodes run in place (no task: their functions await nothing) in one step of the event
+loop; the next ones start at the following step, so other tasks, and a cancellation, get in between."""
 
 
 class Scheduler:
@@ -114,6 +120,14 @@ class _Run:
         self.outputs: dict[str, Any] = {}
         self.backlog: list[int] = []
         self.draining = False
+        # Nodes run in place (see _Step.inline) left in this drain; the rest wait for the next loop step.
+        self.inline_budget = INLINE_BUDGET
+        self.deferred: list[int] = []
+        # While a node's task resolves its node, it offers to run one newly ready node next, itself: the chain's
+        # next link runs without a task of its own. ``handed`` is what it was given.
+        self.offering = False
+        self.handed: tuple[_Step, dict[str, Any]] | None = None
+        self.closed = False
         self.loop: asyncio.AbstractEventLoop | None = None
         # None unless the run is checkpointed: the only thing the per-node path checks.
         self.checkpoint = options.checkpoint
@@ -130,7 +144,7 @@ class _Run:
         self.loop = asyncio.get_running_loop()
         self.finished = self.loop.create_future()
         if self.checkpoint is not None:
-            self.open_checkpoint()
+            _open_checkpoint(self)
         self.emit("run_started")
         ready = [s.index for s in self.plan.steps if s.n_preds == 0]
         if not ready and self.plan.steps:
@@ -141,6 +155,7 @@ class _Run:
             try:
                 await self.finished
             except asyncio.CancelledError:
+                self.closed = True
                 self.cancel_all("the run was cancelled")
                 await self.drain()
                 if self.tracing is not None:
@@ -212,57 +227,70 @@ class _Run:
             self.resolved(idx)
             return
         if self.checkpoint is not None:
-            self.start_checkpointed(step, args)
+            _start_checkpointed(self, step, args)
+            return
+        if step.inline and self.semaphore is None and self.tracing is None:
+            if self.inline_budget > 0:
+                self.inline_budget -= 1
+                self.run_inline(step, args)
+            else:
+                self.defer(idx)
+            return
+        if self.offering:
+            # Run by the task whose node just finished, after that node: no new task, no loop round trip.
+            self.offering = False
+            self.handed = (step, args)
+            task = asyncio.current_task()
+            if task is not None:
+                self.tasks[idx] = task
             return
         loop = self.loop or asyncio.get_running_loop()
         task = loop.create_task(self.run_node(step, args), name=step.task_name)
         self.tasks[idx] = task
 
-    # ---- checkpoints (only when the run has a store)
+    def defer(self, idx: int) -> None:
+        """Start ``idx`` at the next step of the loop: a long run of in-place nodes lets other tasks in."""
+        self.deferred.append(idx)
+        if len(self.deferred) == 1:
+            loop = self.loop or asyncio.get_running_loop()
+            loop.call_soon(self.start_deferred)
 
-    def open_checkpoint(self) -> None:
-        from dagwright.ops.checkpoint import node_fingerprints, restorable
-
-        store = self.checkpoint
-        assert store is not None
-        graph = self.plan.graph
-        self.fingerprints = node_fingerprints(graph)
-        if self.options.resume:
-            self.restored = restorable(graph, store.node_outputs(self.run_id, graph.content_hash))
-        else:
-            store.begin_run(self.run_id, graph, self.inputs)
-
-    def start_checkpointed(self, step: _Step, args: dict[str, Any]) -> None:
-        idx = step.index
-        stored = self.restored.get(step.node.id)
-        if stored is not None:
-            record = self.records[idx]
-            record.status = "cached"
-            record.outputs = stored
-            self.values[idx] = stored
-            self.emit("node_finished", step.node.id, record=record)
-            self.resolved(idx)
+    def start_deferred(self) -> None:
+        deferred, self.deferred = self.deferred, []
+        if self.closed:
             return
-        loop = self.loop or asyncio.get_running_loop()
-        self.tasks[idx] = loop.create_task(self.run_checkpointed(step, args), name=step.task_name)
+        self.inline_budget = INLINE_BUDGET
+        for idx in deferred:
+            # Counted as unresolved all along, so the run waits for these; start() sees a failure since.
+            self.start(idx)
 
-    async def run_checkpointed(self, step: _Step, args: dict[str, Any]) -> None:
-        await self.run_node(step, args)
+    def run_inline(self, step: _Step, args: dict[str, Any]) -> None:
+        """Run a node whose executor never suspends, here and now: one attempt, its outcome recorded as a
+        task would record it (same statuses, events, errors and checks)."""
         record = self.records[step.index]
-        if record.status != "done" or self.checkpoint is None:
-            return
-        # Synchronous on purpose: no await between the node finishing and its row being committed, so a
-        # cancellation cannot leave a half-written checkpoint, and no dependent starts before the commit.
+        node = step.node
+        record.status = "running"
+        record.started_at = time.time()
+        record.attempts = 1
+        if self.listener is not None:
+            self.emit("node_started", node.id, record=copy.copy(record))
+        assert step.executor is not None
         try:
-            self.checkpoint.save_node(
-                self.run_id, self.plan.graph.content_hash, step.node.id, self.fingerprints[step.node.id], record.outputs
+            # An async def function's coroutine, whatever the Executor type says of it (see never_suspends).
+            coro = typing.cast(
+                "Coroutine[Any, Any, Any]", step.executor(own_inputs(args), NodeContext(self.run_id, node, 1, record))
             )
+            try:
+                coro.send(None)
+            except StopIteration as stop:
+                outputs = stop.value
+            else:
+                coro.close()
+                raise RuntimeError(f"node {node.id!r} suspended, although its function awaits nothing")
         except Exception as exc:
-            if self.checkpoint_error is None:
-                self.checkpoint_error = (
-                    f"checkpoint {self.checkpoint.path!r}: could not store the outputs of node {step.node.id!r}: "
-                    f"{type(exc).__name__}: {exc}"
-                )
+            self.node_failed(step, NodeExecutionError(node.id, exc, 1))
+            return
+        self.node_done(step, outputs)
 
     def retried(self, node_id: str, attempt: int, error: Exception) -> None:
         self.emit("node_retried", node_id, attempt=attempt, error=f"{type(error).__name__}: {error}")
@@ -276,81 +304,125 @@ class _Run:
             return await attempt_node(step.executor, step.policy, args, self.run_id, step.node, record, self.retried)
 
     async def run_node(self, step: _Step, args: dict[str, Any]) -> None:
+        """The task of a node; when the node finishes, it runs the newly ready node it was handed, if any."""
+        while True:
+            record = self.records[step.index]
+            executor = step.executor
+            assert executor is not None
+            try:
+                if self.semaphore is not None:
+                    await self.semaphore.acquire()
+                try:
+                    record.status = "running"
+                    record.started_at = time.time()
+                    if self.listener is not None:
+                        # A snapshot: the record goes on changing, and a consumer reads the event later.
+                        self.emit("node_started", step.node.id, record=copy.copy(record))
+                    if self.tracing is not None:
+                        outputs = await self.traced_attempts(self.tracing, step, args)
+                    elif step.simple:
+                        # attempt_node's work for one attempt without a timeout, minus its coroutine.
+                        record.attempts = 1
+                        try:
+                            outputs = await executor(own_inputs(args), NodeContext(self.run_id, step.node, 1, record))
+                        except Exception as exc:
+                            raise NodeExecutionError(step.node.id, exc, 1) from exc
+                    else:
+                        outputs = await attempt_node(
+                            executor, step.policy, args, self.run_id, step.node, record, self.retried
+                        )
+                finally:
+                    if self.semaphore is not None:
+                        self.semaphore.release()
+            except asyncio.CancelledError:
+                record.ended_at = time.time()
+                record.status = "cancelled"
+                record.skip_reason = record.skip_reason or "cancelled"
+                self.resolved(step.index)
+                raise
+            except NodeExecutionError as failure:
+                self.node_failed(step, failure)
+                return
+            handed = self.finish(step, outputs)
+            if handed is None or self.cancelled_before_start(handed[0]):
+                return
+            step, args = handed
+
+    def finish(self, step: _Step, outputs: Any) -> tuple[_Step, dict[str, Any]] | None:
+        """``node_done`` for a node's task; returns the newly ready node it was handed to run next, if any."""
+        self.offering = True
+        try:
+            self.node_done(step, outputs)
+        except BaseException:
+            handed = self.take_handed()
+            if handed is not None:  # a listener raised: the handed node still gets a task of its own
+                loop = self.loop or asyncio.get_running_loop()
+                self.tasks[handed[0].index] = loop.create_task(self.run_node(*handed), name=handed[0].task_name)
+            raise
+        return self.take_handed()
+
+    def cancelled_before_start(self, step: _Step) -> bool:
+        """Was ``step`` handed over before a failure elsewhere cancelled the run? Then it never starts, as
+        start() would have decided, and is resolved as cancelled."""
+        if self.first_error is None or self.options.failure_mode != "fail_fast":
+            return False
+        record = self.records[step.index]
+        record.status = "cancelled"
+        record.skip_reason = f"cancelled: {self.first_error.node_id} failed"
+        self.resolved(step.index)
+        return True
+
+    def take_handed(self) -> tuple[_Step, dict[str, Any]] | None:
+        self.offering = False
+        handed, self.handed = self.handed, None
+        return handed
+
+    def node_failed(self, step: _Step, failure: NodeExecutionError) -> None:
+        record = self.records[step.index]
+        record.ended_at = time.time()
+        record.status = "failed"
+        cause = failure.error
+        record.error = str(cause) or type(cause).__name__
+        record.error_type = type(cause).__name__
+        record.error_location = failure.location
+        self.emit(
+            "node_failed",
+            step.node.id,
+            attempt=record.attempts,
+            error=f"{record.error_type}: {record.error}",
+            record=record,
+        )
+        self.first_failure(failure)
+        self.resolved(step.index)
+
+    def first_failure(self, failure: NodeExecutionError) -> None:
+        if self.first_error is None:
+            self.first_error = failure
+            if self.options.failure_mode == "fail_fast":
+                self.cancel_all(f"cancelled: {failure.node_id} failed")
+
+    def node_done(self, step: _Step, outputs: Any) -> None:
+        """The node returned ``outputs``: check them, record them, resolve the node."""
         record = self.records[step.index]
         node_id = step.node.id
-        policy = step.policy
-        executor = step.executor
-        assert executor is not None
-        # Fixed for the run: read once, and build no event at all when nobody listens.
-        listener = self.listener
-        try:
-            if self.semaphore is not None:
-                await self.semaphore.acquire()
-            try:
-                record.status = "running"
-                record.started_at = time.time()
-                if listener is not None:
-                    # A snapshot: the record goes on changing, and a consumer reads the event later.
-                    self.emit("node_started", node_id, record=copy.copy(record))
-                if self.tracing is None:
-                    outputs = await attempt_node(executor, policy, args, self.run_id, step.node, record, self.retried)
-                else:
-                    outputs = await self.traced_attempts(self.tracing, step, args)
-            finally:
-                if self.semaphore is not None:
-                    self.semaphore.release()
-        except asyncio.CancelledError:
-            record.ended_at = time.time()
-            record.status = "cancelled"
-            record.skip_reason = record.skip_reason or "cancelled"
-            self.resolved(step.index)
-            raise
-        except NodeExecutionError as failure:
-            record.ended_at = time.time()
-            record.status = "failed"
-            cause = failure.error
-            record.error = str(cause) or type(cause).__name__
-            record.error_type = type(cause).__name__
-            record.error_location = failure.location
-            self.emit(
-                "node_failed",
-                node_id,
-                attempt=record.attempts,
-                error=f"{record.error_type}: {record.error}",
-                record=record,
-            )
-            if self.first_error is None:
-                self.first_error = failure
-                if self.options.failure_mode == "fail_fast":
-                    self.cancel_all(f"cancelled: {node_id} failed")
-            self.resolved(step.index)
-            return
         record.ended_at = time.time()
-        if type(outputs) is dict and step.output_names.issuperset(outputs):
-            # The usual outcome, without building the list of unknown outputs below.
-            record.outputs = outputs
-            self.values[step.index] = outputs
-            record.status = "done"
-            if listener is not None:
-                self.emit("node_finished", node_id, attempt=record.attempts, record=record)
-            self.resolved(step.index)
-            return
-        problem = output_problem(outputs, step.output_names)
-        if problem is not None:
-            record.status = "failed"
-            record.error_type = "ValueError"
-            record.error = problem
-            self.emit("node_failed", node_id, attempt=record.attempts, error=f"ValueError: {problem}", record=record)
-            if self.first_error is None:
-                self.first_error = NodeExecutionError(node_id, ValueError(record.error), record.attempts)
-                if self.options.failure_mode == "fail_fast":
-                    self.cancel_all(f"cancelled: {node_id} failed")
-            self.resolved(step.index)
-            return
+        if type(outputs) is not dict or not step.output_names.issuperset(outputs):
+            problem = output_problem(outputs, step.output_names)
+            if problem is not None:
+                record.status = "failed"
+                record.error_type = "ValueError"
+                record.error = problem
+                self.emit(
+                    "node_failed", node_id, attempt=record.attempts, error=f"ValueError: {problem}", record=record
+                )
+                self.first_failure(NodeExecutionError(node_id, ValueError(record.error), record.attempts))
+                self.resolved(step.index)
+                return
         record.outputs = outputs
         self.values[step.index] = outputs
         record.status = "done"
-        self.emit("node_finished", node_id, attempt=record.attempts, record=record)
+        if self.listener is not None:
+            self.emit("node_finished", node_id, attempt=record.attempts, record=record)
         self.resolved(step.index)
 
     def resolved(self, idx: int) -> None:
@@ -362,6 +434,7 @@ class _Run:
         if self.draining:
             return
         self.draining = True
+        self.inline_budget = INLINE_BUDGET
         waiting = self.waiting
         steps = self.plan.steps
         try:
@@ -391,3 +464,53 @@ class _Run:
         for record in self.records:
             if record.status == "pending":
                 record.skip_reason = reason
+
+
+# ---- checkpoints (only when the run has a store)
+
+
+def _open_checkpoint(run: _Run) -> None:
+    from dagwright.ops.checkpoint import node_fingerprints, restorable
+
+    store = run.checkpoint
+    assert store is not None
+    graph = run.plan.graph
+    run.fingerprints = node_fingerprints(graph)
+    if run.options.resume:
+        run.restored = restorable(graph, store.node_outputs(run.run_id, graph.content_hash))
+    else:
+        store.begin_run(run.run_id, graph, run.inputs)
+
+
+def _start_checkpointed(run: _Run, step: _Step, args: dict[str, Any]) -> None:
+    idx = step.index
+    stored = run.restored.get(step.node.id)
+    if stored is not None:
+        record = run.records[idx]
+        record.status = "cached"
+        record.outputs = stored
+        run.values[idx] = stored
+        run.emit("node_finished", step.node.id, record=record)
+        run.resolved(idx)
+        return
+    loop = run.loop or asyncio.get_running_loop()
+    run.tasks[idx] = loop.create_task(_run_checkpointed(run, step, args), name=step.task_name)
+
+
+async def _run_checkpointed(run: _Run, step: _Step, args: dict[str, Any]) -> None:
+    await run.run_node(step, args)
+    record = run.records[step.index]
+    if record.status != "done" or run.checkpoint is None:
+        return
+    # Synchronous on purpose: no await between the node finishing and its row being committed, so a
+    # cancellation cannot leave a half-written checkpoint, and no dependent starts before the commit.
+    try:
+        run.checkpoint.save_node(
+            run.run_id, run.plan.graph.content_hash, step.node.id, run.fingerprints[step.node.id], record.outputs
+        )
+    except Exception as exc:
+        if run.checkpoint_error is None:
+            run.checkpoint_error = (
+                f"checkpoint {run.checkpoint.path!r}: could not store the outputs of node {step.node.id!r}: "
+                f"{type(exc).__name__}: {exc}"
+            )

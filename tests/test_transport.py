@@ -1,0 +1,76 @@
+"""The shared LLM transport: one client per loop, base URL and key, at most N requests on the wire at once."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from dagwright import BaseAgent
+from dagwright.llm import transport
+from dagwright.testing import OpenAITestServer
+
+
+@pytest.fixture
+def slow_server() -> Any:
+    with OpenAITestServer(latency=0.05) as server:
+        yield server
+
+
+def _agent(server: OpenAITestServer) -> BaseAgent:
+    return BaseAgent(
+        signature="question: str -> answer: str",
+        config={"provider": "openai", "base_url": server.base_url, "api_key": "sk-test", "max_retries": 0},
+    )
+
+
+def test_requests_beyond_the_bound_wait_their_turn(slow_server: OpenAITestServer, monkeypatch: Any) -> None:
+    monkeypatch.setenv(transport.MAX_CONNECTIONS_ENV, "3")
+    agent = _agent(slow_server)
+
+    async def many() -> list[Any]:
+        return await asyncio.gather(*(agent.arun(question=f"q{i}") for i in range(12)))
+
+    replies = asyncio.run(many())
+    assert len(replies) == 12 and all(r["answer"] for r in replies)
+    assert slow_server.request_count == 12
+    # 12 requests of 50 ms, 3 at a time: at least four rounds of the server's latency.
+    assert max(r["_timing"] for r in replies) >= 4 * 50 * 0.9
+
+
+def test_one_client_per_loop_and_endpoint(slow_server: OpenAITestServer) -> None:
+    async def clients() -> tuple[Any, Any, Any]:
+        a = transport.shared_client(slow_server.base_url, "k1")
+        b = transport.shared_client(slow_server.base_url, "k1")
+        c = transport.shared_client(slow_server.base_url, "k2")
+        await a.close()
+        await c.close()
+        return a, b, c
+
+    a, b, c = asyncio.run(clients())
+    assert a is b and a is not c
+
+
+def test_a_released_slot_survives_a_failed_request(monkeypatch: Any) -> None:
+    # Nothing listens on this port: every attempt fails to connect, and must give its slot back.
+    monkeypatch.setenv(transport.MAX_CONNECTIONS_ENV, "1")
+    agent = BaseAgent(
+        signature="question: str -> answer: str",
+        config={"provider": "openai", "base_url": "http://127.0.0.1:9/v1", "api_key": "sk", "max_retries": 0},
+    )
+
+    async def twice() -> list[BaseException | dict[str, Any]]:
+        return await asyncio.wait_for(
+            asyncio.gather(agent.arun(question="a"), agent.arun(question="b"), return_exceptions=True), 20
+        )
+
+    outcomes = asyncio.run(twice())
+    assert len(outcomes) == 2 and all(isinstance(o, Exception) and "cannot reach" in str(o) for o in outcomes)
+
+
+@pytest.mark.parametrize("raw", ["0", "-2", "many"])
+def test_a_bad_bound_is_refused_naming_the_variable(raw: str, monkeypatch: Any) -> None:
+    monkeypatch.setenv(transport.MAX_CONNECTIONS_ENV, raw)
+    with pytest.raises(ValueError, match=transport.MAX_CONNECTIONS_ENV):
+        transport.max_connections()

@@ -34,6 +34,7 @@ _KEY_LIKE = re.compile(r"\b(sk|pk|rk)-[A-Za-z0-9_-]{8,}")
 _DOT_UNSAFE = re.compile(r'[%"\\&<>\'\x00-\x1f\x7f-\x9f]')
 # Graphviz splits a port reference at ':' (port:compass) even inside quotes.
 _PORT_UNSAFE = re.compile(r'[%"\\&<>\':\x00-\x1f\x7f-\x9f]')
+_ONLY_BRACKETS = re.compile(r"\]+")
 
 
 def printable(text: str) -> str:
@@ -57,6 +58,9 @@ def shorten(text: str, limit: int) -> str:
 def html(text: str) -> str:
     """Text for an HTML-like DOT label: entities escaped, newlines as ``<BR/>``."""
     escaped = _html.escape(printable(text).replace("\t", " "), quote=False)  # text content only, never attributes
+    if _ONLY_BRACKETS.fullmatch(escaped):
+        # Graphviz's HTML-label lexer rejects a text made of "]" alone (a syntax error for the whole file).
+        escaped = escaped.replace("]", "&#93;")
     return escaped.replace("\r\n", "\n").replace("\n", '<BR ALIGN="LEFT"/>')
 
 

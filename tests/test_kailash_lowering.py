@@ -170,7 +170,7 @@ def test_collect_edges_get_distinct_inputs_and_flow_inputs_too() -> None:
     assert join_flow().run_kailash(x=9).outputs == {"values": [9, 3, 3]}
 
 
-def test_dotted_output_names_are_written_with_double_underscores() -> None:
+def test_dotted_output_names_are_written_with_a_slash() -> None:
     k = Kaizen()
     billing = k.create_agent("billing", signature="request: str -> response: str")
     tech = k.create_agent("tech", signature="request: str -> response: str")
@@ -178,22 +178,33 @@ def test_dotted_output_names_are_written_with_double_underscores() -> None:
     lowering = _lowered(flow)
     handoff = next(s for s in lowering.nodes if s.id == "handoff")
     assert handoff.type == "DagwrightNode"
-    assert handoff.config["dagwright"]["outputs"] == {
-        "billing.request": "billing__request",
-        "tech.request": "tech__request",
-    }
-    assert {(c.source_output, c.target) for c in lowering.connections if c.source == "handoff"} == {
-        ("billing__request", "billing"),
-        ("tech__request", "tech"),
+    outputs = {"billing.request": "billing/request", "tech.request": "tech/request"}
+    assert handoff.config["dagwright"]["outputs"] == outputs
+    # The routed request reaches each worker under a name saying where it comes from: `request` itself
+    # is the flow input's name, which a flat parameter would reach.
+    assert {(c.source_output, c.target, c.target_input) for c in lowering.connections if c.source == "handoff"} == {
+        ("billing/request", "billing", "from_handoff"),
+        ("tech/request", "tech", "from_handoff"),
     }
     expected = flow.run(request="The app crashes")
     chosen = expected.outputs["route"]
     with LocalRuntime(**FAST_SETTINGS) as runtime:
         results, _ = runtime.execute(flow.build(), parameters=flow.kailash_parameters(request="The app crashes"))
-    assert results["handoff"] == {f"{chosen}__request": "The app crashes"}
+    assert results["handoff"] == {f"{chosen}/request": "The app crashes"}
     assert results["handoff"].ports == {f"{chosen}.request": "The app crashes"}
     node, name = lowering.results["response"]
     assert results[node][name] == expected.outputs["response"]
+    with LocalRuntime(**FAST_SETTINGS) as runtime:  # a flat `request` feeds the flow input only
+        flat, _ = runtime.execute(flow.build(), parameters={"request": "The app crashes"})
+    assert flat[node][name] == expected.outputs["response"]
+
+
+def test_kailash_drawings_of_the_lowered_workflow_show_the_readable_names() -> None:
+    flow = Kaizen().create_router(("triage", {}), [("billing", {}), ("tech", {})])
+    drawing = flow.build().to_mermaid()
+    assert "billing/request→from_handoff" in drawing
+    assert "response→values_from_billing" in drawing
+    assert "__" not in drawing.replace("__init__", "")
 
 
 def test_flow_inputs_become_parameters_of_their_consumers() -> None:
@@ -324,10 +335,11 @@ def test_yaml_comes_from_kailash_to_yaml_and_is_stable() -> None:
     graph_hash = demo_flow().compile().content_hash
     assert data["workflow_id"] == f"demo-{graph_hash[:12]}"
     assert data["metadata"]["dagwright_graph_hash"] == graph_hash
+    module = "dagwright.backends.kailash.nodes"
     assert {nid: node["node_type"] for nid, node in data["nodes"].items()} == {
-        "fetch": "DagwrightFunctionNode",
-        "count": "DagwrightFunctionNode",
-        "qa": "DagwrightAgentNode",
+        "fetch": f"{module}.DagwrightFunctionNode",
+        "count": f"{module}.DagwrightFunctionNode",
+        "qa": f"{module}.DagwrightAgentNode",
     }
     assert data["nodes"]["fetch"]["config"]["dagwright"]["node"]["config"] == {"function": f"{__name__}:fetch"}
     assert data["connections"] == [
@@ -543,7 +555,8 @@ def test_cli_exports_kailash_yaml_from_an_ir_file(flow_file: Path, tmp_path: Pat
     assert done.returncode == 0, done.stderr
     data = yaml.safe_load(done.stdout)
     assert data["nodes"]["fetch"]["config"]["dagwright"]["node"]["config"] == {"function": "kailash_demo_flow:fetch"}
-    assert data["nodes"]["qa"]["node_type"] == "DagwrightAgentNode"
+    # The type's qualified name: Kailash's error, where nothing imported the module, says what to import.
+    assert data["nodes"]["qa"]["node_type"] == "dagwright.backends.kailash.nodes.DagwrightAgentNode"
 
 
 def _lowered(flow: Flow) -> Lowering:
@@ -570,3 +583,45 @@ def test_no_flow_input_can_reach_a_connected_input(
     name = _connected_name(port, collect, source, source_port, taken, inputs)
     assert name == port or name not in taken
     assert not any(reachable_by(name, f) for f in flats)
+
+
+_LOAD_YAML = """
+import sys, yaml
+from kailash.workflow.graph import Workflow
+if len(sys.argv) > 2:
+    import dagwright.backends.kailash.nodes
+Workflow.from_dict(yaml.safe_load(open(sys.argv[1])))
+print("loaded")
+"""
+
+
+@pytest.mark.parametrize("form", ["from_dict", "workflow_node"])
+def test_a_fresh_process_loading_the_yaml_is_told_what_to_import(form: str, tmp_path: Path) -> None:
+    """Kailash resolves a node type only through its registry, so a process that reads the YAML with
+    Kailash alone fails, and its error names the module that registers the types."""
+    path = tmp_path / "joins.yaml"
+    path.write_text(to_kailash_yaml(join_flow()))
+    code = _LOAD_YAML
+    if form == "workflow_node":
+        code = code.replace(
+            "Workflow.from_dict(yaml.safe_load(open(sys.argv[1])))",
+            "from kailash.nodes.logic.workflow import WorkflowNode\nWorkflowNode(workflow_path=sys.argv[1])",
+        )
+    env = {**os.environ, "HOME": str(tmp_path)}
+    alone = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, env=env, check=False
+    )
+    assert alone.returncode != 0
+    assert "Node 'dagwright.backends.kailash.nodes.DagwrightFunctionNode' not found in registry" in alone.stderr
+    imported = subprocess.run(
+        [sys.executable, "-c", code, str(path), "import"], capture_output=True, text=True, env=env, check=False
+    )
+    assert imported.returncode == 0, imported.stderr
+    assert imported.stdout.strip().endswith("loaded")
+
+
+def test_the_short_type_names_still_load() -> None:
+    """A workflow written by Kailash's own ``to_dict()`` names the types by class name: both are registered."""
+    data = join_flow().build().to_dict()
+    assert {n["node_type"] for n in data["nodes"].values()} == {"DagwrightFunctionNode"}
+    assert set(Workflow.from_dict(data).nodes) == {"three", "join"}

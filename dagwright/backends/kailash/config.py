@@ -13,10 +13,30 @@ from typing import Any
 
 from dagwright.execution.policy import NodePolicy, RetryPolicy
 
-__all__ = ["CONFIG_KEY", "READABLE_KEYS", "SETTING_KEYS", "policy_from_json", "policy_to_json", "readable_config"]
+__all__ = [
+    "CONFIG_KEY",
+    "NODES_MODULE",
+    "READABLE_KEYS",
+    "SETTING_KEYS",
+    "policy_from_json",
+    "policy_to_json",
+    "qualified_type",
+    "readable_config",
+]
 
 CONFIG_KEY = "dagwright"
 """The one config key of a lowered node: its IR node, wiring and policy."""
+
+NODES_MODULE = "dagwright.backends.kailash.nodes"
+"""The module that registers the node types with Kailash when imported."""
+
+
+def qualified_type(name: str) -> str:
+    """A dagwright node type's other registered name, which names the module that registers it
+    (``dagwright.backends.kailash.nodes.DagwrightAgentNode``): what a YAML export writes, so that
+    Kailash's "not found in registry" error, in a process that has not imported it, says what to import."""
+    return f"{NODES_MODULE}.{name}"
+
 
 READABLE_KEYS = ("model", "signature", "role")
 """Config keys an agent node also gets, for people reading the workflow (Kailash's listings, YAML, drawings).

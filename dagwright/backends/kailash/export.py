@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from typing import Any, NoReturn
 
 from dagwright._version import __version__
-from dagwright.backends.kailash.config import CONFIG_KEY
-from dagwright.backends.kailash.lowering import Lowering, lower_graph
+from dagwright.backends.kailash.config import CONFIG_KEY, qualified_type
+from dagwright.backends.kailash.lowering import GENERIC_TYPE, KIND_TYPES, Lowering, lower_graph
 from dagwright.compiler.ir import Graph, Node
 from dagwright.compiler.signature import MISSING
 from dagwright.nodes import EXECUTORS
@@ -66,9 +66,10 @@ def _exportable(target: object) -> Lowering:
 
 
 _YAML_HEADER = """\
-# A dagwright flow lowered to Kailash. Its node types (DagwrightAgentNode, DagwrightFunctionNode,
-# DagwrightNode) are registered by `import dagwright.backends.kailash.nodes`: import it before
-# Workflow.from_dict(yaml.safe_load(...)) or WorkflowNode(workflow_path=...) reads this file.
+# A dagwright flow lowered to Kailash. Its node types (dagwright.backends.kailash.nodes.DagwrightAgentNode,
+# ...DagwrightFunctionNode, ...DagwrightNode) are registered by `import dagwright.backends.kailash.nodes`:
+# import it before Workflow.from_dict(yaml.safe_load(...)) or WorkflowNode(workflow_path=...) reads this
+# file (Kailash resolves node types only through its registry; it imports nothing for them).
 """
 
 
@@ -88,6 +89,10 @@ def to_kailash_yaml(target: object) -> str:
     builder.set_metadata(dagwright_graph_hash=lowering.graph.content_hash)
     workflow = builder.build(f"{lowering.name}-{lowering.graph.content_hash[:12]}")
     data = _safe_yaml_data(workflow.to_dict(), "workflow")
+    dagwright_types = {*KIND_TYPES.values(), GENERIC_TYPE}
+    for node in data.get("nodes", {}).values():
+        if node.get("node_type") in dagwright_types:
+            node["node_type"] = qualified_type(node["node_type"])
     text: str = yaml.safe_dump(data, default_flow_style=False, sort_keys=False, allow_unicode=True)
     return _YAML_HEADER + text
 

@@ -36,8 +36,8 @@ The mapping, which is the contract Kailash users see:
   a connection, so a connected input that a flow input's name could reach is named after
   its source instead (``clean_output``): a flat parameter only ever feeds flow inputs.
 * **Outputs** keep their port names in Kailash's results, except that a '.' (which
-  Kailash reads as a path into a value) becomes ``__``: a router's ``billing.text`` is
-  ``results["router"]["billing__text"]``. Flow outputs are read from there;
+  Kailash reads as a path into a value) becomes ``/``: a router's ``billing.text`` is
+  ``results["router"]["billing/text"]``. Flow outputs are read from there;
   :attr:`Lowering.results` says where each one is.
 """
 
@@ -111,7 +111,7 @@ class Lowering:
     each flow output to the ``(node, port)`` it reads (the node is ``input:NAME`` when a flow
     input is passed straight through), and ``results`` to where Kailash's results hold it:
     ``results[node][name]``, the port's name unless it has a '.', which Kailash would read as
-    a path (``billing.text`` is ``billing__text`` there).
+    a path (``billing.text`` is ``billing/text`` there).
     """
 
     graph: Graph
@@ -361,12 +361,17 @@ def _connected_name(
     node input with a name like it (:func:`reachable_by`), and a parameter wins over a connection:
     a connected input called ``text`` would get the flow's raw ``text`` instead of its upstream
     value. So a connected input keeps the port's name only when no flow input reaches it, and
-    is otherwise named after its source (``clean_output``), or ``wN`` as a last resort.
+    is otherwise named after its source (``clean_output``, or ``from_handoff`` when the flow input's name is in
+    that too), or ``wN`` as a last resort.
     """
     # An empty flow input name is in every name, so Kailash would hand it to every input: nothing avoids it.
     flats = [name for name in flow_inputs.names.values() if name]
-    origin = f"{source.replace('.', '_')}_{source_port.replace('.', '_')}"
-    candidates = [f"{port}_from_{source.replace('.', '_')}", origin] if collect else [port, origin]
+    where = source.replace(".", "_")
+    origin = f"{where}_{source_port.replace('.', '_')}"
+    # A flow input's name is in every name that contains it, so the port's own name may be out of reach:
+    # then the input is named after where its value comes from (``from_handoff``), before a bare ``wN``.
+    readable = [f"from_{where}", f"{where}_output", f"{where}_value"]
+    candidates = [f"{port}_from_{where}", origin, *readable] if collect else [port, origin, *readable]
     for n in range(1, 1000):
         for candidate in candidates:
             free = candidate == port or (candidate not in taken and candidate != CONFIG_KEY)
@@ -388,13 +393,17 @@ def _fresh(name: str, taken: set[str]) -> str:
 
 
 def _output_names(node: Node) -> dict[str, str]:
-    """Kailash names for output ports with a '.' (Kailash reads a dotted output name as a path into a value)."""
+    """Kailash names for output ports with a '.' (Kailash reads a dotted output name as a path into a value).
+
+    The '.' becomes a '/': a router's ``billing.request`` is ``billing/request`` in Kailash's results,
+    connections and drawings, a name that reads as the port it is and that Kailash takes literally.
+    """
     if not any("." in p.name for p in node.outputs):
         return {}
     taken = {p.name for p in node.outputs}
     names: dict[str, str] = {}
     for port in node.outputs:
         if "." in port.name:
-            names[port.name] = _fresh(port.name.replace(".", "__"), taken)
+            names[port.name] = _fresh(port.name.replace(".", "/"), taken)
             taken.add(names[port.name])
     return names

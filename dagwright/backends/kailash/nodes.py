@@ -67,6 +67,7 @@ from dagwright.backends.kailash.config import (
     READABLE_KEYS,
     SETTING_KEYS,
     policy_from_json,
+    qualified_type,
     readable_config,
 )
 from dagwright.backends.kailash.failures import current_guard, run_guarded
@@ -108,7 +109,7 @@ replace it: ``dagwright.backends.kailash.nodes.functions = FunctionRegistry(allo
 class NodeOutputs(dict[str, Any]):
     """The outputs of a dagwright node in Kailash's results: output name -> value.
 
-    The names are the ports' names, with a '.' written ``__`` (Kailash reads a dotted
+    The names are the ports' names, with a '.' written ``/`` (Kailash reads a dotted
     name as a path); :attr:`ports` holds the values by the ports' own names. A distinct
     type, so that a dagwright node can tell a whole result that ``AsyncLocalRuntime``
     hands over (for a missing output, or one named ``result``) from a port's value.
@@ -589,6 +590,14 @@ class DagwrightFunctionNode(DagwrightNodeBase):
 @register_node()
 class DagwrightNode(DagwrightNodeBase):
     """Any other dagwright node kind (coordination nodes and kinds registered later)."""
+
+
+# Each type is also registered under its qualified name, which an exported YAML file writes: a
+# process that reads the file without importing this module then gets Kailash's "Node
+# 'dagwright.backends.kailash.nodes.DagwrightAgentNode' not found in registry", which says what
+# to import. (Kailash resolves a node type only through its registry: it imports nothing for it.)
+for _registered in (DagwrightAgentNode, DagwrightFunctionNode, DagwrightNode):
+    NodeRegistry.register(_registered, alias=qualified_type(_registered.__name__))
 
 
 # --------------------------------------------------------------------------- agents and builders

@@ -147,6 +147,7 @@ def stop_recording(token: contextvars.Token[RunRecorder | None]) -> None:
 
 
 _ABSENT: Any = object()
+_log = logging.getLogger("dagwright")
 
 
 # Each dagwright node's Kailash output names, by node id: what an output of it missing from the results means.
@@ -432,6 +433,10 @@ class DagwrightNodeBase(AsyncNode):  # type: ignore[misc]
             record.status = "skipped"
             record.skip_reason = why_not
             record.ended_at = time.time()
+            if recorder is None:  # a raw Kailash run, which will list the node as completed: say what happened
+                _log.info(
+                    "dagwright node %r skipped (%s); Kailash lists it as completed with no outputs", node_id, why_not
+                )
             return NodeOutputs(names=prepared.outputs)
         outputs = await self._run(prepared, args, record, recorder.run_id if recorder is not None else None)
         unknown = [k for k in outputs if prepared.node.output(k) is None]

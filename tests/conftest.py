@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -32,3 +34,18 @@ def server() -> Iterator[OpenAITestServer]:
     """An OpenAI-compatible server on 127.0.0.1 for one test (``dagwright.testing``)."""
     with OpenAITestServer() as srv:
         yield srv
+
+
+@pytest.fixture
+def quiet_kailash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Kailash runs that leave no trace outside ``tmp_path`` and print no failure tracebacks."""
+    # A LocalRuntime with default settings writes ~/.kailash/tracking/tracking.db.
+    monkeypatch.setenv("HOME", str(tmp_path))
+    # Kailash logs every failed node at ERROR with a traceback; the tests check the failures themselves.
+    logger = logging.getLogger("kailash")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

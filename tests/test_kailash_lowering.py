@@ -6,12 +6,10 @@ The exported script is run in a subprocess and its printed outputs compared with
 from __future__ import annotations
 
 import json
-import logging
 import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TypedDict
 
@@ -47,16 +45,7 @@ from dagwright.execution.policy import NodePolicy
 ROOT = Path(__file__).parent.parent
 
 
-@pytest.fixture(autouse=True)
-def _quiet_kailash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("HOME", str(tmp_path))  # a default LocalRuntime writes ~/.kailash/tracking
-    logger = logging.getLogger("kailash")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
+pytestmark = pytest.mark.usefixtures("quiet_kailash")
 
 
 def fetch(topic: str) -> list[str]:

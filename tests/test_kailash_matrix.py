@@ -13,7 +13,7 @@ import asyncio
 import logging
 import runpy
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -38,16 +38,7 @@ from dagwright.execution.events import NodeRecord
 CASES = list(pattern_cases())
 
 
-@pytest.fixture(autouse=True)
-def _quiet_kailash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("HOME", str(tmp_path))  # LocalRuntime's defaults write ~/.kailash
-    logger = logging.getLogger("kailash")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
+pytestmark = pytest.mark.usefixtures("quiet_kailash")
 
 
 class Outcome(NamedTuple):

@@ -7,10 +7,8 @@ through dagwright's helper (``flow.run_kailash``) and directly (``runtime.execut
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,18 +34,7 @@ RUNTIMES = ("local", "async")
 runtime_param = pytest.mark.parametrize("runtime", RUNTIMES)
 
 
-@pytest.fixture(autouse=True)
-def _quiet_kailash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    # A LocalRuntime with default settings writes ~/.kailash/tracking/tracking.db: keep it in tmp_path.
-    monkeypatch.setenv("HOME", str(tmp_path))
-    # Kailash logs every failed node at ERROR with a traceback; the tests check the failures themselves.
-    logger = logging.getLogger("kailash")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
+pytestmark = pytest.mark.usefixtures("quiet_kailash")
 
 
 def statuses(result: RunResult) -> dict[str, str]:

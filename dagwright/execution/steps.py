@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import marshal
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -22,7 +23,7 @@ from dagwright.execution.events import Event, NodeRecord
 from dagwright.execution.executor import Executor, NodeContext
 from dagwright.execution.policy import NodePolicy
 
-__all__ = ["Slot", "attempt_node", "fanout", "gather_inputs", "json_copy", "output_problem", "own_inputs"]
+__all__ = ["Slot", "attempt_node", "emitter", "fanout", "gather_inputs", "json_copy", "output_problem", "own_inputs"]
 
 _T_co = TypeVar("_T_co", covariant=True)
 
@@ -198,3 +199,16 @@ def fanout(listeners: list[Callable[[Event], None]]) -> Callable[[Event], None]:
             fn(event)
 
     return listen
+
+
+def emitter(observers: Sequence[Callable[[Event], None]], run_id: str) -> Callable[..., None] | None:
+    """``emit(kind, node_id, **fields)``: an event of run ``run_id`` stamped now and told to every observer;
+    None without observers, so a back end that reports after the fact builds no events nobody reads."""
+    if not observers:
+        return None
+    listen = fanout(list(observers))
+
+    def emit(kind: Any, node_id: str | None = None, **extra: Any) -> None:
+        listen(Event(kind, run_id, node_id, time.time(), **extra))
+
+    return emit

@@ -11,11 +11,8 @@ failure as data; ``failure_mode`` then means what it means on the built-in sched
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,18 +26,7 @@ from dagwright.execution.events import RunResult
 MODES = ("fail_fast", "continue")
 
 
-@pytest.fixture(autouse=True)
-def _quiet_kailash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    # A LocalRuntime with default settings writes ~/.kailash/tracking/tracking.db: keep it in tmp_path.
-    monkeypatch.setenv("HOME", str(tmp_path))
-    # Kailash logs every failed node at ERROR with a traceback; the tests check the failures themselves.
-    logger = logging.getLogger("kailash")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
+pytestmark = pytest.mark.usefixtures("quiet_kailash")
 
 
 def inc(x: int) -> int:

@@ -49,7 +49,7 @@ from dagwright.compiler.ir import INPUT_KIND, OUTPUT_KIND, Graph
 from dagwright.execution.events import Event, NodeRecord, RunResult
 from dagwright.execution.inputs import output_name, run_values
 from dagwright.execution.policy import FailureMode, check_run_id
-from dagwright.execution.steps import fanout
+from dagwright.execution.steps import emitter
 
 if TYPE_CHECKING:
     from dagwright.compiler.registry import FunctionRegistry
@@ -162,7 +162,7 @@ def run_on_dask(
     cached: dict[int, dict[str, Any]] = {}
     if checkpoint is not None:
         cached, saver = _open_checkpoint(plan, checkpoint, run_id, values, resume)
-    emit = _emitter(observers, run_id)
+    emit = emitter(observers, run_id)
     on_record = saver
     if emit is not None:
         emit("run_started")
@@ -186,17 +186,6 @@ def run_on_dask(
                 emit("node_skipped", record.node_id, error=record.skip_reason, record=record)
         emit("run_finished")
     return result
-
-
-def _emitter(observers: Sequence[Callable[[Event], None]], run_id: str) -> Callable[..., None] | None:
-    if not observers:
-        return None
-    listen = fanout(list(observers))
-
-    def emit(kind: Any, node_id: str | None = None, **extra: Any) -> None:
-        listen(Event(kind, run_id, node_id, time.time(), **extra))
-
-    return emit
 
 
 def _reporting(emit: Callable[..., None], saver: Callable[[NodeRecord], None] | None) -> Callable[[NodeRecord], None]:

@@ -40,7 +40,7 @@ from dagwright.execution.errors import NodeExecutionError
 from dagwright.execution.events import Event, NodeRecord, RunResult
 from dagwright.execution.inputs import run_values
 from dagwright.execution.policy import check_run_id
-from dagwright.execution.steps import fanout
+from dagwright.execution.steps import emitter
 
 if TYPE_CHECKING:
     from dagwright.backends.kailash.lowering import Lowering
@@ -124,7 +124,7 @@ async def arun_on_kailash(
     else:
         engine = runtime
     recorder = RunRecorder(run_id or uuid.uuid4().hex)
-    emit = _emitter(observers, recorder.run_id)
+    emit = emitter(observers, recorder.run_id)
     if emit is not None:
         emit("run_started")
     started = time.time()
@@ -153,17 +153,6 @@ def _dagwright_nodes(workflow: Any) -> frozenset[int]:
 
     nodes = (workflow.get_node(node_id) for node_id in workflow.nodes)
     return frozenset(id(node) for node in nodes if isinstance(node, DagwrightNodeBase))
-
-
-def _emitter(observers: Sequence[Callable[[Event], None]], run_id: str) -> Callable[..., None] | None:
-    if not observers:
-        return None
-    listen = fanout(list(observers))
-
-    def emit(kind: Any, node_id: str | None = None, **extra: Any) -> None:
-        listen(Event(kind, run_id, node_id, time.time(), **extra))
-
-    return emit
 
 
 def _tell(emit: Callable[..., None], result: RunResult) -> None:

@@ -91,15 +91,18 @@ def measure(samples: int) -> dict[str, float]:
         async def main() -> dict[str, list[float]]:
             client = openai.AsyncOpenAI(base_url=base_url, api_key="test", max_retries=0)
 
+            async def raw(body: dict[str, Any]) -> None:
+                reply = await client.chat.completions.create(**body)
+                if body.get("stream"):  # the agent streams its requests, tool rounds too: read each to its end
+                    [chunk async for chunk in reply]
+
             async def raw_tools() -> None:
-                await client.chat.completions.create(**with_tools[0])
+                await raw(with_tools[0])
                 await lookup("Paris")
-                await client.chat.completions.create(**with_tools[1])
+                await raw(with_tools[1])
 
             async def raw_plain() -> None:
-                reply = await client.chat.completions.create(**without[0])
-                if without[0].get("stream"):  # the agent streams a request without tools: read it to its end
-                    [chunk async for chunk in reply]
+                await raw(without[0])
 
             calls: dict[str, Callable[[], Awaitable[Any]]] = {
                 "raw_tools": raw_tools,

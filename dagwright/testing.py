@@ -414,6 +414,9 @@ def _pieces(content: str, paced: bool) -> list[str]:
     return re.findall(r"\s*\S+|\s+", content) or [""]
 
 
+_ARGUMENT_PIECE = 4  # characters of a tool call's arguments per streamed piece, about a token
+
+
 class _Generation:
     """One reply as a server generates it: a piece every ``token_delay`` seconds, holding one of the server's
     slots until it is done.
@@ -422,7 +425,10 @@ class _Generation:
     stop it (llama-cpp-python's server behaves so). A streamed reply is sent piece by piece; when a write
     fails because the client left, generation stops, unless the server was made with
     ``stops_on_disconnect=False`` (then it runs to its end, the slot still held). A server made with
-    ``interrupts_streams=True`` ends a stream early, without a finish reason, when another request arrives."""
+    ``interrupts_streams=True`` ends a stream early, without a finish reason, when another request arrives.
+    Tool calls stream as OpenAI streams them; a server made with ``streams_tool_calls=False`` answers a
+    streamed request offering tools with an empty event stream, as llama-cpp-python's function-calling chat
+    formats do."""
 
     def __init__(self, handler: _Handler, body: dict[str, Any], completion: Completion, finish: str) -> None:
         self.handler = handler
@@ -431,6 +437,8 @@ class _Generation:
         self.completion = completion
         self.finish = finish
         self.pieces = _pieces(completion.content, self.owner.token_delay > 0)
+        # Tokens to generate: a streamed delta each.
+        self.steps = sum(1 for _ in self._deltas())
 
     def run(self, status: int, headers: Mapping[str, str] | None) -> None:
         owner = self.owner
@@ -438,7 +446,7 @@ class _Generation:
             if not granted:
                 return
             if not self.body.get("stream") or not 200 <= status < 300:
-                if owner._interrupted(self.handler, owner.token_delay * len(self.pieces)):
+                if owner._interrupted(self.handler, owner.token_delay * self.steps):
                     return
                 reply = _completion_json(self.body, self.completion, self.finish)
                 self.handler.send(status, json.dumps(reply, ensure_ascii=False).encode(), headers)
@@ -453,9 +461,14 @@ class _Generation:
         for name, value in (headers or {}).items():
             handler.send_header(name, value)
         handler.end_headers()
+        if self.body.get("tools") and not owner.streams_tool_calls:
+            # As llama-cpp-python's function-calling chat formats: the stream has begun when generation fails
+            # ("Automatic streaming tool choice is not supported"), so it ends without a single event.
+            self._write_raw(b"", last=True)
+            return
         connected = self._event({"role": "assistant", "content": ""}, None)
         arrivals = owner._arrivals
-        for piece in self.pieces:
+        for delta in self._deltas():
             if owner._interrupted(handler, owner.token_delay):
                 return
             if owner.interrupts_streams and owner._arrivals != arrivals:
@@ -464,19 +477,33 @@ class _Generation:
                 self._write_raw(b"", last=True)
                 return
             if connected:
-                connected = self._event({"content": piece}, None)
+                connected = self._event(delta, None)
             if not connected and owner.stops_on_disconnect:
                 owner._record_stop()
                 return
         if not connected:
             return
-        self._event({}, self.finish)
+        self._event({}, "tool_calls" if self.completion.tool_calls else self.finish)
         if (self.body.get("stream_options") or {}).get("include_usage"):
             c = self.completion
             usage = {"prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens}
             self._write({**self._chunk([]), "usage": {**usage, "total_tokens": c.total_tokens}})
         self._write_raw(b"data: [DONE]\n\n")
         self._write_raw(b"", last=True)
+
+    def _deltas(self) -> Iterator[dict[str, Any]]:
+        """The deltas of the reply, a token each: its content, or its tool calls as OpenAI streams them (a call's
+        id, name and empty arguments first, then its arguments a few characters a piece)."""
+        if not self.completion.tool_calls:
+            for piece in self.pieces:
+                yield {"content": piece}
+            return
+        for index, (call_id, name, arguments) in enumerate(self.completion.tool_calls):
+            function = {"name": name, "arguments": ""}
+            yield {"tool_calls": [{"index": index, "id": call_id, "type": "function", "function": function}]}
+            for start in range(0, len(arguments), _ARGUMENT_PIECE):
+                piece = arguments[start : start + _ARGUMENT_PIECE]
+                yield {"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
 
     def _chunk(self, choices: list[dict[str, Any]]) -> dict[str, Any]:
         return {
@@ -633,6 +660,7 @@ class OpenAITestServer:
         slots: int | None = None,
         stops_on_disconnect: bool = True,
         interrupts_streams: bool = False,
+        streams_tool_calls: bool = True,
         record_to: str | None = None,
         upstream: str | None = None,
         replay_from: str | None = None,
@@ -664,6 +692,7 @@ class OpenAITestServer:
         self.slots = slots
         self.stops_on_disconnect = stops_on_disconnect
         self.interrupts_streams = interrupts_streams
+        self.streams_tool_calls = streams_tool_calls
         self._arrivals = 0
         self._slot_gate = threading.BoundedSemaphore(slots) if slots is not None else None
         self._stopped_generations = 0
@@ -1029,9 +1058,17 @@ def _send_recorded(handler: _Handler, body: dict[str, Any], status: int, data: b
             reply = json.loads(data)
             choice = reply["choices"][0]
             content = choice["message"]["content"] or ""
+            calls = tuple(
+                (str(c["id"]), str(c["function"]["name"]), str(c["function"]["arguments"]))
+                for c in choice["message"].get("tool_calls") or ()
+            )
             usage = reply.get("usage") or {}
             completion = Completion(
-                content, int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)), reply["model"]
+                content,
+                int(usage.get("prompt_tokens", 0)),
+                int(usage.get("completion_tokens", 0)),
+                reply["model"],
+                calls,
             )
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             handler.send(status, data)

@@ -258,9 +258,10 @@ def remembered_mode(settings: LLMSettings) -> StructuredMode | None:
 
 def forget_modes() -> None:
     """Forget what was learnt about servers: every remembered mode (``auto`` starts again from json_schema
-    everywhere) and which servers are sent one request at a time."""
+    everywhere), which servers are sent one request at a time, and which are sent tool rounds unstreamed."""
     _working_modes.clear()
     _one_at_a_time.clear()
+    _unstreamed_tools.clear()
 
 
 RequestFor = Callable[[StructuredMode], tuple[list[dict[str, Any]], dict[str, Any] | None]]
@@ -344,6 +345,8 @@ class _Failure:
     status: int | None = None
     retry_after: float | None = None
     interrupted: bool = False
+    # A streamed request offering tools that the server could not stream: to be sent again whole.
+    unstreamable: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,15 +378,18 @@ class _Call:
         request: dict[str, Any] = {"model": settings.model, "messages": messages, "timeout": settings.timeout}
         if tools:
             request["tools"] = tools
+            # OpenAI's default when tools are offered, said outright: llama-cpp-python's function-calling chat
+            # formats ignore the tools of a request that does not say it.
+            request["tool_choice"] = "auto"
         if response_format is not None:
             request["response_format"] = response_format
         if settings.temperature is not None:
             request["temperature"] = settings.temperature
         if settings.max_tokens:
             request["max_tokens"] = settings.max_tokens
-        if settings.stream and not tools:
-            # Streamed, so that closing the connection on a timeout or a cancel stops a server that notices it.
-            # A request offering tools is not: its reply's tool calls are read from the whole message.
+        if settings.stream and not (tools and _endpoint_key(base_url) in _unstreamed_tools):
+            # Streamed, so that closing the connection on a timeout or a cancel stops a server that notices it;
+            # the tool calls of a streamed reply are put together from their pieces.
             request["stream"] = True
             request["stream_options"] = {"include_usage": True}
         shown = _display_url(base_url) if base_url else "the OpenAI API (https://api.openai.com/v1)"
@@ -392,6 +398,15 @@ class _Call:
         chars = sum(len(str(m.get("content") or "")) for m in messages)
         where = f"{settings.model} at {shown}"
         return cls(settings, request, base_url, api_key, where, format_type, scrub, chars)
+
+    @property
+    def offers_tools(self) -> bool:
+        return bool(self.request.get("tools"))
+
+    def unstreamed(self) -> _Call:
+        """This call sent whole (for a server that cannot stream replies to requests offering tools)."""
+        request = {k: v for k, v in self.request.items() if k not in ("stream", "stream_options")}
+        return replace(self, request=request)
 
     def error(self, failure: _Failure, asked: float) -> Exception:
         """The exception ``failure`` ends the call with; ``asked``: the longest wait the server asked for
@@ -440,6 +455,13 @@ async def _complete_openai(
         call.count(usage, outcome)
         if isinstance(outcome, LLMReply):
             return outcome
+        if outcome.unstreamable and call.request.get("stream"):
+            # Sent again at once, whole, and so from now on: not a failure of the server, no retry spent.
+            _unstreamed_tools.add(_endpoint_key(call.base_url))
+            log.info(call.scrub(f"{call.where} cannot stream a reply to a request offering tools: {outcome.message}"))
+            call = call.unstreamed()
+            attempts -= 1
+            continue
         if outcome.interrupted and _endpoint_key(call.base_url) not in _one_at_a_time:
             _one_at_a_time.add(_endpoint_key(call.base_url))
             log.info(
@@ -469,6 +491,9 @@ async def _complete_openai(
 # with its default interrupt_requests): requests to them go one at a time from this process, as the server
 # would serve them anyway (it has one slot), instead of cutting each other off.
 _one_at_a_time: set[str] = set()
+# Base URLs whose server cannot stream its reply to a request offering tools (llama-cpp-python's function-calling
+# chat formats answer such a request with an empty event stream): their tool rounds are sent whole.
+_unstreamed_tools: set[str] = set()
 _gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]] = weakref.WeakKeyDictionary()
 
 
@@ -535,6 +560,9 @@ def _status_failure(call: _Call, exc: Any, attempts: int) -> _Failure:
         hint = _JSON_SCHEMA_HINT if call.json_schema else _JSON_OBJECT_HINT
         text = f"{where} refused the response format {call.format_type!r} (HTTP {status}): {message}{hint}"
         return _Failure(FormatRefusedError, text, False, status)
+    if call.offers_tools and call.request.get("stream") and status in (400, 422, 500) and _refuses_stream(message):
+        text = f"{where} refused to stream a reply to a request offering tools (HTTP {status}): {message}"
+        return _Failure(LLMError, text, True, status, unstreamable=True)
     if not (status == 429 or status >= 500 or status == 408):
         return _Failure(LLMRequestError, f"{where} refused the request (HTTP {status}): {message}", False, status)
     # llama.cpp answers an unsupported json_schema with a 500; 502/503/504 are gateways and overload, which
@@ -567,6 +595,11 @@ _REFUSAL_WORDS = (
     "not implemented",
     "literal_error",
 )
+
+
+def _refuses_stream(message: str) -> bool:
+    lowered = message.lower()
+    return "stream" in lowered and any(word in lowered for word in ("support", "not allowed", "cannot", "can't"))
 
 
 def _refuses_format(message: str) -> bool:
@@ -640,6 +673,7 @@ class _Stream:
         self.deltas = 0
         self.events = 0
         self.failure: _Failure | None = None
+        self.tool_calls = _ToolCallParts()
 
     def feed(self, raw: bytes) -> bool:
         """Take one line of the stream; True when the stream is over."""
@@ -687,6 +721,8 @@ class _Stream:
             if isinstance(content, str) and content:
                 self.parts.append(content)
                 self.deltas += 1
+            if isinstance(delta, dict) and delta.get("tool_calls"):
+                self.deltas += self.tool_calls.feed(delta["tool_calls"])
             if isinstance(choice.get("finish_reason"), str):
                 self.finish = choice["finish_reason"]
 
@@ -694,6 +730,11 @@ class _Stream:
         if self.failure is not None:
             return self.failure
         if not self.events:
+            if self.call.offers_tools:
+                # llama-cpp-python's function-calling chat formats, asked to stream a reply that may call tools,
+                # fail after the stream has begun ("Automatic streaming tool choice is not supported").
+                text = f"{self.call.where} sent an empty event stream to a streamed request offering tools"
+                return _Failure(LLMError, text, True, unstreamable=True)
             return _Failure(LLMError, f"{self.call.where} sent an empty event stream", True)
         if self.finish is None:
             text = (
@@ -706,7 +747,62 @@ class _Stream:
         prompt = _count(self.usage.get("prompt_tokens")) or self.call.prompt_chars // 4
         completion = _count(self.usage.get("completion_tokens")) or self.deltas
         model = self.model or self.call.settings.model
-        return LLMReply("".join(self.parts), model, prompt, completion, 1, finish_reason=self.finish)
+        calls = self.tool_calls.calls()
+        return LLMReply("".join(self.parts), model, prompt, completion, 1, calls, self.finish)
+
+
+class _ToolCallParts:
+    """The tool calls of a streamed reply, put together from the pieces its events carry.
+
+    OpenAI sends a call's id and name in its first piece and its arguments in the pieces after it, each piece
+    naming the call by ``index``; llama-cpp-python repeats the id and the name in every piece; some servers
+    send each call whole, without an index. A piece's arguments are appended; an id or a name is taken once
+    (a repeated one is not appended again); a piece without an index belongs to the call of its id, else to
+    the call at its place in the event's list."""
+
+    def __init__(self) -> None:
+        self.parts: dict[int, list[str]] = {}  # index -> [id, name, arguments]
+
+    def feed(self, raw: Any) -> int:
+        """Take the ``tool_calls`` of one delta; how many pieces it held."""
+        if not isinstance(raw, list):
+            return 0
+        taken = 0
+        for position, item in enumerate(raw):
+            if not isinstance(item, dict):
+                continue
+            taken += 1
+            part = self.parts.setdefault(self._index(item, position), ["", "", ""])
+            call_id = item.get("id")
+            if isinstance(call_id, str) and call_id and not part[0]:
+                part[0] = call_id
+            function = item.get("function")
+            function = function if isinstance(function, dict) else {}
+            name = function.get("name")
+            if isinstance(name, str) and name and name != part[1]:
+                part[1] += name
+            arguments = function.get("arguments")
+            if isinstance(arguments, str):
+                part[2] += arguments
+            elif arguments is not None:
+                part[2] = json.dumps(arguments)
+        return taken
+
+    def _index(self, item: dict[str, Any], position: int) -> int:
+        index = item.get("index")
+        if isinstance(index, int) and not isinstance(index, bool) and index >= 0:
+            return index
+        call_id = item.get("id")
+        if isinstance(call_id, str) and call_id:
+            for known, part in self.parts.items():
+                if part[0] == call_id:
+                    return known
+            return max(self.parts, default=-1) + 1
+        return position
+
+    def calls(self) -> tuple[tuple[str, str, str], ...]:
+        """The calls as (id, name, arguments text), in index order, as a whole message lists them."""
+        return tuple((part[0] or f"call_{index}", part[1], part[2]) for index, part in sorted(self.parts.items()))
 
 
 def _declared_length(response: Any) -> int | None:

@@ -6,6 +6,7 @@ through the IR's JSON, and checked at compile time (a number without bounds into
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Annotated
 
@@ -185,3 +186,142 @@ def test_a_confidence_out_of_range_fails_the_vote_by_name() -> None:
         result = flow.run(question="q")
     assert not result.success
     assert re.search(r"voter 'e[12]' gave confidence 1\.5, outside \[0, 1\]", result.nodes["vote"].error or "")
+
+
+# --------------------------------------------------------------------------- string lengths
+
+
+class Headline(Signature):
+    story: str = InputField()
+    title: str = OutputField(description="The headline", min_length=5, max_length=40)
+    tags: list[str] = OutputField(min_length=1, max_length=3)
+
+
+def test_strings_take_length_bounds_spelled_as_lists_do() -> None:
+    text = as_signature("story -> title: str[5, 40], tags: list[str][1, 3]")
+    assert [f.type for f in as_signature(Headline).outputs] == [f.type for f in text.outputs]
+    assert from_python(Annotated[str, Field(min_length=5, max_length=40)]) == parse_type("str[5, 40]")
+    assert str(parse_type("str[1, None] | None")) == "str[1, None] | None"
+    title = text.outputs[0].type
+    assert from_json(title.to_json()) == title and title.to_json() == {"kind": "str", "bounds": [5, 40]}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("q -> a: str[5]", r"takes two bounds, the least and the most characters: str\[1, 280\]"),
+        ("q -> a: str[-1, 3]", "a str's length bounds are whole numbers >= 0"),
+        ("q -> a: str[1.5, 3]", "a str's length bounds are whole numbers >= 0"),
+        ("q -> a: str[9, 3]", "the lower bound 9 is above the upper bound 3"),
+    ],
+)
+def test_bad_string_bounds_point_at_the_field(text: str, message: str) -> None:
+    with pytest.raises(SignatureError, match=message):
+        as_signature(text)
+
+
+def test_length_bounds_on_what_has_no_length_are_an_error() -> None:
+    with pytest.raises(SignatureError, match="bound the length of a str or a list"):
+
+        class Bad(Signature):
+            count: int = OutputField(min_length=1)
+
+
+def test_the_schema_carries_string_lengths_and_replies_are_checked_by_name() -> None:
+    spec = as_signature(Headline)
+    title = output_schema(spec)["properties"]["title"]
+    assert title == {"type": "string", "minLength": 5, "maxLength": 40, "description": "The headline"}
+    assert parse_reply(spec, '{"title": "Rain in Spain", "tags": ["weather"]}')[1] == []
+    outputs, problems = parse_reply(spec, '{"title": "Rain", "tags": ["weather"]}')
+    assert outputs is None
+    assert problems == [
+        "title: String should have at least 5 characters: 'Rain' (4 characters) is not a text of 5 to 40 characters"
+    ]
+    long = "x" * 90
+    [problem] = parse_reply(spec, f'{{"title": "{long}", "tags": ["w"]}}')[1]
+    assert problem.startswith("title: String should have at most 40 characters: 'xxx") and "(90 characters)" in problem
+
+
+def test_strict_json_schema_says_string_lengths_in_words() -> None:
+    """OpenAI's strict mode refuses minLength / maxLength: they move into the description; json_object keeps them."""
+    from dagwright.llm.structured import response_format
+
+    spec = as_signature(Headline)
+    strict = response_format(spec, "json_schema")
+    assert strict is not None and strict["json_schema"]["strict"] is True
+    title = strict["json_schema"]["schema"]["properties"]["title"]
+    assert title == {"type": "string", "description": "The headline (a text of 5 to 40 characters)"}
+    assert strict["json_schema"]["schema"]["properties"]["tags"]["minItems"] == 1  # strict mode takes those
+    loose = response_format(spec, "json_object")
+    assert loose is not None and loose["schema"]["properties"]["title"]["maxLength"] == 40
+
+
+@pytest.mark.parametrize("mode", ["json_schema", "json_object", "prompt"])
+def test_a_bounded_text_reply_is_repaired_and_the_instructions_say_the_bounds(mode: str) -> None:
+    with OpenAITestServer() as server:
+        server.enqueue(Fault(content='{"title": "Rain", "tags": ["weather"]}'))
+        config = {"base_url": server.base_url, "api_key": "k", "structured_output": mode}
+        out = BaseAgent(config=config, signature=Headline).run(story="It rained all day in Madrid.")
+        first, repair = (r["messages"] for r in server.requests)
+    assert 5 <= len(out["title"]) <= 40 and 1 <= len(out["tags"]) <= 3
+    assert "title (a text of 5 to 40 characters)" in first[0]["content"]
+    assert "'Rain' (4 characters) is not a text of 5 to 40 characters" in repair[-1]["content"]
+
+
+def test_a_bounded_text_gets_a_smaller_output_budget() -> None:
+    from dagwright.llm.structured import output_budget
+
+    assert output_budget(as_signature("q -> a: str[1, 20]")) < output_budget(as_signature("q -> a: str"))
+    assert output_budget(as_signature("q -> a: str[1, None]")) == output_budget(as_signature("q -> a: str"))
+    assert output_budget(as_signature("q -> a: list[int][1, 2]")) < output_budget(as_signature("q -> a: list[int]"))
+
+
+def test_inputs_and_defaults_are_checked_against_string_lengths() -> None:
+    spec = as_signature("name: str[1, 8] -> a")
+    assert validate_inputs(spec, {"name": "Ada"}) == {"name": "Ada"}
+    with pytest.raises(ValueError, match=r"input 'name' expects str\[1, 8\]"):
+        validate_inputs(spec, {"name": ""})
+    with pytest.raises(SignatureError, match="does not fit"):
+        as_signature("name: str[1, 8] = 'far too long' -> a")
+    assert (
+        value_misfit("far too long", parse_type("str[1, 8]")) == "'far too long' (12 characters) is outside str[1, 8]"
+    )
+
+
+def test_assignability_of_bounded_texts() -> None:
+    short = parse_type("str[1, 40]")
+    assert is_assignable(short, parse_type("str")).level == "ok"
+    assert is_assignable(parse_type("str[5, 10]"), short).level == "ok"
+    assert is_assignable(parse_type("str"), short).level == "warning"
+    assert is_assignable(parse_type("str[0, 80]"), short).level == "warning"
+    assert is_assignable(parse_type("Literal['yes', 'no']"), short).level == "ok"
+    assert is_assignable(parse_type("Literal['']"), short).level == "error"
+    assert is_assignable(short, parse_type("int[1, 40]")).level == "error"  # a text is still no number
+
+
+def test_an_unbounded_text_into_a_bounded_input_is_dw020() -> None:
+    flow = Flow("lengths")
+    flow.add_agent("writer", "topic: str -> draft: str")
+    flow.add_agent("tweeter", "draft: str[1, 280] -> tweet: str[1, 280]")
+    flow.connect("writer.draft", "tweeter.draft")
+    flow.input("topic")
+    [warning] = [d for d in flow.validate() if d.code == "DW020"]
+    assert warning.node == "tweeter" and warning.port == "draft"
+    assert "writer.draft (str) flows into tweeter.draft (str[1, 280])" in warning.message
+    assert "a text whose length is outside [1, 280]" in warning.message
+    assert "min_length" in (warning.hint or "")
+    bounded_flow = Flow("lengths")
+    bounded_flow.add_agent("writer", "topic: str -> draft: str[1, 200]")
+    bounded_flow.add_agent("tweeter", "draft: str[1, 280] -> tweet: str")
+    bounded_flow.connect("writer.draft", "tweeter.draft")
+    bounded_flow.input("topic")
+    assert not [d for d in bounded_flow.validate() if d.code == "DW020"]
+
+
+@given(st.integers(0, 6), st.integers(0, 6), st.text(max_size=8))
+def test_a_text_fits_its_bounds_exactly_when_its_length_does(lo: int, hi: int, value: str) -> None:
+    lo, hi = min(lo, hi), max(lo, hi)
+    t = TypeExpr("str", bounds=(lo, hi))
+    assert (value_misfit(value, t) is None) == (lo <= len(value) <= hi)
+    spec = as_signature(f"q -> a: str[{lo}, {hi}]")
+    assert (parse_reply(spec, json.dumps({"a": value}))[1] == []) == (lo <= len(value) <= hi)

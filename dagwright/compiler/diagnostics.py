@@ -80,7 +80,8 @@ CODES: dict[str, CodeInfo] = _codes(
         "DW020",
         "unbounded-into-bounded",
         "warning",
-        "A number without bounds (or with wider ones) flows into an input that has bounds (float[0, 1]).",
+        "A value without bounds (or with wider ones) flows into an input that has bounds: a number's "
+        "(float[0, 1]), a text's length (str[1, 280]) or a list's length (list[str][1, None]).",
     ),
     ("DW200", "pattern-config", "error", "A coordination pattern is configured wrongly (DW200-DW299 are patterns)."),
     (

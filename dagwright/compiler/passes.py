@@ -283,9 +283,16 @@ def check_fan_in(graph: Graph) -> list[Diagnostic]:
     return out
 
 
+def _bound_hint(expected: TypeExpr) -> str:
+    bounded = expected.without_none()
+    if bounded.kind in ("str", "list"):
+        return "OutputField(min_length=..., max_length=...)"
+    return "OutputField(ge=..., le=...)"
+
+
 def check_types(graph: Graph) -> list[Diagnostic]:
-    """DW007 type mismatches, DW008 optional values into required inputs and DW020 unbounded numbers into
-    bounded inputs, per edge."""
+    """DW007 type mismatches, DW008 optional values into required inputs and DW020 unbounded values (numbers,
+    texts, lists) into bounded inputs, per edge."""
     out: list[Diagnostic] = []
     index = graph._index
     ends = index.endpoints
@@ -334,7 +341,7 @@ def check_types(graph: Graph) -> list[Diagnostic]:
                     f"{edge.target}.{edge.target_port} ({dst_desc}): {result.reason}",
                     node=edge.target,
                     port=edge.target_port,
-                    hint=f"bound {edge.source}.{edge.source_port} the same way (OutputField(ge=..., le=...))",
+                    hint=f"bound {edge.source}.{edge.source_port} the same way ({_bound_hint(expected)})",
                     related=(edge.source,),
                     edge=edge,
                     location=edge.location or by_id[edge.target].location,

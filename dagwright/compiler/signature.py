@@ -445,7 +445,7 @@ def InputField(
 ) -> Any:
     """Declare an input field of a :class:`Signature`; a default makes it optional. ``ge`` / ``le`` bound a
     number (inclusive): the field's type becomes ``float[ge, le]``; ``min_length`` / ``max_length`` bound the
-    items of a list (``list[str][1, None]``)."""
+    characters of a ``str`` (``str[1, 280]``) or the items of a list (``list[str][1, None]``)."""
     return _FieldInfo("input", desc if desc is not None else description, default, ge, le, min_length, max_length)
 
 
@@ -459,8 +459,8 @@ def OutputField(
     max_length: int | None = None,
 ) -> Any:
     """Declare an output field of a :class:`Signature`. ``ge`` / ``le`` bound a number, ``min_length`` /
-    ``max_length`` the items of a list (inclusive): sent in the reply's JSON schema, checked on the reply,
-    and part of the compile-time type check."""
+    ``max_length`` the characters of a ``str`` or the items of a list (inclusive): sent in the reply's JSON
+    schema, checked on the reply, and part of the compile-time type check."""
     return _FieldInfo("output", desc if desc is not None else description, MISSING, ge, le, min_length, max_length)
 
 

@@ -63,7 +63,8 @@ JSONValue = Any  # JSON data; kept loose because JSON is recursive
 Bound = int | float | None
 Bounds = tuple[()] | tuple[Bound, Bound]
 """Inclusive bounds ``(lowest, highest)``, None for an open side; ``()`` when there are none: a number's
-values (``float[0, 1]``) or a list's length (``list[str][1, None]``)."""
+values (``float[0, 1]``), a string's length in characters (``str[1, 280]``) or a list's length in items
+(``list[str][1, None]``)."""
 
 _PRIMITIVES = ("any", "none", "str", "int", "float", "bool", "bytes")
 _KINDS = frozenset((*_PRIMITIVES, "list", "dict", "tuple", "union", "literal", "model", "named"))
@@ -78,8 +79,8 @@ class TypeExpr:
     import path of a ``model`` or ``named`` type; ``fields`` a model's fields;
     ``bases`` the import paths of a named type's base classes (for subclass
     checks); ``schema`` a model's JSON schema as canonical JSON text; ``bounds``
-    an ``int`` or ``float``'s inclusive bounds ``(ge, le)`` (``float[0, 1]``), or the least and most items
-    of a ``list`` (``list[str][1, None]``).
+    an ``int`` or ``float``'s inclusive bounds ``(ge, le)`` (``float[0, 1]``), the least and most characters
+    of a ``str`` (``str[1, 280]``), or the least and most items of a ``list`` (``list[str][1, None]``).
     """
 
     __slots__ = ("_hash", "args", "bases", "bounds", "fields", "kind", "name", "schema", "values", "variadic")
@@ -215,8 +216,8 @@ def _bounds_key(bounds: Bounds) -> tuple[Any, ...]:
 
 def _checked_bounds(kind: str, bounds: Bounds) -> Bounds:
     """``bounds`` when they fit ``kind``; otherwise a ValueError saying what is wrong."""
-    if kind not in ("int", "float", "list"):
-        raise ValueError(f"only int, float (values) and list (length) take bounds, not {kind}")
+    if kind not in ("int", "float", "str", "list"):
+        raise ValueError(f"only int, float (values), str and list (length) take bounds, not {kind}")
     if len(bounds) != 2:
         raise ValueError(f"bounds are (lowest, highest), two numbers or None, got {bounds!r}")
     for b in bounds:
@@ -224,16 +225,19 @@ def _checked_bounds(kind: str, bounds: Bounds) -> Bounds:
             raise ValueError(f"a bound must be a finite number or None, got {b!r}")
         if kind == "int" and b is not None and not float(b).is_integer():
             raise ValueError(f"int bounds must be whole numbers, got {b!r}")
-        if kind == "list" and b is not None and (not float(b).is_integer() or b < 0):
-            raise ValueError(f"a list's length bounds are whole numbers >= 0, got {b!r}")
+        if kind in _SIZED and b is not None and (not float(b).is_integer() or b < 0):
+            raise ValueError(f"a {kind}'s length bounds are whole numbers >= 0, got {b!r}")
     lo, hi = bounds
     if lo is not None and hi is not None and lo > hi:
         raise ValueError(f"the lower bound {lo!r} is above the upper bound {hi!r}")
     if lo is None and hi is None:
         return ()
-    if kind == "list":
+    if kind in _SIZED:
         return (None if lo is None else int(lo), None if hi is None else int(hi))
     return (lo, hi)
+
+
+_SIZED = ("str", "list")  # kinds whose bounds are a length: characters of a str, items of a list
 
 
 def bounded(t: TypeExpr, ge: Bound = None, le: Bound = None) -> TypeExpr:
@@ -250,15 +254,15 @@ def bounded(t: TypeExpr, ge: Bound = None, le: Bound = None) -> TypeExpr:
 
 
 def sized(t: TypeExpr, min_length: int | None = None, max_length: int | None = None) -> TypeExpr:
-    """``t`` (a ``list``, optionally with None) holding ``min_length`` to ``max_length`` items (inclusive);
-    ``t`` when both are None. Raises ValueError for any other type."""
+    """``t`` (a ``str`` or a ``list``, optionally with None) holding ``min_length`` to ``max_length``
+    characters or items (inclusive); ``t`` when both are None. Raises ValueError for any other type."""
     if min_length is None and max_length is None:
         return t
     if t.kind == "union" and t.is_optional:
         return optional(sized(t.without_none(), min_length, max_length))
-    if t.kind != "list":
-        raise ValueError(f"min_length= and max_length= bound the length of a list, not {t}")
-    return TypeExpr("list", t.args, bounds=_narrowed(t.bounds, min_length, max_length))
+    if t.kind not in _SIZED:
+        raise ValueError(f"min_length= and max_length= bound the length of a str or a list, not {t}")
+    return TypeExpr(t.kind, t.args, bounds=_narrowed(t.bounds, min_length, max_length))
 
 
 def _narrowed(old: Bounds, lo: Bound, hi: Bound) -> Bounds:
@@ -270,7 +274,8 @@ def _narrowed(old: Bounds, lo: Bound, hi: Bound) -> Bounds:
 
 @functools.lru_cache(maxsize=1024)
 def without_bounds(t: TypeExpr) -> TypeExpr:
-    """``t`` with the bounds of every number in it taken away (``list[float[0, 1]]`` -> ``list[float]``)."""
+    """``t`` with every bound in it taken away, numbers' and lengths' (``list[float[0, 1]][1, 5]`` ->
+    ``list[float]``)."""
     if t.bounds:
         return TypeExpr(t.kind, tuple(without_bounds(a) for a in t.args))
     if not t.args and not t.fields:
@@ -495,14 +500,20 @@ def _check(src: TypeExpr, dst: TypeExpr) -> tuple[int, str]:
 
 
 def _check_bounds(src: TypeExpr, dst: TypeExpr) -> tuple[int, str]:
-    """A check where either side is a bounded number: the types without bounds, then the ranges."""
+    """A check where either side is bounded (a number, a text or a list): the types without bounds, then the
+    ranges."""
     plain_src = TypeExpr(src.kind, src.args) if src.bounds else src
     plain_dst = TypeExpr(dst.kind, dst.args) if dst.bounds else dst
     level, reason = _check(plain_src, plain_dst)
     if level == ERROR or not dst.bounds:
         return level, reason
     if src.kind == "literal":
-        outside = [v for v in src.values if isinstance(v, (int, float)) and not _within(v, dst.bounds)]
+        outside: list[LiteralValue] = [
+            v
+            for v in src.values
+            if (dst.kind == "str" and isinstance(v, str) and not _within(len(v), dst.bounds))
+            or (dst.kind != "str" and isinstance(v, (int, float)) and not _within(v, dst.bounds))
+        ]
         if outside:
             return ERROR, f"{src} holds {', '.join(map(repr, outside))}, outside {dst}"
         return level, reason
@@ -511,7 +522,8 @@ def _check_bounds(src: TypeExpr, dst: TypeExpr) -> tuple[int, str]:
     if (lo is None or (s_lo is not None and s_lo >= lo)) and (hi is None or (s_hi is not None and s_hi <= hi)):
         return level, reason
     what = "without bounds" if not src.bounds else "with wider bounds"
-    which = "a list whose length is outside" if dst.kind == "list" else "a value outside"
+    which = {"list": "a list whose length is", "str": "a text whose length is"}.get(dst.kind, "a value")
+    which += " outside"
     return max(level, WARNING), (
         f"{src} ({what}) into {dst}: {which} [{_bounds_text(dst.bounds)}] fails at run time; "
         f"declare the producing field as {dst}"
@@ -671,7 +683,9 @@ def value_misfit(value: object, t: TypeExpr) -> str | None:
     if kind in _SCALAR_CHECKS:
         if not _SCALAR_CHECKS[kind](value):
             return f"{value!r} is not {'an' if kind == 'int' else 'a'} {kind}"
-        if t.bounds and not _within(float(value), t.bounds):  # type: ignore[arg-type]
+        if t.bounds and kind == "str" and not _within(len(value), t.bounds):  # type: ignore[arg-type]
+            return f"{_short(value)} ({len(value)} characters) is outside {t}"  # type: ignore[arg-type]
+        if t.bounds and kind != "str" and not _within(float(value), t.bounds):  # type: ignore[arg-type]
             return f"{value!r} is outside {t}"
         return None
     if kind == "bytes":
@@ -714,6 +728,11 @@ def value_misfit(value: object, t: TypeExpr) -> str | None:
                 return f"{key!r}: {why}"
         return None
     return None
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 _SCALAR_CHECKS: dict[str, Callable[[object], bool]] = {
@@ -1050,7 +1069,7 @@ class _TypeBuilder:
         base = _dotted(node.value)
         if base is not None and base.startswith(("typing.", "t.")):
             base = base.split(".", 1)[1]
-        if base in ("int", "float"):
+        if base in ("int", "float", "str"):
             return self.number_bounds(base, node)
         if base not in _GENERICS:
             raise self.fail(node.value, f"{base or 'this'} does not take type arguments")
@@ -1075,7 +1094,8 @@ class _TypeBuilder:
         return union(args)  # Union
 
     def number_bounds(self, base: str, node: ast.Subscript) -> TypeExpr:
-        """``float[0, 1]``, ``int[1, None]``: a number with inclusive bounds (None leaves a side open)."""
+        """``float[0, 1]``, ``int[1, None]``: a number with inclusive bounds (None leaves a side open);
+        ``str[1, 280]``: a text of 1 to 280 characters."""
         lo, hi = self.bounds_of(node, base)
         try:
             return TypeExpr(base, bounds=(lo, hi))
@@ -1086,7 +1106,11 @@ class _TypeBuilder:
         """The two bounds written in ``node``'s brackets: numbers (negative too) or None."""
         items = list(node.slice.elts) if isinstance(node.slice, ast.Tuple) else [node.slice]
         if len(items) != 2:
-            raise self.fail(node, f"{base}[...] takes two bounds, the lowest and the highest value: {base}[0, 1]")
+            example = {
+                "str": "the least and the most characters: str[1, 280]",
+                "list[...]": "the least and the most items: list[str][1, None]",
+            }.get(base, f"the lowest and the highest value: {base}[0, 1]")
+            raise self.fail(node, f"{base}[...] takes two bounds, {example}")
         bounds: list[Bound] = []
         for item in items:
             value: Any = None
@@ -1143,6 +1167,7 @@ _JSON_KEYS: dict[str, set[str]] = {
     "named": {"kind", "name", "bases"},
     "int": {"kind", "bounds"},
     "float": {"kind", "bounds"},
+    "str": {"kind", "bounds"},
 }
 
 
@@ -1178,7 +1203,7 @@ def from_json(data: JSONValue, where: str = "type", _depth: int = 0) -> TypeExpr
         raise ValueError(f"{where}: {kind} takes {expected_arity} type argument(s), got {len(parsed_args)}")
     if kind == "union":
         return union(parsed_args)
-    if kind in ("int", "float", "list") and "bounds" in data:
+    if kind in ("int", "float", "str", "list") and "bounds" in data:
         raw = data.get("bounds", [None, None])
         if not isinstance(raw, list) or len(raw) != 2:
             raise ValueError(f"{where}.bounds: expected [lowest, highest], numbers or null")

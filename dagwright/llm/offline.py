@@ -611,8 +611,7 @@ class _Generator:
         pattern = schema.get("pattern")
         if isinstance(pattern, str):
             text = self.matching(pattern, path, text)
-        low = int(schema.get("minLength", 0))
-        high = schema.get("maxLength")
+        low, high = _string_lengths(schema)
         if high is not None and len(text) > int(high):
             short = f"{label} ({self.tag})"
             text = short if len(short) <= int(high) else short[: int(high)]
@@ -866,3 +865,18 @@ class _RegexSampler:
                     }.get(getattr(arg, "name", ""), "")
                 )
         return parts
+
+
+_LENGTH_WORDS = re.compile(r"a text of (?:(\d+) to (\d+) characters|at least (\d+) character|at most (\d+) character)")
+
+
+def _string_lengths(schema: Mapping[str, Any]) -> tuple[int, int | None]:
+    """The least and most characters of a string schema: its minLength / maxLength, or, where a strict schema
+    had to say them in its description ("a text of 5 to 40 characters"), those words."""
+    low, high = schema.get("minLength"), schema.get("maxLength")
+    if low is None and high is None and isinstance(schema.get("description"), str):
+        found = _LENGTH_WORDS.search(schema["description"])
+        if found:
+            pair_low, pair_high, least, most = found.groups()
+            low, high = pair_low or least, pair_high or most
+    return int(low or 0), None if high is None else int(high)

@@ -70,6 +70,9 @@ def python_type(t: TypeExpr) -> Any:
     if k == "none":
         return type(None)
     simple = {"str": str, "int": int, "float": float, "bool": bool, "bytes": bytes}.get(k)
+    if k == "str" and t.bounds:
+        least, most = (None if b is None else int(b) for b in t.bounds)
+        return Annotated[str, Field(min_length=least, max_length=most)]
     if simple is not None and t.bounds:
         lo, hi = t.bounds
         return Annotated[simple, Field(ge=lo, le=hi)]
@@ -185,7 +188,12 @@ def output_schema(spec: SignatureSpec) -> dict[str, Any]:
 def _strictify(schema: Any) -> Any:
     """Close objects (additionalProperties false) and require every property, recursively."""
     if isinstance(schema, dict):
-        out = {k: _strictify(v) for k, v in schema.items() if k != "title"}
+        # pydantic's "title" annotations go; a property named "title" (a field of that name) stays.
+        out = {k: _strictify(v) for k, v in schema.items() if k != "title" or not isinstance(v, str)}
+        if isinstance(schema.get("properties"), dict):
+            out["properties"] = {name: _strictify(sub) for name, sub in schema["properties"].items()}
+        if isinstance(schema.get("$defs"), dict):
+            out["$defs"] = {name: _strictify(sub) for name, sub in schema["$defs"].items()}
         if out.get("type") == "object" and "properties" in out:
             out["required"] = list(out["properties"])
             out.setdefault("additionalProperties", False)
@@ -193,6 +201,25 @@ def _strictify(schema: Any) -> Any:
     if isinstance(schema, list):
         return [_strictify(v) for v in schema]
     return schema
+
+
+def _without_string_lengths(schema: Any) -> Any:
+    """``schema`` with each string's ``minLength`` / ``maxLength`` moved into its description, in words."""
+    if isinstance(schema, list):
+        return [_without_string_lengths(v) for v in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {
+        k: v if k in ("properties", "$defs") and not isinstance(v, dict) else _without_string_lengths(v)
+        for k, v in schema.items()
+    }
+    if isinstance(schema.get("properties"), dict):
+        out["properties"] = {name: _without_string_lengths(sub) for name, sub in schema["properties"].items()}
+    if schema.get("type") == "string" and ("minLength" in schema or "maxLength" in schema):
+        least, most = out.pop("minLength", None), out.pop("maxLength", None)
+        words = described(TypeExpr("str", bounds=(least, most)))
+        out["description"] = f"{out['description']} ({words})" if out.get("description") else words
+    return out
 
 
 def _strict_compatible(schema: Any) -> bool:
@@ -218,10 +245,13 @@ def response_format(spec: SignatureSpec, mode: StructuredMode) -> dict[str, Any]
     schema = output_schema(spec)
     if mode == "json_schema":
         name = re.sub(r"[^A-Za-z0-9_-]", "_", spec.name or "output")[:64] or "output"
-        return {
-            "type": "json_schema",
-            "json_schema": {"name": name, "schema": schema, "strict": _strict_compatible(schema)},
-        }
+        strict = _strict_compatible(schema)
+        if strict:
+            # OpenAI's strict mode refuses minLength / maxLength: there they are said in the field's description
+            # and checked on the reply (json_object and the prompt keep them in the schema, where llama.cpp's
+            # grammar enforces them).
+            schema = _without_string_lengths(schema)
+        return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": strict}}
     if mode == "json_object":
         return {"type": "json_object", "schema": schema}
     return None
@@ -233,11 +263,15 @@ def schema_block(spec: SignatureSpec) -> str:
 
 
 def described(t: TypeExpr) -> str:
-    """A field's type as the prompt states it: bounded numbers in words, which small models follow where they
-    misread ``float[0, 1]``."""
+    """A field's type as the prompt states it: bounds in words, which small models follow where they misread
+    ``float[0, 1]``."""
     if not t.bounds:
         return str(t)
     lo, hi = t.bounds
+    if t.kind == "str":
+        if lo is not None and hi is not None:
+            return f"a text of {lo} to {hi} characters"
+        return f"a text of at least {lo} character(s)" if lo is not None else f"a text of at most {hi} character(s)"
     if t.kind == "list":
         items = f"a list[{t.args[0]}]"
         if lo is not None and hi is not None:
@@ -269,8 +303,15 @@ def _type_budget(t: TypeExpr, nested: bool) -> int:
         return _SCALAR_TOKENS
     if k == "literal":
         return _SCALAR_TOKENS + max((len(repr(v)) // 3 for v in t.values), default=0)
+    if k == "str" and t.bounds and t.bounds[1] is not None:
+        # A token is a character or more, but rare characters take several tokens.
+        return min(2 * int(t.bounds[1]) + 8, _ITEM_TEXT_TOKENS if nested else _TEXT_TOKENS)
     if k in ("list", "dict", "tuple"):
-        items = [*t.args] if k == "tuple" and not t.variadic else [t.args[-1]] * _ITEMS
+        count = _ITEMS
+        if k == "list" and t.bounds:
+            least, most = t.bounds
+            count = int(most) if most is not None else max(_ITEMS, int(least or 0))
+        items = [*t.args] if k == "tuple" and not t.variadic else [t.args[-1]] * count
         return sum(_type_budget(a, True) + 2 for a in items) + 4
     if k == "union":
         return max(_type_budget(a, nested) for a in t.args)
@@ -282,7 +323,8 @@ def _type_budget(t: TypeExpr, nested: bool) -> int:
 @functools.lru_cache(maxsize=512)
 def output_budget(spec: SignatureSpec) -> int:
     """The default ``max_tokens`` of a reply for ``spec``: a share per output field by its type (600 for a
-    ``str``, 16 for a number, ten items of a list), at most :data:`MAX_OUTPUT_BUDGET`."""
+    ``str``, less for a ``str`` with a most length, 16 for a number, ten items of a list or as many as its
+    most length), at most :data:`MAX_OUTPUT_BUDGET`."""
     total = _REPLY_OVERHEAD + sum(_type_budget(f.type, False) + _FIELD_OVERHEAD for f in spec.outputs)
     return min(total, MAX_OUTPUT_BUDGET)
 
@@ -360,7 +402,9 @@ def loads_lenient(text: str) -> tuple[Any, str]:
     return None, error
 
 
-_OUT_OF_BOUNDS = frozenset(("greater_than_equal", "less_than_equal", "too_short", "too_long"))
+_OUT_OF_BOUNDS = frozenset(
+    ("greater_than_equal", "less_than_equal", "too_short", "too_long", "string_too_short", "string_too_long")
+)
 
 
 def _problems(spec: SignatureSpec, exc: pydantic.ValidationError) -> list[str]:
@@ -372,7 +416,12 @@ def _problems(spec: SignatureSpec, exc: pydantic.ValidationError) -> list[str]:
         loc = ".".join(str(p) for p in err["loc"]) or "(root)"
         field = fields.get(str(err["loc"][0])) if len(err["loc"]) == 1 else None
         if err["type"] in _OUT_OF_BOUNDS and field is not None and field.without_none().bounds:
-            shown = repr(err["input"]) if not isinstance(err["input"], list) else f"{len(err['input'])} item(s)"
+            given = err["input"]
+            if isinstance(given, str):
+                start = given if len(given) <= 40 else given[:37] + "..."
+                shown = f"{start!r} ({len(given)} characters)"
+            else:
+                shown = repr(given) if not isinstance(given, list) else f"{len(given)} item(s)"
             problems.append(f"{loc}: {err['msg']}: {shown} is not {described(field.without_none())}")
         else:
             problems.append(f"{loc}: {err['msg']}")

@@ -564,3 +564,14 @@ def test_a_class_signature_default_must_fit_its_type() -> None:
             y: str = OutputField()
 
         as_signature(Bad)
+
+
+def test_fields_named_like_schema_keywords_stay_in_the_reply_schema() -> None:
+    from dagwright.llm.structured import output_schema, parse_reply
+
+    spec = as_signature("q -> title: str, properties: str, description: str")
+    schema = output_schema(spec)
+    assert list(schema["properties"]) == ["title", "properties", "description"] == schema["required"]
+    assert all(p == {"type": "string"} for p in schema["properties"].values())
+    reply = '{"title": "t", "properties": "p", "description": "d"}'
+    assert parse_reply(spec, reply) == ({"title": "t", "properties": "p", "description": "d"}, [])

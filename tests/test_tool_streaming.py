@@ -249,3 +249,19 @@ def test_streamed_tool_calls_are_recorded_and_replayed(tmp_path: Path) -> None:
         again = tool_agent(replay).run(question="q")
     assert first["_tool_calls"][0]["arguments"] == again["_tool_calls"][0]["arguments"] == {"query": "pear"}
     assert first["answer"] == again["answer"]
+
+
+def test_tool_rounds_get_room_for_their_calls_beside_the_answer() -> None:
+    """A short answer's budget (an int: 56 tokens) would cut a tool call's arguments; tool rounds get more."""
+    from dagwright.llm.agent import TOOL_ROUND_TOKENS
+
+    with OpenAITestServer() as server:
+        config = {"provider": "openai", "base_url": server.base_url, "api_key": "k"}
+        BaseAgent(config=config, signature="question: str -> n: int").run(question="q")
+        plain = server.requests[-1]["max_tokens"]
+        BaseAgent(config=config, signature="question: str -> n: int", tools=[lookup]).run(question="q")
+        assert [r["max_tokens"] for r in server.requests[1:]] == [plain + TOOL_ROUND_TOKENS] * 2
+        BaseAgent(config={**config, "max_tokens": 40}, signature="question: str -> n: int", tools=[lookup]).run(
+            question="q"
+        )
+        assert server.requests[-1]["max_tokens"] == 40  # a configured budget is used as it is

@@ -24,6 +24,7 @@ import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from dataclasses import replace as dc_replace
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -100,6 +101,10 @@ class AgentContext:
     structured_output: StructuredMode | None = None
 
 
+TOOL_ROUND_TOKENS = 256
+"""Tokens added to the default output budget of a request offering tools, for the calls it may ask for."""
+
+
 async def structured_call(
     spec: SignatureSpec, inputs: Mapping[str, Any], config: AgentConfig, context: AgentContext
 ) -> dict[str, Any]:
@@ -167,6 +172,10 @@ async def _answer(
         reply = await _call(settings, setting, request_for, context, None)
         return reply, request_for(reply.mode or "json_schema")[0]
     offered = openai_tools(context.tools)
+    if config.max_tokens is None and settings.max_tokens:
+        # The signature's output budget counts only the answer; a round may instead ask for tool calls, whose
+        # names and arguments need room of their own (cut, their arguments would not be JSON).
+        settings = dc_replace(settings, max_tokens=settings.max_tokens + TOOL_ROUND_TOKENS)
     transcript = list(request_for("json_schema" if setting == "auto" else setting)[0])
     opening = len(transcript)
     last: list[LLMReply] = []

@@ -308,3 +308,14 @@ def test_instructions_go_into_the_first_user_message_when_asked() -> None:
     assert [m["role"] for m in request["messages"]] == ["user"]
     content = request["messages"][0]["content"]
     assert content.startswith("Be terse.") and content.endswith("What is ML?")
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_numbers_json_does_not_have_are_refused_by_name(constant: str) -> None:
+    spec = as_signature(QA)
+    outputs, problems = parse_reply(spec, f'{{"answer": "x", "confidence": {constant}}}')
+    assert outputs is None
+    assert problems == [
+        f"the reply is not valid JSON: {constant} is not a number JSON allows (write a finite number, or null)"
+    ]
+    assert loads_lenient('{"a": "NaN"}') == ({"a": "NaN"}, "")  # as text it is a value like any other

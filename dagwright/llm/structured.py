@@ -391,15 +391,27 @@ def loads_lenient(text: str) -> tuple[Any, str]:
     Models' JSON often needs one of these, and none changes a value: raw control characters (newlines)
     inside strings, a fenced block, prose before or after the object, a trailing comma. The error quoted
     is the one of the most specific part tried (the object found in the reply, not the prose around it).
+    ``NaN`` and ``Infinity``, which Python's reader takes but JSON has not, are refused: no field should
+    receive them.
     """
     error = ""
     for candidate in reversed(_json_candidates(text)):
         for attempt in (candidate, _without_trailing_commas(candidate)):
             try:
-                return json.loads(attempt, strict=False), ""
+                return json.loads(attempt, strict=False, parse_constant=_no_constant), ""
             except json.JSONDecodeError as exc:
                 error = error or _decode_error(exc, attempt, text)
+            except _NotJSONNumber as exc:
+                error = error or f"{exc} is not a number JSON allows (write a finite number, or null)"
     return None, error
+
+
+class _NotJSONNumber(ValueError):
+    pass
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotJSONNumber(name)
 
 
 _OUT_OF_BOUNDS = frozenset(

@@ -82,7 +82,8 @@ class Fault:
     - ``empty``: the content is the empty string.
     - ``schema_violation``: the content is valid JSON without the schema's required properties
       (``[]`` when the schema requires none, ``{}`` when it does not describe an object).
-    - ``content``: exactly this content. ``body``: exactly this raw HTTP body.
+    - ``content``: exactly this content. ``body``: exactly this raw HTTP body (sent as an event stream,
+      ``text/event-stream``, when it starts with ``data:``).
     - ``drop_connection``: the connection is closed without a reply.
     - ``tool_calls``: the reply asks for these function calls instead of answering: each a
       ``(name, arguments)`` pair, the arguments a dict (sent as JSON) or a string sent as written, so
@@ -333,9 +334,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def send(self, status: int, body: bytes, headers: Mapping[str, str] | None = None) -> None:
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        extra = dict(headers or {})
+        self.send_header("Content-Type", extra.pop("Content-Type", "application/json"))
         self.send_header("Content-Length", str(len(body)))
-        for name, value in (headers or {}).items():
+        for name, value in extra.items():
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
@@ -964,6 +966,8 @@ class OpenAITestServer:
             _shutdown(handler.connection)
             return True
         if fault.body is not None:
+            if fault.body.startswith("data:"):
+                headers = {**headers, "Content-Type": "text/event-stream"}
             handler.send(fault.status, fault.body.encode(), headers)
             return True
         if not 200 <= fault.status < 300:

@@ -319,3 +319,18 @@ def test_numbers_json_does_not_have_are_refused_by_name(constant: str) -> None:
         f"the reply is not valid JSON: {constant} is not a number JSON allows (write a finite number, or null)"
     ]
     assert loads_lenient('{"a": "NaN"}') == ({"a": "NaN"}, "")  # as text it is a value like any other
+
+
+def test_a_refusal_inside_an_event_stream_is_not_retried() -> None:
+    """vLLM sends a request it refuses as an error event with the status it would have answered."""
+    refusal = {
+        "error": {"object": "error", "message": "max_tokens is too large", "type": "BadRequestError", "code": 400}
+    }
+    body = f"data: {json.dumps(refusal)}\n\ndata: [DONE]\n\n"
+    with OpenAITestServer() as server:
+        server.enqueue(Fault(body=body), Fault(body=body.replace("400", "503")))
+        with pytest.raises(LLMError, match=r"refused the request \(HTTP 400, in its event stream\): max_tokens"):
+            agent_for(server).run(question="q")
+        assert server.request_count == 1
+        assert agent_for(server).run(question="q")["answer"]  # a 503 event is retried
+        assert server.request_count == 3

@@ -705,7 +705,13 @@ class _Stream:
         if self.call.format_type is not None and _refuses_format(message):
             text = f"{self.call.where} refused the response format {self.call.format_type!r}: {message}"
             return _Failure(FormatRefusedError, text, False)
-        return _Failure(LLMError, f"{self.call.where} failed while streaming its reply: {message}", True)
+        # vLLM reports a request it refuses inside the stream, with the status it would have answered.
+        code = error.get("code") if isinstance(error, dict) else None
+        status = int(code) if isinstance(code, int) or (isinstance(code, str) and code.isdigit()) else None
+        if status is not None and 400 <= status < 500 and status not in (408, 429):
+            text = f"{self.call.where} refused the request (HTTP {status}, in its event stream): {message}"
+            return _Failure(LLMRequestError, text, False, status)
+        return _Failure(LLMError, f"{self.call.where} failed while streaming its reply: {message}", True, status)
 
     def _take(self, event: dict[str, Any]) -> None:
         if isinstance(event.get("model"), str) and event["model"]:

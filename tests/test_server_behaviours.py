@@ -334,3 +334,13 @@ def test_a_refusal_inside_an_event_stream_is_not_retried() -> None:
         assert server.request_count == 1
         assert agent_for(server).run(question="q")["answer"]  # a 503 event is retried
         assert server.request_count == 3
+
+
+def test_a_server_that_refuses_stream_options_is_sent_none() -> None:
+    body = json.dumps({"error": {"message": "Unrecognized request argument supplied: stream_options", "code": None}})
+    with OpenAITestServer() as server:
+        server.enqueue(Fault(status=400, body=body))
+        assert agent_for(server, max_retries=0).run(question="q")["answer"]
+        assert ["stream_options" in r for r in server.requests] == [True, False]
+        agent_for(server).run(question="again")
+        assert "stream_options" not in server.requests[-1] and server.requests[-1]["stream"] is True

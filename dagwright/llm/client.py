@@ -262,6 +262,7 @@ def forget_modes() -> None:
     _working_modes.clear()
     _one_at_a_time.clear()
     _unstreamed_tools.clear()
+    _no_stream_options.clear()
 
 
 RequestFor = Callable[[StructuredMode], tuple[list[dict[str, Any]], dict[str, Any] | None]]
@@ -347,6 +348,8 @@ class _Failure:
     interrupted: bool = False
     # A streamed request offering tools that the server could not stream: to be sent again whole.
     unstreamable: bool = False
+    # A request refused for its stream_options (a server that does not know them): to be sent again without.
+    without_stream_options: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,7 +394,8 @@ class _Call:
             # Streamed, so that closing the connection on a timeout or a cancel stops a server that notices it;
             # the tool calls of a streamed reply are put together from their pieces.
             request["stream"] = True
-            request["stream_options"] = {"include_usage": True}
+            if _endpoint_key(base_url) not in _no_stream_options:
+                request["stream_options"] = {"include_usage": True}
         shown = _display_url(base_url) if base_url else "the OpenAI API (https://api.openai.com/v1)"
         format_type = (response_format or {}).get("type")
         scrub = _Scrubber(base_url, settings.api_key)
@@ -455,6 +459,12 @@ async def _complete_openai(
         call.count(usage, outcome)
         if isinstance(outcome, LLMReply):
             return outcome
+        if outcome.without_stream_options and "stream_options" in call.request:
+            _no_stream_options.add(_endpoint_key(call.base_url))
+            log.info(call.scrub(f"{call.where} does not take stream_options: {outcome.message}"))
+            call = replace(call, request={k: v for k, v in call.request.items() if k != "stream_options"})
+            attempts -= 1
+            continue
         if outcome.unstreamable and call.request.get("stream"):
             # Sent again at once, whole, and so from now on: not a failure of the server, no retry spent.
             _unstreamed_tools.add(_endpoint_key(call.base_url))
@@ -494,6 +504,9 @@ _one_at_a_time: set[str] = set()
 # Base URLs whose server cannot stream its reply to a request offering tools (llama-cpp-python's function-calling
 # chat formats answer such a request with an empty event stream): their tool rounds are sent whole.
 _unstreamed_tools: set[str] = set()
+# Base URLs whose server refuses stream_options (some gateways and older servers answer 400 "unrecognized
+# argument"): their streamed requests go without it, and their usage is counted roughly.
+_no_stream_options: set[str] = set()
 _gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]] = weakref.WeakKeyDictionary()
 
 
@@ -560,6 +573,9 @@ def _status_failure(call: _Call, exc: Any, attempts: int) -> _Failure:
         hint = _JSON_SCHEMA_HINT if call.json_schema else _JSON_OBJECT_HINT
         text = f"{where} refused the response format {call.format_type!r} (HTTP {status}): {message}{hint}"
         return _Failure(FormatRefusedError, text, False, status)
+    if "stream_options" in call.request and status in (400, 422) and "stream_options" in message:
+        text = f"{where} refused the request's stream_options (HTTP {status}): {message}"
+        return _Failure(LLMRequestError, text, True, status, without_stream_options=True)
     if call.offers_tools and call.request.get("stream") and status in (400, 422, 500) and _refuses_stream(message):
         text = f"{where} refused to stream a reply to a request offering tools (HTTP {status}): {message}"
         return _Failure(LLMError, text, True, status, unstreamable=True)

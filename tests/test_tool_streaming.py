@@ -264,3 +264,12 @@ def test_tool_rounds_get_room_for_their_calls_beside_the_answer() -> None:
             question="q"
         )
         assert server.requests[-1]["max_tokens"] == 40  # a configured budget is used as it is
+
+
+def test_the_assistant_turn_that_asked_for_tools_has_text_content() -> None:
+    """llama-cpp-python refuses an assistant message whose content is null (a 500 listing validation errors)."""
+    with OpenAITestServer() as server:
+        server.enqueue(Fault(tool_calls=(("lookup", {"query": "pear"}),)))
+        tool_agent(server).run(question="q")
+        [asked] = [m for m in server.requests[1]["messages"] if m["role"] == "assistant"]
+    assert asked["content"] == "" and asked["tool_calls"][0]["function"]["name"] == "lookup"

@@ -576,6 +576,11 @@ def _status_failure(call: _Call, exc: Any, attempts: int) -> _Failure:
     if "stream_options" in call.request and status in (400, 422) and "stream_options" in message:
         text = f"{where} refused the request's stream_options (HTTP {status}): {message}"
         return _Failure(LLMRequestError, text, True, status, without_stream_options=True)
+    if status == 500 and _REQUEST_VALIDATION.search(message):
+        # llama-cpp-python answers a request its schema refuses with a 500 holding the validation errors: the
+        # same request would be refused again.
+        text = f"{where} refused the request (HTTP 500, its request validation failed): {message}"
+        return _Failure(LLMRequestError, text, False, status)
     if call.offers_tools and call.request.get("stream") and status in (400, 422, 500) and _refuses_stream(message):
         text = f"{where} refused to stream a reply to a request offering tools (HTTP {status}): {message}"
         return _Failure(LLMError, text, True, status, unstreamable=True)
@@ -611,6 +616,11 @@ _REFUSAL_WORDS = (
     "not implemented",
     "literal_error",
 )
+
+
+# Pydantic's validation report of a request body, as FastAPI apps pass it on: "2 validation errors: {... 'loc':
+# ('body', 'messages', 2, ...) ...}".
+_REQUEST_VALIDATION = re.compile(r"\d+ validation errors?\b.*'loc': \('body'", re.DOTALL)
 
 
 def _refuses_stream(message: str) -> bool:

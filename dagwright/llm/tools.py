@@ -302,7 +302,8 @@ async def tool_loop(
         messages.append(
             {
                 "role": "assistant",
-                "content": content or None,
+                # An empty text, not null: llama-cpp-python refuses an assistant message whose content is null.
+                "content": content or "",
                 "tool_calls": [
                     {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
                     for c in calls

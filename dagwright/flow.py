@@ -38,6 +38,7 @@ if typing.TYPE_CHECKING:
     from dagwright.compiler.ir import Graph
     from dagwright.execution.events import Event, RunResult
     from dagwright.execution.policy import FailureMode, RunOptions
+    from dagwright.execution.resources import RunResources
     from dagwright.ops.monitor import FlowMonitor
     from dagwright.visualize.model import RunLike
 
@@ -69,6 +70,7 @@ class Flow(FlowBuilder):
         self._lowering: tuple[Graph, Lowering] | None = None
         self._observers: list[Any] = []
         self._monitor: FlowMonitor | None = None
+        self._servers: tuple[int, list[Any]] | None = None
 
     @classmethod
     def from_agent(cls, agent: object, node_id: str = "agent") -> Flow:
@@ -163,6 +165,10 @@ class Flow(FlowBuilder):
         self._plan = (graph, scheduler)
         return scheduler
 
+    async def _run_listed(self, values: dict[str, Any], options: RunOptions) -> RunResult:
+        async with _run_scope(self) as resources:
+            return await self._scheduler().run(values, options, resources=resources)
+
     def _declared_inputs(self) -> set[str]:
         return {flow_input.name for flow_input in self._inputs.values()}
 
@@ -197,6 +203,8 @@ class Flow(FlowBuilder):
         if backend == "dask":
             return self._run_dask(values, options, client)
         with _closing_checkpoint(options):
+            if _mcp_servers(self):
+                return run_sync(self._run_listed(values, options))
             scheduler = self._scheduler()
             return run_sync(scheduler.run(values, options))
 
@@ -209,6 +217,8 @@ class Flow(FlowBuilder):
 
             return await asyncio.to_thread(self._run_dask, values, options, client)
         with _closing_checkpoint(options):
+            if _mcp_servers(self):
+                return await self._run_listed(values, options)
             return await self._scheduler().run(values, options)
 
     def _pop_backend(self, kwargs: dict[str, Any]) -> tuple[str, Any]:
@@ -243,8 +253,9 @@ class Flow(FlowBuilder):
         """Run, yielding events (node started / finished / failed / retried / skipped) as they happen."""
         values, options = self._split_run_args(args, inputs)
         with _closing_checkpoint(options):
-            async for event in self._scheduler().stream(values, options):
-                yield event
+            async with _run_scope(self) as resources:
+                async for event in self._scheduler().stream(values, options, resources):
+                    yield event
 
     def resume(
         self,
@@ -268,6 +279,10 @@ class Flow(FlowBuilder):
         """
         from dagwright.execution._sync import run_sync
 
+        if _mcp_servers(self):
+            return run_sync(
+                self.aresume(run_id, checkpoint=checkpoint, rerun_changed=rerun_changed, inputs=inputs, **options)
+            )
         scheduler, values, run_options = _resume_args(
             self._scheduler(), run_id, checkpoint, rerun_changed, inputs, options
         )
@@ -284,11 +299,13 @@ class Flow(FlowBuilder):
         **options: Any,
     ) -> RunResult:
         """:meth:`resume` for async code."""
-        scheduler, values, run_options = _resume_args(
-            self._scheduler(), run_id, checkpoint, rerun_changed, inputs, options
-        )
-        with _closing_checkpoint(run_options):
-            return await scheduler.run(values, run_options)
+        # The servers are listed before the run's graph is compared with the stored one: it lists their tools.
+        async with _run_scope(self) as resources:
+            scheduler, values, run_options = _resume_args(
+                self._scheduler(), run_id, checkpoint, rerun_changed, inputs, options
+            )
+            with _closing_checkpoint(run_options):
+                return await scheduler.run(values, run_options, resources=resources)
 
     # ------------------------------------------------------------------ batches
 
@@ -329,33 +346,7 @@ class Flow(FlowBuilder):
         failure_mode: FailureMode = "fail_fast",
     ) -> list[RunResult]:
         """:meth:`run_batch` for async code: the runs share the current event loop."""
-        from dagwright.execution.policy import RunOptions
-
-        if concurrency < 1:
-            raise ValueError(f"flow {self.name!r}: concurrency must be at least 1, got {concurrency}")
-        scheduler = self._scheduler()
-        items = list(batch)
-        for position, item in enumerate(items):
-            if not isinstance(item, Mapping):
-                raise TypeError(
-                    f"run_batch() takes a list of input mappings; item {position} is a {type(item).__name__}"
-                )
-            try:
-                scheduler.check_inputs(item)
-            except ValueError as exc:
-                # Before anything runs, as for one run: a typo in item 900 must not cost 899 runs first.
-                raise ValueError(f"run_batch() item {position}: {exc}") from None
-        # Checked here, once, rather than by each run: a bad option fails the batch, not every run in it.
-        RunOptions(max_concurrency, failure_mode)
-
-        async def one(item: Mapping[str, Any]) -> RunResult:
-            return await scheduler.run(item, RunOptions(max_concurrency, failure_mode))
-
-        def tally(result: RunResult) -> tuple[bool, int, float]:
-            usage = result.usage
-            return result.success, usage.total, usage.cost
-
-        return await bounded_batch(items, one, concurrency=concurrency, progress=progress, label=self.name, tally=tally)
+        return await _run_batch(self, batch, concurrency, progress, max_concurrency, failure_mode)
 
     # ------------------------------------------------------------------ Kailash
     # Imported on use, so `import dagwright` does not import kailash.
@@ -410,7 +401,10 @@ class Flow(FlowBuilder):
         declared = self._declared_inputs()
         options = {k: inputs.pop(k) for k in ("runtime", "run_id", "failure_mode") if k in inputs and k not in declared}
         values = {**_positional_inputs("run_kailash", args), **inputs}
-        return await arun_on_kailash(self._kailash_lowering(), values, observers=self._observers, **options)
+        async with _run_scope(self) as resources:
+            return await arun_on_kailash(
+                self._kailash_lowering(), values, observers=self._observers, resources=resources, **options
+            )
 
     # ------------------------------------------------------------------ drawing (dagwright.visualize)
     # Imported on use, so `import dagwright` does not import graphviz.
@@ -445,6 +439,84 @@ class Flow(FlowBuilder):
 
         found = self.validate() if diagnostics else None
         return render(self.to_graph(), path, format=format, collapse=collapse, diagnostics=found, run=run)
+
+
+def _mcp_servers(flow: Flow) -> list[Any]:
+    """The MCP servers the flow's agents name (each object once), kept until the flow changes."""
+    cached = flow._servers
+    if cached is not None and cached[0] == flow._version:
+        return cached[1]
+    found: dict[int, Any] = {}
+    for binding in flow._bindings.values():
+        for source in getattr(binding, "tools", None) or ():
+            if hasattr(source, "connection_key"):
+                found.setdefault(id(source), source)
+    flow._servers = (flow._version, list(found.values()))
+    return flow._servers[1]
+
+
+@contextlib.asynccontextmanager
+async def _run_scope(flow: Flow) -> typing.AsyncIterator[RunResources | None]:
+    """What one run (or one batch of runs) of the flow shares: with MCP servers, their connections,
+    opened and listed once when the run starts (so the graph it runs lists their tools, and their
+    names are checked by compile()), shared by every agent, closed when it ends. None without servers
+    (the scheduler then gives each run its own, empty, scope)."""
+    servers = _mcp_servers(flow)
+    if not servers:
+        yield None
+        return
+    from dagwright.execution.resources import RunResources, current_resources
+    from dagwright.llm.mcp import list_servers
+
+    current = current_resources()  # a flow run inside another run's node, on its loop: that run's
+    resources = current if current is not None else RunResources()
+    try:
+        await list_servers(servers, resources)
+        yield resources
+    finally:
+        if current is None:
+            await resources.aclose()
+
+
+async def _run_batch(
+    flow: Flow,
+    batch: Sequence[Mapping[str, Any]],
+    concurrency: int,
+    progress: bool | Console | None,
+    max_concurrency: int | None,
+    failure_mode: FailureMode,
+) -> list[RunResult]:
+    """:meth:`Flow.arun_batch`."""
+    from dagwright.execution.policy import RunOptions
+
+    if concurrency < 1:
+        raise ValueError(f"flow {flow.name!r}: concurrency must be at least 1, got {concurrency}")
+    items = list(batch)
+    scheduler = flow._scheduler()
+    for position, item in enumerate(items):
+        if not isinstance(item, Mapping):
+            raise TypeError(f"run_batch() takes a list of input mappings; item {position} is a {type(item).__name__}")
+        try:
+            scheduler.check_inputs(item)
+        except ValueError as exc:
+            # Before anything runs, as for one run: a typo in item 900 must not cost 899 runs first.
+            raise ValueError(f"run_batch() item {position}: {exc}") from None
+    # Checked here, once, rather than by each run: a bad option fails the batch, not every run in it.
+    RunOptions(max_concurrency, failure_mode)
+
+    def tally(result: RunResult) -> tuple[bool, int, float]:
+        usage = result.usage
+        return result.success, usage.total, usage.cost
+
+    # The runs of a batch share its MCP connections: connected and listed once for the whole batch.
+    async with _run_scope(flow) as resources:
+        if resources is not None:
+            scheduler = flow._scheduler()  # the graph now lists the servers' tools
+
+        async def one(item: Mapping[str, Any]) -> RunResult:
+            return await scheduler.run(item, RunOptions(max_concurrency, failure_mode), resources=resources)
+
+        return await bounded_batch(items, one, concurrency=concurrency, progress=progress, label=flow.name, tally=tally)
 
 
 _T = TypeVar("_T")

@@ -70,6 +70,11 @@ def _add_export_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         "standalone script that rebuilds and runs it (default: json)",
     )
     export.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    export.add_argument(
+        "--connect",
+        action="store_true",
+        help="connect to the agents' MCP servers first: the IR then lists their tools' schemas, and they are checked",
+    )
 
 
 def _add_run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -308,7 +313,7 @@ def _one_target(spec: str) -> Target:
 
 def _export(args: argparse.Namespace) -> int:
     targets = [_one_target(args.target)]
-    graph, diagnostics = _diagnose(targets[0])
+    graph, diagnostics = _diagnose(targets[0], connect=args.connect)
     if has_errors(diagnostics):
         print(render([(targets[0].name, diagnostics)], "text"), file=sys.stderr)
         print("dagwright export: the flow does not compile; nothing exported", file=sys.stderr)
@@ -392,6 +397,9 @@ def _add_render_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         help="draw a group (e.g. debate, debate/round1) as one box; repeatable",
     )
     render.add_argument("--check", action="store_true", help="draw diagnostics: errors red, warnings orange")
+    render.add_argument(
+        "--connect", action="store_true", help="connect to the agents' MCP servers first: their tools are drawn"
+    )
     add_run_option(render)
 
 
@@ -399,7 +407,7 @@ def _render(args: argparse.Namespace) -> int:
     from dagwright.visualize.render import IMAGE_FORMATS, RenderError, format_for, render, render_bytes
 
     targets = [_one_target(args.target)]
-    graph, diagnostics = _diagnose(targets[0])
+    graph, diagnostics = _diagnose(targets[0], connect=args.connect)
     drawn = diagnostics if args.check else None
     run = load_run(args.run, graph) if args.run else None
     try:

@@ -110,13 +110,21 @@ def connected_diagnostics(target: Target) -> tuple[Graph, list[Diagnostic]]:
     from dagwright.execution._sync import run_sync
     from dagwright.llm.mcp import connect_diagnostics
 
-    if target.flow is not None:
-        graph, found = target.flow.to_graph(), target.flow.validate()
-        bindings = {nid: target.flow.binding(nid) for nid in target.flow.node_ids if nid in target.flow._bindings}
+    flow = target.flow
+    if flow is not None:
+        graph = flow.to_graph()
+        bindings = {nid: flow.binding(nid) for nid in flow.node_ids if nid in flow._bindings}
     else:
         assert target.graph is not None
-        graph, found, bindings = target.graph, validate(target.graph), {}
-    found = [*found, *run_sync(connect_diagnostics(graph, bindings))]
+        graph, bindings = target.graph, {}
+    connected = run_sync(connect_diagnostics(graph, bindings))
+    if flow is None:
+        found = [*validate(graph), *connected]
+    else:
+        # The servers the flow's agents hold are listed now: the graph lists their tools' schemas, and its
+        # checks see their names (what they report, connect_diagnostics reports too: said once).
+        graph = flow.to_graph()
+        found = list({(d.code, d.node, d.message): d for d in [*flow.validate(), *connected]}.values())
     found.sort(key=sort_key)
     return graph, found
 

@@ -50,6 +50,8 @@ __all__ = ["NOTE_KEYS", "FlowBuilder"]
 NOTE_KEYS = ("access_policy", "in_process")
 """Agent node config keys an agent object's ``ir_notes()`` sets: a named access policy; what only the
 building process holds (a callable access policy, a custom strategy)."""
+TOOL_KEYS = ("tools", "mcp_servers", "max_tool_steps")
+"""What the notes of an agent with MCP servers also replace: its tools, listed or not yet."""
 
 _Self = TypeVar("_Self", bound="FlowBuilder")
 
@@ -182,19 +184,17 @@ class FlowBuilder:
         if agent is not None and tools:
             raise TypeError(f"add_agent({node_id!r}): give the tools to the agent itself (tools=... when making it)")
         sources = tuple(tools) or tuple(getattr(agent, "tools", None) or ())
-        if sources:
-            specs, servers = describe_sources(sources)
-            steps = getattr(config, "max_tool_steps", full.get("max_tool_steps", DEFAULT_MAX_TOOL_STEPS))
-            node_config.update(tool_config(specs, servers, steps))
+        steps = getattr(config, "max_tool_steps", full.get("max_tool_steps", DEFAULT_MAX_TOOL_STEPS))
+        node_config.update(tool_config(*describe_sources(sources), steps))  # empty without tools
         inputs, outputs = signature_ports(spec)
         if collect:
             inputs = _collecting(node_id, inputs, collect)
         node = Node(node_id, "agent", inputs, outputs, freeze_json(node_config), self._group, caller_location())
         # A bare signature is bound with the caller's whole config: the IR holds only its safe part.
-        ref = self.add_node(node, agent if agent is not None else AgentBinding(spec, full, vouched, tuple(tools)))
-        notes = getattr(agent, "ir_notes", None)
-        if callable(notes) and self._bindings.get(node_id) is agent:
-            self._noted[node_id] = notes
+        binding = agent if agent is not None else AgentBinding(spec, full, vouched, tuple(tools))
+        ref = self.add_node(node, binding)
+        if self._bindings.get(node_id) is binding:  # not a duplicate id, whose first node's notes stay
+            _note_agent(self._noted, node_id, getattr(agent, "ir_notes", None), sources, steps)
         return ref
 
     def add_function(
@@ -410,7 +410,8 @@ class FlowBuilder:
         nodes = []
         for node in self._nodes:
             if node.id in notes and self._by_id.get(node.id) is node:
-                config = {k: v for k, v in node.config.items() if k not in NOTE_KEYS}
+                replaced = (*NOTE_KEYS, *TOOL_KEYS) if "mcp_servers" in notes[node.id] else NOTE_KEYS
+                config = {k: v for k, v in node.config.items() if k not in replaced}
                 config.update(notes[node.id])
                 node = Node(
                     node.id, node.kind, node.inputs, node.outputs, FrozenDict(config), node.group, node.location
@@ -454,6 +455,30 @@ class FlowBuilder:
                 )
             out.append(d)
         return out
+
+
+def _note_agent(
+    noted: dict[str, Callable[[], Mapping[str, Any]]],
+    node_id: str,
+    notes: object,
+    sources: Sequence[object],
+    steps: int | None,
+) -> None:
+    """Record what an agent node's config takes from its objects at each build: the agent's ``ir_notes()``,
+    and for an agent with MCP servers its tools, known once a server is listed (``connect()``, the start of
+    a run): each build asks again, so the graph lists their schemas from then on."""
+    own = notes if callable(notes) else None
+    if not any(callable(getattr(source, "ir_entry", None)) for source in sources):
+        if own is not None:
+            noted[node_id] = own
+        return
+
+    def listing() -> dict[str, Any]:
+        out = dict(own()) if own is not None else {}
+        out.update(tool_config(*describe_sources(sources), steps))
+        return out
+
+    noted[node_id] = listing
 
 
 def _append(builder: FlowBuilder, node: Node, binding: object) -> NodeRef:

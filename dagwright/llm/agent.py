@@ -546,9 +546,14 @@ class _Actions:
 
 
 def describe_tools(sources: Sequence[object]) -> list[dict[str, Any]]:
-    """The agent's tools as the IR lists them (specs, then MCP server entries): what a cache key hashes."""
-    specs, servers = describe_sources(sources)
-    return [*(spec.to_json() for spec in specs), *servers]
+    """The agent's tools as declared, what a cache key hashes: each Python tool's spec, each MCP server's
+    IR entry (its command or URL and the tools it must have, not what it listed: the key of an execution
+    is taken before the server is asked, and must be the same before and after)."""
+    described: list[dict[str, Any]] = []
+    for source in sources:
+        specs, servers = describe_sources((source,))
+        described.extend(servers if servers else (spec.to_json() for spec in specs))
+    return described
 
 
 def _log_call(record: ExecutionRecord) -> None:

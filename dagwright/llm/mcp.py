@@ -2,20 +2,28 @@
 
 :class:`MCPTools` names a server: a command started over stdio (``MCPTools("python", "server.py")``)
 or a streamable-HTTP URL (``MCPTools(url="http://127.0.0.1:8000/mcp")``). Given in an agent's
-``tools=[...]``, each execution connects once, lists the server's tools once, offers them to the
-model beside the Python tools, and calls them on the same connection; the connection (and a stdio
-server's process) ends with the execution. ``tools=["read_file"]`` keeps only the named tools and
-makes their absence an error.
+``tools=[...]``, its tools are offered to the model beside the Python tools and called on one
+connection, whose tools are listed once when it opens. ``tools=["read_file"]`` keeps only the named
+tools and makes their absence an error.
+
+A connection belongs to a run (:mod:`dagwright.execution.resources`): a flow run connects to every
+server its agents name when it starts, lists their tools once, shares each connection with every
+agent of the run that names the same server (same command, arguments, environment and directory, or
+same URL and headers), and closes it when the run ends. An agent called by itself is its own run. The
+connection is entered and left by a task of its own: an SDK client lives in anyio cancel scopes, which
+the task that entered them must leave, and the agents calling it run in other tasks.
 
 In the IR the server is an entry of ``mcp_servers`` (name, transport, the command or the URL
 without credentials, the tool names it must have); its environment and HTTP headers stay in the
-process. ``connect()`` lists the tools ahead of time: from then on the IR lists their schemas
-too, like Python tools. ``dagwright check --connect`` uses :func:`connect_diagnostics` (DW305 for
-a server that does not answer, DW306 for a named tool it lacks, DW303 / DW304 for its tools' names).
+process. Once the server is listed (the start of a run, ``connect()``, ``dagwright check --connect``)
+the IR lists its tools' schemas too, like Python tools, and ``compile()`` checks their names.
+``dagwright check --connect`` uses :func:`connect_diagnostics` (DW305 for a server that does not
+answer, DW306 for a named tool it lacks, DW303 / DW304 for its tools' names).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shlex
@@ -28,9 +36,16 @@ from dagwright.compiler.ir import Graph
 from dagwright.compiler.redact import REDACTED, looks_like_credential, strip_url
 from dagwright.compiler.tools import TOOL_NAME, TOOL_NAME_RULE, ToolSpec, check_connected
 from dagwright.execution._sync import run_sync
+from dagwright.execution.resources import (
+    Opened,
+    RunResources,
+    current_resources,
+    reset_resources,
+    using_resources,
+)
 from dagwright.llm.tools import CallableTool, ToolError
 
-__all__ = ["MCPTools", "connect_diagnostics"]
+__all__ = ["MCPTools", "connect_diagnostics", "list_servers"]
 
 _INSTALL = "MCP tools need the mcp extra: pip install 'dagwright[mcp]'"
 
@@ -163,11 +178,73 @@ class MCPTools:
         origin = {"kind": "mcp", "server": self.name, "transport": self.transport}
         return ToolSpec(tool.name, tool.description or "", dict(tool.input_schema), origin)
 
+    @property
+    def connection_key(self) -> tuple[Any, ...]:
+        """What makes two :class:`MCPTools` the same server: the agents of a run that name it share one
+        connection, whatever tools each keeps."""
+        return (
+            "mcp",
+            self.command,
+            self.args,
+            tuple(sorted(self.env.items())),
+            None if self.cwd is None else os.fspath(self.cwd),
+            self.url,
+            tuple(sorted(self.headers.items())),
+            self.timeout,
+        )
+
+    async def _open(self) -> Opened:
+        """Connect and list the tools, in a task that owns the connection until the run closes it (an SDK
+        client is left by the task that entered it)."""
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[_Connection] = loop.create_future()
+        stop = asyncio.Event()
+
+        async def own() -> None:
+            try:
+                async with self._client() as client:
+                    listed = await self._list(client)
+                    ready.set_result(_Connection(client, listed))
+                    await stop.wait()
+            except asyncio.CancelledError:
+                if not ready.done():
+                    ready.cancel()
+                raise
+            except Exception as exc:  # handed to whoever waits for the connection
+                if not ready.done():
+                    ready.set_exception(_first_error(exc))
+
+        owner = loop.create_task(own(), name=f"dagwright MCP server {self.name}")
+        try:
+            connection = await ready
+        except BaseException:
+            owner.cancel()
+            await asyncio.gather(owner, return_exceptions=True)
+            raise
+
+        async def close() -> None:
+            stop.set()
+            await asyncio.gather(owner, return_exceptions=True)
+
+        return connection, close
+
+    async def _connection(self, *, ahead: bool = False) -> _Connection:
+        """The run's connection to this server (opened and listed on first use); its listing is kept for the IR.
+        ``ahead``: asked before any agent needs it; a failure is kept for the first agent that does."""
+        resources = current_resources()
+        assert resources is not None, "MCPTools._connection() runs inside a run's resources"
+        connection: _Connection = await resources.get(self.connection_key, self._open, forget_failure=not ahead)
+        self._listed = [self._spec(t) for t in connection.listed]
+        return connection
+
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[Sequence[CallableTool]]:
-        """Connected for one execution: the server's tools, listed once, called on this connection."""
-        async with self._client() as client:
-            listed = await self._list(client)
+        """The server's tools for one execution: on the run's connection when the execution is part of a
+        run (every agent of the run naming this server shares it, listed once), else on a connection of
+        the execution's own, closed when the context is."""
+        async with _run_resources():
+            connection = await self._connection()
+            listed = connection.listed
             names = {t.name for t in listed}
             missing = [n for n in self.expected or () if n not in names]
             if missing:
@@ -182,17 +259,55 @@ class MCPTools:
                     f"MCP server {self.name!r} offers tools whose names model servers refuse ({TOOL_NAME_RULE}): "
                     f"{', '.join(map(repr, refused))}; keep the others with tools=[...]"
                 )
-            yield [_RemoteTool(client, self._spec(t), self) for t in keep]
+            yield [_RemoteTool(connection.client, self._spec(t), self) for t in keep]
 
     async def alist_tools(self) -> list[ToolSpec]:
-        """Connect, list the server's tools and keep them: from now on the IR lists their schemas."""
-        async with self._client() as client:
-            self._listed = [self._spec(t) for t in await self._list(client)]
-        return list(self._listed)
+        """The server's tools, listed (on the run's connection inside a run, else on a short one) and kept:
+        from now on the IR lists their schemas."""
+        async with _run_resources():
+            await self._connection()
+        return list(self._listed or ())
 
     def connect(self) -> list[ToolSpec]:
         """:meth:`alist_tools` from sync code."""
         return run_sync(self.alist_tools())
+
+
+class _Connection:
+    """A connected server: the SDK client and the tools it listed when it connected."""
+
+    __slots__ = ("client", "listed")
+
+    def __init__(self, client: Any, listed: list[Any]) -> None:
+        self.client = client
+        self.listed = listed
+
+
+@contextlib.asynccontextmanager
+async def _run_resources() -> AsyncIterator[RunResources]:
+    """The current run's resources, or resources of this call's own, closed when it ends."""
+    current = current_resources()
+    if current is not None:
+        yield current
+        return
+    own = RunResources()
+    token = using_resources(own)
+    try:
+        yield own
+    finally:
+        reset_resources(token)
+        await own.aclose()
+
+
+async def list_servers(servers: Iterable[MCPTools], resources: RunResources) -> None:
+    """Connect to every server of ``servers`` for the run whose ``resources`` these are, and list its tools
+    (a server already connected is not asked again), so that the run's graph lists them. A server that
+    does not answer is left to the agents that use it: they fail naming it, under their retry policies."""
+    token = using_resources(resources)
+    try:
+        await asyncio.gather(*(server._connection(ahead=True) for server in servers), return_exceptions=True)
+    finally:
+        reset_resources(token)
 
 
 class _RemoteTool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from mcp.server.mcpserver import MCPServer
@@ -39,6 +40,10 @@ if "dotted" in sys.argv:  # a tool name MCP allows and OpenAI-compatible servers
 
 
 if __name__ == "__main__":
+    log = os.environ.get("INVENTORY_LOG")
+    if log:  # one line per server started, with its process id: how many connections a run opened
+        with open(log, "a", encoding="utf-8") as fh:
+            fh.write(f"{os.getpid()}\n")
     if sys.argv[1:2] == ["http"]:
         server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
     else:

@@ -29,6 +29,7 @@ from dagwright.execution.events import Event, NodeRecord, RunResult
 from dagwright.execution.executor import NodeContext
 from dagwright.execution.inputs import input_name, output_name, run_values
 from dagwright.execution.policy import RunOptions
+from dagwright.execution.resources import RunResources, current_resources, reset_resources, using_resources
 from dagwright.execution.steps import attempt_node, fanout, gather_inputs, output_problem, own_inputs
 from dagwright.ops.telemetry import RunTracer, run_listener
 
@@ -61,8 +62,12 @@ class Scheduler:
         inputs: Mapping[str, Any],
         options: RunOptions | None = None,
         listener: Callable[[Event], None] | None = None,
+        resources: RunResources | None = None,
     ) -> RunResult:
-        """Run once with ``inputs`` (flow input names -> values)."""
+        """Run once with ``inputs`` (flow input names -> values).
+
+        ``resources`` are what the run's nodes share (its MCP connections); by default the enclosing
+        run's (a map node's steps run inside their run), else the run's own, closed when it ends."""
         values = self.check_inputs(inputs)
         tracing = run_listener(self.plan.graph.name)
         listeners = [fn for fn in (listener, *self.observers, tracing) if fn is not None]
@@ -70,12 +75,24 @@ class Scheduler:
             listener = fanout(listeners)
         elif listeners:
             listener = listeners[0]
-        return await _Run(self.plan, values, options or RunOptions(), listener, tracing).execute()
+        scope = resources if resources is not None else current_resources()
+        owned = scope is None
+        if scope is None:
+            scope = RunResources()
+        token = using_resources(scope)
+        try:
+            return await _Run(self.plan, values, options or RunOptions(), listener, tracing).execute()
+        finally:
+            reset_resources(token)
+            if owned:
+                await scope.aclose()
 
-    async def stream(self, inputs: Mapping[str, Any], options: RunOptions | None = None) -> AsyncIterator[Event]:
+    async def stream(
+        self, inputs: Mapping[str, Any], options: RunOptions | None = None, resources: RunResources | None = None
+    ) -> AsyncIterator[Event]:
         """Run once, yielding events as they happen; the last event is ``run_finished``."""
         queue: asyncio.Queue[Event] = asyncio.Queue()
-        task = asyncio.ensure_future(self.run(inputs, options, queue.put_nowait))
+        task = asyncio.ensure_future(self.run(inputs, options, queue.put_nowait, resources))
         try:
             while True:
                 event = await queue.get()

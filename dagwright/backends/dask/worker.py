@@ -20,6 +20,7 @@ from dagwright.execution._recent import Recent
 from dagwright.execution.errors import NodeExecutionError
 from dagwright.execution.events import NodeRecord
 from dagwright.execution.policy import NodePolicy
+from dagwright.execution.resources import RunResources, reset_resources, using_resources
 from dagwright.execution.steps import attempt_node, gather_inputs, output_problem
 
 __all__ = ["GroupFailed", "WorkerImportError", "run_group"]
@@ -138,6 +139,18 @@ async def _run_step(task: TaskSpec, spec: StepSpec, args: dict[str, Any], record
 
 
 async def _run_steps(task: TaskSpec, group: Group, upstream: dict[int, NodeRecord]) -> list[tuple[int, NodeRecord]]:
+    """The group's nodes in order. They share what they open (an MCP server the agents of the group name is
+    connected once), and the task closes it when it ends: a worker's connections do not outlive its task."""
+    resources = RunResources()
+    token = using_resources(resources)
+    try:
+        return await _run_group(task, group, upstream)
+    finally:
+        reset_resources(token)
+        await resources.aclose()
+
+
+async def _run_group(task: TaskSpec, group: Group, upstream: dict[int, NodeRecord]) -> list[tuple[int, NodeRecord]]:
     records = upstream
     mine: list[tuple[int, NodeRecord]] = []
     for spec in group.steps:

@@ -40,6 +40,7 @@ from dagwright.execution.errors import NodeExecutionError
 from dagwright.execution.events import Event, NodeRecord, RunResult
 from dagwright.execution.inputs import run_values
 from dagwright.execution.policy import check_run_id
+from dagwright.execution.resources import RunResources, reset_resources, using_resources
 from dagwright.execution.steps import emitter
 
 if TYPE_CHECKING:
@@ -95,6 +96,7 @@ async def arun_on_kailash(
     run_id: str | None = None,
     failure_mode: FailureMode = "fail_fast",
     observers: Sequence[Callable[[Event], None]] = (),
+    resources: RunResources | None = None,
 ) -> RunResult:
     """Run ``target`` on Kailash and return a :class:`RunResult` (see the module docstring).
 
@@ -104,6 +106,9 @@ async def arun_on_kailash(
     failed node) or ``"continue"`` (skip only its descendants). ``observers`` (a flow's monitors)
     hear the run as the built-in scheduler tells it: ``run_started``, one event per node as the
     run ends (``node_finished``, ``node_failed``, ``node_skipped``), ``run_finished``.
+    ``resources`` are what the run's nodes share (MCP connections: see :mod:`dagwright.execution.resources`);
+    by default the run's own, closed when it ends. Kailash awaits the nodes of ``LocalRuntime`` and
+    ``AsyncLocalRuntime`` on this event loop, so an MCP server is connected once per run there too.
     """
     from dagwright.backends.kailash.nodes import RunRecorder, recording, stop_recording
 
@@ -132,15 +137,20 @@ async def arun_on_kailash(
     results: Mapping[str, Any] = {}
     token = recording(recorder)
     guarded = guarding(FailureGuard(_dagwright_nodes(workflow), recorder.records, failure_mode))
+    scope = resources if resources is not None else RunResources()
+    shared = using_resources(scope)
     try:
         results, _ = await engine.execute_async(workflow, parameters=parameters)
     except Exception as exc:
         failure = exc
     finally:
+        reset_resources(shared)
         stop_guarding(guarded)
         stop_recording(token)
         if owned:
             engine.close()
+        if resources is None:
+            await scope.aclose()
     result = _result(lowering, values, recorder, results, failure, failure_mode, started)
     if emit is not None:
         _tell(emit, result)

@@ -1,0 +1,194 @@
+"""MCP servers over a whole run: connected and listed once, shared by every agent, in the run's graph, closed
+at its end; on the built-in scheduler, in batches, on resume, on Kailash, and through the command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dagwright import Flow
+from dagwright.compiler.diagnostics import CompileError
+from dagwright.llm.mcp import MCPTools
+
+pytest.importorskip("mcp")
+
+SERVER = str(Path(__file__).parent / "mcp_servers" / "inventory.py")
+
+
+def started(log: Path) -> list[int]:
+    """The process ids of the servers started so far (the test server writes one line as it starts)."""
+    return [int(pid) for pid in log.read_text().split()] if log.exists() else []
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def wait_gone(pids: list[int]) -> list[int]:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(alive(p) for p in pids):
+        time.sleep(0.05)
+    return [p for p in pids if alive(p)]
+
+
+def shop(log: Path, **extra_tools: object) -> Flow:
+    """Three agents on one server: two share one MCPTools, the third names the same server with its own."""
+    env = {"INVENTORY_LOG": str(log)}
+    shared = MCPTools(sys.executable, SERVER, env=env, tools=["stock"])
+    flow = Flow("shop")
+    flow.add_agent("counter", "question: str -> answer: str", tools=[shared, *extra_tools.values()])
+    flow.add_agent("checker", "question: str -> note: str", tools=[shared])
+    flow.add_agent("buyer", "question: str -> order: str", tools=[MCPTools(sys.executable, SERVER, env=env)])
+    flow.input("question")
+    return flow
+
+
+@pytest.mark.parametrize("backend", ["builtin", "kailash-local", "kailash-async"])
+def test_a_run_connects_once_for_all_its_agents_and_closes_at_its_end(tmp_path: Path, backend: str) -> None:
+    log = tmp_path / "servers.log"
+    flow = shop(log)
+    for _ in range(2):
+        before = len(started(log))
+        if backend == "builtin":
+            result = flow.run(question="How many are left?")
+        else:
+            result = flow.run_kailash(question="How many are left?", runtime=backend.split("-")[1])
+        assert result.success, result.error
+        assert [c["name"] for c in result.nodes["counter"].tool_calls or []] == ["stock"]
+        assert [c["name"] for c in result.nodes["checker"].tool_calls or []] == ["stock"]
+        assert sorted(c["name"] for c in result.nodes["buyer"].tool_calls or []) == ["reserve", "stock"]
+        # One server process for the three agents of the run; none left running once it is over.
+        pids = started(log)[before:]
+        assert len(pids) == 1
+        assert wait_gone(pids) == []
+
+
+def test_the_run_lists_the_tools_into_its_graph(tmp_path: Path) -> None:
+    flow = shop(tmp_path / "servers.log")
+    node = flow.compile().node("counter")
+    assert "tools" not in node.config and node.config["mcp_servers"][0]["tools"] == ("stock",)
+    result = flow.run(question="Stock?")
+    graph = flow.compile()
+    # The graph the run ran is the one that lists the tools: its hash is the run's.
+    assert result.graph_hash == graph.content_hash
+    [tool] = graph.node("counter").config["tools"]
+    assert tool["name"] == "stock" and tool["origin"] == {"kind": "mcp", "server": "inventory", "transport": "stdio"}
+    assert tool["parameters"]["properties"]["sku"]["type"] == "string"
+    assert sorted(t["name"] for t in graph.node("buyer").config["tools"]) == ["reserve", "stock"]
+    assert "tools: stock" in flow.to_mermaid()
+    assert "INVENTORY_LOG" not in graph.to_json()
+
+
+def test_a_listed_name_that_clashes_fails_compile_before_any_agent_runs(tmp_path: Path) -> None:
+    calls: list[str] = []
+
+    def stock(sku: str) -> int:
+        """A local tool named like one of the server's."""
+        calls.append(sku)
+        return 0
+
+    log = tmp_path / "servers.log"
+    flow = shop(log, local=stock)
+    with pytest.raises(CompileError, match=r"DW303.*agent 'counter' has 2 tools named 'stock'"):
+        flow.run(question="Stock?")
+    assert calls == [] and wait_gone(started(log)) == []
+
+
+def test_the_runs_of_a_batch_share_one_connection(tmp_path: Path) -> None:
+    log = tmp_path / "servers.log"
+    results = shop(log).run_batch([{"question": f"Stock {i}?"} for i in range(3)], concurrency=3)
+    assert all(r.success for r in results)
+    assert len(started(log)) == 1 and wait_gone(started(log)) == []
+
+
+def test_a_silent_server_fails_the_nodes_naming_it_and_the_other_branches_finish() -> None:
+    flow = Flow("shop")
+    ghost = MCPTools(sys.executable, "/nonexistent/ghost.py", timeout=5)
+    flow.add_agent("clerk", "question: str -> answer: str", tools=[ghost])
+    flow.add_agent("again", "question: str -> note: str", tools=[ghost])
+    flow.add_agent("plain", "question: str -> summary: str")
+    flow.input("question")
+    result = flow.run(question="Stock?", failure_mode="continue")
+    assert not result.success and result.nodes["plain"].status == "done"
+    for node in ("clerk", "again"):
+        record = result.nodes[node]
+        assert record.status == "failed" and record.error_type == "ConnectionError"
+        assert "MCP server 'ghost' (stdio: " in (record.error or "") and "did not answer" in (record.error or "")
+
+
+def test_a_resume_lists_the_servers_before_comparing_the_graph(tmp_path: Path) -> None:
+    failures = [True]
+
+    def pack(answer: str) -> str:
+        if failures.pop() if failures else False:
+            raise RuntimeError("the packer is out")
+        return answer.upper()
+
+    def build() -> Flow:
+        flow = Flow("shop")
+        flow.add_agent("clerk", "question: str -> answer: str", tools=[MCPTools(sys.executable, SERVER)])
+        flow.add_function("pack", pack)
+        flow.connect("clerk.answer", "pack.answer")
+        flow.input("question")
+        flow.output("packed", "pack.output")
+        return flow
+
+    store = tmp_path / "runs.db"
+    first = build().run(question="Stock?", checkpoint=str(store), run_id="r1")
+    assert not first.success and first.nodes["clerk"].status == "done"
+    # A flow built afresh (as in a new process) has not listed its server yet: the resume lists it first,
+    # so the graph it compares with the stored run is the same, and the clerk is not asked again.
+    resumed = build().resume("r1", checkpoint=str(store))
+    assert resumed.success, resumed.error
+    assert (
+        resumed.nodes["clerk"].status == "cached"
+        and resumed.outputs["packed"] == first.nodes["clerk"].outputs["answer"].upper()
+    )
+
+
+def _flow_file(tmp_path: Path) -> Path:
+    path = tmp_path / "shop_flow.py"
+    path.write_text(
+        "import sys\n"
+        "from dagwright import Flow\n"
+        "from dagwright.llm.mcp import MCPTools\n"
+        "flow = Flow('shop')\n"
+        f"flow.add_agent('clerk', 'question: str -> answer: str', tools=[MCPTools(sys.executable, {SERVER!r})])\n"
+        "flow.input('question')\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_export_connect_writes_the_tools_schemas_into_the_ir(tmp_path: Path) -> None:
+    path = _flow_file(tmp_path)
+    command = [sys.executable, "-m", "dagwright", "export", str(path)]
+    plain = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert plain.returncode == 0, plain.stderr
+    assert "tools" not in json.loads(plain.stdout)["nodes"][1]["config"]
+    asked = subprocess.run([*command, "--connect"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert asked.returncode == 0, asked.stderr
+    [clerk] = [n for n in json.loads(asked.stdout)["nodes"] if n["id"] == "clerk"]
+    assert sorted(t["name"] for t in clerk["config"]["tools"]) == ["reserve", "stock"]
+    assert clerk["config"]["tools"][0]["origin"]["kind"] == "mcp"
+
+
+def test_render_connect_draws_the_servers_tools(tmp_path: Path) -> None:
+    path = _flow_file(tmp_path)
+    command = [sys.executable, "-m", "dagwright", "render", str(path), "--format", "mermaid"]
+    plain = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert plain.returncode == 0, plain.stderr
+    assert "tools: mcp:inventory" in plain.stdout
+    asked = subprocess.run([*command, "--connect"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert asked.returncode == 0, asked.stderr
+    assert "tools: stock, reserve" in asked.stdout

@@ -195,17 +195,22 @@ def test_drawings_name_a_server_until_its_tools_are_listed() -> None:
     assert "tools: mcp:inventory" in flow.to_mermaid()
 
 
-def test_a_denied_execution_starts_no_server_and_a_cached_one_calls_no_tool() -> None:
+def test_a_denied_execution_starts_no_server_and_a_cached_one_replays_its_calls_without_a_server() -> None:
     denied = clerk(MCPTools(sys.executable, "/nonexistent/never_started.py"))
     denied.set_access_policy(lambda request: "closed today")
     with pytest.raises(PermissionError, match=r"clerk: access denied: closed today"):
         denied.run(question="Stock?")
-    cached = clerk(inventory(tools=["stock"]))
+    server = inventory(tools=["stock"])
+    cached = clerk(server)
     cached.enable_cache("memory")
     first = cached.run(question="Stock? Use stock.")
-    assert [c["name"] for c in first["_tool_calls"]] == ["stock"]
+    assert [c["name"] for c in first["_tool_calls"]] == ["stock"] and first["_cache"] == "miss"
+    assert "cached" not in first["_tool_calls"][0]
+    server.cwd = "/nonexistent"  # not part of the cache key: a hit that started the server would fail
     again = cached.run(question="Stock? Use stock.")
-    assert again["_cache"] == "hit" and again["_tool_calls"] == [] and again["answer"] == first["answer"]
+    assert again["_cache"] == "hit" and again["answer"] == first["answer"] and again["_tokens"]["total"] == 0
+    # The calls that produced the cached answer come back with it, each marked as made then, not now.
+    assert again["_tool_calls"] == [{**first["_tool_calls"][0], "cached": True}]
 
 
 def test_tool_names_model_servers_refuse_are_caught_before_any_request() -> None:

@@ -372,3 +372,47 @@ async def test_a_result_with_no_json_form_reaches_the_model_as_its_text() -> Non
         return Receipt()
 
     assert await Tool(pay).call({"amount": 3}) == "receipt #7"
+
+
+# --------------------------------------------------------------------------- cached results
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+def test_a_cache_hit_gives_back_the_calls_that_made_the_answer_marked_cached(backend: str, tmp_path: Any) -> None:
+    ran: list[str] = []
+
+    def lookup(code: str) -> dict[str, Any]:
+        """Look a code up."""
+        ran.append(code)
+        return {"code": code, "found": True}
+
+    agent = qa_agent(tools=[lookup])
+    agent.enable_cache(backend, path=str(tmp_path / "cache.db") if backend == "sqlite" else None)
+    first = agent.run(question="Use lookup.")
+    again = agent.run(question="Use lookup.")
+    assert first["_cache"] == "miss" and again["_cache"] == "hit" and len(ran) == 1
+    [made] = first["_tool_calls"]
+    assert "cached" not in made
+    assert again["_tool_calls"] == [{**made, "cached": True}]
+    assert again["answer"] == first["answer"] and again["_tokens"]["total"] == 0
+
+
+def test_a_node_cache_hit_keeps_the_calls_in_the_nodes_record() -> None:
+    ran: list[str] = []
+
+    def lookup(code: str) -> str:
+        """Look a code up."""
+        ran.append(code)
+        return code.upper()
+
+    flow = Flow("desk")
+    flow.add_agent("clerk", "question: str -> answer: str", tools=[lookup])
+    flow.input("question")
+    flow.configure("clerk", cache=True)
+    first = flow.run(question="Use lookup.")
+    again = flow.run(question="Use lookup.")
+    assert len(ran) == 1 and again.nodes["clerk"].outputs == first.nodes["clerk"].outputs
+    [made] = first.nodes["clerk"].tool_calls or []
+    assert "cached" not in made
+    assert again.nodes["clerk"].tool_calls == [{**made, "cached": True}]
+    assert RunResult.from_json(again.to_json()).nodes["clerk"].tool_calls == [{**made, "cached": True}]

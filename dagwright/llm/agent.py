@@ -517,6 +517,10 @@ class AgentCore:
                 user_message(context.signature or self._signature, values, self.config.prompt_template, self.name),
                 json.dumps(outputs, ensure_ascii=False),
             )
+            # The calls that produced the result, each marked cached: they ran then, not now.
+            context.tool_calls = [
+                ToolCallRecord.replayed(c) for c in hit.get("tool_calls") or () if isinstance(c, dict)
+            ]
             return outputs
         context.cache = "miss"
         outputs = await self._run_strategy(values, context)
@@ -524,7 +528,14 @@ class AgentCore:
         if isinstance(outputs, dict) and set(outputs) == {
             f.name for f in (context.signature or self._signature).outputs
         }:
-            cache.put(key, {"outputs": outputs, "model": context.model})
+            entry: dict[str, Any] = {"outputs": outputs, "model": context.model}
+            if context.tool_calls:
+                # As JSON (a value without a JSON form by its text), so that the entry can be stored at all.
+                calls = [call.to_dict() for call in context.tool_calls]
+                entry["tool_calls"] = json.loads(json.dumps(calls, default=str, ensure_ascii=False))
+            if not cache.put(key, entry) and "tool_calls" in entry:
+                del entry["tool_calls"]
+                cache.put(key, entry)
         return outputs
 
 

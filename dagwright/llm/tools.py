@@ -85,6 +85,8 @@ class ToolCallRecord:
     duration_ms: float = 0.0
     error: str | None = None
     round: int = 1
+    # Made by the execution whose result a cache gave back, not by this one: nothing ran now.
+    cached: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         data = {"name": self.name, "arguments": self.arguments, "result": self.result}
@@ -92,7 +94,23 @@ class ToolCallRecord:
         data["round"] = self.round
         if self.error is not None:
             data["error"] = self.error
+        if self.cached:
+            data["cached"] = True
         return data
+
+    @classmethod
+    def replayed(cls, data: Mapping[str, Any]) -> ToolCallRecord:
+        """A call stored with a cached result, as the cache hit reports it (``cached=True``)."""
+        error = data.get("error")
+        return cls(
+            str(data.get("name", "")),
+            data.get("arguments"),
+            data.get("result"),
+            float(data.get("duration_ms") or 0.0),
+            None if error is None else str(error),
+            int(data.get("round") or 1),
+            cached=True,
+        )
 
 
 class CallableTool(Protocol):

@@ -199,8 +199,16 @@ def make_cache(cache: object, *, path: str | os.PathLike[str] | None = None, own
     raise ValueError(f"{owner}: unknown cache {cache!r}; choose 'memory', 'sqlite' (with path=...) or a ResultCache")
 
 
+_WITH_CALLS = "__dagwright_node_entry__"
+"""Marks a node's cache entry that keeps the tool calls which produced its outputs (plain entries are the
+outputs themselves)."""
+
+
 def cached_executor(executor: Executor, node: Node, cache: ResultCache) -> Executor:
-    """``executor`` answering from ``cache`` for inputs it has already answered (a flow node's cache)."""
+    """``executor`` answering from ``cache`` for inputs it has already answered (a flow node's cache).
+
+    An agent node's entry keeps the tool calls that produced its outputs: a hit puts them back in the node's
+    record, each marked ``cached`` (made then, not now)."""
     node_key = node.content_hash
     outputs_allowed = frozenset(p.name for p in node.outputs)
 
@@ -208,10 +216,20 @@ def cached_executor(executor: Executor, node: Node, cache: ResultCache) -> Execu
         key = cache_key(node=node_key, inputs=inputs)
         hit = cache.get(key)
         if hit is not None:
-            return hit
+            if _WITH_CALLS not in hit:
+                return hit
+            ctx.record.tool_calls = [{**call, "cached": True} for call in hit.get("tool_calls") or ()]
+            outputs_hit: dict[str, Any] = hit["outputs"]
+            return outputs_hit
         outputs = await executor(inputs, ctx)
         # Only a result the scheduler will accept is stored: a dict of this node's own outputs.
         if type(outputs) is dict and outputs_allowed.issuperset(outputs):
+            calls = ctx.record.tool_calls
+            if calls:
+                # The calls as JSON (a value without a JSON form by its text), so that the entry can be stored.
+                kept = json.loads(json.dumps(calls, default=str))
+                if cache.put(key, {_WITH_CALLS: 1, "outputs": outputs, "tool_calls": kept}):
+                    return outputs
             cache.put(key, outputs)
         return outputs
 

@@ -519,3 +519,9 @@ def test_import_dagwright_does_not_import_graphviz() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True).stdout.decode()
     assert out.split() == ["False", "False"]
+
+
+def test_a_closing_bracket_at_the_start_of_a_cell_is_drawn() -> None:
+    # Found by test_any_ids_render_as_written: Graphviz rejected a label cell whose text began with "]".
+    texts = svg_texts(dot_svg(to_dot(weird_graph(["]", "]]", "a]", "x\n]y"]))))
+    assert {"]", "]]", "a]", "]y"} <= set(texts)

@@ -15,6 +15,7 @@ import pytest
 from dagwright import Flow
 from dagwright.compiler.diagnostics import CompileError
 from dagwright.llm.mcp import MCPTools
+from dagwright.testing import Fault, OpenAITestServer
 
 pytest.importorskip("mcp")
 
@@ -192,3 +193,29 @@ def test_render_connect_draws_the_servers_tools(tmp_path: Path) -> None:
     asked = subprocess.run([*command, "--connect"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert asked.returncode == 0, asked.stderr
     assert "tools: stock, reserve" in asked.stdout
+
+
+def test_a_call_that_times_out_leaves_the_shared_connection_working(server: OpenAITestServer) -> None:
+    server.enqueue(
+        Fault(tool_calls=(("recount", {"sku": "A-1", "seconds": 30}), ("stock", {"sku": "A-1"}))),
+        Fault(tool_calls=(("recount", {"sku": "A-1"}), ("stock", {"sku": "B-22"}))),
+        Fault(content='{"answer": "counted"}'),
+    )
+    config = {"base_url": server.base_url, "api_key": "k", "tool_timeout": 0.5}
+    flow = Flow("shop")
+    # Two objects naming one server (same command and arguments): one connection for both agents.
+    clerk_tools = MCPTools(sys.executable, SERVER, "slow")
+    flow.add_agent("clerk", "question: str -> answer: str", config=config, tools=[clerk_tools])
+    auditor_tools = MCPTools(sys.executable, SERVER, "slow", tools=["stock"])
+    flow.add_agent("auditor", "answer: str -> note: str", config=config, tools=[auditor_tools])
+    flow.connect("clerk.answer", "auditor.answer")
+    flow.input("question")
+    result = flow.run(question="Count A-1")
+    assert result.success, result.error
+    slow, first, recounted, second = result.nodes["clerk"].tool_calls or []
+    assert slow["error"] == "TimeoutError: tool 'recount' did not finish within 0.5 s"
+    assert first["result"] == {"result": 30}
+    # After the call that was given up on, the same connection answers this agent and the next one.
+    assert recounted["result"] == {"result": 3} and second["result"] == {"result": 40}
+    [third] = result.nodes["auditor"].tool_calls or []
+    assert third["name"] == "stock" and "error" not in third and third["result"]["result"] > 0

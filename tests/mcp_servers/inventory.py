@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
+import anyio
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel
@@ -29,6 +30,15 @@ def reserve(sku: str, count: int = 1) -> Item:
     if count > 100:
         raise ToolError(f"cannot reserve {count} of {sku}: only 100 at a time")
     return Item(sku=sku, count=count)
+
+
+if "slow" in sys.argv:  # a tool that takes its time, for timeouts on a connection other calls share
+
+    @server.tool()
+    async def recount(sku: str, seconds: float = 0.0) -> int:
+        """Count a product again, which takes a while."""
+        await anyio.sleep(seconds)
+        return len(sku)
 
 
 if "dotted" in sys.argv:  # a tool name MCP allows and OpenAI-compatible servers refuse

@@ -201,7 +201,7 @@ def test_a_call_that_times_out_leaves_the_shared_connection_working(server: Open
         Fault(tool_calls=(("recount", {"sku": "A-1"}), ("stock", {"sku": "B-22"}))),
         Fault(content='{"answer": "counted"}'),
     )
-    config = {"base_url": server.base_url, "api_key": "k", "tool_timeout": 0.5}
+    config = {"base_url": server.base_url, "api_key": "k", "tool_timeout": 2}
     flow = Flow("shop")
     # Two objects naming one server (same command and arguments): one connection for both agents.
     clerk_tools = MCPTools(sys.executable, SERVER, "slow")
@@ -213,9 +213,32 @@ def test_a_call_that_times_out_leaves_the_shared_connection_working(server: Open
     result = flow.run(question="Count A-1")
     assert result.success, result.error
     slow, first, recounted, second = result.nodes["clerk"].tool_calls or []
-    assert slow["error"] == "TimeoutError: tool 'recount' did not finish within 0.5 s"
+    assert slow["error"] == "TimeoutError: tool 'recount' did not finish within 2 s"
     assert first["result"] == {"result": 30}
     # After the call that was given up on, the same connection answers this agent and the next one.
     assert recounted["result"] == {"result": 3} and second["result"] == {"result": 40}
     [third] = result.nodes["auditor"].tool_calls or []
     assert third["name"] == "stock" and "error" not in third and third["result"]["result"] > 0
+
+
+def test_a_server_that_exits_during_a_run_is_started_again_for_the_next_agent(
+    server: OpenAITestServer, tmp_path: Path
+) -> None:
+    log = tmp_path / "servers.log"
+    server.enqueue(Fault(tool_calls=(("crash", {"sku": "A-1"}),)), Fault(content='{"answer": "it fell over"}'))
+    config = {"base_url": server.base_url, "api_key": "k", "tool_timeout": 10}
+    tools = MCPTools(sys.executable, SERVER, "slow", env={"INVENTORY_LOG": str(log)})
+    flow = Flow("shop")
+    flow.add_agent("clerk", "question: str -> answer: str", config=config, tools=[tools])
+    later = MCPTools(sys.executable, SERVER, "slow", env={"INVENTORY_LOG": str(log)}, tools=["stock"])
+    flow.add_agent("auditor", "answer: str -> note: str", config=config, tools=[later])
+    flow.connect("clerk.answer", "auditor.answer")
+    flow.input("question")
+    result = flow.run(question="Count A-1")
+    assert result.success, result.error
+    [crashed] = result.nodes["clerk"].tool_calls or []
+    assert crashed["name"] == "crash" and crashed["error"]
+    [counted] = result.nodes["auditor"].tool_calls or []
+    assert "error" not in counted and counted["result"]["result"] > 0
+    pids = started(log)
+    assert len(pids) == 2 and wait_gone(pids) == []

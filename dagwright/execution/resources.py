@@ -69,6 +69,14 @@ class RunResources:
             raise
         return resource
 
+    def forget(self, key: Hashable, resource: object) -> None:
+        """Drop ``resource`` (found dead) from ``key``: the next ``get`` opens a new one. It is still closed
+        with the others at the end."""
+        task = self._opening.get(key)
+        opened = task is not None and task.done() and not task.cancelled() and task.exception() is None
+        if opened and task is not None and task.result()[0] is resource:
+            del self._opening[key]
+
     async def _open(self, opener: Callable[[], Awaitable[Opened]]) -> Opened:
         opened = await opener()
         self.opened += 1

@@ -204,7 +204,7 @@ class MCPTools:
             try:
                 async with self._client() as client:
                     listed = await self._list(client)
-                    ready.set_result(_Connection(client, listed))
+                    ready.set_result(_Connection(client, listed, owner))
                     await stop.wait()
             except asyncio.CancelledError:
                 if not ready.done():
@@ -234,6 +234,9 @@ class MCPTools:
         resources = current_resources()
         assert resources is not None, "MCPTools._connection() runs inside a run's resources"
         connection: _Connection = await resources.get(self.connection_key, self._open, forget_failure=not ahead)
+        if connection.closed:  # the server went away (a stdio server exited): connect again
+            resources.forget(self.connection_key, connection)
+            connection = await resources.get(self.connection_key, self._open, forget_failure=not ahead)
         self._listed = [self._spec(t) for t in connection.listed]
         return connection
 
@@ -259,7 +262,7 @@ class MCPTools:
                     f"MCP server {self.name!r} offers tools whose names model servers refuse ({TOOL_NAME_RULE}): "
                     f"{', '.join(map(repr, refused))}; keep the others with tools=[...]"
                 )
-            yield [_RemoteTool(connection.client, self._spec(t), self) for t in keep]
+            yield [_RemoteTool(connection, self._spec(t), self) for t in keep]
 
     async def alist_tools(self) -> list[ToolSpec]:
         """The server's tools, listed (on the run's connection inside a run, else on a short one) and kept:
@@ -274,13 +277,20 @@ class MCPTools:
 
 
 class _Connection:
-    """A connected server: the SDK client and the tools it listed when it connected."""
+    """A connected server: the SDK client, the tools it listed when it connected, and the task that holds it
+    (done once the connection is over)."""
 
-    __slots__ = ("client", "listed")
+    __slots__ = ("client", "listed", "lost", "owner")
 
-    def __init__(self, client: Any, listed: list[Any]) -> None:
+    def __init__(self, client: Any, listed: list[Any], owner: asyncio.Task[None]) -> None:
         self.client = client
         self.listed = listed
+        self.owner = owner
+        self.lost = False  # a call found the connection closed under it
+
+    @property
+    def closed(self) -> bool:
+        return self.lost or self.owner.done()
 
 
 @contextlib.asynccontextmanager
@@ -313,8 +323,8 @@ async def list_servers(servers: Iterable[MCPTools], resources: RunResources) -> 
 class _RemoteTool:
     """One tool of a connected MCP server."""
 
-    def __init__(self, client: Any, spec: ToolSpec, server: MCPTools) -> None:
-        self.client = client
+    def __init__(self, connection: _Connection, spec: ToolSpec, server: MCPTools) -> None:
+        self.connection = connection
         self.spec = spec
         self.name = spec.name
         self.description = spec.description
@@ -322,13 +332,29 @@ class _RemoteTool:
         self.server = server
 
     async def call(self, arguments: Mapping[str, Any]) -> Any:
-        result = await self.client.call_tool(self.name, dict(arguments))
+        try:
+            result = await self.connection.client.call_tool(self.name, dict(arguments))
+        except Exception as exc:
+            if _connection_closed(exc):  # the next agent of the run connects again
+                self.connection.lost = True
+            raise
         text = "\n".join(getattr(block, "text", "") for block in result.content if getattr(block, "type", "") == "text")
         if result.is_error:
             raise RuntimeError(f"MCP server {self.server.name!r} says: {text or 'the tool failed'}")
         if result.structured_content is not None:
             return result.structured_content
         return text
+
+
+def _connection_closed(exc: BaseException) -> bool:
+    """Whether a failed call says the connection is over (the server exited or hung up)."""
+    import anyio
+    from mcp.types import CONNECTION_CLOSED
+
+    error = getattr(exc, "error", None)
+    if getattr(error, "code", None) == CONNECTION_CLOSED:
+        return True
+    return isinstance(exc, (anyio.ClosedResourceError, anyio.BrokenResourceError, ConnectionError))
 
 
 # --------------------------------------------------------------------------- dagwright check --connect

@@ -40,6 +40,11 @@ if "slow" in sys.argv:  # a tool that takes its time, for timeouts on a connecti
         await anyio.sleep(seconds)
         return len(sku)
 
+    @server.tool()
+    def crash(sku: str) -> int:
+        """Stop the server in the middle of a call."""
+        os._exit(3)
+
 
 if "dotted" in sys.argv:  # a tool name MCP allows and OpenAI-compatible servers refuse
 

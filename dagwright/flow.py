@@ -165,6 +165,14 @@ class Flow(FlowBuilder):
         self._plan = (graph, scheduler)
         return scheduler
 
+    def _mcp_servers_named(self) -> bool:
+        return bool(_mcp_servers(self))
+
+    async def _list_ahead(self) -> None:
+        """Connect to the flow's MCP servers, list them and close: the graph lists their tools from now on."""
+        async with _run_scope(self):
+            pass
+
     async def _run_listed(self, values: dict[str, Any], options: RunOptions) -> RunResult:
         async with _run_scope(self) as resources:
             return await self._scheduler().run(values, options, resources=resources)

@@ -242,3 +242,21 @@ def test_a_server_that_exits_during_a_run_is_started_again_for_the_next_agent(
     assert "error" not in counted and counted["result"]["result"] > 0
     pids = started(log)
     assert len(pids) == 2 and wait_gone(pids) == []
+
+
+def test_a_run_of_the_command_line_records_the_graph_a_python_resume_finds(tmp_path: Path) -> None:
+    path = _flow_file(tmp_path)
+    store = tmp_path / "runs.db"
+    command = [sys.executable, "-m", "dagwright", "run", str(path), "--inputs-json", '{"question": "Stock?"}']
+    ran = subprocess.run(
+        [*command, "--json", "--checkpoint", str(store)], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert ran.returncode == 0, ran.stderr
+    run_id = json.loads(ran.stdout)["run_id"]
+    namespace: dict[str, object] = {}
+    exec(compile(path.read_text(), str(path), "exec"), namespace)
+    flow = namespace["flow"]
+    assert isinstance(flow, Flow)
+    # The command line listed the server before it took the graph, as a Python run or resume does: same graph.
+    resumed = flow.resume(run_id, checkpoint=str(store))
+    assert resumed.success and resumed.nodes["clerk"].status == "cached"

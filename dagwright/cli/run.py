@@ -162,10 +162,8 @@ def run_flow(
         )
     if scheduler_address is not None:
         raise TargetError("--scheduler is the address of a Dask scheduler: use it with --backend dask")
-    if flow._mcp_servers_named():
-        # Listed before the graph is taken, as Flow.run does: the run and its checkpoint record the graph
-        # that lists the servers' tools (the run itself connects once more, for all its agents).
-        asyncio.run(flow._list_ahead())
+    if flow._mcp_servers_named():  # as Flow.run does: the run and its checkpoint record the listed tools
+        asyncio.run(flow._list_ahead())  # (closed again: the run itself connects once, for all its agents)
     scheduler = flow._scheduler()
     graph: Graph = scheduler.plan.graph
     options: RunOptions | None = None

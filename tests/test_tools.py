@@ -147,6 +147,9 @@ def test_through_the_loopback_server_the_calls_go_over_function_calling(server: 
     assert tool_message == {"role": "tool", "tool_call_id": assistant["tool_calls"][0]["id"], "content": "2100000"}
     assert out["_tokens"]["prompt"] > 0 and out["_tokens"]["completion"] > 0
     assert agent.get_execution_monitor().metrics()["llm_calls"] == 2
+    # Both rounds are paid for: the same question without tools is one request, and costs less.
+    plain = qa_agent(base_url=server.base_url, api_key="k", model="gpt-4o-mini", tools=[]).run(question="Lyon?")
+    assert out["_cost_known"] and out["_cost"] > plain["_cost"] > 0
 
 
 def test_malformed_arguments_and_unknown_tools_go_back_to_the_model_once(server: OpenAITestServer) -> None:

@@ -105,6 +105,28 @@ TOOL_ROUND_TOKENS = 256
 """Tokens added to the default output budget of a request offering tools, for the calls it may ask for."""
 
 
+def _messages(
+    spec: SignatureSpec,
+    inputs: Mapping[str, Any],
+    config: AgentConfig,
+    mode: StructuredMode,
+    history: list[dict[str, str]],
+    agent: str,
+) -> list[dict[str, Any]]:
+    """The messages of a request in ``mode``: what is sent, and what a cache key is made of."""
+    return build_messages(
+        spec,
+        dict(inputs),
+        system_prompt=config.system_prompt,
+        template=config.prompt_template,
+        mode=mode,
+        history=history,
+        agent=agent,
+        context=config.extra,
+        system_role=config.system_prompt_role,
+    )
+
+
 async def structured_call(
     spec: SignatureSpec, inputs: Mapping[str, Any], config: AgentConfig, context: AgentContext
 ) -> dict[str, Any]:
@@ -114,17 +136,7 @@ async def structured_call(
     sent: dict[str, list[dict[str, Any]]] = {}
 
     def request_for(mode: StructuredMode) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-        sent[mode] = build_messages(
-            spec,
-            dict(inputs),
-            system_prompt=config.system_prompt,
-            template=config.prompt_template,
-            mode=mode,
-            history=context.history,
-            agent=context.agent_name,
-            context=config.extra,
-            system_role=config.system_prompt_role,
-        )
+        sent[mode] = _messages(spec, inputs, config, mode, context.history, context.agent_name)
         return sent[mode], response_format(spec, mode)
 
     reply, transcript = await _answer(settings, config.structured_output, request_for, context, config)
@@ -401,17 +413,7 @@ class AgentCore:
         # auto is keyed as json_schema, its first choice: a key must not change as the mode is learnt.
         mode: StructuredMode = "json_schema" if config.structured_output == "auto" else config.structured_output
         spec = context.signature or self._signature
-        messages = build_messages(
-            spec,
-            values,
-            system_prompt=config.system_prompt,
-            template=config.prompt_template,
-            mode=mode,
-            history=context.history,
-            agent=self.name,
-            context=config.extra,
-            system_role=config.system_prompt_role,
-        )
+        messages = _messages(spec, values, config, mode, context.history, self.name)
         return cache_key(
             model=config.model,
             provider=config.provider,

@@ -48,6 +48,7 @@ __all__ = ["Flow", "NodeRef", "PortRef"]
 register_internal_path(os.path.abspath(__file__))
 
 _RUN_OPTIONS = ("max_concurrency", "failure_mode", "run_id", "checkpoint")
+_KAILASH_OPTIONS = ("runtime", "run_id", "failure_mode", "task_manager")
 
 
 class Flow(FlowBuilder):
@@ -395,8 +396,9 @@ class Flow(FlowBuilder):
         ``runtime="async"`` uses ``AsyncLocalRuntime``; a Kailash runtime instance is used as
         given; the default is ``LocalRuntime`` with its fast settings. ``failure_mode=`` is
         :meth:`run`'s: ``"fail_fast"`` (the default) or ``"continue"`` (only the failed node's
-        descendants are skipped; other branches finish and keep their outputs). A flow input called
-        ``runtime``, ``run_id`` or ``failure_mode`` goes in the mapping: ``run_kailash({"runtime": ...})``.
+        descendants are skipped; other branches finish and keep their outputs). ``task_manager=`` gets
+        Kailash's task tracking, skipped nodes marked ``metadata["skipped"]``. A flow input named as
+        one of these options goes in the mapping: ``run_kailash({"runtime": ...})``.
         """
         from dagwright.execution._sync import run_sync
 
@@ -407,7 +409,7 @@ class Flow(FlowBuilder):
         from dagwright.backends.kailash.runtime import arun_on_kailash
 
         declared = self._declared_inputs()
-        options = {k: inputs.pop(k) for k in ("runtime", "run_id", "failure_mode") if k in inputs and k not in declared}
+        options = {k: inputs.pop(k) for k in _KAILASH_OPTIONS if k in inputs and k not in declared}
         values = {**_positional_inputs("run_kailash", args), **inputs}
         async with _run_scope(self) as resources:
             return await arun_on_kailash(

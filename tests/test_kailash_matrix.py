@@ -22,6 +22,7 @@ import yaml
 from kailash.runtime.async_local import AsyncLocalRuntime
 from kailash.runtime.local import LocalRuntime
 from kailash.tracking import TaskManager, TaskStatus
+from kailash.tracking.storage.database import SQLiteStorage
 from kailash.tracking.storage.deferred import DeferredStorageBackend
 from kailash.workflow.builder import WorkflowBuilder
 from kailash.workflow.graph import Workflow
@@ -346,26 +347,44 @@ def _kailash_tasks(workflow: Workflow, parameters: dict[str, Any]) -> dict[str, 
     return {task.node_id: task for task in manager.get_run_tasks(run_id)}
 
 
+def _skips(flow: Flow, inputs: dict[str, Any]) -> dict[str, str]:
+    """The nodes a run skips on the built-in scheduler (the reference), with the reason it gives."""
+    records = flow.run(inputs).nodes.values()
+    skips = {r.node_id: str(r.skip_reason) for r in records if r.status == "skipped" and r.kind != "output"}
+    assert skips
+    return skips
+
+
+def _marked(tasks: dict[str, Any]) -> dict[str, str]:
+    """The tasks Kailash's tracking marks skipped, with their reason; every one of them COMPLETED with no result."""
+    marked = {n: t for n, t in tasks.items() if t.metadata.get("skipped")}
+    assert all((t.status, t.result) == (TaskStatus.COMPLETED, None) for t in marked.values())
+    return {n: t.metadata["reason"] for n, t in marked.items()}
+
+
 @pytest.mark.parametrize("name", ["router", "supervisor"])
-def test_kailash_task_tracking_cannot_say_skipped(name: str, caplog: pytest.LogCaptureFixture) -> None:
-    """What Kailash's tracking shows of the nodes a router or supervisor does not take (see the README).
+def test_run_kailash_marks_skipped_tasks_as_kailash_marks_a_branch_not_taken(name: str) -> None:
+    """Kailash's tracking of a ``run_kailash`` run: a skipped node's task is COMPLETED with ``metadata["skipped"]``.
 
     LocalRuntime moves each task to RUNNING before it runs the node, and Kailash allows SKIPPED only
-    from PENDING: no run records TaskStatus.SKIPPED, not even for its own SwitchNode's branch not taken
-    (COMPLETED, with ``metadata["skipped"]``). So the skipped dagwright nodes are COMPLETED with no
-    outputs, and dagwright's log says they were skipped. Should Kailash start recording SKIPPED, this
-    test fails and the lowering can use it.
+    from PENDING, so no run records TaskStatus.SKIPPED, not even for its own SwitchNode's branch not
+    taken: that one is COMPLETED with ``metadata={"skipped": True, "reason": "conditional_routing"}``.
+    ``run_kailash`` marks the tasks of the nodes dagwright skipped the same way, with dagwright's
+    reason. Should Kailash start recording SKIPPED, the control below fails and the lowering can use it.
     """
     _, make, inputs = next(c for c in CASES if c[0] == name)
     flow = make(Kaizen())
-    skipped = {n for n, r in flow.run(inputs).nodes.items() if r.status == "skipped" and r.kind != "output"}
-    assert skipped
-    with caplog.at_level(logging.INFO, logger="dagwright"):
-        tasks = _kailash_tasks(flow.build(), dict(inputs))
-    assert all(tasks[n].result is None for n in skipped)  # (a closed gate ran, and produced nothing too)
+    skips = _skips(flow, dict(inputs))
+    manager = TaskManager(storage_backend=DeferredStorageBackend())
+    result = flow.run_kailash(dict(inputs), task_manager=manager)
+    assert {
+        n: str(r.skip_reason) for n, r in result.nodes.items() if r.status == "skipped" and r.kind != "output"
+    } == skips
+    (run,) = manager.list_runs()
+    tasks = {task.node_id: task for task in manager.get_run_tasks(run.run_id)}
+    assert _marked(tasks) == skips  # nothing that ran is marked (a closed gate ran, and produced nothing)
     assert {t.status for t in tasks.values()} == {TaskStatus.COMPLETED}
-    said = {r.args[0] for r in caplog.records if r.name == "dagwright" and "skipped" in r.getMessage()}
-    assert said == skipped
+    assert all("execution_time" in tasks[n].metadata for n in skips)  # what Kailash wrote is kept
 
     switch = WorkflowBuilder()
     switch.add_node("PythonCodeNode", "source", {"code": "result = {'kind': 'a'}"})
@@ -376,7 +395,55 @@ def test_kailash_task_tracking_cannot_say_skipped(name: str, caplog: pytest.LogC
     switch.add_connection("switch", "true_output", "taken", "data")
     switch.add_connection("switch", "false_output", "not_taken", "data")
     own = _kailash_tasks(switch.build(), {})["not_taken"]
-    assert (own.status, own.metadata.get("skipped")) == (TaskStatus.COMPLETED, True)
+    assert (own.status, own.result, own.metadata) == (
+        TaskStatus.COMPLETED,
+        None,
+        {"skipped": True, "reason": "conditional_routing"},
+    )
+
+
+@pytest.mark.parametrize("name", ["router", "supervisor"])
+def test_run_kailash_marks_skipped_tasks_in_the_runtimes_own_tracking(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A LocalRuntime with ``enable_monitoring=True`` and no task manager keeps its own tracking and writes it
+    to Kailash's default SQLite store (``~/.kailash/tracking/tracking.db``): the marks are made there."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    _, make, inputs = next(c for c in CASES if c[0] == name)
+    flow = make(Kaizen())
+    skips = _skips(flow, dict(inputs))
+    with LocalRuntime(**{**FAST_SETTINGS, "enable_monitoring": True}) as engine:
+        assert flow.run_kailash(dict(inputs), runtime=engine).success
+    store = SQLiteStorage(str(tmp_path / ".kailash" / "tracking" / "tracking.db"))
+    try:
+        manager = TaskManager(storage_backend=store)
+        (run,) = manager.list_runs()
+        tasks = {task.node_id: task for task in manager.get_run_tasks(run.run_id)}
+    finally:
+        store.close()
+    assert _marked(tasks) == skips
+    assert {t.status for t in tasks.values()} == {TaskStatus.COMPLETED}
+
+
+@pytest.mark.parametrize("name", ["router", "supervisor"])
+def test_a_raw_local_runtime_lists_skipped_nodes_as_completed(name: str, caplog: pytest.LogCaptureFixture) -> None:
+    """``LocalRuntime().execute(flow.build(), task_manager=...)``: the skipped nodes' tasks are COMPLETED with no
+    result and no ``metadata["skipped"]``, and dagwright's log says they were skipped (see the README).
+
+    A node that Kailash runs cannot reach its task: the runtime hands a node its inputs and a workflow
+    context (signal channel, query registry, execution tracker), never the task manager or the task,
+    and no context variable holds them. Only ``run_kailash``, which holds the run, can mark them.
+    """
+    _, make, inputs = next(c for c in CASES if c[0] == name)
+    flow = make(Kaizen())
+    skips = _skips(flow, dict(inputs))
+    with caplog.at_level(logging.INFO, logger="dagwright"):
+        tasks = _kailash_tasks(flow.build(), dict(inputs))
+    assert all((tasks[n].status, tasks[n].result) == (TaskStatus.COMPLETED, None) for n in skips)
+    assert {t.status for t in tasks.values()} == {TaskStatus.COMPLETED}
+    assert not [t for t in tasks.values() if "skipped" in t.metadata]
+    said = {r.args[0] for r in caplog.records if r.name == "dagwright" and "skipped" in r.getMessage()}
+    assert said == set(skips)
 
 
 def test_async_local_runtime_keeps_no_task_tracking() -> None:
@@ -389,3 +456,5 @@ def test_async_local_runtime_keeps_no_task_tracking() -> None:
     finally:
         engine.close()
     assert manager.list_runs() == []
+    assert make(Kaizen()).run_kailash(dict(inputs), runtime="async", task_manager=manager).success
+    assert manager.list_runs() == []  # nothing for run_kailash to mark either

@@ -19,6 +19,8 @@ from kailash.nodes.code import PythonCodeNode
 from kailash.runtime.async_local import AsyncLocalRuntime
 from kailash.runtime.local import LocalRuntime
 from kailash.sdk_exceptions import RuntimeExecutionError
+from kailash.tracking import TaskManager, TaskStatus
+from kailash.tracking.storage.deferred import DeferredStorageBackend
 from pattern_cases import pattern_cases
 
 import dagwright
@@ -370,6 +372,25 @@ def test_a_failing_middle_node_stops_the_run_and_cancels_what_depends_on_it(runt
     assert result.nodes["after"].skip_reason == "cancelled: boom failed"
     with pytest.raises(RuntimeExecutionError, match="boom on 1"), LocalRuntime(**FAST_SETTINGS) as runtime_:
         runtime_.execute(flow.build())
+
+
+def test_a_cancelled_node_is_marked_skipped_in_kailash_task_tracking() -> None:
+    # Its task ran as a no-op and is COMPLETED; it says it did not run, as Kailash says of a branch not taken.
+    # The failed node's task stays COMPLETED with no result: COMPLETED admits no other status.
+    flow = Flow("middle")
+    flow.add_function("one", one)
+    flow.add_function("boom", boom)
+    flow.add_function("after", inc)
+    flow.connect("one.output", "boom.x")
+    flow.connect("boom.output", "after.x")
+    manager = TaskManager(storage_backend=DeferredStorageBackend())
+    assert flow.run_kailash(task_manager=manager).nodes["after"].status == "cancelled"
+    (run,) = manager.list_runs()
+    tasks = {task.node_id: task for task in manager.get_run_tasks(run.run_id)}
+    assert {n: t.metadata.get("reason") for n, t in tasks.items() if t.metadata.get("skipped")} == {
+        "after": "cancelled: boom failed"
+    }
+    assert (tasks["boom"].status, tasks["boom"].result) == (TaskStatus.COMPLETED, None)
 
 
 def flaky_function(failures: int) -> tuple[Callable[[int], int], list[int]]:

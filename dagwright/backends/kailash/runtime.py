@@ -23,10 +23,20 @@ SQLite tracking file per execute), ``connection_validation="off"`` and
 ``content_aware_success_detection=False`` (an output called ``success`` is data, not a
 verdict). ``AsyncLocalRuntime`` also gets ``execution_timeout=0`` (no 300 s cap on a
 whole run; per-node timeouts come from the flow's policies).
+
+Kailash's task tracking of a ``LocalRuntime`` run (a ``task_manager`` given, or a runtime
+made with ``enable_monitoring=True``, which keeps its own) lists every node it ran as
+COMPLETED, also a dagwright node that was skipped or cancelled and returned nothing: Kailash
+moves a task to RUNNING before it runs the node and allows SKIPPED only from PENDING, and a
+running node cannot reach its task. So once the run is over, such a node's task is marked the
+way Kailash marks its own ``SwitchNode``'s branch not taken: still COMPLETED, with no result,
+and ``metadata["skipped"]`` True, here with dagwright's reason (``metadata["reason"]``).
+``AsyncLocalRuntime`` records no tasks, so there is nothing to mark.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -49,6 +59,8 @@ if TYPE_CHECKING:
     from dagwright.execution.policy import FailureMode
 
 __all__ = ["FAST_SETTINGS", "arun_on_kailash", "async_runtime", "local_runtime", "lowering_of", "run_on_kailash"]
+
+_log = logging.getLogger("dagwright")
 
 FAST_SETTINGS: dict[str, Any] = {
     "enable_monitoring": False,
@@ -97,6 +109,7 @@ async def arun_on_kailash(
     failure_mode: FailureMode = "fail_fast",
     observers: Sequence[Callable[[Event], None]] = (),
     resources: RunResources | None = None,
+    task_manager: Any = None,
 ) -> RunResult:
     """Run ``target`` on Kailash and return a :class:`RunResult` (see the module docstring).
 
@@ -109,6 +122,8 @@ async def arun_on_kailash(
     ``resources`` are what the run's nodes share (MCP connections: see :mod:`dagwright.execution.resources`);
     by default the run's own, closed when it ends. Kailash awaits the nodes of ``LocalRuntime`` and
     ``AsyncLocalRuntime`` on this event loop, so an MCP server is connected once per run there too.
+    ``task_manager`` (a Kailash ``TaskManager``) is handed to the runtime for its task tracking; the
+    tasks of the nodes that did not run are then marked skipped, with the reason (module docstring).
     """
     from dagwright.backends.kailash.nodes import RunRecorder, recording, stop_recording
 
@@ -135,12 +150,13 @@ async def arun_on_kailash(
     started = time.time()
     failure: BaseException | None = None
     results: Mapping[str, Any] = {}
+    tracked_run: str | None = None
     token = recording(recorder)
     guarded = guarding(FailureGuard(_dagwright_nodes(workflow), recorder.records, failure_mode))
     scope = resources if resources is not None else RunResources()
     shared = using_resources(scope)
     try:
-        results, _ = await engine.execute_async(workflow, parameters=parameters)
+        results, tracked_run = await engine.execute_async(workflow, task_manager=task_manager, parameters=parameters)
     except Exception as exc:
         failure = exc
     finally:
@@ -152,9 +168,53 @@ async def arun_on_kailash(
         if resources is None:
             await scope.aclose()
     result = _result(lowering, values, recorder, results, failure, failure_mode, started)
+    if tracked_run:
+        _mark_tasks_not_run(engine, task_manager, tracked_run, result.nodes)
     if emit is not None:
         _tell(emit, result)
     return result
+
+
+def _mark_tasks_not_run(engine: Any, manager: Any, run_id: str, records: Mapping[str, NodeRecord]) -> None:
+    """Mark the Kailash tasks of the nodes that did not run (skipped, cancelled) the way Kailash marks a branch
+    not taken: COMPLETED, no result, ``metadata={"skipped": True, "reason": ...}``.
+
+    ``manager`` is the run's task manager; without one, a ``LocalRuntime`` with ``enable_monitoring`` kept
+    its own and wrote it to Kailash's default SQLite store, which is updated there.
+    ``AsyncLocalRuntime`` records no tasks.
+    """
+    not_run = {
+        r.node_id: r.skip_reason or r.status
+        for r in records.values()
+        if r.status in ("skipped", "cancelled") and r.kind != INPUT_KIND
+    }
+    if not not_run:
+        return
+    from kailash.runtime.async_local import AsyncLocalRuntime
+    from kailash.tracking import TaskManager, TaskStatus  # type: ignore[import-untyped]
+
+    if isinstance(engine, AsyncLocalRuntime):
+        return
+    store = None
+    try:
+        if manager is None:
+            if not getattr(engine, "enable_monitoring", False):
+                return
+            from kailash.tracking.storage.database import SQLiteStorage  # type: ignore[import-untyped]
+
+            store = SQLiteStorage()
+            manager = TaskManager(storage_backend=store)
+        for task in manager.get_run_tasks(run_id):
+            reason = not_run.get(task.node_id)
+            if reason is None or task.status != TaskStatus.COMPLETED or task.result:
+                continue
+            metadata = {"skipped": True, "reason": reason}
+            manager.update_task_status(task.task_id, TaskStatus.COMPLETED, ended_at=task.ended_at, metadata=metadata)
+    except Exception as exc:  # Kailash's tracking is a record of the run: failing to amend it does not fail the run
+        _log.warning("could not mark the skipped nodes in Kailash's task tracking of run %s: %s", run_id, exc)
+    finally:
+        if store is not None:
+            store.close()
 
 
 def _dagwright_nodes(workflow: Any) -> frozenset[int]:
@@ -188,6 +248,7 @@ def run_on_kailash(
     run_id: str | None = None,
     failure_mode: FailureMode = "fail_fast",
     observers: Sequence[Callable[[Event], None]] = (),
+    task_manager: Any = None,
 ) -> RunResult:
     """:func:`arun_on_kailash` from sync code (also inside a running event loop)."""
     return run_sync(
@@ -199,6 +260,7 @@ def run_on_kailash(
             run_id=run_id,
             failure_mode=failure_mode,
             observers=observers,
+            task_manager=task_manager,
         )
     )
 

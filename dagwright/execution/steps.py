@@ -23,7 +23,17 @@ from dagwright.execution.events import Event, NodeRecord
 from dagwright.execution.executor import Executor, NodeContext
 from dagwright.execution.policy import NodePolicy
 
-__all__ = ["Slot", "attempt_node", "emitter", "fanout", "gather_inputs", "json_copy", "output_problem", "own_inputs"]
+__all__ = [
+    "IMMUTABLE",
+    "Slot",
+    "attempt_node",
+    "emitter",
+    "fanout",
+    "gather_inputs",
+    "json_copy",
+    "output_problem",
+    "own_inputs",
+]
 
 _T_co = TypeVar("_T_co", covariant=True)
 
@@ -107,7 +117,7 @@ async def attempt_node(
             # The scan for a container is inlined (no call) because it runs for every node, scalars or not.
             inputs = args
             for value in args.values():
-                if type(value) not in _IMMUTABLE:
+                if type(value) not in IMMUTABLE:
                     inputs = own_inputs(args)
                     break
             if policy.timeout is None:
@@ -127,7 +137,7 @@ async def attempt_node(
 
 
 # Values no node can change in place: handed over as they are, after one set lookup.
-_IMMUTABLE: frozenset[type] = frozenset((str, int, float, bool, type(None), bytes))
+IMMUTABLE: frozenset[type] = frozenset((str, int, float, bool, type(None), bytes))
 _PLAIN_CONTAINERS: frozenset[type] = frozenset((list, dict, tuple))
 
 
@@ -140,8 +150,8 @@ def own_inputs(args: dict[str, Any]) -> dict[str, Any]:
     lookup per input and builds nothing.
     """
     for value in args.values():
-        if type(value) not in _IMMUTABLE:
-            return {name: v if type(v) in _IMMUTABLE else json_copy(v) for name, v in args.items()}
+        if type(value) not in IMMUTABLE:
+            return {name: v if type(v) in IMMUTABLE else json_copy(v) for name, v in args.items()}
     return args
 
 
@@ -166,14 +176,14 @@ def json_copy(value: Any) -> Any:
 
 def _copy_parts(value: Any) -> Any:
     kind = type(value)
-    if kind in _IMMUTABLE:
+    if kind in IMMUTABLE:
         return value
     if kind is list:
-        return [v if type(v) in _IMMUTABLE else _copy_parts(v) for v in value]
+        return [v if type(v) in IMMUTABLE else _copy_parts(v) for v in value]
     if kind is dict:
-        return {k: v if type(v) in _IMMUTABLE else _copy_parts(v) for k, v in value.items()}
+        return {k: v if type(v) in IMMUTABLE else _copy_parts(v) for k, v in value.items()}
     if kind is tuple:
-        if all(type(v) in _IMMUTABLE for v in value):
+        if all(type(v) in IMMUTABLE for v in value):
             return value
         return tuple(_copy_parts(v) for v in value)
     if isinstance(value, (list, dict, set, bytearray)):  # a subclass (defaultdict, OrderedDict), a set

@@ -14,14 +14,46 @@ from __future__ import annotations
 import asyncio
 import inspect
 import reprlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from dagwright.compiler.ir import Node
 from dagwright.compiler.types import TypeExpr, callable_hints, exact_fits, value_misfit
 from dagwright.execution.executor import Executor, NodeContext
 
-__all__ = ["function_executor", "is_sync_function_executor"]
+__all__ = ["DirectCall", "direct_call", "function_executor", "is_sync_function_executor"]
+
+
+@dataclass(frozen=True, slots=True)
+class DirectCall:
+    """An async function node with one output port, as the built-in scheduler calls it itself: ``fn``'s
+    coroutine awaited directly (no executor coroutine around it, no :class:`NodeContext`), its value checked
+    with :meth:`check` unless its type is in ``fits`` (None: the port's type needs no check), and returned
+    as ``{port: value}``. The same as what :func:`function_executor` makes for the node does."""
+
+    fn: Callable[..., Awaitable[Any]]
+    port: str
+    declared: TypeExpr
+    fits: frozenset[type] | None
+    node_id: str
+
+    def check(self, value: object) -> None:
+        """Raise the TypeError the node's executor raises when ``value`` does not fit the output's type."""
+        _check_output(self.node_id, self.port, self.declared, value)
+
+
+def direct_call(node: Node, binding: object) -> DirectCall | None:
+    """How to call ``binding`` directly for ``node``, when it is an async function whose value is the node's one
+    output and whose parameters and output take no pydantic model; None otherwise."""
+    if not callable(binding) or len(node.outputs) != 1 or node.config.get("returns") == "dict":
+        return None
+    if not (inspect.iscoroutinefunction(binding) or inspect.iscoroutinefunction(type(binding).__call__)):
+        return None
+    if _has_model(node.outputs[0].type) or any(_has_model(p.type) for p in node.inputs):
+        return None
+    out = node.outputs[0]
+    return DirectCall(binding, out.name, out.type, exact_fits(out.type), node.id)
 
 
 def function_executor(node: Node, binding: object) -> Executor:

@@ -26,6 +26,7 @@ from dagwright.execution.inputs import input_name, output_name
 from dagwright.execution.policy import NodePolicy
 from dagwright.execution.steps import Slot
 from dagwright.nodes import EXECUTORS
+from dagwright.nodes.function import DirectCall, direct_call
 
 __all__ = ["ExecutionPlan", "Schedulable", "bind_nodes", "build_plan", "never_suspends"]
 
@@ -61,6 +62,13 @@ class _Step:
     inline: bool = False
     # One attempt, no timeout: the scheduler makes that attempt itself instead of through attempt_node.
     simple: bool = False
+    # An input or output node of the flow: resolved by the scheduler itself, never run.
+    io: bool = False
+    # Every input port takes one connection and has no other way to a value: (port, source step, source port)
+    # each, read straight from the sources' values (None: gather_inputs decides).
+    sources: tuple[tuple[str, int, str], ...] | None = None
+    # A simple, uncached async function node with one output: the scheduler awaits the function itself.
+    direct: DirectCall | None = None
 
 
 @dataclass(slots=True)
@@ -72,6 +80,10 @@ class ExecutionPlan:
     inputs: dict[str, int]
     outputs: dict[str, int]
     by_id: dict[str, int] = field(default_factory=dict)
+    # Per step, in step order: what every run starts from.
+    node_ids: list[str] = field(default_factory=list)
+    n_preds: list[int] = field(default_factory=list)
+    roots: list[int] = field(default_factory=list)
 
     @classmethod
     def build(
@@ -117,9 +129,21 @@ class ExecutionPlan:
         for step, p in zip(steps, preds, strict=True):
             step.n_preds = len(p)
             step.simple = step.policy.retry.max_attempts == 1 and step.policy.timeout is None
+            step.io = step.kind in (INPUT_KIND, OUTPUT_KIND)
+            if all(not slot.collect and len(slot.sources) == 1 for slot in step.slots):
+                step.sources = tuple((slot.name, *slot.sources[0]) for slot in step.slots)
         inputs = {input_name(s.node): s.index for s in steps if s.kind == INPUT_KIND}
         outputs = {output_name(s.node): s.index for s in steps if s.kind == OUTPUT_KIND}
-        return cls(graph, steps, inputs, outputs, index)
+        return cls(
+            graph,
+            steps,
+            inputs,
+            outputs,
+            index,
+            [s.node.id for s in steps],
+            [s.n_preds for s in steps],
+            [s.index for s in steps if s.n_preds == 0],
+        )
 
 
 def build_plan(
@@ -155,7 +179,9 @@ def build_plan(
     plan = ExecutionPlan.build(graph, executors, policies)
     for step in plan.steps:
         if step.kind == "function" and step.simple and step.policy.cache is None:
-            step.inline = never_suspends(bound.get(step.node.id))
+            binding = bound.get(step.node.id)
+            step.inline = never_suspends(binding)
+            step.direct = direct_call(step.node, binding)
     return plan
 
 

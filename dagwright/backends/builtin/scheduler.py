@@ -30,7 +30,7 @@ from dagwright.execution.executor import NodeContext
 from dagwright.execution.inputs import input_name, output_name, run_values
 from dagwright.execution.policy import RunOptions
 from dagwright.execution.resources import RunResources, current_resources, reset_resources, using_resources
-from dagwright.execution.steps import attempt_node, fanout, gather_inputs, output_problem, own_inputs
+from dagwright.execution.steps import IMMUTABLE, attempt_node, fanout, gather_inputs, output_problem, own_inputs
 from dagwright.ops.telemetry import RunTracer, run_listener
 
 if TYPE_CHECKING:
@@ -124,14 +124,15 @@ class _Run:
         self.tracing = tracing
         self.run_id = options.run_id or uuid.uuid4().hex
         steps = plan.steps
-        self.records = [NodeRecord(s.node.id, s.kind) for s in steps]
+        self.records = list(map(NodeRecord, plan.node_ids, [s.kind for s in steps]))
         self.values: list[dict[str, Any] | None] = [None] * len(steps)
-        self.waiting = [s.n_preds for s in steps]
+        self.waiting = plan.n_preds.copy()
         self.unresolved = len(steps)
         # Running node tasks by step index; a node leaves it when it resolves (cheaper than a done callback,
         # which costs one more event-loop callback per node).
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.semaphore = asyncio.Semaphore(options.max_concurrency) if options.max_concurrency else None
+        self.fail_fast = options.failure_mode == "fail_fast"
         self.first_error: NodeExecutionError | None = None
         self.finished: asyncio.Future[None] | None = None
         self.outputs: dict[str, Any] = {}
@@ -151,6 +152,9 @@ class _Run:
         self.restored: dict[str, dict[str, Any]] = {}
         self.fingerprints: dict[str, str] = {}
         self.checkpoint_error: str | None = None
+        # Nothing between the scheduler and a node's function (no checkpoint, concurrency bound or tracing): the
+        # only case in which nodes run in place (see _Step.inline).
+        self.plain = self.checkpoint is None and self.semaphore is None and tracing is None
 
     def emit(self, kind: Any, node_id: str | None = None, **extra: Any) -> None:
         if self.listener is not None:
@@ -163,7 +167,7 @@ class _Run:
         if self.checkpoint is not None:
             _open_checkpoint(self)
         self.emit("run_started")
-        ready = [s.index for s in self.plan.steps if s.n_preds == 0]
+        ready = self.plan.roots
         if not ready and self.plan.steps:
             raise ValueError("graph has no node without predecessors; it is not a DAG")
         for idx in ready:
@@ -184,7 +188,8 @@ class _Run:
                         self.checkpoint.finish_run(self.run_id, "cancelled")
                 raise
         await self.drain()
-        failed = [r for r in self.records if r.status == "failed"]
+        # Every failure goes through first_failure: without one, no record needs a look.
+        failed = [r for r in self.records if r.status == "failed"] if self.first_error is not None else []
         if self.checkpoint is not None:
             self.checkpoint.finish_run(self.run_id, "failed" if failed else "succeeded")
             if self.checkpoint_error is not None:
@@ -199,7 +204,7 @@ class _Run:
             flow=self.plan.graph.name,
             # Declared order, not completion order: the same flow prints the same way every run.
             outputs={name: self.outputs[name] for name in self.plan.outputs if name in self.outputs},
-            nodes={r.node_id: r for r in self.records},
+            nodes=dict(zip(self.plan.node_ids, self.records, strict=True)),
             success=not failed,
             error=error,
             started_at=started,
@@ -218,40 +223,47 @@ class _Run:
     def start(self, idx: int) -> None:
         """All predecessors of ``idx`` are resolved: gather its inputs, then run or skip it."""
         step = self.plan.steps[idx]
-        record = self.records[idx]
-        if self.first_error is not None and self.options.failure_mode == "fail_fast":
+        if self.first_error is not None and self.fail_fast:
+            record = self.records[idx]
             record.status = "cancelled"
             record.skip_reason = f"cancelled: {self.first_error.node_id} failed"
             self.resolved(idx)
             return
-        if step.kind == INPUT_KIND:
-            name = input_name(step.node)
-            self.values[idx] = {step.node.outputs[0].name: self.inputs[name]}
-            record.status = "done"
-            self.resolved(idx)
+        if step.io:
+            _start_io(self, step)
             return
-        args, why_not = gather_inputs(step.slots, self.values, self.records)
-        if why_not is not None:
-            record.status = "skipped"
-            record.skip_reason = why_not
-            self.emit("node_skipped", step.node.id, error=why_not, record=record)
-            self.resolved(idx)
-            return
-        if step.kind == OUTPUT_KIND:
-            self.outputs[output_name(step.node)] = args[step.node.inputs[0].name]
-            self.values[idx] = {}
-            record.status = "done"
-            self.resolved(idx)
+        args: dict[str, Any] | None = None
+        if step.sources is not None:
+            # Every input from one connection: its value, when the source produced it (the usual case).
+            values = self.values
+            args = {}
+            for name, src, port in step.sources:
+                produced = values[src]
+                if produced is None or port not in produced:
+                    args = None  # gather_inputs says why, or finds a default
+                    break
+                args[name] = produced[port]
+        if args is None:
+            args, why_not = gather_inputs(step.slots, self.values, self.records)
+            if why_not is not None:
+                record = self.records[idx]
+                record.status = "skipped"
+                record.skip_reason = why_not
+                self.emit("node_skipped", step.node.id, error=why_not, record=record)
+                self.resolved(idx)
+                return
+        if step.inline and self.plain:
+            if self.inline_budget > 0:
+                self.inline_budget -= 1
+                if step.direct is not None:
+                    _run_direct(self, step, args)
+                else:
+                    _run_inline(self, step, args)
+            else:
+                self.defer(idx)
             return
         if self.checkpoint is not None:
             _start_checkpointed(self, step, args)
-            return
-        if step.inline and self.semaphore is None and self.tracing is None:
-            if self.inline_budget > 0:
-                self.inline_budget -= 1
-                self.run_inline(step, args)
-            else:
-                self.defer(idx)
             return
         if self.offering:
             # Run by the task whose node just finished, after that node: no new task, no loop round trip.
@@ -262,8 +274,7 @@ class _Run:
                 self.tasks[idx] = task
             return
         loop = self.loop or asyncio.get_running_loop()
-        task = loop.create_task(self.run_node(step, args), name=step.task_name)
-        self.tasks[idx] = task
+        self.tasks[idx] = loop.create_task(self.run_node(step, args), name=step.task_name)
 
     def defer(self, idx: int) -> None:
         """Start ``idx`` at the next step of the loop: a long run of in-place nodes lets other tasks in."""
@@ -280,34 +291,6 @@ class _Run:
         for idx in deferred:
             # Counted as unresolved all along, so the run waits for these; start() sees a failure since.
             self.start(idx)
-
-    def run_inline(self, step: _Step, args: dict[str, Any]) -> None:
-        """Run a node whose executor never suspends, here and now: one attempt, its outcome recorded as a
-        task would record it (same statuses, events, errors and checks)."""
-        record = self.records[step.index]
-        node = step.node
-        record.status = "running"
-        record.started_at = time.time()
-        record.attempts = 1
-        if self.listener is not None:
-            self.emit("node_started", node.id, record=copy.copy(record))
-        assert step.executor is not None
-        try:
-            # An async def function's coroutine, whatever the Executor type says of it (see never_suspends).
-            coro = typing.cast(
-                "Coroutine[Any, Any, Any]", step.executor(own_inputs(args), NodeContext(self.run_id, node, 1, record))
-            )
-            try:
-                coro.send(None)
-            except StopIteration as stop:
-                outputs = stop.value
-            else:
-                coro.close()
-                raise RuntimeError(f"node {node.id!r} suspended, although its function awaits nothing")
-        except Exception as exc:
-            self.node_failed(step, NodeExecutionError(node.id, exc, 1))
-            return
-        self.node_done(step, outputs)
 
     def retried(self, node_id: str, attempt: int, error: Exception) -> None:
         self.emit("node_retried", node_id, attempt=attempt, error=f"{type(error).__name__}: {error}")
@@ -337,6 +320,22 @@ class _Run:
                         self.emit("node_started", step.node.id, record=copy.copy(record))
                     if self.tracing is not None:
                         outputs = await self.traced_attempts(self.tracing, step, args)
+                    elif step.direct is not None:
+                        # The function's own coroutine, as its executor would await it (see _Step.direct).
+                        direct = step.direct
+                        record.attempts = 1
+                        try:
+                            inputs = args
+                            for value in args.values():
+                                if type(value) not in IMMUTABLE:
+                                    inputs = own_inputs(args)
+                                    break
+                            value = await direct.fn(**inputs)
+                            if direct.fits is not None and type(value) not in direct.fits:
+                                direct.check(value)
+                        except Exception as exc:
+                            raise NodeExecutionError(step.node.id, exc, 1) from exc
+                        outputs = {direct.port: value}
                     elif step.simple:
                         # attempt_node's work for one attempt without a timeout, minus its coroutine.
                         record.attempts = 1
@@ -381,7 +380,7 @@ class _Run:
     def cancelled_before_start(self, step: _Step) -> bool:
         """Was ``step`` handed over before a failure elsewhere cancelled the run? Then it never starts, as
         start() would have decided, and is resolved as cancelled."""
-        if self.first_error is None or self.options.failure_mode != "fail_fast":
+        if self.first_error is None or not self.fail_fast:
             return False
         record = self.records[step.index]
         record.status = "cancelled"
@@ -415,7 +414,7 @@ class _Run:
     def first_failure(self, failure: NodeExecutionError) -> None:
         if self.first_error is None:
             self.first_error = failure
-            if self.options.failure_mode == "fail_fast":
+            if self.fail_fast:
                 self.cancel_all(f"cancelled: {failure.node_id} failed")
 
     def node_done(self, step: _Step, outputs: Any) -> None:
@@ -443,9 +442,13 @@ class _Run:
         self.resolved(step.index)
 
     def resolved(self, idx: int) -> None:
+        self.tasks.pop(idx, None)
+        self.settle(idx)
+
+    def settle(self, idx: int) -> None:
+        """``idx`` is resolved and has no task (any more): count it and start the dependents it made ready."""
         # Inputs, outputs, skipped and cancelled nodes resolve inline, so a long chain of them would
         # recurse start -> resolved -> start past the recursion limit: drain a work list instead.
-        self.tasks.pop(idx, None)
         backlog = self.backlog
         backlog.append(idx)
         if self.draining:
@@ -481,6 +484,105 @@ class _Run:
         for record in self.records:
             if record.status == "pending":
                 record.skip_reason = reason
+
+
+# ---- nodes resolved or run in place, without a task
+
+
+def _start_io(run: _Run, step: _Step) -> None:
+    """Resolve a flow input or output node: nothing runs."""
+    idx = step.index
+    record = run.records[idx]
+    if step.kind == INPUT_KIND:
+        name = input_name(step.node)
+        run.values[idx] = {step.node.outputs[0].name: run.inputs[name]}
+        record.status = "done"
+        run.resolved(idx)
+        return
+    args, why_not = gather_inputs(step.slots, run.values, run.records)
+    if why_not is not None:
+        record.status = "skipped"
+        record.skip_reason = why_not
+        run.emit("node_skipped", step.node.id, error=why_not, record=record)
+        run.resolved(idx)
+        return
+    assert step.kind == OUTPUT_KIND
+    run.outputs[output_name(step.node)] = args[step.node.inputs[0].name]
+    run.values[idx] = {}
+    record.status = "done"
+    run.resolved(idx)
+
+
+def _run_inline(run: _Run, step: _Step, args: dict[str, Any]) -> None:
+    """Run a node whose executor never suspends, here and now: one attempt, its outcome recorded as a
+    task would record it (same statuses, events, errors and checks)."""
+    record = run.records[step.index]
+    node = step.node
+    record.status = "running"
+    record.started_at = time.time()
+    record.attempts = 1
+    if run.listener is not None:
+        run.emit("node_started", node.id, record=copy.copy(record))
+    assert step.executor is not None
+    try:
+        # An async def function's coroutine, whatever the Executor type says of it (see never_suspends).
+        coro = typing.cast(
+            "Coroutine[Any, Any, Any]", step.executor(own_inputs(args), NodeContext(run.run_id, node, 1, record))
+        )
+        try:
+            coro.send(None)
+        except StopIteration as stop:
+            outputs = stop.value
+        else:
+            coro.close()
+            raise RuntimeError(f"node {node.id!r} suspended, although its function awaits nothing")
+    except Exception as exc:
+        run.node_failed(step, NodeExecutionError(node.id, exc, 1))
+        return
+    run.node_done(step, outputs)
+
+
+def _run_direct(run: _Run, step: _Step, args: dict[str, Any]) -> None:
+    """:func:`_run_inline` for a node whose function the scheduler calls itself (see _Step.direct): the
+    function's own coroutine, run to its end in one step, its value checked and made the node's output."""
+    idx = step.index
+    record = run.records[idx]
+    record.status = "running"
+    record.started_at = time.time()
+    record.attempts = 1
+    if run.listener is not None:
+        run.emit("node_started", step.node.id, record=copy.copy(record))
+    direct = step.direct
+    assert direct is not None
+    try:
+        inputs = args
+        for value in args.values():
+            if type(value) not in IMMUTABLE:
+                inputs = own_inputs(args)
+                break
+        # An async def function's coroutine (see never_suspends), whatever the Awaitable type says of it.
+        coro = typing.cast("Coroutine[Any, Any, Any]", direct.fn(**inputs))
+        try:
+            coro.send(None)
+        except StopIteration as stop:
+            value = stop.value
+        else:
+            coro.close()
+            raise RuntimeError(f"node {step.node.id!r} suspended, although its function awaits nothing")
+        if direct.fits is not None and type(value) not in direct.fits:
+            direct.check(value)
+    except Exception as exc:
+        run.node_failed(step, NodeExecutionError(step.node.id, exc, 1))
+        return
+    # node_done, less the check of the outputs' shape: this one is the node's by construction.
+    outputs = {direct.port: value}
+    record.ended_at = time.time()
+    record.outputs = outputs
+    run.values[idx] = outputs
+    record.status = "done"
+    if run.listener is not None:
+        run.emit("node_finished", step.node.id, attempt=1, record=record)
+    run.settle(idx)
 
 
 # ---- checkpoints (only when the run has a store)

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import sys
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from dagwright.compiler import diagnostics as dg
+from dagwright.compiler import location as where
 from dagwright.compiler._gc import gc_paused
 from dagwright.compiler.connections import (
     Connection,
@@ -36,8 +38,19 @@ from dagwright.compiler.connections import (
 )
 from dagwright.compiler.diagnostics import CompileError, Diagnostic, has_errors
 from dagwright.compiler.flow_io import bind_inputs, bind_outputs
-from dagwright.compiler.ir import EMPTY, INPUT_KIND, OUTPUT_KIND, Edge, FrozenDict, Graph, Node, Port, freeze_json
-from dagwright.compiler.location import caller_location
+from dagwright.compiler.ir import (
+    EMPTY,
+    INPUT_KIND,
+    OUTPUT_KIND,
+    Edge,
+    FrozenDict,
+    Graph,
+    Node,
+    Port,
+    SourceLocation,
+    freeze_json,
+)
+from dagwright.compiler.location import caller_location, caller_position, location_at
 from dagwright.compiler.passes import validate
 from dagwright.compiler.ports import function_ports, is_signature_like, signature_ports
 from dagwright.compiler.redact import AgentBinding, check_safe_keys, config_to_dict, safe_settings
@@ -95,6 +108,13 @@ class FlowBuilder:
         self._noted: dict[str, Callable[[], Mapping[str, Any]]] = {}
         self._exposed: dict[str, str] = {}
         self._declaration_problems: list[Diagnostic] = []
+        # What add_function made last (see there).
+        self._last_function: tuple[object, str, tuple[tuple[Port, ...], tuple[Port, ...], FrozenDict]] = (
+            None,
+            "",
+            ((), (), EMPTY),
+        )
+        self._last_location: tuple[str | None, int, SourceLocation | None] = (None, 0, None)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, nodes={len(self._nodes)}, connections={len(self._connections)})"
@@ -212,17 +232,38 @@ class FlowBuilder:
         ``TypedDict`` return gives one port per key; ``-> None`` gives none.
         ``collect`` names ``list[T]`` parameters taking one ``T`` per connection, as a list in connection order.
         """
-        if not callable(fn):
-            raise TypeError(f"add_function({node_id!r}) takes a callable, got {type(fn).__name__}")
-        if _is_generator_function(fn):
-            raise TypeError(
-                f"add_function({node_id!r}): {getattr(fn, '__qualname__', fn)!r} is a generator function; a node "
-                "returns its outputs once (return a list to give many values)"
-            )
-        inputs, outputs, config = function_ports(fn, output)
-        inputs = _collecting(node_id, inputs, collect, "add_function") if collect else inputs
-        node = Node(node_id, "function", inputs, outputs, config, self._group, caller_location())
-        return _append(self, node, fn)
+        if type(fn) is not types.FunctionType or fn.__code__.co_flags & _GENERATOR_FLAGS:  # not a plain function
+            _check_function(node_id, fn)
+        # A large flow adds one function many times, from one line: the last ports and location are kept.
+        last = self._last_function
+        if last[0] is fn and last[1] == output:
+            ports = last[2]
+        else:
+            ports = function_ports(fn, output)
+            self._last_function = (fn, output, ports)
+        inputs, outputs, config = ports
+        if collect:
+            inputs = _collecting(node_id, inputs, collect, "add_function")
+        # caller_location(), inline (see connect).
+        frame = sys._getframe(1)
+        filename = frame.f_code.co_filename
+        if filename.startswith(where.INTERNAL_PATHS):
+            location = caller_location()
+        else:
+            line = frame.f_lineno
+            seen = self._last_location
+            if seen[1] == line and seen[0] is filename:
+                location = seen[2]
+            else:
+                location = location_at(filename, line)
+                self._last_location = (filename, line, location)
+        node = Node(node_id, "function", inputs, outputs, config, self._group, location)
+        # _append(), inline.
+        self._nodes.append(node)
+        self._by_id.setdefault(node_id, node)
+        self._bindings.setdefault(node_id, fn)
+        self._version += 1
+        return NodeRef(node_id)
 
     def add_flow(self, prefix: str, flow: FlowBuilder) -> NodeRef:
         """Inline another flow (a pattern, a reusable sub-workflow) under ``prefix``.
@@ -252,7 +293,7 @@ class FlowBuilder:
                 self._noted[inlined.id] = flow._noted[node.id]
             if node.id in flow._policies:
                 self._policies[inlined.id] = flow._policies[node.id]
-        inputs, outputs = self._inline_edges(prefix, graph)
+        inputs, outputs = _inline_edges(self, prefix, graph)
         for node in graph.input_nodes:
             port = node.outputs[0]
             default = node.config.get("default", MISSING)
@@ -264,31 +305,6 @@ class FlowBuilder:
         self._subflows[prefix] = SubFlow(prefix, inputs, outputs)
         self._version += 1
         return NodeRef(prefix)
-
-    def _inline_edges(
-        self, prefix: str, graph: Graph
-    ) -> tuple[dict[str, list[tuple[str, str]]], dict[str, tuple[str, str]]]:
-        """Copy a sub-flow's inner edges under ``prefix``; returns what its inputs feed and its outputs read."""
-        kinds = {n.id: n.kind for n in graph.nodes}
-        inputs: dict[str, list[tuple[str, str]]] = {n.outputs[0].name: [] for n in graph.input_nodes}
-        outputs: dict[str, tuple[str, str]] = {}
-        for edge in graph.edges:
-            if kinds.get(edge.source) == INPUT_KIND:
-                inputs.setdefault(edge.source_port, []).append((f"{prefix}.{edge.target}", edge.target_port))
-            elif kinds.get(edge.target) == OUTPUT_KIND:
-                outputs[edge.target_port] = (f"{prefix}.{edge.source}", edge.source_port)
-                self._exposed[f"{prefix}.{edge.source}"] = prefix
-            else:
-                self._declared.inlined_edges.append(
-                    Edge(
-                        f"{prefix}.{edge.source}",
-                        edge.source_port,
-                        f"{prefix}.{edge.target}",
-                        edge.target_port,
-                        edge.location,
-                    )
-                )
-        return inputs, outputs
 
     def add(self, node_id: str, obj: object, **options: Any) -> NodeRef:
         """Add an agent or a function, whichever ``obj`` is."""
@@ -312,7 +328,13 @@ class FlowBuilder:
         node and port. Returns the flow, so calls chain.
         """
         if type(source) is str and type(target) is str and mapping is None:  # the usual call: nothing to check
-            self._connections.append(Connection(source, target, None, caller_location()))
+            # caller_position(), inline: the caller is the user's code, unless a pattern connects for it.
+            frame = sys._getframe(1)
+            filename = frame.f_code.co_filename
+            if filename.startswith(where.INTERNAL_PATHS):
+                self._connections.append((source, target, *caller_position()))
+            else:
+                self._connections.append((source, target, filename, frame.f_lineno))
             self._version += 1
             return self
         for end in (source, target):
@@ -324,6 +346,7 @@ class FlowBuilder:
                 raise TypeError("mapping must be a non-empty dict of output name -> input name")
             pairs = tuple((str(k), str(v)) for k, v in mapping.items())
         self._connections.append(Connection(source, target, pairs, caller_location()))
+        self._declared.special_connections += 1
         self._version += 1
         return self
 
@@ -432,29 +455,56 @@ class FlowBuilder:
             tuple(input_edges) + tuple(edges) + tuple(output_edges),
             metadata,
         )
-        found.extend(self._refine(validate(graph), found))
+        found.extend(_refine(self, validate(graph), found))
         found.sort(key=dg.sort_key)
         self._built = (key, graph, found)
         return graph, found
 
-    def _refine(self, graph_problems: list[Diagnostic], declared: list[Diagnostic]) -> list[Diagnostic]:
-        """Graph diagnostics, minus what a declaration problem already says, in a sub-flow's terms."""
-        claimed = {(d.node, d.port) for d in declared if d.port is not None}
-        out: list[Diagnostic] = []
-        for d in graph_problems:
-            if d.code == "DW009" and (d.node, d.port) in claimed:
-                continue  # e.g. a pipeline step whose input no step produces: DW201 says it better
-            prefix = self._exposed.get(d.node or "")
-            if d.code == "DW012" and prefix is not None:
-                # An inlined pattern's outputs that this flow does not use: a note, not a warning.
-                d = dg.make(
-                    "DW013",
-                    f"the outputs of {d.node!r}, which sub-flow {prefix!r} exposes, are not used",
-                    node=d.node,
-                    location=d.location,
+
+def _inline_edges(
+    builder: FlowBuilder, prefix: str, graph: Graph
+) -> tuple[dict[str, list[tuple[str, str]]], dict[str, tuple[str, str]]]:
+    """Copy a sub-flow's inner edges under ``prefix``; returns what its inputs feed and its outputs read."""
+    kinds = {n.id: n.kind for n in graph.nodes}
+    inputs: dict[str, list[tuple[str, str]]] = {n.outputs[0].name: [] for n in graph.input_nodes}
+    outputs: dict[str, tuple[str, str]] = {}
+    for edge in graph.edges:
+        if kinds.get(edge.source) == INPUT_KIND:
+            inputs.setdefault(edge.source_port, []).append((f"{prefix}.{edge.target}", edge.target_port))
+        elif kinds.get(edge.target) == OUTPUT_KIND:
+            outputs[edge.target_port] = (f"{prefix}.{edge.source}", edge.source_port)
+            builder._exposed[f"{prefix}.{edge.source}"] = prefix
+        else:
+            builder._declared.inlined_edges.append(
+                Edge(
+                    f"{prefix}.{edge.source}",
+                    edge.source_port,
+                    f"{prefix}.{edge.target}",
+                    edge.target_port,
+                    edge.location,
                 )
-            out.append(d)
-        return out
+            )
+    return inputs, outputs
+
+
+def _refine(builder: FlowBuilder, graph_problems: list[Diagnostic], declared: list[Diagnostic]) -> list[Diagnostic]:
+    """Graph diagnostics, minus what a declaration problem already says, in a sub-flow's terms."""
+    claimed = {(d.node, d.port) for d in declared if d.port is not None}
+    out: list[Diagnostic] = []
+    for d in graph_problems:
+        if d.code == "DW009" and (d.node, d.port) in claimed:
+            continue  # e.g. a pipeline step whose input no step produces: DW201 says it better
+        prefix = builder._exposed.get(d.node or "")
+        if d.code == "DW012" and prefix is not None:
+            # An inlined pattern's outputs that this flow does not use: a note, not a warning.
+            d = dg.make(
+                "DW013",
+                f"the outputs of {d.node!r}, which sub-flow {prefix!r} exposes, are not used",
+                node=d.node,
+                location=d.location,
+            )
+        out.append(d)
+    return out
 
 
 def _note_agent(
@@ -494,12 +544,17 @@ def _append(builder: FlowBuilder, node: Node, binding: object) -> NodeRef:
 _GENERATOR_FLAGS = inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
 
 
-def _is_generator_function(fn: object) -> bool:
-    """``inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)``, with one flag test for a plain
-    function (the usual case, and a build adds many: the ``inspect`` pair unwraps and tests twice)."""
-    if type(fn) is types.FunctionType:
-        return bool(fn.__code__.co_flags & _GENERATOR_FLAGS)
-    return inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
+def _check_function(node_id: str, fn: object) -> None:
+    """Raise unless ``fn`` can be a function node: a callable, and no generator function. ``add_function`` tests
+    a plain function's flags itself (the usual case, and a build adds many: ``inspect`` unwraps and tests twice)."""
+    if not callable(fn):
+        raise TypeError(f"add_function({node_id!r}) takes a callable, got {type(fn).__name__}")
+    plain = isinstance(fn, types.FunctionType) and fn.__code__.co_flags & _GENERATOR_FLAGS
+    if plain or inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+        raise TypeError(
+            f"add_function({node_id!r}): {getattr(fn, '__qualname__', fn)!r} is a generator function; a node "
+            "returns its outputs once (return a list to give many values)"
+        )
 
 
 def _collecting(

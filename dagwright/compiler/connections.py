@@ -9,12 +9,16 @@ nodes behind them. What does not resolve becomes a diagnostic, never an exceptio
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 from dagwright.compiler import diagnostics as dg
 from dagwright.compiler.diagnostics import Diagnostic
-from dagwright.compiler.ir import Edge, Node, Port, SourceLocation
+from dagwright.compiler.ir import Edge, Node, Port, SourceLocation, make_edges
+from dagwright.compiler.location import location_at, locations_at
 from dagwright.compiler.suggest import suggest
 from dagwright.compiler.types import ANY, TypeExpr
 
@@ -25,6 +29,7 @@ __all__ = [
     "FlowInput",
     "FlowOutput",
     "NodeRef",
+    "PlainConnection",
     "PortRef",
     "SubFlow",
     "resolve_connections",
@@ -45,11 +50,15 @@ class PortRef:
         return f"{self.node}.{self.port}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class NodeRef:
     """What ``add_*`` returns: the node's id; ``ref["port"]`` is a :class:`PortRef`."""
 
     id: str
+
+    def __init__(self, id: str) -> None:
+        # Through the slot's own setter, as Node does: a large flow adds many nodes, each returning one.
+        _set_ref_id(self, id)
 
     def __getitem__(self, port: str) -> PortRef:
         return PortRef(self.id, port)
@@ -58,17 +67,25 @@ class NodeRef:
         return self.id
 
 
+_set_ref_id: Callable[[object, object], None] = vars(NodeRef)["id"].__set__
+
 Endpoint = str | NodeRef | PortRef
 
 
 class Connection(NamedTuple):
-    """One ``connect()`` call. A tuple: a large flow records hundreds of thousands, and a frozen
-    dataclass costs twice as much to make."""
+    """One ``connect()`` call with a ref endpoint or a mapping (see :data:`PlainConnection` for the others)."""
 
     source: Endpoint
     target: Endpoint
     mapping: tuple[tuple[str, str], ...] | None
     location: SourceLocation | None
+
+
+PlainConnection = tuple[str, str, str | None, int]
+"""The usual ``connect("a.out", "b.in")`` as recorded: the two endpoint strings and the file and line of the
+call (``None, 0``: not known). A plain tuple of strings and an int, because a large flow records hundreds of
+thousands: it costs less to make than a :class:`Connection`, and the garbage collector stops tracking it at
+its first collection (it holds no container), so the collections a long build triggers do not walk them all."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,12 +124,14 @@ class Declarations:
 
     nodes: list[Node] = field(default_factory=list)
     by_id: dict[str, Node] = field(default_factory=dict)
-    connections: list[Connection] = field(default_factory=list)
+    connections: list[Connection | PlainConnection] = field(default_factory=list)
     inputs: dict[str, FlowInput] = field(default_factory=dict)
     outputs: dict[str, FlowOutput] = field(default_factory=dict)
     subflows: dict[str, SubFlow] = field(default_factory=dict)
     inlined_edges: list[Edge] = field(default_factory=list)
     inherited_inputs: list[FlowInput] = field(default_factory=list)
+    # How many of ``connections`` are Connection objects rather than plain ones.
+    special_connections: int = 0
 
 
 def split_endpoint(decl: Declarations, end: Endpoint) -> tuple[str, str | None]:
@@ -132,26 +151,63 @@ def split_endpoint(decl: Declarations, end: Endpoint) -> tuple[str, str | None]:
 
 def resolve_connections(decl: Declarations, found: list[Diagnostic]) -> list[Edge]:
     """The edges of every recorded connection and inlined sub-flow; problems go to ``found``."""
-    edges: list[Edge] = []
-    if not decl.subflows:  # nothing to rewrite: skip a copy of every edge
-        by_id = decl.by_id
-        for conn in decl.connections:
-            source, target = conn.source, conn.target
-            # The common case, "node.port" to "node.port", inline (what split_endpoint does for
-            # strings that name no node): a large flow has hundreds of thousands.
-            if conn.mapping is None and type(source) is str and type(target) is str:
-                src, _, src_port = source.rpartition(".")
-                dst, _, dst_port = target.rpartition(".")
-                if src and dst and source not in by_id and target not in by_id:
-                    edges.append(Edge(src, src_port, dst, dst_port, conn.location))
-                    continue
-            edges.extend(_resolve_connection(decl, conn, found))
-    else:
-        for conn in decl.connections:
-            for edge in _resolve_connection(decl, conn, found):
-                edges.extend(_through_subflows(decl, edge, found))
+    edges: list[Edge] | None = None
+    if not decl.subflows and not decl.special_connections and decl.connections:
+        edges = _plain_edges(decl)
+    if edges is None:
+        edges = []
+        if not decl.subflows:  # nothing to rewrite: skip a copy of every edge
+            by_id = decl.by_id
+            for conn in decl.connections:
+                if not isinstance(conn, Connection):
+                    source, target, filename, line = conn
+                    # "node.port" to "node.port" inline (what split_endpoint does for strings that name no node).
+                    src, _, src_port = source.rpartition(".")
+                    dst, _, dst_port = target.rpartition(".")
+                    if src and dst and source not in by_id and target not in by_id:
+                        edges.append(Edge(src, src_port, dst, dst_port, location_at(filename, line)))
+                        continue
+                edges.extend(_resolve_connection(decl, _full(conn), found))
+        else:
+            for conn in decl.connections:
+                for edge in _resolve_connection(decl, _full(conn), found):
+                    edges.extend(_through_subflows(decl, edge, found))
     edges.extend(decl.inlined_edges)
     return edges
+
+
+def _full(conn: Connection | PlainConnection) -> Connection:
+    if isinstance(conn, Connection):
+        return conn
+    return Connection(conn[0], conn[1], None, location_at(conn[2], conn[3]))
+
+
+_FIRST, _SECOND, _THIRD, _FOURTH = itemgetter(0), itemgetter(1), itemgetter(2), itemgetter(3)
+
+
+def _plain_edges(decl: Declarations) -> list[Edge] | None:
+    """The edges of a flow whose connections are all plain and all ``"node.port"`` to ``"node.port"`` (what
+    a large flow is made of), or None when one needs a closer look. Column by column, through ``map``: an
+    interpreted loop per connection costs more than the rest of the compiler at 100 000 nodes."""
+    conns: list[Any] = decl.connections
+    sources: list[str] = list(map(_FIRST, conns))
+    targets: list[str] = list(map(_SECOND, conns))
+    by_id = decl.by_id.keys()
+    if not by_id.isdisjoint(sources) or not by_id.isdisjoint(targets):
+        return None  # an endpoint names a whole node
+    source_parts = list(map(str.rpartition, sources, repeat(".")))
+    target_parts = list(map(str.rpartition, targets, repeat(".")))
+    source_nodes = list(map(_FIRST, source_parts))
+    target_nodes = list(map(_FIRST, target_parts))
+    if not all(source_nodes) or not all(target_nodes):
+        return None  # no "node." part
+    return make_edges(
+        source_nodes,
+        list(map(_THIRD, source_parts)),
+        target_nodes,
+        list(map(_THIRD, target_parts)),
+        locations_at(list(map(_THIRD, conns)), map(_FOURTH, conns)),
+    )
 
 
 def _resolve_connection(decl: Declarations, conn: Connection, found: list[Diagnostic]) -> list[Edge]:

@@ -148,3 +148,21 @@ def test_add_function_keeps_each_nodes_own_location_and_binding() -> None:
     assert by_id["last"].outputs[0].name == "total" and by_id["last"].inputs[0].collect
     assert by_id["n0"].outputs[0].name == "output"
     assert flow.binding("n1") is step and flow.binding("last") is join
+
+
+def test_a_dotted_node_id_named_whole_by_a_plain_connection_still_means_the_node() -> None:
+    flow = Flow("dotted")
+    flow.add_function("stage.a", step)
+    flow.add_function("b", step)
+    flow.connect("stage.a", "b.x")  # the whole node "stage.a", not port "a" of a node "stage"
+    assert ("stage.a", "x", "b", "x", here() - 1) in edges_of(flow)
+    assert [d.code for d in flow.validate() if d.code in ("DW003", "DW004")] == ["DW004"]  # it has no output "x"
+
+
+def test_malformed_ids_among_many_are_each_reported_once() -> None:
+    flow = Flow("ids")
+    for i in range(50):
+        flow.add_function(f"n{i}" if i not in (7, 30) else f"bad id {i}", step)
+    flow.input("x", int)
+    bad = [d.node for d in flow.validate() if d.code == "DW002"]
+    assert bad == ["bad id 7", "bad id 30", "output:bad id 7.output", "output:bad id 30.output"]

@@ -17,7 +17,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from itertools import repeat
+from itertools import compress, repeat
 from operator import attrgetter
 
 from dagwright.compiler import diagnostics as dg
@@ -46,6 +46,9 @@ _TYPE = attrgetter("type")
 _COLLECT = attrgetter("collect")
 _DEFAULT = attrgetter("default")
 _TARGET = attrgetter("target")
+_ID_OF = attrgetter("id")
+_KIND = attrgetter("kind")
+_IO_KINDS = frozenset((INPUT_KIND, OUTPUT_KIND))
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +91,12 @@ def check_ids(graph: Graph) -> list[Diagnostic]:
                 location=node.location,
             )
         )
-    for node in graph.nodes:
+    nodes = graph.nodes
+    # The rule, through map() over every id; a closer look only at those that break it and at input and output
+    # nodes (whose ids follow another rule).
+    closer = set(compress(range(len(nodes)), map(operator.not_, map(_ID.fullmatch, map(_ID_OF, nodes)))))
+    closer.update(compress(range(len(nodes)), map(_IO_KINDS.__contains__, map(_KIND, nodes))))
+    for node in map(nodes.__getitem__, sorted(closer)):
         if node.kind in (INPUT_KIND, OUTPUT_KIND):
             prefix = node.kind + ":"
             ok = node.id.startswith(prefix) and _IO_NAME.fullmatch(node.id[len(prefix) :]) is not None

@@ -106,6 +106,8 @@ def print_goals(json_dir: Path, names: Sequence[str]) -> None:
         path = json_dir / f"{name}.json"
         if path.exists():
             data = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict):  # a benchmark without goals may write a plain list (kailash does)
+                continue
             goals.extend(data.get("goals", ()))
             goals.extend(g for r in data.get("results", ()) for g in r.get("goals", ()))
     if not goals:

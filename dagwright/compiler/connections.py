@@ -185,31 +185,40 @@ def _full(conn: Connection | PlainConnection) -> Connection:
 _FIRST, _SECOND, _THIRD, _FOURTH = itemgetter(0), itemgetter(1), itemgetter(2), itemgetter(3)
 
 
+_CHUNK = 2048
+
+
 def _plain_edges(decl: Declarations) -> list[Edge] | None:
     """The edges of a flow whose connections are all plain and all ``"node.port"`` to ``"node.port"`` (what
     a large flow is made of), or None when one needs a closer look. Column by column, through ``map``: an
-    interpreted loop per connection costs more than the rest of the compiler at 100 000 nodes."""
-    conns: list[Any] = decl.connections
-    sources: list[str] = list(map(_FIRST, conns))
-    targets: list[str] = list(map(_SECOND, conns))
-    source_parts = list(map(str.rpartition, sources, repeat(".")))
-    target_parts = list(map(str.rpartition, targets, repeat(".")))
-    source_nodes = list(map(_FIRST, source_parts))
-    target_nodes = list(map(_FIRST, target_parts))
-    if not all(source_nodes) or not all(target_nodes):
-        return None  # no "node." part
+    interpreted loop per connection costs more than the rest of the compiler at 100 000 nodes. A chunk of
+    connections at a time, so that the columns and the edges they make stay in the processor's cache."""
     by_id = decl.by_id.keys()
-    # Every endpoint has a dot: it can name a whole node only when some node id has one too (one scan of
-    # the ids, joined, instead of a lookup of every endpoint).
-    if "." in "\n".join(by_id) and (not by_id.isdisjoint(sources) or not by_id.isdisjoint(targets)):
-        return None  # an endpoint names a whole node
-    return make_edges(
-        source_nodes,
-        list(map(_THIRD, source_parts)),
-        target_nodes,
-        list(map(_THIRD, target_parts)),
-        locations_at(list(map(_THIRD, conns)), map(_FOURTH, conns)),
-    )
+    # An endpoint with a dot can name a whole node only when some node id has one too (one scan of the ids,
+    # joined, instead of a lookup of every endpoint).
+    dotted_ids = "." in "\n".join(by_id)
+    conns: list[Any] = decl.connections
+    edges: list[Edge] = []
+    for start in range(0, len(conns), _CHUNK):
+        chunk = conns[start : start + _CHUNK]
+        sources: list[str] = list(map(_FIRST, chunk))
+        targets: list[str] = list(map(_SECOND, chunk))
+        source_parts = list(map(str.rpartition, sources, repeat(".")))
+        target_parts = list(map(str.rpartition, targets, repeat(".")))
+        source_nodes = list(map(_FIRST, source_parts))
+        target_nodes = list(map(_FIRST, target_parts))
+        if not all(source_nodes) or not all(target_nodes):
+            return None  # no "node." part
+        if dotted_ids and (not by_id.isdisjoint(sources) or not by_id.isdisjoint(targets)):
+            return None  # an endpoint names a whole node
+        edges += make_edges(
+            source_nodes,
+            map(_THIRD, source_parts),
+            target_nodes,
+            map(_THIRD, target_parts),
+            locations_at(list(map(_THIRD, chunk)), map(_FOURTH, chunk)),
+        )
+    return edges
 
 
 def _resolve_connection(decl: Declarations, conn: Connection, found: list[Diagnostic]) -> list[Edge]:

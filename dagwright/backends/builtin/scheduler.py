@@ -526,20 +526,22 @@ def _run_inline(run: _Run, step: _Step, args: dict[str, Any]) -> None:
     assert step.executor is not None
     try:
         # An async def function's coroutine, whatever the Executor type says of it (see never_suspends).
-        coro = typing.cast(
-            "Coroutine[Any, Any, Any]", step.executor(own_inputs(args), NodeContext(run.run_id, node, 1, record))
-        )
-        try:
-            coro.send(None)
-        except StopIteration as stop:
-            outputs = stop.value
-        else:
-            coro.close()
-            raise RuntimeError(f"node {node.id!r} suspended, although its function awaits nothing")
+        outputs = _run_to_end(step.executor(own_inputs(args), NodeContext(run.run_id, node, 1, record)), node.id)
     except Exception as exc:
         run.node_failed(step, NodeExecutionError(node.id, exc, 1))
         return
     run.node_done(step, outputs)
+
+
+def _run_to_end(awaitable: Any, node_id: str) -> Any:
+    """The value of a coroutine that awaits nothing (see never_suspends), run to its end in one step."""
+    coro = typing.cast("Coroutine[Any, Any, Any]", awaitable)
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        return stop.value
+    coro.close()
+    raise RuntimeError(f"node {node_id!r} suspended, although its function awaits nothing")
 
 
 def _run_direct(run: _Run, step: _Step, args: dict[str, Any]) -> None:
@@ -560,15 +562,7 @@ def _run_direct(run: _Run, step: _Step, args: dict[str, Any]) -> None:
             if type(value) not in IMMUTABLE:
                 inputs = own_inputs(args)
                 break
-        # An async def function's coroutine (see never_suspends), whatever the Awaitable type says of it.
-        coro = typing.cast("Coroutine[Any, Any, Any]", direct.fn(**inputs))
-        try:
-            coro.send(None)
-        except StopIteration as stop:
-            value = stop.value
-        else:
-            coro.close()
-            raise RuntimeError(f"node {step.node.id!r} suspended, although its function awaits nothing")
+        value = _run_to_end(direct.fn(**inputs), step.node.id)
         if direct.fits is not None and type(value) not in direct.fits:
             direct.check(value)
     except Exception as exc:

@@ -169,10 +169,9 @@ class Flow(FlowBuilder):
     def _mcp_servers_named(self) -> bool:
         return bool(_mcp_servers(self))
 
-    async def _list_ahead(self) -> None:
-        """Connect to the flow's MCP servers, list them and close: the graph lists their tools from now on."""
-        async with _run_scope(self):
-            pass
+    def _run_scope(self) -> typing.AsyncContextManager[RunResources | None]:
+        """What one run shares, for a caller that runs the scheduler itself (the command line)."""
+        return _run_scope(self)
 
     async def _run_listed(self, values: dict[str, Any], options: RunOptions) -> RunResult:
         async with _run_scope(self) as resources:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from helpers_runtime import restore_ctrl_c
 
 from dagwright import Flow
 from dagwright.compiler.diagnostics import CompileError
@@ -157,18 +159,38 @@ def test_a_resume_lists_the_servers_before_comparing_the_graph(tmp_path: Path) -
     )
 
 
-def _flow_file(tmp_path: Path) -> Path:
+def _flow_file(tmp_path: Path, log: Path | None = None) -> Path:
+    env = f", env={{'INVENTORY_LOG': {str(log)!r}}}" if log is not None else ""
     path = tmp_path / "shop_flow.py"
     path.write_text(
         "import sys\n"
         "from dagwright import Flow\n"
         "from dagwright.llm.mcp import MCPTools\n"
         "flow = Flow('shop')\n"
-        f"flow.add_agent('clerk', 'question: str -> answer: str', tools=[MCPTools(sys.executable, {SERVER!r})])\n"
+        f"server = MCPTools(sys.executable, {SERVER!r}{env})\n"
+        "flow.add_agent('clerk', 'question: str -> answer: str', tools=[server])\n"
+        "flow.add_agent('auditor', 'answer: str -> note: str', tools=[server])\n"
+        "flow.connect('clerk.answer', 'auditor.answer')\n"
         "flow.input('question')\n",
         encoding="utf-8",
     )
     return path
+
+
+@pytest.mark.parametrize("checkpoint", [False, True])
+def test_a_run_of_the_command_line_connects_once(tmp_path: Path, checkpoint: bool) -> None:
+    log = tmp_path / "servers.log"
+    path = _flow_file(tmp_path, log)
+    command = [sys.executable, "-m", "dagwright", "run", str(path), "--input", "question=Stock?", "--json"]
+    if checkpoint:
+        command += ["--checkpoint", str(tmp_path / "runs.db")]
+    ran = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    report = json.loads(ran.stdout)
+    assert report["success"], report["error"]
+    # Listed before the graph is taken and used by both agents: one server process for the whole command.
+    pids = started(log)
+    assert len(pids) == 1 and wait_gone(pids) == []
 
 
 def test_export_connect_writes_the_tools_schemas_into_the_ir(tmp_path: Path) -> None:
@@ -260,3 +282,45 @@ def test_a_run_of_the_command_line_records_the_graph_a_python_resume_finds(tmp_p
     # The command line listed the server before it took the graph, as a Python run or resume does: same graph.
     resumed = flow.resume(run_id, checkpoint=str(store))
     assert resumed.success and resumed.nodes["clerk"].status == "cached"
+
+
+def test_ctrl_c_during_a_command_line_run_closes_the_server_and_says_how_to_resume(tmp_path: Path) -> None:
+    log = tmp_path / "servers.log"
+    started_marker = tmp_path / "slow.started"
+    path = _flow_file(tmp_path, log)
+    path.write_text(
+        path.read_text()
+        + "import asyncio\n"
+        + "async def slow(note: str) -> str:\n"
+        + f"    open({str(started_marker)!r}, 'w').close()\n"
+        + "    await asyncio.sleep(60)\n"
+        + "    return note\n"
+        + "flow.add_function('slow', slow)\n"
+        + "flow.connect('auditor.note', 'slow.note')\n",
+        encoding="utf-8",
+    )
+    db = tmp_path / "runs.db"
+    command = [sys.executable, "-m", "dagwright", "run", str(path), "-i", "question=Stock?", "--checkpoint", str(db)]
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, preexec_fn=restore_ctrl_c
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not started_marker.exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the slow node never started"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert out == "" and "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert lines[-3] == "interrupted: the run was cancelled"
+    assert lines[-2] == f"2 finished node(s) are stored in {db}; resume the run with:"
+    assert lines[-1].split()[:2] == ["dagwright", "run"]
+    # The one server the command started is gone with it.
+    pids = started(log)
+    assert len(pids) == 1 and wait_gone(pids) == []

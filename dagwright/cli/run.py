@@ -32,6 +32,9 @@ from dagwright.flow import Flow
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from dagwright.execution.policy import RunOptions
+    from dagwright.ops.checkpoint import CheckpointStore
+
 __all__ = ["MAX_JSON_DEPTH", "parse_inputs", "run_flow"]
 
 
@@ -145,8 +148,7 @@ def run_flow(
 
     With ``checkpoint`` the run is stored there; ``resume`` continues the stored run of that id.
     """
-    from dagwright.execution.policy import RunOptions
-    from dagwright.ops.checkpoint import CheckpointError, CheckpointStore
+    from dagwright.ops.checkpoint import CheckpointError
 
     _check_resume_id(resume)
     if backend == "dask":
@@ -162,43 +164,37 @@ def run_flow(
         )
     if scheduler_address is not None:
         raise TargetError("--scheduler is the address of a Dask scheduler: use it with --backend dask")
-    if flow._mcp_servers_named():  # as Flow.run does: the run and its checkpoint record the listed tools
-        asyncio.run(flow._list_ahead())  # (closed again: the run itself connects once, for all its agents)
-    scheduler = flow._scheduler()
-    graph: Graph = scheduler.plan.graph
-    options: RunOptions | None = None
-    store: CheckpointStore | None = None
-    if resume is not None or checkpoint is not None:
-        if checkpoint is None:
-            raise TargetError("--resume needs --checkpoint: the database the run was stored in")
-        try:
-            store = CheckpointStore(checkpoint)
-            if resume is not None:
-                # Given inputs are the run's secret ones again; prepare_resume refuses any other.
-                stored = store.prepare_resume(resume, graph, rerun_changed=rerun_changed, inputs=inputs)
-                inputs = stored.inputs
-                options = RunOptions(run_id=resume, checkpoint=store, resume=True)
-            else:
-                options = RunOptions(run_id=uuid.uuid4().hex, checkpoint=store)
-        except CheckpointError as exc:
-            if store is not None:
-                store.close()
-            raise TargetError(str(exc)) from None
+    if resume is not None and checkpoint is None:
+        raise TargetError("--resume needs --checkpoint: the database the run was stored in")
+    prepared = _Prepared()
+    started = time.perf_counter()
     try:
-        return _execute(
-            flow,
-            scheduler,
-            inputs,
-            options,
-            as_json=as_json,
-            target=target,
-            progress=progress,
-            verbose=verbose,
-            console=console,
+        result = asyncio.run(
+            _run_connected(
+                flow,
+                inputs,
+                prepared,
+                checkpoint=checkpoint,
+                resume=resume,
+                rerun_changed=rerun_changed,
+                progress=progress,
+                verbose=verbose,
+                console=console,
+            )
         )
+    except KeyboardInterrupt:
+        options = prepared.options
+        if options is not None and options.checkpoint is not None and options.run_id is not None:
+            _interrupted(options.checkpoint, options.run_id, target)
+        else:
+            sys.stderr.write("\ninterrupted: the run was cancelled\n")
+        return 130
+    except CheckpointError as exc:
+        raise TargetError(str(exc)) from None
     finally:
-        if store is not None:
-            store.close()
+        if prepared.store is not None:
+            prepared.store.close()
+    return _report(flow, result, time.perf_counter() - started, as_json=as_json)
 
 
 def _check_resume_id(resume: str | None) -> None:
@@ -213,41 +209,54 @@ def _check_resume_id(resume: str | None) -> None:
         raise TargetError(f"--resume: {exc}") from None
 
 
-def _execute(
+class _Prepared:
+    """What a run opened before it started, for the caller to close and a Ctrl-C to report."""
+
+    store: CheckpointStore | None = None
+    options: RunOptions | None = None
+
+
+async def _run_connected(
     flow: Flow,
-    scheduler: Any,
     inputs: dict[str, Any],
-    options: Any,
+    prepared: _Prepared,
     *,
-    as_json: bool,
-    target: str,
+    checkpoint: str | None,
+    resume: str | None,
+    rerun_changed: bool,
     progress: bool,
     verbose: bool,
     console: Console | None,
-) -> int:
-    from dagwright.cli.progress import RunDisplay
-    from dagwright.ops.checkpoint import CheckpointError
+) -> RunResult:
+    """One run on the built-in scheduler, inside one connection to each of the flow's MCP servers.
 
-    graph: Graph = scheduler.plan.graph
-    try:
-        scheduler.check_inputs(inputs)
-    except ValueError as exc:
-        raise TargetError(str(exc)) from None
-    work = sum(1 for n in graph.nodes if n.kind not in ("input", "output"))
-    started = time.perf_counter()
-    try:
+    The servers are connected and listed first, as ``Flow.run`` does, so the graph the run takes (and
+    a checkpoint compares on resume) lists their tools; the run's agents then use that connection."""
+    from dagwright.cli.progress import RunDisplay
+    from dagwright.execution.policy import RunOptions
+    from dagwright.ops.checkpoint import CheckpointStore
+
+    async with flow._run_scope() as resources:
+        scheduler = flow._scheduler()
+        graph: Graph = scheduler.plan.graph
+        if checkpoint is not None:
+            prepared.store = store = CheckpointStore(checkpoint)
+            if resume is not None:
+                # Given inputs are the run's secret ones again; prepare_resume refuses any other.
+                stored = store.prepare_resume(resume, graph, rerun_changed=rerun_changed, inputs=inputs)
+                inputs = stored.inputs
+                prepared.options = RunOptions(run_id=resume, checkpoint=store, resume=True)
+            else:
+                prepared.options = RunOptions(run_id=uuid.uuid4().hex, checkpoint=store)
+        try:
+            scheduler.check_inputs(inputs)
+        except ValueError as exc:
+            raise TargetError(str(exc)) from None
+        work = sum(1 for n in graph.nodes if n.kind not in ("input", "output"))
         with RunDisplay(console, flow.name, work, progress=progress, verbose=verbose) as display:
-            result: RunResult = asyncio.run(scheduler.run(inputs, options, display.listener))
+            result: RunResult = await scheduler.run(inputs, prepared.options, display.listener, resources)
             display.finish(result)
-    except KeyboardInterrupt:
-        if options is not None and options.checkpoint is not None and options.run_id is not None:
-            _interrupted(options.checkpoint, options.run_id, target)
-        else:
-            sys.stderr.write("\ninterrupted: the run was cancelled\n")
-        return 130
-    except CheckpointError as exc:
-        raise TargetError(str(exc)) from None
-    return _report(flow, result, time.perf_counter() - started, as_json=as_json)
+        return result
 
 
 def _interrupted(store: Any, run_id: str, target: str, *extra: str) -> None:

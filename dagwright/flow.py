@@ -169,6 +169,19 @@ class Flow(FlowBuilder):
     def _mcp_servers_named(self) -> bool:
         return bool(_mcp_servers(self))
 
+    def _list_servers_here(self) -> None:
+        """For a run whose agents connect elsewhere (Dask workers): list the flow's MCP servers from this
+        process first, as a built-in run does, so the graph it submits lists their tools and ``compile()``
+        checks their names before anything is submitted."""
+        if _mcp_servers(self):
+            from dagwright.execution._sync import run_sync
+
+            run_sync(self._list_and_close())
+
+    async def _list_and_close(self) -> None:
+        async with _run_scope(self):
+            pass
+
     def _run_scope(self) -> typing.AsyncContextManager[RunResources | None]:
         """What one run shares, for a caller that runs the scheduler itself (the command line)."""
         return _run_scope(self)
@@ -245,6 +258,7 @@ class Flow(FlowBuilder):
         from dagwright.backends.dask.client import run_on_dask
 
         with _closing_checkpoint(options):
+            self._list_servers_here()
             return run_on_dask(
                 self._scheduler().plan,
                 values,

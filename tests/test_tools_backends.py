@@ -80,3 +80,8 @@ def test_python_and_mcp_tools_run_on_dask_workers() -> None:
     if remote is not None:
         assert remote_result.success, remote_result.error
         assert [c["name"] for c in remote_result.nodes["planner"].tool_calls or []] == ["stock"]
+        # Listed from this process before submitting, as a built-in run does: the run's graph lists the tools.
+        graph = remote.compile()
+        assert remote_result.graph_hash == graph.content_hash
+        [tool] = graph.node("planner").config["tools"]
+        assert tool["name"] == "stock" and tool["origin"]["kind"] == "mcp"

@@ -307,6 +307,7 @@ def _execute_dask(
     store: CheckpointStore | None = None
     run_id = resume if resume is not None else uuid.uuid4().hex
     try:
+        flow._list_servers_here()
         store = CheckpointStore(checkpoint) if checkpoint is not None else None
         if store is not None and resume is not None:
             inputs = store.prepare_resume(resume, flow.compile(), rerun_changed=rerun_changed, inputs=inputs).inputs

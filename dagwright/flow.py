@@ -166,21 +166,10 @@ class Flow(FlowBuilder):
         self._plan = (graph, scheduler)
         return scheduler
 
-    def _mcp_servers_named(self) -> bool:
-        return bool(_mcp_servers(self))
-
     def _list_servers_here(self) -> None:
-        """For a run whose agents connect elsewhere (Dask workers): list the flow's MCP servers from this
-        process first, as a built-in run does, so the graph it submits lists their tools and ``compile()``
-        checks their names before anything is submitted."""
-        if _mcp_servers(self):
-            from dagwright.execution._sync import run_sync
-
-            run_sync(self._list_and_close())
-
-    async def _list_and_close(self) -> None:
-        async with _run_scope(self):
-            pass
+        """For agents that connect elsewhere (Dask workers): list the MCP servers here first, as a built-in run
+        does, so the graph submitted lists their tools and ``compile()`` checks their names beforehand."""
+        _list_here(self)
 
     def _run_scope(self) -> typing.AsyncContextManager[RunResources | None]:
         """What one run shares, for a caller that runs the scheduler itself (the command line)."""
@@ -499,6 +488,18 @@ async def _run_scope(flow: Flow) -> typing.AsyncIterator[RunResources | None]:
     finally:
         if current is None:
             await resources.aclose()
+
+
+def _list_here(flow: Flow) -> None:
+    if _mcp_servers(flow):
+        from dagwright.execution._sync import run_sync
+
+        run_sync(_list_and_close(flow))
+
+
+async def _list_and_close(flow: Flow) -> None:
+    async with _run_scope(flow):
+        pass
 
 
 async def _run_batch(

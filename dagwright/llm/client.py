@@ -530,6 +530,10 @@ async def _attempt(call: _Call, attempts: int) -> LLMReply | _Failure:
         return await _timed(call, attempts)
 
 
+# Request keys that are options of the openai client's call rather than fields of the request body.
+_CLIENT_OPTIONS = frozenset({"timeout", "extra_body", "extra_headers", "extra_query"})
+
+
 async def _timed(call: _Call, attempts: int) -> LLMReply | _Failure:
     try:
         return await asyncio.wait_for(_request(call, attempts), call.settings.timeout)
@@ -542,9 +546,22 @@ async def _request(call: _Call, attempts: int) -> LLMReply | _Failure:
 
     try:
         client = _client(call.base_url, call.api_key)
+        request = call.request
+        # The openai client walks every parameter through its TypedDicts before sending, which costs about
+        # 0.3 ms a request (the messages most) and changes nothing in the plain JSON built here: the body goes
+        # as extra_body, which the client sends as given, over the empty placeholder messages.
+        body = {key: value for key, value in request.items() if key not in _CLIENT_OPTIONS}
+        body.update(request.get("extra_body") or {})
         # A streaming response either way: the body is read by us and stops at the size cap instead of being
         # buffered whole, and leaving this block early closes the connection.
-        async with client.chat.completions.with_streaming_response.create(**call.request) as response:
+        async with client.chat.completions.with_streaming_response.create(
+            model=request["model"],
+            messages=[],
+            timeout=request["timeout"],
+            extra_body=body,
+            extra_headers=request.get("extra_headers"),
+            extra_query=request.get("extra_query"),
+        ) as response:
             return await _receive(call, response, attempts)
     except openai.APIStatusError as exc:
         return _status_failure(call, exc, attempts)

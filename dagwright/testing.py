@@ -201,15 +201,16 @@ def _format_refusal(status: int, kind: str, accepted: list[str]) -> bytes:
 
 
 def _generation_options(
-    token_delay: float,
+    seconds: Mapping[str, float],
     context_tokens: int,
     slots: int | None,
     reject_json_schema: bool,
     refuse_formats: Mapping[str, int] | None,
 ) -> dict[str, int]:
     """Check the server's generation options; the response formats it refuses, with the status of each."""
-    if not _is_seconds(token_delay):
-        raise ValueError(f"token_delay must be a finite number of seconds >= 0, got {token_delay!r}")
+    for name, value in seconds.items():
+        if not _is_seconds(value):
+            raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
     for name, count in (("context_tokens", context_tokens), ("slots", slots)):
         if count is not None and (not isinstance(count, int) or isinstance(count, bool) or count < 1):
             raise ValueError(f"{name} must be a positive integer, got {count!r}")
@@ -443,9 +444,10 @@ class _Generation:
     stop it (llama-cpp-python's server behaves so). A streamed reply is sent piece by piece; when a write
     fails because the client left, generation stops, unless the server was made with
     ``stops_on_disconnect=False`` (then it runs to its end, the slot still held). A server made with
-    ``interrupts_streams=True`` ends a stream early, without a finish reason, when another request arrives.
-    Tool calls stream as OpenAI streams them; a server made with ``streams_tool_calls=False`` answers a
-    streamed request offering tools with an empty event stream, as llama-cpp-python's function-calling chat
+    ``interrupts_streams=True`` ends a stream early, without a finish reason, when another request arrives;
+    one made with ``holds_after_done=S`` keeps a stream's body open S seconds after its ``[DONE]``. Tool calls
+    stream as OpenAI streams them; a server made with ``streams_tool_calls=False`` answers a streamed request
+    offering tools with an empty event stream, as llama-cpp-python's function-calling chat
     formats do."""
 
     def __init__(self, handler: _Handler, body: dict[str, Any], completion: Completion, finish: str) -> None:
@@ -507,6 +509,8 @@ class _Generation:
             usage = {"prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens}
             self._write({**self._chunk([]), "usage": {**usage, "total_tokens": c.total_tokens}})
         self._write_raw(b"data: [DONE]\n\n")
+        if owner._interrupted(handler, owner.holds_after_done):
+            return
         self._write_raw(b"", last=True)
 
     def _deltas(self) -> Iterator[dict[str, Any]]:
@@ -679,15 +683,15 @@ class OpenAITestServer:
         stops_on_disconnect: bool = True,
         interrupts_streams: bool = False,
         streams_tool_calls: bool = True,
+        holds_after_done: float = 0.0,
         record_to: str | None = None,
         upstream: str | None = None,
         replay_from: str | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
-        if not _is_seconds(latency):
-            raise ValueError(f"latency must be a finite number of seconds >= 0, got {latency!r}")
-        refused = _generation_options(token_delay, context_tokens, slots, reject_json_schema, refuse_formats)
+        seconds = {"latency": latency, "token_delay": token_delay, "holds_after_done": holds_after_done}
+        refused = _generation_options(seconds, context_tokens, slots, reject_json_schema, refuse_formats)
         _check_endpoints(host, port, record_to, upstream, replay_from)
         self.model = model if model is not None else OfflineModel()
         self.latency = float(latency)
@@ -700,10 +704,12 @@ class OpenAITestServer:
         self.stops_on_disconnect = stops_on_disconnect
         self.interrupts_streams = interrupts_streams
         self.streams_tool_calls = streams_tool_calls
+        self.holds_after_done = float(holds_after_done)
         self._arrivals = 0
         self._slot_gate = threading.BoundedSemaphore(slots) if slots is not None else None
         self._stopped_generations = 0
         self._active_generations = 0
+        self._connections_opened = 0
         self.record_to = Path(record_to) if record_to is not None else None
         self.upstream = upstream.rstrip("/") if upstream is not None else None
         self.replay_from = Path(replay_from) if replay_from is not None else None
@@ -803,6 +809,12 @@ class OpenAITestServer:
             return self._active_generations
 
     @property
+    def connections_opened(self) -> int:
+        """TCP connections clients have opened to this server since it started (a pooled client reuses one)."""
+        with self._lock:
+            return self._connections_opened
+
+    @property
     def stopped_generations(self) -> int:
         """Streamed replies whose generation stopped because their client went away."""
         with self._lock:
@@ -866,6 +878,7 @@ class OpenAITestServer:
     def _track(self, connection: socket.socket) -> None:
         with self._lock:
             self._connections.add(connection)
+            self._connections_opened += 1
             if self._stopping.is_set():
                 _shutdown(connection)
 

@@ -508,6 +508,7 @@ def test_restart_serves_again() -> None:
         ({"host": "example.com"}, "binds only to loopback"),
         ({"port": 70000}, "port must be an integer from 0 to 65535"),
         ({"latency": -1}, "latency must be a finite number of seconds >= 0"),
+        ({"holds_after_done": float("nan")}, "holds_after_done must be a finite number of seconds >= 0, got nan"),
         ({"record_to": "x.jsonl"}, "record_to needs upstream"),
         ({"replay_from": "x.jsonl", "upstream": "http://127.0.0.1:1/v1"}, "do not combine it with upstream"),
         ({"upstream": "127.0.0.1:1"}, "upstream must be an http(s) base URL"),

@@ -74,3 +74,33 @@ def test_a_bad_bound_is_refused_naming_the_variable(raw: str, monkeypatch: Any) 
     monkeypatch.setenv(transport.MAX_CONNECTIONS_ENV, raw)
     with pytest.raises(ValueError, match=transport.MAX_CONNECTIONS_ENV):
         transport.max_connections()
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_calls_in_turn_reuse_one_connection(stream: bool) -> None:
+    # A streamed reply is read past its [DONE] to the body's end, so its connection goes back to the pool
+    # (leaving it half-read closes it, and every call would then open a new one: a TLS handshake on HTTPS).
+    with OpenAITestServer() as server:
+        agent = BaseAgent(
+            signature="question: str -> answer: str",
+            config={"provider": "openai", "base_url": server.base_url, "api_key": "sk", "stream": stream},
+        )
+
+        async def in_turn() -> list[Any]:
+            return [await agent.arun(question=f"q{i}") for i in range(5)]
+
+        replies = asyncio.run(in_turn())
+        assert all(r["answer"] for r in replies)
+        assert [bool(body.get("stream")) for body in server.requests] == [stream] * 5
+        assert server.connections_opened == 1
+
+
+def test_a_stream_that_stays_open_after_its_end_still_answers() -> None:
+    # A server that sends [DONE] and then holds the body open: the reply is taken, the connection dropped.
+    with OpenAITestServer(holds_after_done=30.0) as server:
+        agent = BaseAgent(
+            signature="question: str -> answer: str",
+            config={"provider": "openai", "base_url": server.base_url, "api_key": "sk", "timeout": 10},
+        )
+        reply = agent.run(question="q")
+        assert reply["answer"] and reply["_timing"] < 5_000

@@ -28,11 +28,12 @@ import math
 import os
 import random
 import re
+import sys
 import urllib.parse
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from dagwright.compiler.redact import REDACTED
 from dagwright.execution.errors import LLMError, LLMRequestError
@@ -55,6 +56,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("dagwright")
+_T = TypeVar("_T")
 _offline_announced = False
 
 MAX_REPLY_BYTES = 8 * 1024 * 1024
@@ -536,9 +538,23 @@ _CLIENT_OPTIONS = frozenset({"timeout", "extra_body", "extra_headers", "extra_qu
 
 async def _timed(call: _Call, attempts: int) -> LLMReply | _Failure:
     try:
-        return await asyncio.wait_for(_request(call, attempts), call.settings.timeout)
+        return await _within(call.settings.timeout, _request(call, attempts))
     except asyncio.TimeoutError:
         return _timeout(call, attempts)
+
+
+if sys.version_info >= (3, 11):
+
+    async def _within(seconds: float, awaitable: Coroutine[Any, Any, _T]) -> _T:
+        """``awaitable`` under a deadline of ``seconds``, in this task (asyncio.wait_for makes one a call)."""
+        async with asyncio.timeout(seconds):
+            return await awaitable
+
+else:
+
+    async def _within(seconds: float, awaitable: Coroutine[Any, Any, _T]) -> _T:
+        """``awaitable`` under a deadline of ``seconds``."""
+        return await asyncio.wait_for(awaitable, seconds)
 
 
 async def _request(call: _Call, attempts: int) -> LLMReply | _Failure:
@@ -691,17 +707,42 @@ async def _read_events(call: _Call, response: Any, cap: int) -> LLMReply | _Fail
     stream = _Stream(call)
     size = 0
     pending = b""
-    async for chunk in response.iter_bytes():
+    chunks = response.iter_bytes()
+    async for chunk in chunks:
         size += len(chunk)
         if size > cap:
             return size
         *lines, pending = (pending + chunk).split(b"\n")
         for line in lines:
             if stream.feed(line):
+                await _read_past_end(chunks)
                 return stream.result()
     if pending:
         stream.feed(pending)
     return stream.result()
+
+
+# What may follow a stream's [DONE] before its body ends, read so that the connection goes back to the pool.
+_AFTER_DONE_BYTES = 4096
+_AFTER_DONE_SECONDS = 0.5
+
+
+async def _read_past_end(chunks: Any) -> None:
+    """Read a stream's body to its end after its ``[DONE]``: the body's last chunk usually follows at once,
+    and a response closed before it closes its connection too, so every call would open a new one (with a
+    TLS handshake on HTTPS). A server that holds the body open, or sends more, loses the connection instead."""
+    try:
+        await _within(_AFTER_DONE_SECONDS, _skip(chunks, _AFTER_DONE_BYTES))
+    except Exception:  # the reply is complete: whatever ends its body only decides the connection's fate
+        return
+
+
+async def _skip(chunks: Any, limit: int) -> None:
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            return
 
 
 class _Stream:

@@ -9,11 +9,15 @@ import inspect
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dagwright import Flow
 from dagwright.compiler import location as where
 from dagwright.compiler.connections import Connection, NodeRef, PortRef
-from dagwright.compiler.ir import Edge, SourceLocation
+from dagwright.compiler.ir import Edge, Node, Port, SourceLocation
+from dagwright.compiler.ports import function_ports
+from dagwright.compiler.types import from_python
 
 
 def step(x: int) -> int:
@@ -166,3 +170,174 @@ def test_malformed_ids_among_many_are_each_reported_once() -> None:
     flow.input("x", int)
     bad = [d.node for d in flow.validate() if d.code == "DW002"]
     assert bad == ["bad id 7", "bad id 30", "output:bad id 7.output", "output:bad id 30.output"]
+
+
+def test_nodes_added_in_a_loop_are_made_at_compile_time_and_leave_the_collector_nothing_to_walk() -> None:
+    flow = Flow("loop")
+    gc.collect()
+    before = len(gc.get_objects())
+    for i in range(2_000):
+        flow.add_function(f"n{i}", step)
+    line = here() - 1
+    gc.collect()
+    assert len(gc.get_objects()) - before < 100  # ids only: strings, which the collector does not track
+    assert len(flow._declared.pending.ids) == 2_000 and not flow._declared.declared_nodes
+    assert len(flow._declared.pending.kinds) == 1  # one function from one line: one kind of node
+    assert "n1999" in flow  # reading the nodes makes the pending ones
+    assert not flow._declared.pending.ids and len(flow._declared.declared_nodes) == 2_000
+    flow.add_function("more", step)
+    flow.add_function("more2", step)
+    nodes = flow.to_graph().nodes
+    assert [n.location for n in nodes[:2_000]] == [SourceLocation(__file__, line)] * 2_000
+    assert nodes[2_000].location != nodes[2_001].location  # two lines
+    assert nodes[5] == Node("n5", "function", *function_ports(step, "output"))
+    assert nodes[5].inputs == (Port("x", from_python(int)),)
+
+
+def test_a_loop_adding_functions_in_turn_makes_a_kind_per_line() -> None:
+    flow = Flow("turns")
+    for i in range(500):
+        flow.add_function(f"a{i}", step)
+        flow.add_function(f"b{i}", join, output="total")
+    first = here() - 2
+    pending = flow._declared.pending
+    assert len(pending.ids) == 1_000 and len(pending.kinds) == 2 and len(pending.runs) == 1_000
+    nodes = flow.to_graph().nodes
+    assert [n.id for n in nodes[:4]] == ["a0", "b0", "a1", "b1"]
+    assert [n.location.line if n.location else None for n in nodes[:4]] == [first, first + 1] * 2
+    assert nodes[999] == Node("b499", "function", *function_ports(join, "total"))
+    assert flow.binding("a7") is step and flow.binding("b7") is join
+
+
+def test_kinds_kept_waiting_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dagwright.compiler import builder
+
+    monkeypatch.setattr(builder, "MAX_KINDS", 5)
+
+    def made(i: int) -> Any:
+        def fn(x: int) -> int:
+            return x + i
+
+        return fn
+
+    functions = [made(i) for i in range(23)]
+    flow = Flow("bounded")
+    for i, fn in enumerate(functions):
+        flow.add_function(f"n{i}", fn)  # a new function each time: a new kind each time
+        assert len(flow._declared.pending.kinds) <= 5
+    assert len(flow._declared.declared_nodes) == 20  # made, 5 at a time
+    assert [flow.binding(f"n{i}") for i in range(23)] == functions
+    assert [n.id for n in flow.to_graph().nodes if n.kind == "function"] == [f"n{i}" for i in range(23)]
+
+
+Op = tuple[str, int, int]
+
+
+def _apply(flow: Flow, ops: list[Op], lines: dict[str, int]) -> list[tuple[Any, ...]]:
+    """Run ``ops`` on ``flow``; return the nodes expected, declared one by one: (id, kind, ports, group, line)."""
+    fns = (step, join, step_two)
+    expected: list[tuple[Any, ...]] = []
+
+    def port_names(fn: Any, output: str, collect: bool) -> tuple[Any, ...]:
+        ins, outs, _ = function_ports(fn, output)
+        return tuple((p.name, p.collect or (collect and p.name == "values")) for p in ins), tuple(p.name for p in outs)
+
+    def record(node_id: str, kind: str, ports: tuple[Any, ...], where: str) -> None:
+        expected.append((node_id, kind, ports, flow._group, lines[where]))
+
+    for op, a, b in ops:
+        node_id = f"n{b}"  # ids repeat: a duplicate is reported, and its first node keeps the binding
+        if op == "loop":  # the usual loop: one line, one function
+            for i in range(a + 1):
+                flow.add_function(f"{node_id}_{i}", fns[b % 3])
+                record(f"{node_id}_{i}", "function", port_names(fns[b % 3], "output", False), "loop")
+        elif op == "pair":  # two functions from two lines, in turn
+            for i in range(a + 1):
+                flow.add_function(f"{node_id}_{i}a", fns[b % 3])
+                record(f"{node_id}_{i}a", "function", port_names(fns[b % 3], "output", False), "pair")
+                flow.add_function(f"{node_id}_{i}b", fns[(b + 1) % 3], output="out")
+                record(f"{node_id}_{i}b", "function", port_names(fns[(b + 1) % 3], "out", False), "pair b")
+        elif op == "turns":  # one line, a function that changes
+            for i in range(a + 1):
+                flow.add_function(f"{node_id}_{i}t", fns[(b + i) % 3])
+                record(f"{node_id}_{i}t", "function", port_names(fns[(b + i) % 3], "output", False), "turns")
+        elif op == "other":  # another line, another output name
+            flow.add_function(node_id, fns[a % 3], output="out")
+            record(node_id, "function", port_names(fns[a % 3], "out", False), "other")
+        elif op == "collect":
+            flow.add_function(node_id, join, collect=["values"])
+            record(node_id, "function", port_names(join, "output", True), "collect")
+        elif op == "node":  # a ready-made node between the others
+            flow.add_node(Node(node_id, "gather", (Port("items"),), (Port("out"),)))
+            record(node_id, "gather", ((("items", False),), ("out",)), "node")
+        elif op == "group":
+            with flow.group(f"g{a}"):
+                flow.add_function(node_id, step)
+                record(node_id, "function", port_names(step, "output", False), "group")
+        else:  # read the flow mid-way
+            assert (node_id in flow) == any(e[0] == node_id for e in expected)
+    return expected
+
+
+def step_two(x: int, y: int = 2) -> int:
+    return x + y
+
+
+def _lines() -> dict[str, int]:
+    source = inspect.getsource(_apply).splitlines()
+    start = _apply.__code__.co_firstlineno
+    marks = {
+        "loop": 'flow.add_function(f"{node_id}_{i}", fns',
+        "pair": 'flow.add_function(f"{node_id}_{i}a"',
+        "pair b": 'flow.add_function(f"{node_id}_{i}b"',
+        "turns": 'flow.add_function(f"{node_id}_{i}t"',
+        "other": 'flow.add_function(node_id, fns[a % 3], output="out")',
+        "collect": 'collect=["values"])',
+        "node": "flow.add_node(",
+        "group": "flow.add_function(node_id, step)",
+    }
+    return {key: start + next(i for i, text in enumerate(source) if mark in text) for key, mark in marks.items()}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["loop", "loop", "pair", "turns", "other", "collect", "node", "group", "contains"]),
+            st.integers(0, 12),
+            st.integers(0, 6),
+        ),
+        max_size=12,
+    )
+)
+def test_nodes_made_at_compile_time_equal_those_declared_one_by_one(ops: list[Op]) -> None:
+    flow = Flow("ops")
+    expected = _apply(flow, ops, _lines())
+    graph = flow.to_graph()
+    nodes = [n for n in graph.nodes if n.kind not in ("input", "output")]
+    seen = [
+        (
+            n.id,
+            n.kind,
+            (tuple((p.name, p.collect) for p in n.inputs), tuple(p.name for p in n.outputs)),
+            n.group,
+            n.location.line if n.location else None,
+        )
+        for n in nodes
+    ]
+    assert seen == [(i, k, ports, g, line) for i, k, ports, g, line in expected]
+    assert all(n.location is None or n.location.file == __file__ for n in nodes)
+    kinds: dict[str, set[str]] = {}
+    for node_id, kind, *_ in expected:
+        kinds.setdefault(node_id, set()).add(kind)
+    for node_id, kind_set in kinds.items():
+        assert (flow._bindings.get(node_id) is None) == (kind_set == {"gather"})
+    ids = [e[0] for e in expected]
+    duplicates = sorted(
+        d.node for d in flow.validate() if d.code == "DW001" and not (d.node or "").startswith("output:")
+    )
+    assert duplicates == sorted(i for i in set(ids) for _ in range(ids.count(i) - 1))
+    # The same flow declared again compiles to an equal graph (nodes compare without their locations).
+    again = Flow("ops")
+    _apply(again, ops, _lines())
+    assert again.to_graph() == graph

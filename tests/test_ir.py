@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import itertools
 import json
 import os
 import re
@@ -20,7 +21,7 @@ import networkx as nx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies import graphs, json_values, type_exprs, type_like_json, wired_graphs
+from strategies import graphs, json_values, nodes, type_exprs, type_like_json, wired_graphs
 
 from dagwright.compiler.ir import (
     SCHEMA_VERSION,
@@ -32,12 +33,37 @@ from dagwright.compiler.ir import (
     Port,
     SourceLocation,
     freeze_json,
+    make_nodes,
+    run_lengths,
+    spread,
     thaw_json,
 )
 from dagwright.compiler.passes import validate
 from dagwright.compiler.registry import FunctionRegistry, UnresolvedReferenceError, function_ref
 from dagwright.compiler.types import INT, STR, list_of
 from dagwright.flow import Flow
+
+# --------------------------------------------------------------------------- making nodes in bulk
+
+
+@settings(max_examples=100)
+@given(st.lists(nodes(), max_size=12))
+def test_nodes_made_column_by_column_equal_those_made_one_by_one(made_one_by_one: list[Node]) -> None:
+    fields = [(n.kind, n.inputs, n.outputs, n.config, n.group, n.location) for n in made_one_by_one]
+    columns = [list(column) for column in zip(*fields, strict=True)] if fields else [[]] * 6
+    made = make_nodes([n.id for n in made_one_by_one], columns)
+    assert made == made_one_by_one
+    assert [n.location for n in made] == [n.location for n in made_one_by_one]  # not part of ==
+    assert all(type(n) is Node for n in made)
+
+
+@given(st.lists(st.tuples(st.integers(), st.integers(0, 5)), max_size=8))
+def test_runs_spread_their_values_over_their_lengths(runs: list[tuple[int, int]]) -> None:
+    values, lengths = [v for v, _ in runs], [n for _, n in runs]
+    assert list(spread(values, lengths)) == [v for v, n in runs for _ in range(n)]
+    starts = list(itertools.accumulate(lengths, initial=0))
+    assert run_lengths(starts[:-1], starts[-1]) == lengths
+
 
 # --------------------------------------------------------------------------- round trip
 

@@ -19,6 +19,7 @@ import inspect
 import sys
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from types import FrameType
 from typing import Any, TypeVar
 
 from dagwright.compiler import diagnostics as dg
@@ -33,6 +34,7 @@ from dagwright.compiler.connections import (
     NodeRef,
     PortRef,
     SubFlow,
+    _set_ref_id,
     resolve_connections,
     virtual_ports,
 )
@@ -52,6 +54,7 @@ from dagwright.compiler.ir import (
 )
 from dagwright.compiler.location import caller_location, caller_position, location_at
 from dagwright.compiler.passes import validate
+from dagwright.compiler.pending import MAX_KINDS
 from dagwright.compiler.ports import function_ports, is_signature_like, signature_ports
 from dagwright.compiler.redact import AgentBinding, check_safe_keys, config_to_dict, safe_settings
 from dagwright.compiler.signature import MISSING, as_signature
@@ -90,13 +93,14 @@ class FlowBuilder:
         self.description = description
         self._declared = Declarations()
         # The same objects as in the declarations, under the names the builder's hot paths use.
-        self._nodes = self._declared.nodes
-        self._by_id = self._declared.by_id
+        pending = self._declared.pending
+        self._pending_ids = pending.ids
+        self._pending_runs = pending.runs
+        self._sites = pending.sites
         self._connections = self._declared.connections
         self._inputs = self._declared.inputs
         self._outputs = self._declared.outputs
         self._subflows = self._declared.subflows
-        self._bindings: dict[str, object] = {}
         # Per-node run settings (retry, timeout, cache): opaque here, carried along by add_flow.
         self._policies: dict[str, Any] = {}
         self._reported: list[Diagnostic] = []
@@ -115,6 +119,21 @@ class FlowBuilder:
             ((), (), EMPTY),
         )
         self._last_location: tuple[str | None, int, SourceLocation | None] = (None, 0, None)
+
+    @property
+    def _nodes(self) -> list[Node]:
+        """Every node declared, in order (the pending ones made first)."""
+        return self._declared.nodes
+
+    @property
+    def _by_id(self) -> dict[str, Node]:
+        """The first node declared under each id."""
+        return self._declared.by_id
+
+    @property
+    def _bindings(self) -> dict[str, object]:
+        """What each node runs: the agent or function given for the first node of its id."""
+        return self._declared.bindings
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, nodes={len(self._nodes)}, connections={len(self._connections)})"
@@ -232,37 +251,29 @@ class FlowBuilder:
         ``TypedDict`` return gives one port per key; ``-> None`` gives none.
         ``collect`` names ``list[T]`` parameters taking one ``T`` per connection, as a list in connection order.
         """
-        if type(fn) is not types.FunctionType or fn.__code__.co_flags & _GENERATOR_FLAGS:  # not a plain function
-            _check_function(node_id, fn)
-        # A large flow adds one function many times, from one line: the last ports and location are kept.
-        last = self._last_function
-        if last[0] is fn and last[1] == output:
-            ports = last[2]
-        else:
-            ports = function_ports(fn, output)
-            self._last_function = (fn, output, ports)
-        inputs, outputs, config = ports
-        if collect:
-            inputs = _collecting(node_id, inputs, collect, "add_function")
-        # caller_location(), inline (see connect).
         frame = sys._getframe(1)
-        filename = frame.f_code.co_filename
-        if filename.startswith(where.INTERNAL_PATHS):
-            location = caller_location()
-        else:
-            line = frame.f_lineno
-            seen = self._last_location
-            if seen[1] == line and seen[0] is filename:
-                location = seen[2]
-            else:
-                location = location_at(filename, line)
-                self._last_location = (filename, line, location)
-        node = Node(node_id, "function", inputs, outputs, config, self._group, location)
-        # _append(), inline.
-        self._nodes.append(node)
-        self._by_id.setdefault(node_id, node)
-        self._bindings.setdefault(node_id, fn)
-        self._version += 1
+        site = self._sites.get(frame.f_lasti)
+        if (
+            site is not None
+            and site[0] is frame.f_code
+            and site[1] is fn
+            and site[2] == output
+            and site[3] is self._group
+            and site[4] is where.INTERNAL_PATHS
+            and not collect
+        ):
+            # Declared from where, and as, a pending node of this kind was (a loop adding a function from a line):
+            # just its id, made with the others when the declarations are read (Declarations.materialize).
+            kind = site[5]
+            runs = self._pending_runs
+            if runs[-1][1] != kind:
+                runs.append((len(self._pending_ids), kind))
+            self._pending_ids.append(node_id)
+            self._version += 1
+            ref = _new(NodeRef)
+            _set_ref_id(ref, node_id)
+            return ref
+        _declare_function(self, node_id, fn, output, collect, frame)
         return NodeRef(node_id)
 
     def add_flow(self, prefix: str, flow: FlowBuilder) -> NodeRef:
@@ -531,17 +542,62 @@ def _note_agent(
     noted[node_id] = listing
 
 
+def _declare_function(
+    builder: FlowBuilder, node_id: str, fn: Callable[..., Any], output: str, collect: Sequence[str], frame: FrameType
+) -> None:
+    """``add_function`` for a node of a new kind: check the function, make its ports and location, and remember
+    where it was called from, so that nodes declared there the same way are that kind too."""
+    if type(fn) is not types.FunctionType or fn.__code__.co_flags & _GENERATOR_FLAGS:  # not a plain function
+        _check_function(node_id, fn)
+    # A large flow adds one function many times, from one line: the last ports and location are kept.
+    last = builder._last_function
+    if last[0] is fn and last[1] == output:
+        ports = last[2]
+    else:
+        ports = function_ports(fn, output)
+        builder._last_function = (fn, output, ports)
+    inputs, outputs, config = ports
+    if collect:
+        inputs = _collecting(node_id, inputs, collect, "add_function")
+    # caller_location(), inline (see connect).
+    filename = frame.f_code.co_filename
+    internal = where.INTERNAL_PATHS
+    reusable = not collect  # collect inputs are made for each node
+    if filename.startswith(internal):
+        location = caller_location()
+        reusable = False  # the location depends on frames further out
+    else:
+        line = frame.f_lineno
+        seen = builder._last_location
+        if seen[1] == line and seen[0] is filename:
+            location = seen[2]
+        else:
+            location = location_at(filename, line)
+            builder._last_location = (filename, line, location)
+    declared = builder._declared
+    if len(declared.pending.kinds) >= MAX_KINDS:
+        declared.materialize()
+    group = builder._group
+    kind = declared.pending.add(node_id, ("function", inputs, outputs, config, group, location), fn)
+    if reusable:
+        builder._sites[frame.f_lasti] = (frame.f_code, fn, output, group, internal, kind)
+    builder._version += 1
+
+
 def _append(builder: FlowBuilder, node: Node, binding: object) -> NodeRef:
-    """Record ``node``, complete (its group and location set), and what it runs."""
-    builder._nodes.append(node)
-    builder._by_id.setdefault(node.id, node)
+    """Record ``node``, complete (its group and location set), and what it runs (after the pending nodes)."""
+    declared = builder._declared
+    declared.materialize()
+    declared.declared_nodes.append(node)
+    declared.declared_by_id.setdefault(node.id, node)
     if binding is not None:
-        builder._bindings.setdefault(node.id, binding)
+        declared.declared_bindings.setdefault(node.id, binding)
     builder._version += 1
     return NodeRef(node.id)
 
 
 _GENERATOR_FLAGS = inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
+_new = object.__new__
 
 
 def _check_function(node_id: str, fn: object) -> None:

@@ -9,6 +9,7 @@ nodes behind them. What does not resolve becomes a diagnostic, never an exceptio
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -19,6 +20,7 @@ from dagwright.compiler import diagnostics as dg
 from dagwright.compiler.diagnostics import Diagnostic
 from dagwright.compiler.ir import Edge, Node, Port, SourceLocation, make_edges
 from dagwright.compiler.location import location_at, locations_at
+from dagwright.compiler.pending import PendingNodes
 from dagwright.compiler.suggest import suggest
 from dagwright.compiler.types import ANY, TypeExpr
 
@@ -120,10 +122,15 @@ class SubFlow:
 
 @dataclass(slots=True)
 class Declarations:
-    """Everything a builder has recorded, as the compile passes read it."""
+    """Everything a builder has recorded, as the compile passes read it.
 
-    nodes: list[Node] = field(default_factory=list)
-    by_id: dict[str, Node] = field(default_factory=dict)
+    The nodes ``add_function`` declares wait in :attr:`pending` (see :mod:`~dagwright.compiler.pending`):
+    reading :attr:`nodes`, :attr:`by_id` or :attr:`bindings` makes them first, in order (:meth:`materialize`).
+    """
+
+    declared_nodes: list[Node] = field(default_factory=list)
+    declared_by_id: dict[str, Node] = field(default_factory=dict)
+    declared_bindings: dict[str, object] = field(default_factory=dict)
     connections: list[Connection | PlainConnection] = field(default_factory=list)
     inputs: dict[str, FlowInput] = field(default_factory=dict)
     outputs: dict[str, FlowOutput] = field(default_factory=dict)
@@ -132,6 +139,37 @@ class Declarations:
     inherited_inputs: list[FlowInput] = field(default_factory=list)
     # How many of ``connections`` are Connection objects rather than plain ones.
     special_connections: int = 0
+    pending: PendingNodes = field(default_factory=PendingNodes)
+
+    @property
+    def nodes(self) -> list[Node]:
+        """Every declared node, in order (the first of a duplicate id included)."""
+        if self.pending.ids:
+            self.materialize()
+        return self.declared_nodes
+
+    @property
+    def by_id(self) -> dict[str, Node]:
+        """The first node declared under each id."""
+        if self.pending.ids:
+            self.materialize()
+        return self.declared_by_id
+
+    @property
+    def bindings(self) -> dict[str, object]:
+        """What the first node of each id runs (nodes that run nothing of the caller's have none)."""
+        if self.pending.ids:
+            self.materialize()
+        return self.declared_bindings
+
+    def materialize(self) -> None:
+        """Make the pending nodes, as if each had been added on its own."""
+        if not self.pending.ids:
+            return
+        ids, nodes, bindings = self.pending.take()
+        self.declared_nodes += nodes
+        deque(map(self.declared_by_id.setdefault, ids, nodes), maxlen=0)
+        deque(map(self.declared_bindings.setdefault, ids, bindings), maxlen=0)
 
 
 def split_endpoint(decl: Declarations, end: Endpoint) -> tuple[str, str | None]:

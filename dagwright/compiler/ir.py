@@ -23,9 +23,9 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
+from itertools import chain, repeat
 from operator import attrgetter
-from typing import Any
+from typing import Any, TypeVar
 
 from dagwright.compiler._gc import gc_paused
 from dagwright.compiler.signature import MISSING
@@ -42,11 +42,15 @@ __all__ = [
     "Graph",
     "IRFormatError",
     "Node",
+    "NodeFields",
     "Port",
     "SourceLocation",
     "freeze_json",
     "make_edges",
+    "make_nodes",
     "portable_path",
+    "run_lengths",
+    "spread",
     "thaw_json",
 ]
 
@@ -377,6 +381,44 @@ def make_edges(
 
 
 _new = object.__new__
+_T = TypeVar("_T")
+
+_NODE_FIELD_SETTERS = (
+    _set_node_kind,
+    _set_node_inputs,
+    _set_node_outputs,
+    _set_node_config,
+    _set_node_group,
+    _set_node_location,
+)
+
+
+NodeFields = tuple[str, tuple[Port, ...], tuple[Port, ...], FrozenDict, tuple[str, ...], SourceLocation | None]
+"""The fields of a :class:`Node` after its id: kind, inputs, outputs, config, group, location."""
+
+
+def make_nodes(ids: Sequence[str], columns: Iterable[Iterable[Any]]) -> list[Node]:
+    """``[Node(node_id, *fields) for node_id, fields in zip(ids, zip(*columns))]``, ``columns`` being the fields
+    after the id (kind, inputs, outputs, config, group, location), each yielding a value per id. Column by column,
+    through the slots' setters, as ``Node.__init__`` writes them: the many nodes of a large flow, added from one
+    line, share every field but the id, and a column is then one value repeated."""
+    nodes: list[Node] = list(map(_new, repeat(Node, len(ids))))
+    deque(map(_set_node_id, nodes, ids), maxlen=0)
+    for setter, column in zip(_NODE_FIELD_SETTERS, columns, strict=True):
+        deque(map(setter, nodes, column), maxlen=0)
+    return nodes
+
+
+def run_lengths(starts: Sequence[int], total: int) -> list[int]:
+    """How many items each run holds, from the runs' ascending starts and the number of items in all."""
+    return list(map(operator.sub, [*starts[1:], total], starts))
+
+
+def spread(values: Sequence[_T], lengths: Sequence[int]) -> Iterator[_T]:
+    """Each value repeated as many times as the length beside it."""
+    if len(values) == 1:
+        return repeat(values[0], lengths[0])
+    return chain.from_iterable(map(repeat, values, lengths))
 
 
 # --------------------------------------------------------------------------- graph

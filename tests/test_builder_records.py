@@ -49,7 +49,8 @@ def test_a_plain_connection_is_a_tuple_the_collector_stops_tracking() -> None:
     flow.connect("a.output", "b.x")
     line = here() - 1
     recorded = flow._connections[0]
-    assert type(recorded) is tuple and recorded == ("a.output", "b.x", __file__, line)
+    assert type(recorded) is tuple and recorded[:2] == ("a.output", "b.x")
+    assert flow._declared.positions[recorded[2]] == SourceLocation(__file__, line)
     gc.collect()
     assert not gc.is_tracked(recorded)
     [edge] = [e for e in flow.to_graph().edges if e.target == "b"]
@@ -131,9 +132,31 @@ def test_connections_made_by_library_code_point_at_the_users_call(monkeypatch: p
     flow.add_function("a", step)
     namespace["wire"](flow, step)
     line = here() - 1
-    assert flow._connections[0] == ("a.output", "b.x", __file__, line)
+    source, target, position = flow._connections[0]
+    assert (source, target, flow._declared.positions[position]) == ("a.output", "b.x", SourceLocation(__file__, line))
     assert ("a", "output", "b", "x", line) in edges_of(flow)
     assert {n.id: n.location for n in flow.to_graph().nodes}["b"] == SourceLocation(__file__, line)
+
+
+def test_connections_from_one_line_share_a_position_and_others_get_their_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    flow = Flow("lines")
+    for i in range(50):
+        flow.add_function(f"n{i}", step)
+    for i in range(1, 50):
+        flow.connect(f"n{i - 1}.output", f"n{i}.x")
+    loop = here() - 1
+    flow.connect("n0.output", "n1.x")
+    single = here() - 1
+    assert {c[2] for c in flow._connections[:-1]} == {0}
+    assert flow._declared.positions == [SourceLocation(__file__, loop), SourceLocation(__file__, single)]
+    # This file made internal after the loop ran: the same line now records the caller's caller, as it would
+    # have from the start.
+    monkeypatch.setattr(where, "INTERNAL_PATHS", (*where.INTERNAL_PATHS, __file__))
+    for _ in range(2):
+        flow.connect("n1.output", "n2.x")
+    outer = flow._declared.positions[flow._connections[-1][2]]
+    assert outer is not None and outer.file != __file__
+    assert flow._connections[-1][2] == flow._connections[-2][2]
 
 
 def test_add_function_keeps_each_nodes_own_location_and_binding() -> None:

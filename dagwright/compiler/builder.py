@@ -19,7 +19,7 @@ import inspect
 import sys
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from types import FrameType
+from types import CodeType, FrameType
 from typing import Any, TypeVar
 
 from dagwright.compiler import diagnostics as dg
@@ -52,7 +52,7 @@ from dagwright.compiler.ir import (
     SourceLocation,
     freeze_json,
 )
-from dagwright.compiler.location import caller_location, caller_position, location_at
+from dagwright.compiler.location import caller_location, location_at
 from dagwright.compiler.passes import validate
 from dagwright.compiler.pending import MAX_KINDS
 from dagwright.compiler.ports import function_ports, is_signature_like, signature_ports
@@ -94,9 +94,9 @@ class FlowBuilder:
         self._declared = Declarations()
         # The same objects as in the declarations, under the names the builder's hot paths use.
         pending = self._declared.pending
-        self._pending_ids = pending.ids
-        self._pending_runs = pending.runs
-        self._sites = pending.sites
+        self._pending_ids, self._pending_runs, self._sites = pending.ids, pending.runs, pending.sites
+        # connect()'s call sites (see there): instruction -> its code, the internal paths then, a position index.
+        self._connect_sites: dict[int, tuple[CodeType, tuple[str, ...], int]] = {}
         self._connections = self._declared.connections
         self._inputs = self._declared.inputs
         self._outputs = self._declared.outputs
@@ -339,13 +339,14 @@ class FlowBuilder:
         node and port. Returns the flow, so calls chain.
         """
         if type(source) is str and type(target) is str and mapping is None:  # the usual call: nothing to check
-            # caller_position(), inline: the caller is the user's code, unless a pattern connects for it.
+            # Where the call was, as an index into the declarations' positions: a loop connects from one line,
+            # known by the caller's instruction.
             frame = sys._getframe(1)
-            filename = frame.f_code.co_filename
-            if filename.startswith(where.INTERNAL_PATHS):
-                self._connections.append((source, target, *caller_position()))
+            site = self._connect_sites.get(frame.f_lasti)
+            if site is not None and site[0] is frame.f_code and site[1] is where.INTERNAL_PATHS:
+                self._connections.append((source, target, site[2]))
             else:
-                self._connections.append((source, target, filename, frame.f_lineno))
+                self._connections.append((source, target, _connect_position(self, frame)))
             self._version += 1
             return self
         for end in (source, target):
@@ -582,6 +583,21 @@ def _declare_function(
     if reusable:
         builder._sites[frame.f_lasti] = (frame.f_code, fn, output, group, internal, kind)
     builder._version += 1
+
+
+def _connect_position(builder: FlowBuilder, frame: FrameType) -> int:
+    """Where ``connect()`` was called from ``frame``, as an index into the declarations' positions: the first frame
+    outside the builder's own files (a pattern connects for its caller). A call from the user's code is remembered
+    by its instruction, which always has that location."""
+    internal = where.INTERNAL_PATHS
+    outer: FrameType | None = frame
+    while outer is not None and outer.f_code.co_filename.startswith(internal):
+        outer = outer.f_back
+    location = None if outer is None else location_at(outer.f_code.co_filename, outer.f_lineno)
+    index = builder._declared.position(location)
+    if outer is frame:
+        builder._connect_sites[frame.f_lasti] = (frame.f_code, internal, index)
+    return index
 
 
 def _append(builder: FlowBuilder, node: Node, binding: object) -> NodeRef:

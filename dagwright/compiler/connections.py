@@ -19,7 +19,6 @@ from typing import Any, NamedTuple
 from dagwright.compiler import diagnostics as dg
 from dagwright.compiler.diagnostics import Diagnostic
 from dagwright.compiler.ir import Edge, Node, Port, SourceLocation, make_edges
-from dagwright.compiler.location import location_at, locations_at
 from dagwright.compiler.pending import PendingNodes
 from dagwright.compiler.suggest import suggest
 from dagwright.compiler.types import ANY, TypeExpr
@@ -83,11 +82,12 @@ class Connection(NamedTuple):
     location: SourceLocation | None
 
 
-PlainConnection = tuple[str, str, str | None, int]
-"""The usual ``connect("a.out", "b.in")`` as recorded: the two endpoint strings and the file and line of the
-call (``None, 0``: not known). A plain tuple of strings and an int, because a large flow records hundreds of
-thousands: it costs less to make than a :class:`Connection`, and the garbage collector stops tracking it at
-its first collection (it holds no container), so the collections a long build triggers do not walk them all."""
+PlainConnection = tuple[str, str, int]
+"""The usual ``connect("a.out", "b.in")`` as recorded: the two endpoint strings and where the call was, as an
+index into :attr:`Declarations.positions`. A plain tuple of strings and an int, because a large flow records
+hundreds of thousands: it costs less to make than a :class:`Connection`, and the garbage collector stops tracking
+it at its first collection (it holds no container), so the collections a long build triggers do not walk them
+all."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +140,17 @@ class Declarations:
     # How many of ``connections`` are Connection objects rather than plain ones.
     special_connections: int = 0
     pending: PendingNodes = field(default_factory=PendingNodes)
+    # Where plain connections were made (see PlainConnection), each once; ``position_of`` finds a location's index.
+    positions: list[SourceLocation | None] = field(default_factory=list)
+    position_of: dict[SourceLocation | None, int] = field(default_factory=dict)
+
+    def position(self, location: SourceLocation | None) -> int:
+        """The index of ``location`` in :attr:`positions`, added if new."""
+        index = self.position_of.get(location)
+        if index is None:
+            index = self.position_of[location] = len(self.positions)
+            self.positions.append(location)
+        return index
 
     @property
     def nodes(self) -> list[Node]:
@@ -198,29 +209,29 @@ def resolve_connections(decl: Declarations, found: list[Diagnostic]) -> list[Edg
             by_id = decl.by_id
             for conn in decl.connections:
                 if not isinstance(conn, Connection):
-                    source, target, filename, line = conn
+                    source, target, position = conn
                     # "node.port" to "node.port" inline (what split_endpoint does for strings that name no node).
                     src, _, src_port = source.rpartition(".")
                     dst, _, dst_port = target.rpartition(".")
                     if src and dst and source not in by_id and target not in by_id:
-                        edges.append(Edge(src, src_port, dst, dst_port, location_at(filename, line)))
+                        edges.append(Edge(src, src_port, dst, dst_port, decl.positions[position]))
                         continue
-                edges.extend(_resolve_connection(decl, _full(conn), found))
+                edges.extend(_resolve_connection(decl, _full(decl, conn), found))
         else:
             for conn in decl.connections:
-                for edge in _resolve_connection(decl, _full(conn), found):
+                for edge in _resolve_connection(decl, _full(decl, conn), found):
                     edges.extend(_through_subflows(decl, edge, found))
     edges.extend(decl.inlined_edges)
     return edges
 
 
-def _full(conn: Connection | PlainConnection) -> Connection:
+def _full(decl: Declarations, conn: Connection | PlainConnection) -> Connection:
     if isinstance(conn, Connection):
         return conn
-    return Connection(conn[0], conn[1], None, location_at(conn[2], conn[3]))
+    return Connection(conn[0], conn[1], None, decl.positions[conn[2]])
 
 
-_FIRST, _SECOND, _THIRD, _FOURTH = itemgetter(0), itemgetter(1), itemgetter(2), itemgetter(3)
+_FIRST, _SECOND, _THIRD = itemgetter(0), itemgetter(1), itemgetter(2)
 
 
 _CHUNK = 2048
@@ -236,6 +247,7 @@ def _plain_edges(decl: Declarations) -> list[Edge] | None:
     # joined, instead of a lookup of every endpoint).
     dotted_ids = "." in "\n".join(by_id)
     conns: list[Any] = decl.connections
+    location_of = decl.positions.__getitem__
     edges: list[Edge] = []
     for start in range(0, len(conns), _CHUNK):
         chunk = conns[start : start + _CHUNK]
@@ -254,7 +266,7 @@ def _plain_edges(decl: Declarations) -> list[Edge] | None:
             map(_THIRD, source_parts),
             target_nodes,
             map(_THIRD, target_parts),
-            locations_at(list(map(_THIRD, chunk)), map(_FOURTH, chunk)),
+            map(location_of, map(_THIRD, chunk)),
         )
     return edges
 

@@ -11,8 +11,10 @@ Each request takes the first queued fault that applies to it (a fault with ``mat
 a request whose message text contains that string); a request with no applicable fault is answered
 normally. The order of checks for one request is: body parsed and recorded in :attr:`requests`,
 ``latency`` waited, API key checked (401), body validated (400, also for ``stream: true``), fault
-applied, ``reject_json_schema`` (500), then the answer: from the cassette (replay), from the upstream
-server (record or proxy), or from the offline model.
+applied, ``reject_json_schema`` (500), a ``grammar`` field as ``grammars`` says (``"enforce"``: kept to
+when no response format is sent, as llama.cpp's servers do; ``"ignore"``; ``"refuse"``: 400), then the answer
+(its bounded numbers just past their bounds while ``ignores_bounds`` lasts): from the cassette (replay), from
+the upstream server (record or proxy), or from the offline model.
 
 Record/replay: ``OpenAITestServer(record_to="cassette.jsonl", upstream="https://api.openai.com/v1")``
 forwards each request (with its ``Authorization`` header) and appends one JSON line per exchange,
@@ -45,6 +47,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from dagwright.llm.grammar import GRAMMAR_SCHEMA_COMMENT, has_bounded_number
 from dagwright.llm.offline import (
     OFFLINE_MODEL_NAME,
     Completion,
@@ -684,6 +687,8 @@ class OpenAITestServer:
         interrupts_streams: bool = False,
         streams_tool_calls: bool = True,
         holds_after_done: float = 0.0,
+        grammars: str = "ignore",
+        ignores_bounds: int = 0,
         record_to: str | None = None,
         upstream: str | None = None,
         replay_from: str | None = None,
@@ -692,6 +697,7 @@ class OpenAITestServer:
     ) -> None:
         seconds = {"latency": latency, "token_delay": token_delay, "holds_after_done": holds_after_done}
         refused = _generation_options(seconds, context_tokens, slots, reject_json_schema, refuse_formats)
+        _check_grammar_options(grammars, ignores_bounds)
         _check_endpoints(host, port, record_to, upstream, replay_from)
         self.model = model if model is not None else OfflineModel()
         self.latency = float(latency)
@@ -705,6 +711,8 @@ class OpenAITestServer:
         self.interrupts_streams = interrupts_streams
         self.streams_tool_calls = streams_tool_calls
         self.holds_after_done = float(holds_after_done)
+        self.grammars = grammars
+        self._bounds_to_break = ignores_bounds
         self._arrivals = 0
         self._slot_gate = threading.BoundedSemaphore(slots) if slots is not None else None
         self._stopped_generations = 0
@@ -958,7 +966,7 @@ class OpenAITestServer:
             return
         messages: list[dict[str, Any]] = body["messages"]
         fault = self._take_fault("\n".join(message_text(m, i) for i, m in enumerate(messages)))
-        if fault is not None and self._apply_fault(handler, body, fault):
+        if fault is not None and _play_fault(self, handler, body, fault):
             return
         response_format = body.get("response_format")
         kind = response_format.get("type") if isinstance(response_format, dict) else None
@@ -967,47 +975,16 @@ class OpenAITestServer:
             accepted = [t for t in ("text", "json_object", "json_schema") if t not in self.refuse_formats]
             handler.send(status, _format_refusal(status, str(kind), accepted))
             return
+        if (grammar := body.get("grammar")) is not None and _refuse_grammar(self, handler, grammar):
+            return
         if self.replay_from is not None:
             self._replay(handler, body)
         elif self.upstream is not None:
             self._forward(handler, body, raw)
+        elif grammar is not None and self.grammars == "enforce" and response_format is None:
+            _send_completion(handler, body, self._offline({**body, "response_format": _grammar_format(grammar)}))
         else:
-            _send_completion(handler, body, self._offline(body))
-
-    def _apply_fault(self, handler: _Handler, body: dict[str, Any], fault: Fault) -> bool:
-        """Play ``fault``; False when it only delayed a reply that is still to be sent."""
-        if self._interrupted(handler, fault.delay):
-            return True
-        headers = _fault_headers(fault)
-        if fault.drop_connection:
-            handler.close_connection = True
-            _shutdown(handler.connection)
-            return True
-        if fault.body is not None:
-            if fault.body.startswith("data:"):
-                headers = {**headers, "Content-Type": "text/event-stream"}
-            handler.send(fault.status, fault.body.encode(), headers)
-            return True
-        if not 200 <= fault.status < 300:
-            message = f"injected fault: HTTP {fault.status}"
-            handler.send(fault.status, _error_body(fault.status, message), headers)
-            return True
-        if fault.runaway:
-            _send_completion(handler, body, _runaway(self, body), status=fault.status, headers=headers, finish="length")
-            return True
-        if not fault.replaces_content and not headers and fault.status == 200:
-            return False
-        completion = self._offline(body)
-        if fault.tool_calls is not None:
-            calls = fault.scripted_calls()
-            size = count_tokens(json.dumps(calls))
-            scripted = Completion("", completion.prompt_tokens, size, completion.model, calls)
-            _send_completion(handler, body, scripted, status=fault.status, headers=headers)
-            return True
-        content = _fault_content(fault, body, completion.content)
-        replaced = Completion(content, completion.prompt_tokens, count_tokens(content), completion.model)
-        _send_completion(handler, body, replaced, status=fault.status, headers=headers)
-        return True
+            _send_completion(handler, body, _bounds_ignored(self, body, self._offline(body)))
 
     def _offline(self, body: dict[str, Any]) -> Completion:
         try:
@@ -1063,6 +1040,42 @@ class OpenAITestServer:
                 stream.write(line + "\n")
 
 
+def _play_fault(server: OpenAITestServer, handler: _Handler, body: dict[str, Any], fault: Fault) -> bool:
+    """Play ``fault``; False when it only delayed a reply that is still to be sent."""
+    if server._interrupted(handler, fault.delay):
+        return True
+    headers = _fault_headers(fault)
+    if fault.drop_connection:
+        handler.close_connection = True
+        _shutdown(handler.connection)
+        return True
+    if fault.body is not None:
+        if fault.body.startswith("data:"):
+            headers = {**headers, "Content-Type": "text/event-stream"}
+        handler.send(fault.status, fault.body.encode(), headers)
+        return True
+    if not 200 <= fault.status < 300:
+        message = f"injected fault: HTTP {fault.status}"
+        handler.send(fault.status, _error_body(fault.status, message), headers)
+        return True
+    if fault.runaway:
+        _send_completion(handler, body, _runaway(server, body), status=fault.status, headers=headers, finish="length")
+        return True
+    if not fault.replaces_content and not headers and fault.status == 200:
+        return False
+    completion = server._offline(body)
+    if fault.tool_calls is not None:
+        calls = fault.scripted_calls()
+        size = count_tokens(json.dumps(calls))
+        scripted = Completion("", completion.prompt_tokens, size, completion.model, calls)
+        _send_completion(handler, body, scripted, status=fault.status, headers=headers)
+        return True
+    content = _fault_content(fault, body, completion.content)
+    replaced = Completion(content, completion.prompt_tokens, count_tokens(content), completion.model)
+    _send_completion(handler, body, replaced, status=fault.status, headers=headers)
+    return True
+
+
 def _runaway(server: OpenAITestServer, body: dict[str, Any]) -> Completion:
     """A reply that would never end: one word over and over inside an unclosed JSON text, cut at the
     request's max_tokens or the server's context."""
@@ -1098,6 +1111,82 @@ def _send_recorded(handler: _Handler, body: dict[str, Any], status: int, data: b
         _send_completion(handler, body, completion, finish=choice.get("finish_reason") or "stop")
         return
     handler.send(status, data)
+
+
+def _refuse_grammar(server: OpenAITestServer, handler: _Handler, grammar: Any) -> bool:
+    """Answer a request's ``grammar`` field as the server is made to: True when it was refused."""
+    if server.grammars == "refuse":
+        # As OpenAI's API answers a request argument it does not know.
+        handler.send_error_json(400, "Unrecognized request argument supplied: grammar", param="grammar")
+        return True
+    if server.grammars == "enforce" and (not isinstance(grammar, str) or _grammar_format(grammar) is None):
+        # llama.cpp's server answers 400 "failed to parse grammar"; this one knows only dagwright's grammars.
+        handler.send_error_json(
+            400,
+            "Failed to initialize samplers: failed to parse grammar (the test server enforces only grammars "
+            f"whose first line is {GRAMMAR_SCHEMA_COMMENT.strip()!r} and the schema)",
+            param="grammar",
+        )
+        return True
+    return False
+
+
+def _bounds_ignored(server: OpenAITestServer, body: dict[str, Any], completion: Completion) -> Completion:
+    """``completion`` with each bounded number out of its bounds while ``ignores_bounds`` lasts (for replies
+    whose schema bounds a number), as llama.cpp's schema grammars let a small model answer."""
+    schema = find_schema(body["messages"], body.get("response_format"))
+    if schema is None or not has_bounded_number(schema) or completion.tool_calls:
+        return completion
+    with server._lock:
+        if server._bounds_to_break <= 0:
+            return completion
+        server._bounds_to_break -= 1
+    content = _out_of_bounds(completion.content, schema)
+    return Completion(content, completion.prompt_tokens, count_tokens(content), completion.model)
+
+
+_GRAMMAR_MODES = ("enforce", "ignore", "refuse")
+
+
+def _check_grammar_options(grammars: Any, ignores_bounds: Any) -> None:
+    if grammars not in _GRAMMAR_MODES:
+        raise ValueError(f"grammars must be one of {', '.join(map(repr, _GRAMMAR_MODES))}, got {grammars!r}")
+    if not isinstance(ignores_bounds, int) or isinstance(ignores_bounds, bool) or ignores_bounds < 0:
+        raise ValueError(f"ignores_bounds must be a number of replies >= 0, got {ignores_bounds!r}")
+
+
+def _grammar_format(grammar: str) -> dict[str, Any] | None:
+    """The response format a grammar made by dagwright stands for: its first line holds the schema."""
+    first = grammar.split("\n", 1)[0]
+    if not first.startswith(GRAMMAR_SCHEMA_COMMENT):
+        return None
+    try:
+        schema = json.loads(first[len(GRAMMAR_SCHEMA_COMMENT) :])
+    except json.JSONDecodeError:
+        return None
+    return {"type": "json_object", "schema": schema} if isinstance(schema, dict) else None
+
+
+def _out_of_bounds(content: str, schema: dict[str, Any]) -> str:
+    """``content`` (a JSON object) with each bounded number of the top level just past its bound."""
+    try:
+        data = json.loads(content)
+    except json.JSONDecodeError:
+        return content
+    properties = resolve_schema(schema).get("properties") or {}
+    if not isinstance(data, dict):
+        return content
+    for name, sub in properties.items():
+        options = [sub, *(sub.get("anyOf") or ())] if isinstance(sub, dict) else []
+        for option in options:
+            if not isinstance(option, dict) or option.get("type") not in ("number", "integer"):
+                continue
+            if option.get("maximum") is not None:
+                data[name] = option["maximum"] + (1 if option["type"] == "integer" else 0.5)
+            elif option.get("minimum") is not None:
+                data[name] = option["minimum"] - 1
+            break
+    return json.dumps(data, ensure_ascii=False)
 
 
 def _shutdown(connection: socket.socket) -> None:

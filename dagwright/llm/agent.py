@@ -33,13 +33,25 @@ from dagwright.compiler.tools import describe_sources
 from dagwright.compiler.types import ANY, STR
 from dagwright.execution.errors import OutputParseError
 from dagwright.execution.events import Usage
-from dagwright.llm.client import LLMReply, LLMSettings, RequestFor, complete_structured
+from dagwright.llm.client import (
+    FormatRefusedError,
+    LLMReply,
+    LLMSettings,
+    RequestFor,
+    complete_structured,
+    grammar_support,
+    note_grammar,
+    remembered_mode,
+)
 from dagwright.llm.config import AgentConfig
+from dagwright.llm.grammar import output_grammar
 from dagwright.llm.memory import BufferMemory, Memory, Turn
 from dagwright.llm.prompt import build_messages, user_message
 from dagwright.llm.structured import (
     StructuredMode,
     StructuredSetting,
+    breaks_bounds,
+    loads_lenient,
     parse_reply,
     repair_messages,
     response_format,
@@ -131,7 +143,11 @@ async def structured_call(
     spec: SignatureSpec, inputs: Mapping[str, Any], config: AgentConfig, context: AgentContext
 ) -> dict[str, Any]:
     """One LLM call with structured output for ``spec``; a reply that does not parse is sent back once with
-    the error, then :class:`OutputParseError` keeps the raw reply. Usage and the model land in ``context``."""
+    the error, then :class:`OutputParseError` keeps the raw reply. Usage and the model land in ``context``.
+
+    Outputs with a bounded number get a grammar of their own (:mod:`dagwright.llm.grammar`) where the
+    server is known to enforce one; elsewhere the repair of a reply whose number broke its bounds carries it,
+    and what the server does with it is remembered (see :func:`_with_grammar`)."""
     settings = config.settings(spec)
     sent: dict[str, list[dict[str, Any]]] = {}
 
@@ -139,7 +155,14 @@ async def structured_call(
         sent[mode] = _messages(spec, inputs, config, mode, context.history, context.agent_name)
         return sent[mode], response_format(spec, mode)
 
-    reply, transcript = await _answer(settings, config.structured_output, request_for, context, config)
+    grammar = _grammar(spec, config, context, settings)
+    reply = None
+    if grammar is not None and grammar_support(settings) is True:
+        mode = grammar[0]
+        reply = await _with_grammar(spec, settings, mode, request_for(mode)[0], grammar[1], context)
+        transcript = sent[mode]
+    if reply is None:
+        reply, transcript = await _answer(settings, config.structured_output, request_for, context, config)
     mode = reply.mode or "json_schema"
     messages = sent[mode]
     outputs, problems = parse_reply(spec, reply.content)
@@ -148,7 +171,12 @@ async def structured_call(
         # The model is told to be shorter; the user, in the error below, what to raise.
         told = ["your reply was too long and was cut off; keep it short"] if reply.finish_reason == "length" else []
         repair = repair_messages(transcript, told + problems)
-        reply, _ = await _answer(settings, mode, lambda m: (repair, response_format(spec, m)), context, config)
+        reply = None
+        retry = grammar is not None and mode != "prompt" and grammar_support(settings) is not False
+        if grammar is not None and retry and breaks_bounds(spec, first):
+            reply = await _with_grammar(spec, settings, mode, repair, grammar[1], context)
+        if reply is None:
+            reply, _ = await _answer(settings, mode, lambda m: (repair, response_format(spec, m)), context, config)
         outputs, problems = parse_reply(spec, reply.content)
         if outputs is None:
             problems = cut_off(reply, settings.max_tokens) + problems
@@ -161,6 +189,53 @@ async def structured_call(
             )
     context.exchange = Turn(messages[-1]["content"], reply.content)
     return outputs
+
+
+def _grammar(
+    spec: SignatureSpec, config: AgentConfig, context: AgentContext, settings: LLMSettings
+) -> tuple[StructuredMode, str] | None:
+    """The JSON mode and the grammar of this call's outputs, when they hold a bounded number and a grammar
+    may be sent: not with tools (llama.cpp's server refuses a grammar beside them), not in ``prompt`` mode
+    (which sends nothing but the prompt), not to a server known to ignore or refuse one."""
+    if context.tools or settings.provider != "openai" or grammar_support(settings) is False:
+        return None
+    mode: StructuredMode | None = None
+    if config.structured_output == "auto":
+        mode = remembered_mode(settings) or "json_schema"
+    elif config.structured_output != "prompt":
+        mode = config.structured_output
+    text = output_grammar(spec) if mode in ("json_schema", "json_object") else None
+    return (mode, text) if mode is not None and text is not None else None
+
+
+async def _with_grammar(
+    spec: SignatureSpec,
+    settings: LLMSettings,
+    mode: StructuredMode,
+    messages: list[dict[str, Any]],
+    grammar: str,
+    context: AgentContext,
+) -> LLMReply | None:
+    """The reply to ``messages`` sent with ``grammar`` in place of the response format, and what it shows of
+    the server: a reply that keeps to the grammar means it enforces grammars; one that is no JSON or breaks a
+    bound means it ignores them, and a refusal of the field that it refuses them (in both cases None: the
+    caller sends the request again with its response format). A reply cut at max_tokens shows nothing."""
+    fmt = {"type": "grammar", "grammar": grammar}
+    try:
+        reply = await _call(settings, mode, lambda _: (messages, fmt), context, None)
+    except FormatRefusedError as exc:
+        log.info("%s; requests to it go without a grammar", exc)
+        note_grammar(settings, False)
+        return None
+    if reply.finish_reason != "length":
+        data, error = loads_lenient(reply.content)
+        kept = not error and isinstance(data, dict) and not breaks_bounds(spec, reply.content)
+        note_grammar(settings, kept)
+        if not kept:
+            # Not the model's fault but the server's, which went by the prompt alone: the request goes again
+            # with its response format (once per server: it is not sent a grammar again).
+            return None
+    return reply
 
 
 def cut_off(reply: LLMReply, max_tokens: int | None) -> list[str]:

@@ -51,6 +51,8 @@ __all__ = [
     "complete_structured",
     "endpoint",
     "forget_modes",
+    "grammar_support",
+    "note_grammar",
     "remembered_mode",
     "resolve_provider",
 ]
@@ -260,11 +262,34 @@ def remembered_mode(settings: LLMSettings) -> StructuredMode | None:
 
 def forget_modes() -> None:
     """Forget what was learnt about servers: every remembered mode (``auto`` starts again from json_schema
-    everywhere), which servers are sent one request at a time, and which are sent tool rounds unstreamed."""
+    everywhere), which servers enforce a grammar, which are sent one request at a time, and which are sent
+    tool rounds unstreamed."""
     _working_modes.clear()
+    _grammars.clear()
     _one_at_a_time.clear()
     _unstreamed_tools.clear()
     _no_stream_options.clear()
+
+
+# Whether the server at a base URL enforces a grammar sent in the request body (``grammar``, as llama.cpp's
+# servers take it): True once a reply made under one kept to it, False once a server refused the field or
+# answered outside the grammar (a server that ignores fields it does not know).
+_grammars: dict[str, bool] = {}
+
+
+def grammar_support(settings: LLMSettings) -> bool | None:
+    """Whether the server at the settings' base URL enforces a request's ``grammar``, as far as this process
+    has seen (None: not known yet)."""
+    return _grammars.get(_mode_key(settings))
+
+
+def note_grammar(settings: LLMSettings, enforced: bool) -> None:
+    """Remember whether the server at the settings' base URL enforces a request's ``grammar``."""
+    key = _mode_key(settings)
+    if _grammars.get(key) is not enforced:
+        _grammars[key] = enforced
+        shown = _display_url(key)
+        log.info("%s %s a request's grammar", shown, "enforces" if enforced else "does not enforce")
 
 
 RequestFor = Callable[[StructuredMode], tuple[list[dict[str, Any]], dict[str, Any] | None]]
@@ -386,7 +411,11 @@ class _Call:
             # OpenAI's default when tools are offered, said outright: llama-cpp-python's function-calling chat
             # formats ignore the tools of a request that does not say it.
             request["tool_choice"] = "auto"
-        if response_format is not None:
+        if response_format is not None and response_format.get("type") == "grammar":
+            # A GBNF grammar in place of a response format (llama.cpp's servers let a response format's own
+            # grammar win over it when both are sent). _request merges extra_body's fields into the body as they are.
+            request["extra_body"] = {"grammar": response_format["grammar"]}
+        elif response_format is not None:
             request["response_format"] = response_format
         if settings.temperature is not None:
             request["temperature"] = settings.temperature
@@ -603,7 +632,7 @@ def _status_failure(call: _Call, exc: Any, attempts: int) -> _Failure:
     message = call.scrub.excerpt(_server_message(exc), _SERVER_MESSAGE)
     where = call.where
     if call.format_type is not None and status in (400, 422, 500) and _refuses_format(message):
-        hint = _JSON_SCHEMA_HINT if call.json_schema else _JSON_OBJECT_HINT
+        hint = _JSON_SCHEMA_HINT if call.json_schema else _JSON_OBJECT_HINT if call.format_type != "grammar" else ""
         text = f"{where} refused the response format {call.format_type!r} (HTTP {status}): {message}{hint}"
         return _Failure(FormatRefusedError, text, False, status)
     if "stream_options" in call.request and status in (400, 422) and "stream_options" in message:

@@ -37,6 +37,7 @@ __all__ = [
     "MODES",
     "StructuredMode",
     "StructuredSetting",
+    "breaks_bounds",
     "described",
     "input_model",
     "loads_lenient",
@@ -438,6 +439,22 @@ def _problems(spec: SignatureSpec, exc: pydantic.ValidationError) -> list[str]:
         else:
             problems.append(f"{loc}: {err['msg']}")
     return problems
+
+
+_NUMBER_BOUNDS = frozenset(("greater_than_equal", "less_than_equal", "greater_than", "less_than"))
+
+
+def breaks_bounds(spec: SignatureSpec, text: str | None) -> bool:
+    """Whether ``text`` is a JSON object whose only fault, or one of them, is a number outside its bounds:
+    what a server's schema grammar let through (llama.cpp's enforce no numeric bounds)."""
+    data, error = loads_lenient(text or "")
+    if error or not isinstance(data, dict):
+        return False
+    try:
+        output_model(spec).model_validate(data)
+    except pydantic.ValidationError as exc:
+        return any(err["type"] in _NUMBER_BOUNDS for err in exc.errors())
+    return False
 
 
 def repair_messages(messages: list[dict[str, str]], problems: list[str]) -> list[dict[str, str]]:

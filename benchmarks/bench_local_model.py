@@ -350,7 +350,7 @@ async def main_async(args: argparse.Namespace, base_url: str) -> None:
         ["mode / output", "ok", "requests", "refusals", "repairs", "parse errors", "median s"],
     )
     total_ok = total_calls = 0
-    for mode in args.modes:
+    for mode in args.modes if args.calls else ():
         for kind in args.types:
             tally = await one_row(base_url, mode, kind, args.calls, refusals)
             median = statistics.median(tally.seconds)
@@ -369,7 +369,8 @@ async def main_async(args: argparse.Namespace, base_url: str) -> None:
                 total_ok += tally.ok
                 total_calls += tally.calls
             print(f"done: {mode} / {kind}", file=sys.stderr, flush=True)
-    table.print()
+    if args.calls:
+        table.print()
     if total_calls:
         print(f"auto (the default): {total_ok}/{total_calls} single calls succeeded ({total_ok / total_calls:.0%})\n")
     if args.runs:
@@ -390,7 +391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--base-url", default=None, help="a server already running (nothing is started)")
     parser.add_argument("--port", type=int, default=8077)
     parser.add_argument("--chat-format", default="chatml", help="llama-cpp-python's --chat_format")
-    parser.add_argument("--calls", type=int, default=20, help="calls per mode and output type")
+    parser.add_argument("--calls", type=int, default=20, help="calls per mode and output type (0: none)")
     parser.add_argument("--runs", type=int, default=5, help="runs of each pattern (0: none)")
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     parser.add_argument("--types", nargs="+", default=list(SIGNATURES), choices=list(SIGNATURES))

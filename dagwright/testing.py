@@ -13,7 +13,8 @@ normally. The order of checks for one request is: body parsed and recorded in :a
 ``latency`` waited, API key checked (401), body validated (400, also for ``stream: true``), fault
 applied, ``reject_json_schema`` (500), a ``grammar`` field as ``grammars`` says (``"enforce"``: kept to
 when no response format is sent, as llama.cpp's servers do; ``"ignore"``; ``"refuse"``: 400), then the answer
-(its bounded numbers just past their bounds while ``ignores_bounds`` lasts): from the cassette (replay), from
+(its bounded numbers just past their bounds, and its texts whose lengths are said only in words past them,
+while ``ignores_bounds`` lasts): from the cassette (replay), from
 the upstream server (record or proxy), or from the offline model.
 
 Record/replay: ``OpenAITestServer(record_to="cassette.jsonl", upstream="https://api.openai.com/v1")``
@@ -53,6 +54,7 @@ from dagwright.llm.offline import (
     Completion,
     OfflineModel,
     count_tokens,
+    described_lengths,
     find_schema,
     message_text,
     resolve_schema,
@@ -1132,10 +1134,11 @@ def _refuse_grammar(server: OpenAITestServer, handler: _Handler, grammar: Any) -
 
 
 def _bounds_ignored(server: OpenAITestServer, body: dict[str, Any], completion: Completion) -> Completion:
-    """``completion`` with each bounded number out of its bounds while ``ignores_bounds`` lasts (for replies
-    whose schema bounds a number), as llama.cpp's schema grammars let a small model answer."""
+    """``completion`` out of its bounds while ``ignores_bounds`` lasts, as llama.cpp's schema grammars let a
+    small model answer: each bounded number just past its bound, each text whose lengths the schema says only
+    in words (OpenAI's strict form) past them (a length in ``minLength`` / ``maxLength`` is kept to)."""
     schema = find_schema(body["messages"], body.get("response_format"))
-    if schema is None or not has_bounded_number(schema) or completion.tool_calls:
+    if schema is None or completion.tool_calls or not _breakable(resolve_schema(schema)):
         return completion
     with server._lock:
         if server._bounds_to_break <= 0:
@@ -1143,6 +1146,13 @@ def _bounds_ignored(server: OpenAITestServer, body: dict[str, Any], completion: 
         server._bounds_to_break -= 1
     content = _out_of_bounds(completion.content, schema)
     return Completion(content, completion.prompt_tokens, count_tokens(content), completion.model)
+
+
+def _breakable(schema: dict[str, Any]) -> bool:
+    """Whether a top-level output of ``schema`` has a bound a server's schema grammar does not keep."""
+    properties = schema.get("properties") or {}
+    texts = [sub for sub in properties.values() if isinstance(sub, dict) and sub.get("type") == "string"]
+    return has_bounded_number(schema) or any(described_lengths(sub) for sub in texts)
 
 
 _GRAMMAR_MODES = ("enforce", "ignore", "refuse")
@@ -1177,6 +1187,10 @@ def _out_of_bounds(content: str, schema: dict[str, Any]) -> str:
     if not isinstance(data, dict):
         return content
     for name, sub in properties.items():
+        lengths = described_lengths(sub) if isinstance(sub, dict) and sub.get("type") == "string" else None
+        if lengths is not None and isinstance(data.get(name), str):
+            data[name] = _past_lengths(data[name], *lengths)
+            continue
         options = [sub, *(sub.get("anyOf") or ())] if isinstance(sub, dict) else []
         for option in options:
             if not isinstance(option, dict) or option.get("type") not in ("number", "integer"):
@@ -1187,6 +1201,13 @@ def _out_of_bounds(content: str, schema: dict[str, Any]) -> str:
                 data[name] = option["minimum"] - 1
             break
     return json.dumps(data, ensure_ascii=False)
+
+
+def _past_lengths(text: str, least: int, most: int | None) -> str:
+    """``text`` run on past ``most`` characters (a small model's paragraph), or cut below ``least``."""
+    if most is None:
+        return text[: max(least - 1, 0)]
+    return (text + " and then some more words about it" * (most // 30 + 1))[: most + 20]
 
 
 def _shutdown(connection: socket.socket) -> None:

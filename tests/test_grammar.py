@@ -1,14 +1,16 @@
-"""Bounded numbers on servers whose schema grammars do not bound them (llama.cpp's, llama-cpp-python's).
+"""Bounded numbers and texts on servers whose schema grammars do not bound them (llama.cpp's).
 
-A signature's outputs with a bounded number get a GBNF grammar of dagwright's own, which keeps each such
-number within its bounds. What is checked here, without a model:
+A signature's outputs with a bounded number, or a text of bounded length (which OpenAI's strict form says
+only in words), get a GBNF grammar of dagwright's own, which keeps each within its bounds. What is checked
+here, without a model:
 
 1. the numbers a grammar's number rule accepts are exactly the decimal numerals within the bounds (its
    patterns are read as a Python regex and compared with ``Decimal`` arithmetic);
-2. a grammar is written for the whole reply in field order, and only for outputs with a bounded number;
+2. a grammar is written for the whole reply in field order, and only for outputs with such a bound;
 3. against the loopback server, over real HTTP with the real ``openai`` client: a server that enforces
-   grammars gets one in the repair of a reply out of bounds, and from then on in every first request; one
-   that ignores or refuses the field is remembered and sent none again; a value is never changed.
+   grammars gets one in the repair of a reply out of bounds (a number, or a text whose lengths were said
+   only in words), and from then on in every first request; one that ignores or refuses the field is
+   remembered and sent none again; a value is never changed.
 """
 
 from __future__ import annotations
@@ -148,8 +150,10 @@ def test_a_grammar_covers_the_reply_in_field_order_and_keeps_the_schema_in_its_f
     assert used - {"u"} <= defined
 
 
-def test_only_outputs_with_a_bounded_number_get_a_grammar() -> None:
-    assert output_grammar(as_signature("question: str -> answer: str[5, 60], n: int")) is None
+def test_only_outputs_with_a_bounded_number_or_text_get_a_grammar() -> None:
+    assert output_grammar(as_signature("question: str -> answer: str, n: int, tags: list[str][1, 3]")) is None
+    text = output_grammar(as_signature("question: str -> answer: str[5, 60], n: int"))
+    assert text is not None and 'output-answer-string ::= "\\"" char{5,60} "\\""' in text
     assert output_grammar(as_signature("question: str -> scores: list[float[0, 10]][1, 3]")) is not None
     assert output_grammar(as_signature("question: str -> score: int[1, 5] | None")) is not None
 
@@ -243,6 +247,52 @@ def test_a_server_that_ignores_the_field_is_asked_again_with_the_response_format
         again = expert.execute(question="Is coffee healthy?")
         assert not again.success and "1.5 is not a number from 0 to 1" in (again.error or "")
         assert sent(server)[3:] == ["json_schema", "json_schema"]
+
+
+SHORT = "question: str -> answer: str[5, 60]"
+
+
+def test_a_text_past_lengths_said_only_in_words_is_repaired_under_a_grammar_that_keeps_them() -> None:
+    # llama-server takes OpenAI's strict json_schema, whose lengths are said in the description, which its
+    # grammar does not read: the model writes past them, and the repair's grammar keeps the length.
+    with OpenAITestServer(grammars="enforce", ignores_bounds=1) as server:
+        writer = agent(server, SHORT)
+        first = writer.execute(question="What is tea?")
+        assert first.success, first.error
+        assert 5 <= len(first.data["answer"]) <= 60
+        assert sent(server) == ["json_schema", "grammar"]
+        schema = server.requests[0]["response_format"]["json_schema"]["schema"]
+        assert "maxLength" not in schema["properties"]["answer"]
+        assert "char{5,60}" in server.requests[1]["grammar"]
+        assert "answer: String should have at most 60 characters" in server.requests[1]["messages"][-1]["content"]
+        assert llm.grammar_support(writer.config.settings()) is True
+        second = writer.execute(question="What is coffee?")
+        assert second.success and sent(server)[2:] == ["grammar"]
+
+
+def test_a_text_length_in_the_schema_needs_no_grammar() -> None:
+    # json_object carries minLength / maxLength in its schema, which llama.cpp's grammar keeps.
+    with OpenAITestServer(grammars="enforce", ignores_bounds=5, reject_json_schema=True) as server:
+        result = agent(server, SHORT).execute(question="What is tea?")
+        assert result.success, result.error
+        assert sent(server) == ["json_schema", "json_object"]
+
+
+def test_openai_refuses_the_grammar_of_a_text_past_its_lengths_once() -> None:
+    with OpenAITestServer(grammars="refuse", ignores_bounds=1) as server:
+        writer = agent(server, SHORT)
+        result = writer.execute(question="What is tea?")
+        assert result.success, result.error
+        assert sent(server) == ["json_schema", "grammar", "json_schema"]
+        assert llm.grammar_support(writer.config.settings()) is False
+        assert writer.execute(question="What is coffee?").success and sent(server)[3:] == ["json_schema"]
+
+
+def test_openai_s_own_api_is_never_sent_a_grammar(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    for base_url in (None, "https://api.openai.com/v1"):
+        assert llm.grammar_support(llm.LLMSettings("openai", "gpt-4o-mini", base_url=base_url)) is False
+    assert llm.grammar_support(llm.LLMSettings("openai", "m", base_url="http://127.0.0.1:8080/v1")) is None
 
 
 def test_no_grammar_without_bounded_numbers_in_prompt_mode_or_with_a_fixed_mode_refusal() -> None:

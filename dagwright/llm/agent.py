@@ -145,9 +145,10 @@ async def structured_call(
     """One LLM call with structured output for ``spec``; a reply that does not parse is sent back once with
     the error, then :class:`OutputParseError` keeps the raw reply. Usage and the model land in ``context``.
 
-    Outputs with a bounded number get a grammar of their own (:mod:`dagwright.llm.grammar`) where the
-    server is known to enforce one; elsewhere the repair of a reply whose number broke its bounds carries it,
-    and what the server does with it is remembered (see :func:`_with_grammar`)."""
+    Outputs with a bounded number or a text of bounded length get a grammar of their own
+    (:mod:`dagwright.llm.grammar`) where the server is known to enforce one; elsewhere the repair of a reply
+    that broke such a bound carries it, and what the server does with it is remembered (see
+    :func:`_with_grammar`)."""
     settings = config.settings(spec)
     sent: dict[str, list[dict[str, Any]]] = {}
 
@@ -194,9 +195,10 @@ async def structured_call(
 def _grammar(
     spec: SignatureSpec, config: AgentConfig, context: AgentContext, settings: LLMSettings
 ) -> tuple[StructuredMode, str] | None:
-    """The JSON mode and the grammar of this call's outputs, when they hold a bounded number and a grammar
-    may be sent: not with tools (llama.cpp's server refuses a grammar beside them), not in ``prompt`` mode
-    (which sends nothing but the prompt), not to a server known to ignore or refuse one."""
+    """The JSON mode and the grammar of this call's outputs, when they hold a bounded number or a text of
+    bounded length and a grammar may be sent: not with tools (llama.cpp's server refuses a grammar beside
+    them), not in ``prompt`` mode (which sends nothing but the prompt), not to a server known to ignore or
+    refuse one."""
     if context.tools or settings.provider != "openai" or grammar_support(settings) is False:
         return None
     mode: StructuredMode | None = None

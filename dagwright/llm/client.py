@@ -279,8 +279,11 @@ _grammars: dict[str, bool] = {}
 
 def grammar_support(settings: LLMSettings) -> bool | None:
     """Whether the server at the settings' base URL enforces a request's ``grammar``, as far as this process
-    has seen (None: not known yet)."""
-    return _grammars.get(_mode_key(settings))
+    has seen (None: not known yet). OpenAI's own API is known not to: it answers 400 to the field."""
+    key = _mode_key(settings)
+    if urllib.parse.urlsplit(key).hostname == "api.openai.com":
+        return False
+    return _grammars.get(key)
 
 
 def note_grammar(settings: LLMSettings, enforced: bool) -> None:

@@ -1,16 +1,18 @@
-"""A GBNF grammar of a signature's outputs that keeps bounded numbers within their bounds.
+"""A GBNF grammar of a signature's outputs that keeps bounded numbers and texts within their bounds.
 
 llama.cpp's servers turn a response format's JSON schema into a grammar, but theirs enforce no
 ``minimum`` / ``maximum`` of a ``number`` (llama-cpp-python's none at all): a small model asked for
-``confidence: float[0, 1]`` answers 1.5 or 10, and only a repair can fix it. Both servers take a grammar
-of the request's own (the ``grammar`` field of the request body), which this module writes for a
-signature whose outputs hold a bounded number: the whole reply as JSON in the signature's field order,
-strings of their lengths, lists of their sizes, and each bounded number written only as a decimal
-numeral within its bounds (no exponent). A grammar restricts what the model may write; it changes no
-value it wrote, and every reply is still validated.
+``confidence: float[0, 1]`` answers 1.5 or 10, and only a repair can fix it. A text's ``minLength`` /
+``maxLength`` they do enforce, but OpenAI's strict ``json_schema`` form refuses them, so there they are said
+in the field's description, which no grammar reads: asked for ``str[5, 60]`` the same model writes a
+paragraph. Both servers take a grammar of the request's own (the ``grammar`` field of the request body),
+which this module writes for a signature whose outputs hold such a bound: the whole reply as JSON in the
+signature's field order, strings of their lengths, lists of their sizes, and each bounded number written
+only as a decimal numeral within its bounds (no exponent). A grammar restricts what the model may write; it
+changes no value it wrote, and every reply is still validated.
 
-:func:`output_grammar` is None for a signature without bounded numbers: such a request keeps its
-response format, which the server enforces as well as a grammar would.
+:func:`output_grammar` is None for a signature without such bounds: such a request keeps its response
+format, which the server enforces as well as a grammar would.
 
 The first line of a grammar is a comment holding the JSON schema it was made from: a reader of the
 server's log sees what it is for, and the loopback test server answers to it.
@@ -33,6 +35,7 @@ __all__ = [
     "GRAMMAR_SCHEMA_COMMENT",
     "Unsupported",
     "has_bounded_number",
+    "has_loose_bounds",
     "number_pattern",
     "number_regex",
     "output_grammar",
@@ -274,6 +277,18 @@ def has_bounded_number(schema: Any) -> bool:
     return False
 
 
+def has_loose_bounds(schema: Any) -> bool:
+    """Whether ``schema`` holds a bound a server's schema grammar may let through: a number's (llama.cpp's
+    enforce none) or a text's length (said only in words in OpenAI's strict form)."""
+    if isinstance(schema, dict):
+        if schema.get("type") == "string" and ("minLength" in schema or "maxLength" in schema):
+            return True
+        return has_bounded_number(schema) or any(has_loose_bounds(v) for v in schema.values())
+    if isinstance(schema, list):
+        return any(has_loose_bounds(v) for v in schema)
+    return False
+
+
 _COMMON = {
     "ws": '| " " | "\\n" [ \\t]{0,20}',
     "char": '[^"\\\\\\x7F\\x00-\\x1F] | [\\\\] (["\\\\/bfnrt] | "u" [0-9a-fA-F]{4})',
@@ -443,10 +458,10 @@ def schema_grammar(schema: dict[str, Any]) -> str:
 
 @functools.lru_cache(maxsize=512)
 def output_grammar(spec: SignatureSpec) -> str | None:
-    """The grammar of ``spec``'s outputs when they hold a bounded number (see the module docstring); None
-    when they hold none, or hold what no grammar is written for."""
+    """The grammar of ``spec``'s outputs when they hold a bounded number or a text of bounded length (see the
+    module docstring); None when they hold neither, or hold what no grammar is written for."""
     schema = output_schema(spec)
-    if not has_bounded_number(schema):
+    if not has_loose_bounds(schema):
         return None
     try:
         return schema_grammar(schema)

@@ -57,6 +57,7 @@ __all__ = [
     "OfflineModel",
     "count_prompt_tokens",
     "count_tokens",
+    "described_lengths",
     "find_schema",
     "message_text",
     "offline_tool_calls",
@@ -870,13 +871,22 @@ class _RegexSampler:
 _LENGTH_WORDS = re.compile(r"a text of (?:(\d+) to (\d+) characters|at least (\d+) character|at most (\d+) character)")
 
 
+def described_lengths(schema: Mapping[str, Any]) -> tuple[int, int | None] | None:
+    """The least and most characters a string schema says in its description ("a text of 5 to 40
+    characters"), as a strict schema has to; None when its description says none."""
+    description = schema.get("description")
+    found = _LENGTH_WORDS.search(description) if isinstance(description, str) else None
+    if found is None:
+        return None
+    pair_low, pair_high, least, most = found.groups()
+    low, high = pair_low or least, pair_high or most
+    return int(low or 0), None if high is None else int(high)
+
+
 def _string_lengths(schema: Mapping[str, Any]) -> tuple[int, int | None]:
     """The least and most characters of a string schema: its minLength / maxLength, or, where a strict schema
-    had to say them in its description ("a text of 5 to 40 characters"), those words."""
+    had to say them in its description, those words."""
     low, high = schema.get("minLength"), schema.get("maxLength")
-    if low is None and high is None and isinstance(schema.get("description"), str):
-        found = _LENGTH_WORDS.search(schema["description"])
-        if found:
-            pair_low, pair_high, least, most = found.groups()
-            low, high = pair_low or least, pair_high or most
+    if low is None and high is None:
+        return described_lengths(schema) or (0, None)
     return int(low or 0), None if high is None else int(high)

@@ -441,19 +441,23 @@ def _problems(spec: SignatureSpec, exc: pydantic.ValidationError) -> list[str]:
     return problems
 
 
-_NUMBER_BOUNDS = frozenset(("greater_than_equal", "less_than_equal", "greater_than", "less_than"))
+# A number outside its bounds, a text outside its lengths: what a server's schema grammar lets through.
+_LOOSE_BOUNDS = frozenset(
+    ("greater_than_equal", "less_than_equal", "greater_than", "less_than", "string_too_short", "string_too_long")
+)
 
 
 def breaks_bounds(spec: SignatureSpec, text: str | None) -> bool:
-    """Whether ``text`` is a JSON object whose only fault, or one of them, is a number outside its bounds:
-    what a server's schema grammar let through (llama.cpp's enforce no numeric bounds)."""
+    """Whether ``text`` is a JSON object whose only fault, or one of them, is a number outside its bounds or a
+    text outside its lengths: what a server's schema grammar let through (llama.cpp's enforce no numeric
+    bounds, and no lengths OpenAI's strict form says only in a description)."""
     data, error = loads_lenient(text or "")
     if error or not isinstance(data, dict):
         return False
     try:
         output_model(spec).model_validate(data)
     except pydantic.ValidationError as exc:
-        return any(err["type"] in _NUMBER_BOUNDS for err in exc.errors())
+        return any(err["type"] in _LOOSE_BOUNDS for err in exc.errors())
     return False
 
 

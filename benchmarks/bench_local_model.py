@@ -354,21 +354,20 @@ async def main_async(args: argparse.Namespace, base_url: str) -> None:
         for kind in args.types:
             tally = await one_row(base_url, mode, kind, args.calls, refusals)
             median = statistics.median(tally.seconds)
-            table.add(
-                f"{mode} / {kind}",
-                f"{tally.ok}/{tally.calls}",
-                tally.requests,
-                tally.refusals,
-                tally.repairs,
-                tally.parse_errors,
-                f"{median:.2f}",
-            )
+            row = (tally.ok, tally.calls, tally.requests, tally.refusals, tally.repairs, tally.parse_errors, median)
+            table.add(f"{mode} / {kind}", f"{row[0]}/{row[1]}", *row[2:6], f"{median:.2f}")
             for error in sorted(set(tally.other_errors))[:2]:
                 print(f"  {mode} / {kind}: {error}", file=sys.stderr)
             if mode == "auto":
                 total_ok += tally.ok
                 total_calls += tally.calls
-            print(f"done: {mode} / {kind}", file=sys.stderr, flush=True)
+            # Each row as it ends, so a run stopped early (prompt mode's rows take minutes) keeps what it measured.
+            print(
+                f"done: {mode} / {kind}: {row[0]}/{row[1]} ok, {row[2]} requests, {row[3]} refusals, {row[4]} repairs,"
+                f" {row[5]} parse errors, median {median:.2f} s",
+                file=sys.stderr,
+                flush=True,
+            )
     if args.calls:
         table.print()
     if total_calls:

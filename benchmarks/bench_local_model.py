@@ -260,8 +260,14 @@ def probe_disconnect(base_url: str) -> Table:
     return table
 
 
+# Fields of the server's own sent with every request (--extra-body): none unless asked.
+EXTRA_BODY: dict[str, Any] = {}
+
+
 def config(base_url: str, mode: str | None = None) -> dict[str, Any]:
     settings: dict[str, Any] = {"base_url": base_url, "model": "smollm2"}
+    if EXTRA_BODY:
+        settings["extra_body"] = EXTRA_BODY
     if mode is not None:
         settings["structured_output"] = mode
     return settings
@@ -400,7 +406,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--probe-only", action="store_true", help="only --probe")
     parser.add_argument("--log", default=None, help="the server's log file (default: a temporary file)")
+    parser.add_argument(
+        "--extra-body",
+        type=json.loads,
+        default={},
+        help="fields of the server's own sent with every request, as JSON (the agents' extra_body)",
+    )
     args = parser.parse_args(argv)
+    EXTRA_BODY.update(args.extra_body)
     if not args.gguf and not args.base_url:
         print(
             "bench_local_model: skipped: give --gguf FILE (or DAGWRIGHT_BENCH_GGUF) and --server-python or "

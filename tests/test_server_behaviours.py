@@ -11,7 +11,8 @@ Each behaviour was seen on a real local server (llama-cpp-python serving a small
 4. a server keeps generating for a client that left: requests are streamed and closed on timeout or cancel,
    which stops a server that notices; one that does not is imitated too;
 5. every request is counted, those of failed calls and failed nodes included;
-6. chat templates that drop system messages: ``system_prompt_role="user"``.
+6. chat templates that drop system messages: ``system_prompt_role="user"``;
+7. sampling fields of a server's own (llama.cpp's ``repeat_penalty``): ``extra_body``, in every request.
 """
 
 from __future__ import annotations
@@ -368,3 +369,35 @@ def test_a_500_that_reports_request_validation_errors_is_not_retried() -> None:
         with pytest.raises(LLMError, match=r"refused the request \(HTTP 500, its request validation failed\)"):
             agent_for(server, max_retries=3).run(question="q")
         assert server.request_count == 1
+
+
+# --------------------------------------------------------------------------- 7. a server's own fields
+
+
+def test_a_servers_own_fields_go_into_every_request() -> None:
+    with OpenAITestServer(refuse_formats={"json_schema": 500}) as server:
+        agent = agent_for(server, extra_body={"repeat_penalty": 1.1, "top_k": 40})
+        assert agent.run(question="What is ML?")["_structured_output"] == "json_object"
+    assert formats(server) == ["json_schema", "json_object"]
+    for request in server.requests:  # the refused request and the one after it alike
+        assert request["repeat_penalty"] == 1.1 and request["top_k"] == 40
+        assert request["model"] and request["messages"]  # beside what dagwright sends, not instead of it
+        assert "repeat_penalty" not in json.dumps(request["messages"])  # a setting, not role context
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        ({"temperature": 0.2}, "'temperature' is a setting of its own: give temperature=... instead"),
+        ({"response_format": {"type": "text"}}, "'response_format' is part of the request dagwright makes"),
+        ({"messages": []}, "'messages' is part of the request dagwright makes"),
+        ({"stream": False}, "'stream' is part of the request dagwright makes (the stream setting)"),
+        ({"penalty": float("nan")}, "must be JSON, as it is sent in the request body"),
+        ({"hook": object()}, "must be JSON, as it is sent in the request body"),
+        ([("repeat_penalty", 1.1)], "extra_body"),
+    ],
+)
+def test_a_servers_own_fields_are_checked_when_the_agent_is_made(extra: Any, says: str) -> None:
+    with pytest.raises(ValueError, match="invalid config: extra_body") as caught:
+        BaseAgent(config={"provider": "openai", "extra_body": extra}, signature=QA, name="qa")
+    assert says in str(caught.value)

@@ -31,8 +31,8 @@ import re
 import sys
 import urllib.parse
 import weakref
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeVar
 
 from dagwright.compiler.redact import REDACTED
@@ -85,6 +85,9 @@ class LLMSettings:
     retry_max_delay: float = 20.0
     max_reply_bytes: int = MAX_REPLY_BYTES
     stream: bool = True
+    # Fields of the server's own sent in every request body as given (llama.cpp's ``repeat_penalty``, vLLM's
+    # ``top_k``); checked by AgentConfig. Not part of the hash: a mapping is not hashable.
+    extra_body: Mapping[str, Any] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         size = self.max_reply_bytes
@@ -414,10 +417,12 @@ class _Call:
             # OpenAI's default when tools are offered, said outright: llama-cpp-python's function-calling chat
             # formats ignore the tools of a request that does not say it.
             request["tool_choice"] = "auto"
+        if settings.extra_body:
+            request["extra_body"] = dict(settings.extra_body)
         if response_format is not None and response_format.get("type") == "grammar":
             # A GBNF grammar in place of a response format (llama.cpp's servers let a response format's own
             # grammar win over it when both are sent). _request merges extra_body's fields into the body as they are.
-            request["extra_body"] = {"grammar": response_format["grammar"]}
+            request["extra_body"] = {**request.get("extra_body", {}), "grammar": response_format["grammar"]}
         elif response_format is not None:
             request["response_format"] = response_format
         if settings.temperature is not None:

@@ -8,6 +8,7 @@ naming the closest one; other keys are kept as role context.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -21,6 +22,20 @@ from dagwright.llm.structured import StructuredSetting, output_budget
 
 __all__ = ["AgentConfig"]
 
+
+_SETTING_FIELDS = {"model": "model=...", "temperature": "temperature=...", "max_tokens": "max_tokens=..."}
+"""Request fields an agent has a setting for: ``extra_body`` may not send them behind the setting's back."""
+
+_REQUEST_FIELDS = {
+    "messages": "the signature, the prompt and the inputs make it",
+    "response_format": "structured_output chooses it",
+    "grammar": "structured_output chooses it",
+    "stream": "the stream setting",
+    "stream_options": "the stream setting",
+    "tools": "the agent's tools",
+    "tool_choice": "the agent's tools",
+}
+"""Request fields dagwright sets itself, and what decides them."""
 
 _ALIASES = {"llm_provider": "provider"}
 """Kaizen's names for settings (its configs say ``llm_provider``), read as ours."""
@@ -59,6 +74,8 @@ class AgentConfig(BaseModel):
     tool_timeout: float = 30.0
     system_prompt_role: Literal["system", "user"] = "system"
     stream: bool = True
+    # Fields the server takes beyond OpenAI's, sent in every request as given: {"repeat_penalty": 1.1}.
+    extra_body: dict[str, Any] | None = None
 
     @field_validator("timeout", "tool_timeout")
     @classmethod
@@ -72,6 +89,22 @@ class AgentConfig(BaseModel):
     def _not_negative(cls, value: int | None) -> int | None:
         if value is not None and value < 0:
             raise ValueError("must not be negative")
+        return value
+
+    @field_validator("extra_body")
+    @classmethod
+    def _own_fields_only(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        for key in value:
+            if key in _SETTING_FIELDS:
+                raise ValueError(f"{key!r} is a setting of its own: give {_SETTING_FIELDS[key]} instead")
+            if key in _REQUEST_FIELDS:
+                raise ValueError(f"{key!r} is part of the request dagwright makes ({_REQUEST_FIELDS[key]})")
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"must be JSON, as it is sent in the request body: {exc}") from None
         return value
 
     # ---- the mapping view
@@ -165,4 +198,5 @@ class AgentConfig(BaseModel):
             max_retries=self.max_retries,
             retry_initial_delay=self.retry_initial_delay,
             stream=self.stream,
+            extra_body=self.extra_body,
         )

@@ -24,10 +24,10 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, repeat
-from operator import attrgetter
 from typing import Any, TypeVar
 
 from dagwright.compiler._gc import gc_paused
+from dagwright.compiler.index import Index
 from dagwright.compiler.signature import MISSING
 from dagwright.compiler.suggest import suggest
 from dagwright.compiler.types import ANY, TypeExpr
@@ -424,198 +424,6 @@ def spread(values: Sequence[_T], lengths: Sequence[int]) -> Iterator[_T]:
 # --------------------------------------------------------------------------- graph
 
 
-_ID_OF = attrgetter("id")
-_INPUTS = attrgetter("inputs")
-_OUTPUTS = attrgetter("outputs")
-_SOURCE = attrgetter("source")
-_SOURCE_PORT = attrgetter("source_port")
-_TARGET = attrgetter("target")
-_TARGET_PORT = attrgetter("target_port")
-
-PortKey = tuple[str, str]
-"""(node id, port name)."""
-
-
-class _Index:
-    """Lookups over one graph, built on first use and kept with it.
-
-    ``valid`` holds the edges whose both ends (node and port) exist; only they
-    enter ``in_edges`` / ``succ`` / ``pred``, so one bad edge is reported once (by
-    the endpoint pass) instead of cascading through every other pass.
-    ``endpoints`` is what only the validation passes read; :func:`validate
-    <dagwright.compiler.passes.validate>` drops it when done (see
-    :meth:`drop_endpoints`), so a compiled graph keeps just what running it needs.
-    """
-
-    def __init__(self, graph: Graph) -> None:
-        nodes = graph.nodes
-        by_id: dict[str, Node] = dict(zip(map(_ID_OF, nodes), nodes, strict=True))
-        duplicates: list[Node] = []
-        if len(by_id) != len(nodes):  # the first node of an id counts, the others are reported
-            by_id = {}
-            for node in nodes:
-                if node.id in by_id:
-                    duplicates.append(node)
-                else:
-                    by_id[node.id] = node
-        self.by_id = by_id
-        self.duplicates = duplicates
-        self._edges = graph.edges
-
-    @functools.cached_property
-    def endpoints(self) -> _Endpoints:
-        """Every edge's two ports, and what the passes derive from them."""
-        return _Endpoints(self.by_id, self._edges)
-
-    def drop_endpoints(self) -> None:
-        """Forget :attr:`endpoints` (rebuilt if asked for again): it holds a key per port and per
-        edge end, a large share of a compiled graph's memory that nothing after validation reads."""
-        self.__dict__.pop("endpoints", None)
-
-    @functools.cached_property
-    def valid(self) -> Sequence[Edge]:
-        """The edges whose both ends exist, in edge order."""
-        return self.endpoints.valid
-
-    @functools.cached_property
-    def in_edges(self) -> dict[PortKey, list[Edge]]:
-        """Valid edges into each input port, in edge order."""
-        return _edges_by_port(self.valid, _TARGET, _TARGET_PORT)
-
-    @functools.cached_property
-    def out_edges(self) -> dict[PortKey, list[Edge]]:
-        """Valid edges out of each output port, in edge order."""
-        return _edges_by_port(self.valid, _SOURCE, _SOURCE_PORT)
-
-    @functools.cached_property
-    def succ(self) -> dict[str, list[str]]:
-        """Each node's successors through valid edges (repeated once per edge)."""
-        return _neighbours(self.by_id, self.valid, _SOURCE, _TARGET)
-
-    @functools.cached_property
-    def pred(self) -> dict[str, list[str]]:
-        """Each node's predecessors through valid edges (repeated once per edge)."""
-        return _neighbours(self.by_id, self.valid, _TARGET, _SOURCE)
-
-    @functools.cached_property
-    def forward(self) -> bool:
-        """True when every valid edge goes from a node to a later one: then node order
-        is a topological order, and the graph has no cycle."""
-        position = dict(zip(self.by_id, range(len(self.by_id)), strict=True))
-        at = position.__getitem__
-        return all(map(operator.lt, map(at, map(_SOURCE, self.valid)), map(at, map(_TARGET, self.valid))))
-
-
-def _edges_by_port(
-    edges: Sequence[Edge], node_of: Callable[[Edge], str], port_of: Callable[[Edge], str]
-) -> dict[PortKey, list[Edge]]:
-    grouped: dict[PortKey, list[Edge]] = {}
-    for key, edge in zip(zip(map(node_of, edges), map(port_of, edges), strict=True), edges, strict=True):
-        bucket = grouped.get(key)
-        if bucket is None:
-            grouped[key] = [edge]
-        else:
-            bucket.append(edge)
-    return grouped
-
-
-def _neighbours(
-    node_ids: Iterable[str], edges: Sequence[Edge], start: Callable[[Edge], str], end: Callable[[Edge], str]
-) -> dict[str, list[str]]:
-    around: dict[str, list[str]] = {nid: [] for nid in node_ids}
-    for a, b in zip(map(start, edges), map(end, edges), strict=True):
-        around[a].append(b)
-    return around
-
-
-class _Endpoints:
-    """Every port by (node id, port name), every edge's two ports, and the ports
-    edges reach for: what the validation passes decide from.
-
-    The sweeps go through C-level ``map``/``zip``/set operations wherever they
-    can: an interpreted loop per edge costs more than all of them together at
-    100 000 nodes. ``valid_sources`` / ``valid_targets`` / ``valid_target_keys``
-    run parallel to ``valid``; ``distinct_targets`` is the set of those keys.
-    """
-
-    def __init__(self, by_id: dict[str, Node], edges: tuple[Edge, ...]) -> None:
-        unique = by_id.values()
-        self.in_ports, self.in_port_count = _ports_by_key(unique, _INPUTS)
-        self.out_ports, self.out_port_count = _ports_by_key(unique, _OUTPUTS)
-        src_keys = list(zip(map(_SOURCE, edges), map(_SOURCE_PORT, edges), strict=True))
-        dst_keys = list(zip(map(_TARGET, edges), map(_TARGET_PORT, edges), strict=True))
-        src_ports = list(map(self.out_ports.get, src_keys))
-        dst_ports = list(map(self.in_ports.get, dst_keys))
-        if all(src_ports) and all(dst_ports):  # Ports are always true: no None, every end exists
-            self.valid: Sequence[Edge] = edges
-            self.valid_sources: list[Port] = src_ports  # type: ignore[assignment]
-            self.valid_targets: list[Port] = dst_ports  # type: ignore[assignment]
-            self.valid_target_keys = dst_keys
-            # Ports that some edge reaches for: every edge's, here.
-            self.attempted_in = set(dst_keys)
-            self.attempted_out = set(src_keys)
-            self.distinct_targets = self.attempted_in
-            return
-        valid: list[Edge] = []
-        valid_sources: list[Port] = []
-        valid_targets: list[Port] = []
-        valid_target_keys: list[PortKey] = []
-        # Ports that some edge reaches for even when its other end is broken: the
-        # broken end is reported once, and the port is not also "not connected".
-        attempted_in: set[PortKey] = set()
-        attempted_out: set[PortKey] = set()
-        for edge, src_key, dst_key, src_port, dst_port in zip(
-            edges, src_keys, dst_keys, src_ports, dst_ports, strict=True
-        ):
-            if src_port is not None:
-                attempted_out.add(src_key)
-            if dst_port is None:
-                continue
-            attempted_in.add(dst_key)
-            if src_port is None:
-                continue
-            valid.append(edge)
-            valid_sources.append(src_port)
-            valid_targets.append(dst_port)
-            valid_target_keys.append(dst_key)
-        self.valid = valid
-        self.valid_sources = valid_sources
-        self.valid_targets = valid_targets
-        self.valid_target_keys = valid_target_keys
-        self.attempted_in = attempted_in
-        self.attempted_out = attempted_out
-        self.distinct_targets = set(valid_target_keys)  # the input ports valid edges go into
-
-    @functools.cached_property
-    def collect_inputs(self) -> list[PortKey]:
-        """The collect input ports."""
-        return [key for key, port in self.in_ports.items() if port.collect]
-
-    @functools.cached_property
-    def missing_inputs(self) -> list[PortKey]:
-        """Required (non-collect) inputs that no edge reaches for, in node order."""
-        in_ports = self.in_ports
-        if len(self.attempted_in) == len(in_ports):  # attempted_in holds only existing ports
-            return []
-        unattempted = in_ports.keys() - self.attempted_in
-        wanted = {key for key in unattempted if in_ports[key].required and not in_ports[key].collect}
-        if not wanted:
-            return []
-        return [key for key in in_ports if key in wanted]
-
-
-def _ports_by_key(nodes: Iterable[Node], side: Callable[[Node], tuple[Port, ...]]) -> tuple[dict[PortKey, Port], int]:
-    """Every port of one side by (node id, port name), and how many ports that side declares."""
-    ports = {(node.id, port.name): port for node in nodes for port in side(node)}
-    count = sum(map(len, map(side, nodes)))
-    if len(ports) != count:  # a node repeats a port name (DW014): its first port counts, as Node.input() says
-        ports = {}
-        for node in nodes:
-            for port in side(node):
-                ports.setdefault((node.id, port.name), port)
-    return ports, count
-
-
 @dataclass(frozen=True)
 class Graph:
     """A typed DAG of nodes and edges; immutable. See the module docstring."""
@@ -627,8 +435,8 @@ class Graph:
 
     # ---- lookups
     @functools.cached_property
-    def _index(self) -> _Index:
-        return _Index(self)
+    def _index(self) -> Index:
+        return Index(self)
 
     def node(self, node_id: str) -> Node:
         """The node with this id; a KeyError names close matches."""

@@ -2,9 +2,9 @@
 
 Passes are independent and run in :data:`PASSES` order; :func:`validate` runs
 them all, so one call reports every problem. Each is linear in nodes + edges and
-reads the graph's shared index (built once). Each first decides from whole-graph
-counts and set operations whether it has anything to report, and walks node by
-node or edge by edge only when it has. Each reports a problem once:
+reads the graph's shared index (built once; see :mod:`dagwright.compiler.index`).
+Each first decides from whole-graph counts and set operations whether it has
+anything to report, and walks node by node or edge by edge only when it has. Each reports a problem once:
 an edge with a missing end is reported by :func:`check_edges` and then ignored
 by the type, cycle and reachability passes instead of cascading.
 """
@@ -120,15 +120,13 @@ def check_ports(graph: Graph) -> list[Diagnostic]:
     """DW014 duplicate port names and collect ports not typed ``list[T]``."""
     index = graph._index
     ends = index.endpoints
-    if not index.duplicates and len(ends.in_ports) == ends.in_port_count and len(ends.out_ports) == ends.out_port_count:
-        # No node repeats a port name (the index keys ports by node and name): only collect ports to look at.
-        if not any(map(_COLLECT, ends.in_ports.values())):
+    ins = ends.ins
+    if not index.duplicates and not ins.duplicated and not ends.outs.duplicated:
+        # No node repeats a port name: only collect ports to look at.
+        if not any(map(_COLLECT, ins.ports)):
             return []
-        return [
-            _collect_not_list(node_id, port, index.by_id[node_id])
-            for (node_id, _), port in ends.in_ports.items()
-            if _is_collect_not_list(port)
-        ]
+        wrong = _where(ins.ports, _is_collect_not_list)
+        return [_collect_not_list(ins.owner(n).id, ins.ports[n], ins.owner(n)) for n in wrong]
     out: list[Diagnostic] = []
     for node in graph.nodes:
         for side, ports in (("input", node.inputs), ("output", node.outputs)):
@@ -155,20 +153,21 @@ def check_defaults(graph: Graph) -> list[Diagnostic]:
     """DW014: a default that does not fit its port's type (an input's, or a flow input's declared one)."""
     index = graph._index
     out: list[Diagnostic] = []
-    ports = index.endpoints.in_ports
-    if not all(map(operator.is_, map(_DEFAULT, ports.values()), repeat(MISSING))):
-        for (node_id, _), port in ports.items():
-            if port.default is MISSING:
-                continue
+    ins = index.endpoints.ins
+    if not all(map(operator.is_, map(_DEFAULT, ins.ports), repeat(MISSING))):
+        for number in _where(ins.ports, _has_default):
+            if ins.duplicated and not ins.findable(number):
+                continue  # a later port of a repeated name (DW014 already)
+            port, node = ins.ports[number], ins.owner(number)
             why = value_misfit(port.default, port.type)
             if why is not None:
                 out.append(
                     dg.make(
                         "DW014",
-                        f"the default of input {node_id}.{port.name} does not fit its type {port.type}: {why}",
-                        node=node_id,
+                        f"the default of input {node.id}.{port.name} does not fit its type {port.type}: {why}",
+                        node=node.id,
                         port=port.name,
-                        location=index.by_id[node_id].location,
+                        location=node.location,
                     )
                 )
     for node in index.by_id.values():
@@ -187,6 +186,15 @@ def check_defaults(graph: Graph) -> list[Diagnostic]:
                     )
                 )
     return out
+
+
+def _where(ports: list[Port], test: Callable[[Port], bool]) -> list[int]:
+    """The numbers of the ports that pass ``test``."""
+    return list(compress(range(len(ports)), map(test, ports)))
+
+
+def _has_default(port: Port) -> bool:
+    return port.default is not MISSING
 
 
 def _is_collect_not_list(port: Port) -> bool:
@@ -264,16 +272,16 @@ def check_fan_in(graph: Graph) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     index = graph._index
     ends = index.endpoints
-    keys, distinct = ends.valid_target_keys, ends.distinct_targets
-    if len(distinct) == len(keys):
+    numbers, distinct, ports = ends.valid_target_numbers, ends.distinct_targets, ends.ins.ports
+    if len(distinct) == len(numbers):
         return out  # no port has two edges
     # Collect ports take any number: are there more edges into the other ports than other ports?
     into_collect = sum(map(_COLLECT, ends.valid_targets))
-    if len(keys) - into_collect == len(distinct) - len(distinct.intersection(ends.collect_inputs)):
+    if len(numbers) - into_collect == len(distinct) - sum(map(_COLLECT, map(ports.__getitem__, distinct))):
         return out
-    shared = [key for key, n in Counter(keys).items() if n > 1 and not ends.in_ports[key].collect]
+    shared = [number for number, n in Counter(numbers).items() if n > 1 and not ports[number].collect]
     in_edges = index.in_edges if shared else {}
-    for target, port_name in shared:
+    for target, port_name in map(ends.ins.key, shared):
         edges = in_edges[target, port_name]
         sources = ", ".join(f"{e.source}.{e.source_port}" for e in edges)
         out.append(
@@ -377,8 +385,8 @@ def check_missing_inputs(graph: Graph) -> list[Diagnostic]:
     index = graph._index
     ends = index.endpoints
     out: list[Diagnostic] = []
-    for key in ends.missing_inputs:
-        node, port = index.by_id[key[0]], ends.in_ports[key]
+    for number in ends.missing_inputs:
+        node, port = ends.ins.owner(number), ends.ins.ports[number]
         out.append(
             dg.make(
                 "DW009",
@@ -545,16 +553,17 @@ def check_reachability(graph: Graph) -> list[Diagnostic]:
     """
     index = graph._index
     ends = index.endpoints
-    missing = {node_id for node_id, _ in ends.missing_inputs}
+    missing = {ends.ins.owner(number).id for number in ends.missing_inputs}
     # A broken source end of a connection (DW003/DW004) is the same kind of root cause.
     if len(index.valid) != len(graph.edges):
-        missing.update(target for target, port in ends.attempted_in if (target, port) not in index.in_edges)
+        missing.update(ends.ins.owner(number).id for number in ends.attempted_in - ends.distinct_targets)
 
     def is_root(nid: str) -> bool:
         node = index.by_id[nid]
         return node.kind == INPUT_KIND or not node.inputs or nid in missing
 
-    if index.forward and all(map(is_root, index.by_id.keys() - set(map(_TARGET, index.valid)))):
+    untargeted = set(range(len(ends.nodes))).difference(ends.valid_target_positions)
+    if index.forward and all(map(is_root, map(_ID_OF, map(ends.nodes.__getitem__, untargeted)))):
         # Acyclic, and every node without an incoming edge is a root: walking back
         # from any node along incoming edges ends at a root, so all are reached.
         return []
@@ -597,20 +606,21 @@ def check_unused(graph: Graph) -> list[Diagnostic]:
     """DW012 dead-end nodes, DW013 unused output ports, DW016 unused flow inputs."""
     index = graph._index
     ends = index.endpoints
-    if len(ends.attempted_out) == len(ends.out_ports):  # attempted_out holds only existing ports
+    if len(ends.attempted_out) == ends.outs.named:  # attempted_out holds only ports found by name
         return []  # every output feeds something
+    attempted_out = set(map(ends.outs.key, ends.attempted_out))
     # A node read through a misspelled output port (reported as DW004) is not a dead end as well.
     # (When every edge is valid, every source port is in attempted_out: skip the sweep.)
     misread = (
         set()
         if len(index.valid) == len(graph.edges)
-        else {e.source for e in graph.edges if (e.source, e.source_port) not in ends.attempted_out}
+        else {e.source for e in graph.edges if (e.source, e.source_port) not in attempted_out}
     )
     out: list[Diagnostic] = []
     for nid, node in index.by_id.items():
         if node.kind == OUTPUT_KIND or not node.outputs:
             continue
-        used = [p.name for p in node.outputs if (nid, p.name) in ends.attempted_out]
+        used = [p.name for p in node.outputs if (nid, p.name) in attempted_out]
         if node.kind == INPUT_KIND:
             if not used:
                 out.append(

@@ -1,0 +1,286 @@
+"""A graph's lookup index: its nodes by id, and what the validation passes decide from.
+
+:class:`Index` is built on first use and kept with its :class:`~dagwright.compiler.ir.Graph`. The passes look
+endpoints up by position, not by ``(node id, port name)`` keys: each node has its position in the graph (the
+first node of an id counts), and each port a number in a :class:`PortTable`, one for the inputs and one for the
+outputs. An edge's end is then two integers (its node's position, its port's number), found through a dict of
+port names shared by every node that shares its tuple of ports (the nodes ``add_function`` adds from one line
+do). Sets of ints, comparisons of positions and list indexing replace hashing a key tuple per port and per
+edge end; the cycle check reads the same positions.
+
+The module imports nothing of dagwright at run time (the IR types only for type checking): :mod:`ir
+<dagwright.compiler.ir>` builds an :class:`Index` for its graphs.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+from bisect import bisect_right
+from collections.abc import Callable, Iterable, Sequence
+from itertools import accumulate, chain, compress, count
+from operator import attrgetter
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dagwright.compiler.ir import Edge, Graph, Node, Port
+
+__all__ = ["Endpoints", "Index", "PortKey", "PortTable"]
+
+PortKey = tuple[str, str]
+"""(node id, port name)."""
+
+_ID_OF = attrgetter("id")
+_INPUTS = attrgetter("inputs")
+_OUTPUTS = attrgetter("outputs")
+_NAME = attrgetter("name")
+_SOURCE = attrgetter("source")
+_SOURCE_PORT = attrgetter("source_port")
+_TARGET = attrgetter("target")
+_TARGET_PORT = attrgetter("target_port")
+
+
+class Index:
+    """Lookups over one graph, built on first use and kept with it.
+
+    ``valid`` holds the edges whose both ends (node and port) exist; only they
+    enter ``in_edges`` / ``succ`` / ``pred``, so one bad edge is reported once (by
+    the endpoint pass) instead of cascading through every other pass.
+    ``endpoints`` is what only the validation passes read; :func:`validate
+    <dagwright.compiler.passes.validate>` drops it when done (see
+    :meth:`drop_endpoints`), so a compiled graph keeps just what running it needs.
+    """
+
+    def __init__(self, graph: Graph) -> None:
+        nodes = graph.nodes
+        by_id: dict[str, Node] = dict(zip(map(_ID_OF, nodes), nodes, strict=True))
+        duplicates: list[Node] = []
+        if len(by_id) != len(nodes):  # the first node of an id counts, the others are reported
+            by_id = {}
+            for node in nodes:
+                if node.id in by_id:
+                    duplicates.append(node)
+                else:
+                    by_id[node.id] = node
+        self.by_id = by_id
+        self.duplicates = duplicates
+        self._edges = graph.edges
+
+    @functools.cached_property
+    def endpoints(self) -> Endpoints:
+        """Every edge's two ports, and what the passes derive from them."""
+        return Endpoints(self.by_id, self._edges)
+
+    def drop_endpoints(self) -> None:
+        """Forget :attr:`endpoints` (rebuilt if asked for again): it holds a number per port and per
+        edge end, a large share of a compiled graph's memory that nothing after validation reads."""
+        self.__dict__.pop("endpoints", None)
+
+    @functools.cached_property
+    def valid(self) -> Sequence[Edge]:
+        """The edges whose both ends exist, in edge order."""
+        return self.endpoints.valid
+
+    @functools.cached_property
+    def in_edges(self) -> dict[PortKey, list[Edge]]:
+        """Valid edges into each input port, in edge order."""
+        return _edges_by_port(self.valid, _TARGET, _TARGET_PORT)
+
+    @functools.cached_property
+    def out_edges(self) -> dict[PortKey, list[Edge]]:
+        """Valid edges out of each output port, in edge order."""
+        return _edges_by_port(self.valid, _SOURCE, _SOURCE_PORT)
+
+    @functools.cached_property
+    def succ(self) -> dict[str, list[str]]:
+        """Each node's successors through valid edges (repeated once per edge)."""
+        return _neighbours(self.by_id, self.valid, _SOURCE, _TARGET)
+
+    @functools.cached_property
+    def pred(self) -> dict[str, list[str]]:
+        """Each node's predecessors through valid edges (repeated once per edge)."""
+        return _neighbours(self.by_id, self.valid, _TARGET, _SOURCE)
+
+    @functools.cached_property
+    def forward(self) -> bool:
+        """True when every valid edge goes from a node to a later one: then node order
+        is a topological order, and the graph has no cycle."""
+        ends = self.endpoints
+        return all(map(operator.lt, ends.valid_source_positions, ends.valid_target_positions))
+
+
+def _edges_by_port(
+    edges: Sequence[Edge], node_of: Callable[[Edge], str], port_of: Callable[[Edge], str]
+) -> dict[PortKey, list[Edge]]:
+    grouped: dict[PortKey, list[Edge]] = {}
+    for key, edge in zip(zip(map(node_of, edges), map(port_of, edges), strict=True), edges, strict=True):
+        bucket = grouped.get(key)
+        if bucket is None:
+            grouped[key] = [edge]
+        else:
+            bucket.append(edge)
+    return grouped
+
+
+def _neighbours(
+    node_ids: Iterable[str], edges: Sequence[Edge], start: Callable[[Edge], str], end: Callable[[Edge], str]
+) -> dict[str, list[str]]:
+    around: dict[str, list[str]] = {nid: [] for nid in node_ids}
+    for a, b in zip(map(start, edges), map(end, edges), strict=True):
+        around[a].append(b)
+    return around
+
+
+def _offsets(ports: tuple[Port, ...]) -> dict[str, int]:
+    """Each port name's offset in ``ports``: the first port of a name counts, as ``Node.input()`` says."""
+    names = list(map(_NAME, ports))
+    return dict(zip(reversed(names), range(len(names) - 1, -1, -1), strict=True))
+
+
+class PortTable:
+    """One side's ports (inputs or outputs) of a graph's nodes, numbered.
+
+    The ports of the node at position *i* are numbers ``base[i]`` to ``base[i + 1] - 1``, in declaration order;
+    ``ports`` holds them all by number. ``offsets[i]`` maps that node's port names to offsets from ``base[i]``
+    (the first port of a name only); nodes with the same tuple of ports share one dict.
+    """
+
+    __slots__ = ("base", "duplicated", "named", "nodes", "offsets", "ports")
+
+    def __init__(self, nodes: Sequence[Node], side: Callable[[Node], tuple[Port, ...]]) -> None:
+        tuples = list(map(side, nodes))
+        keys = list(map(id, tuples))
+        distinct = dict(zip(keys, tuples, strict=True))
+        shared = {key: _offsets(ports) for key, ports in distinct.items()}
+        self.nodes = nodes
+        self.ports: list[Port] = list(chain.from_iterable(tuples))
+        self.base: list[int] = list(accumulate(map(len, tuples), initial=0))
+        self.offsets: list[dict[str, int]] = list(map(shared.__getitem__, keys))
+        # Whether some node repeats a port name (DW014): its later ports have a number but no name to find them by.
+        self.duplicated = any(map(operator.ne, map(len, shared.values()), map(len, distinct.values())))
+        # How many ports can be found by name (all but the later ports of a repeated name).
+        self.named = sum(map(len, self.offsets)) if self.duplicated else len(self.ports)
+
+    def numbers(self, positions: Sequence[int], names: Iterable[str]) -> list[int]:
+        """The number of the port called ``names[k]`` on the node at ``positions[k]``, for every k; raises
+        KeyError when one has no such port."""
+        return list(
+            map(
+                operator.add,
+                map(self.base.__getitem__, positions),
+                map(operator.getitem, map(self.offsets.__getitem__, positions), names),
+            )
+        )
+
+    def number(self, position: int | None, name: str) -> int | None:
+        """The number of the port called ``name`` on the node at ``position``, or None."""
+        if position is None:
+            return None
+        offset = self.offsets[position].get(name)
+        return None if offset is None else self.base[position] + offset
+
+    def owner(self, number: int) -> Node:
+        """The node port ``number`` belongs to."""
+        return self.nodes[bisect_right(self.base, number) - 1]
+
+    def key(self, number: int) -> PortKey:
+        """``(node id, port name)`` of port ``number``."""
+        return self.owner(number).id, self.ports[number].name
+
+    def findable(self, number: int) -> bool:
+        """Whether port ``number`` is the first of its name on its node (the one edges reach)."""
+        position = bisect_right(self.base, number) - 1
+        return self.offsets[position][self.ports[number].name] == number - self.base[position]
+
+
+class Endpoints:
+    """Every edge's two ends as positions and port numbers, and the ports edges reach for: what the
+    validation passes decide from.
+
+    The sweeps go through C-level ``map``/``zip``/set operations wherever they can: an interpreted loop per
+    edge costs more than all of them together at 100 000 nodes. The ``valid_*`` lists run parallel to
+    ``valid``; ``attempted_in`` / ``attempted_out`` hold the numbers of the ports some edge reaches for even
+    when its other end is broken (the broken end is reported once, and the port is not also "not connected").
+    """
+
+    def __init__(self, by_id: dict[str, Node], edges: tuple[Edge, ...]) -> None:
+        nodes = list(by_id.values())
+        self.nodes = nodes
+        self.position = position = dict(zip(by_id, range(len(nodes)), strict=True))
+        self.ins = ins = PortTable(nodes, _INPUTS)
+        self.outs = outs = PortTable(nodes, _OUTPUTS)
+        try:  # every end exists (what a flow that compiles has): no look at single edges
+            src_at = list(map(position.__getitem__, map(_SOURCE, edges)))
+            dst_at = list(map(position.__getitem__, map(_TARGET, edges)))
+            src = outs.numbers(src_at, map(_SOURCE_PORT, edges))
+            dst = ins.numbers(dst_at, map(_TARGET_PORT, edges))
+        except KeyError:
+            self._sort(edges)
+            return
+        self.valid: Sequence[Edge] = edges
+        self.valid_source_positions = src_at
+        self.valid_target_positions = dst_at
+        self.valid_target_numbers = dst
+        self.attempted_out = set(src)
+        self.attempted_in = self.distinct_targets = set(dst)
+        self.valid_sources: list[Port] = list(map(outs.ports.__getitem__, src))
+        self.valid_targets: list[Port] = list(map(ins.ports.__getitem__, dst))
+
+    def _sort(self, edges: tuple[Edge, ...]) -> None:
+        """Set the attributes edge by edge, when some end does not exist."""
+        position, ins, outs = self.position.get, self.ins, self.outs
+        valid: list[Edge] = []
+        src_at: list[int] = []
+        dst_at: list[int] = []
+        src_numbers: list[int] = []
+        dst_numbers: list[int] = []
+        attempted_in: set[int] = set()
+        attempted_out: set[int] = set()
+        for edge in edges:
+            source, target = position(edge.source), position(edge.target)
+            src = outs.number(source, edge.source_port)
+            dst = ins.number(target, edge.target_port)
+            if src is not None:
+                attempted_out.add(src)
+            if dst is None:
+                continue
+            attempted_in.add(dst)
+            if src is None:
+                continue
+            assert source is not None and target is not None  # a port number implies its node's position
+            valid.append(edge)
+            src_at.append(source)
+            dst_at.append(target)
+            src_numbers.append(src)
+            dst_numbers.append(dst)
+        self.valid = valid
+        self.valid_source_positions = src_at
+        self.valid_target_positions = dst_at
+        self.valid_target_numbers = dst_numbers
+        self.attempted_out = attempted_out
+        self.attempted_in = attempted_in
+        self.distinct_targets = set(dst_numbers)  # the input ports valid edges go into
+        self.valid_sources = list(map(outs.ports.__getitem__, src_numbers))
+        self.valid_targets = list(map(ins.ports.__getitem__, dst_numbers))
+
+    @functools.cached_property
+    def missing_inputs(self) -> list[int]:
+        """Required (non-collect) inputs that no edge reaches for, by number, in node order."""
+        ins = self.ins
+        if len(self.attempted_in) == ins.named:  # attempted_in holds only ports found by name
+            return []
+        attempted = self.attempted_in
+        return [
+            number
+            for number in _numbers_where(map(_needed, ins.ports))
+            if number not in attempted and (not ins.duplicated or ins.findable(number))
+        ]
+
+
+def _needed(port: Port) -> bool:
+    return port.required and not port.collect
+
+
+def _numbers_where(flags: Iterable[object]) -> Iterable[int]:
+    """The positions of the true values of ``flags``."""
+    return compress(count(), flags)

@@ -1,0 +1,96 @@
+"""The graph's lookup index (positions and port numbers) against a plain dict-based reference, on random graphs."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from strategies import graphs, wired_graphs
+
+from dagwright.compiler.index import Endpoints, PortTable
+from dagwright.compiler.ir import Edge, Graph, Node, Port
+
+
+@st.composite
+def sharing_graphs(draw: st.DrawFn) -> Graph:
+    """A random graph plus copies of its nodes that share their tuples of ports (as the nodes ``add_function``
+    adds from one line do), some under an id already taken, and edges between the ports of them all."""
+    g = draw(graphs() | wired_graphs())
+    nodes = list(g.nodes)
+    for node in g.nodes:
+        for k in range(draw(st.integers(0, 3))):
+            nid = node.id if draw(st.booleans()) and k == 0 else f"{node.id}~{k}"
+            nodes.append(Node(nid, node.kind, node.inputs, node.outputs, node.config, node.group, node.location))
+    nodes = draw(st.permutations(nodes))
+    ins = [(n.id, p.name) for n in nodes for p in n.inputs] + [("ghost", "x")]
+    outs = [(n.id, p.name) for n in nodes for p in n.outputs] + [("ghost", "y")]
+    pairs = draw(st.lists(st.tuples(st.sampled_from(outs), st.sampled_from(ins)), max_size=3 * len(nodes) + 1))
+    edges = list(g.edges) + [Edge(s, sp, t, tp) for (s, sp), (t, tp) in pairs]
+    return Graph(g.name, tuple(nodes), tuple(draw(st.permutations(edges))), g.metadata)
+
+
+any_graphs = graphs() | wired_graphs() | sharing_graphs()
+
+
+def _reference_ports(unique: list[Node], side: str) -> dict[tuple[str, str], Port]:
+    ports: dict[tuple[str, str], Port] = {}
+    for node in unique:
+        for port in getattr(node, side):
+            ports.setdefault((node.id, port.name), port)
+    return ports
+
+
+def _check_table(table: PortTable, unique: list[Node], side: str) -> dict[tuple[str, str], Port]:
+    reference = _reference_ports(unique, side)
+    assert table.ports == [p for n in unique for p in getattr(n, side)]
+    assert table.named == len(reference)
+    assert table.duplicated == any(len({p.name for p in getattr(n, side)}) < len(getattr(n, side)) for n in unique)
+    for number, port in enumerate(table.ports):
+        owner = table.owner(number)
+        assert port in getattr(owner, side)
+        assert table.key(number) == (owner.id, port.name)
+        assert table.findable(number) == (reference[owner.id, port.name] is port)
+    for position, node in enumerate(unique):
+        for name in ("x", "y", "in", "out", "text", "nope"):
+            number = table.number(position, name)
+            expected = reference.get((node.id, name))
+            assert (None if number is None else table.ports[number]) is expected
+            if number is not None:
+                assert table.owner(number) is node
+    assert table.number(None, "x") is None
+    return reference
+
+
+@settings(max_examples=400)
+@given(any_graphs)
+def test_positions_and_port_numbers_agree_with_dicts_keyed_by_node_and_port(g: Graph) -> None:
+    by_id: dict[str, Node] = {}
+    for node in g.nodes:
+        by_id.setdefault(node.id, node)
+    unique = list(by_id.values())
+    ends = Endpoints(by_id, g.edges)
+    assert ends.nodes == unique
+    assert ends.position == {nid: i for i, nid in enumerate(by_id)}
+    in_ports = _check_table(ends.ins, unique, "inputs")
+    out_ports = _check_table(ends.outs, unique, "outputs")
+
+    valid = [e for e in g.edges if (e.source, e.source_port) in out_ports and (e.target, e.target_port) in in_ports]
+    assert list(ends.valid) == valid
+    assert [id(p) for p in ends.valid_sources] == [id(out_ports[e.source, e.source_port]) for e in valid]
+    assert [id(p) for p in ends.valid_targets] == [id(in_ports[e.target, e.target_port]) for e in valid]
+    assert ends.valid_source_positions == [ends.position[e.source] for e in valid]
+    assert ends.valid_target_positions == [ends.position[e.target] for e in valid]
+    assert [ends.ins.key(n) for n in ends.valid_target_numbers] == [(e.target, e.target_port) for e in valid]
+    assert ends.distinct_targets == set(ends.valid_target_numbers)
+
+    attempted_in = {(e.target, e.target_port) for e in g.edges if (e.target, e.target_port) in in_ports}
+    attempted_out = {(e.source, e.source_port) for e in g.edges if (e.source, e.source_port) in out_ports}
+    assert {ends.ins.key(n) for n in ends.attempted_in} == attempted_in
+    assert len(ends.attempted_in) == len(attempted_in)
+    assert {ends.outs.key(n) for n in ends.attempted_out} == attempted_out
+    assert len(ends.attempted_out) == len(attempted_out)
+
+    missing = [k for k, p in in_ports.items() if p.required and not p.collect and k not in attempted_in]
+    assert [ends.ins.key(n) for n in ends.missing_inputs] == missing
+
+    order = {nid: i for i, nid in enumerate(by_id)}
+    assert g._index.forward == all(order[e.source] < order[e.target] for e in valid)

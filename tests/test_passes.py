@@ -109,7 +109,7 @@ def test_dw002_valid_ids(nid: str) -> None:
     assert found(graph([node(nid, outs=["text: str"]), SINK], [f"{nid}.text -> sink.text"])) == []
 
 
-@pytest.mark.parametrize("nid", ["", "a b", ".a", "a.", "a..b", "-a", "a/b", "ü", "a:b"])
+@pytest.mark.parametrize("nid", ["", "a b", ".a", "a.", "a..b", "-a", "a/b", "ü", "a:b", "a\nb", "a\n", "\n"])
 def test_dw002_invalid_ids(nid: str) -> None:
     g = Graph("g", (node(nid, outs=["text: str"]), SINK), (Edge(nid, "text", "sink", "text"),))
     assert [d.code for d in validate(g)] == ["DW002"]
@@ -568,7 +568,7 @@ _IO_NAME_RULE = r"[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z0-9_][A-Za-z0-9_-]*)*"
     st.lists(
         st.tuples(
             st.sampled_from(["input", "output", "function", "agent", "in:put", "input:input"]),
-            st.text(alphabet="ab1_-.:ü", max_size=6) | st.sampled_from(["input:x", "output:y", "input:1", "x.y"]),
+            st.text(alphabet="ab1_-.:ü\n", max_size=6) | st.sampled_from(["input:x", "output:y", "input:1", "x.y"]),
         ),
         max_size=4,
     )

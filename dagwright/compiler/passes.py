@@ -40,6 +40,8 @@ _ID_RULE = (
 )
 # A flow input's or output's name (the NAME of 'input:NAME'): the same, but its first segment starts like a
 # Python identifier.
+# Every id of a graph at once: each followed by a newline, which no id that keeps the rule holds.
+_IDS = re.compile(rf"(?:{_ID.pattern}\n)*")
 _IO_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_][A-Za-z0-9_\-]*)*")
 _IO_NAME_RULE = f"{_ID_RULE}, the first segment with a letter or _"
 _TYPE = attrgetter("type")
@@ -92,10 +94,17 @@ def check_ids(graph: Graph) -> list[Diagnostic]:
             )
         )
     nodes = graph.nodes
-    # The rule, through map() over every id; a closer look only at those that break it and at input and output
-    # nodes (whose ids follow another rule).
-    closer = set(compress(range(len(nodes)), map(operator.not_, map(_ID.fullmatch, map(_ID_OF, nodes)))))
-    closer.update(compress(range(len(nodes)), map(_IO_KINDS.__contains__, map(_KIND, nodes))))
+    io = list(map(_IO_KINDS.__contains__, map(_KIND, nodes)))
+    # The rule, over the ids of the other nodes joined (one match; a newline inside an id would count one id more
+    # than there are), else through map() id by id; a closer look only at the ids that break it and at input and
+    # output nodes (whose ids follow another rule).
+    plain = list(compress(map(_ID_OF, nodes), map(operator.not_, io)))
+    joined = "\n".join(plain) + "\n"
+    if joined.count("\n") == len(plain) and _IDS.fullmatch(joined) is not None:
+        closer: set[int] = set()
+    else:
+        closer = set(compress(range(len(nodes)), map(operator.not_, map(_ID.fullmatch, map(_ID_OF, nodes)))))
+    closer.update(compress(range(len(nodes)), io))
     for node in map(nodes.__getitem__, sorted(closer)):
         if node.kind in (INPUT_KIND, OUTPUT_KIND):
             prefix = node.kind + ":"
@@ -306,6 +315,21 @@ def _bound_hint(expected: TypeExpr) -> str:
     return "OutputField(ge=..., le=...)"
 
 
+_PAIRS_TRIED = 64  # the most (source port, target port) pairs check_types tries before it pairs edge by edge
+
+
+def _every_pair_fits(sources: list[Port], targets: list[Port]) -> bool:
+    """Whether every source port among ``sources`` fits every target port among ``targets``, when they are few:
+    large graphs share a few port objects among many nodes, and then each edge fits (False: look closer)."""
+    source_ports = dict(zip(map(id, sources), sources, strict=True))
+    target_ports = dict(zip(map(id, targets), targets, strict=True))
+    return len(source_ports) * len(target_ports) <= _PAIRS_TRIED and all(
+        is_assignable(src.type, dst.item_type()).level == "ok"
+        for src in source_ports.values()
+        for dst in target_ports.values()
+    )
+
+
 def check_types(graph: Graph) -> list[Diagnostic]:
     """DW007 type mismatches, DW008 optional values into required inputs and DW020 unbounded values (numbers,
     texts, lists) into bounded inputs, per edge."""
@@ -314,6 +338,8 @@ def check_types(graph: Graph) -> list[Diagnostic]:
     ends = index.endpoints
     by_id = index.by_id
     sources, targets = ends.valid_sources, ends.valid_targets
+    if _every_pair_fits(sources, targets):
+        return out
     # Large graphs repeat a few type pairs many times, mostly the very same type
     # objects: one port pair per distinct (source type, target type, collect).
     samples = dict(
@@ -562,6 +588,8 @@ def check_reachability(graph: Graph) -> list[Diagnostic]:
         node = index.by_id[nid]
         return node.kind == INPUT_KIND or not node.inputs or nid in missing
 
+    if index.forward and len(ends.distinct_targets) == ends.ins.named:
+        return []  # as below: an edge enters every input port, so a node that none enters has no inputs
     untargeted = set(range(len(ends.nodes))).difference(ends.valid_target_positions)
     if index.forward and all(map(is_root, map(_ID_OF, map(ends.nodes.__getitem__, untargeted)))):
         # Acyclic, and every node without an incoming edge is a root: walking back

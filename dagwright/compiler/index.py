@@ -145,7 +145,7 @@ class PortTable:
     (the first port of a name only); nodes with the same tuple of ports share one dict.
     """
 
-    __slots__ = ("base", "duplicated", "named", "nodes", "offsets", "ports")
+    __slots__ = ("base", "duplicated", "named", "nodes", "offsets", "ports", "tuples")
 
     def __init__(self, nodes: Sequence[Node], side: Callable[[Node], tuple[Port, ...]]) -> None:
         tuples = list(map(side, nodes))
@@ -158,6 +158,8 @@ class PortTable:
         self.offsets: list[dict[str, int]] = list(map(shared.__getitem__, keys))
         # Whether some node repeats a port name (DW014): its later ports have a number but no name to find them by.
         self.duplicated = any(map(operator.ne, map(len, shared.values()), map(len, distinct.values())))
+        # Each tuple of ports that some node has, once (few when nodes share them).
+        self.tuples = list(distinct.values())
         # How many ports can be found by name (all but the later ports of a repeated name).
         self.named = sum(map(len, self.offsets)) if self.duplicated else len(self.ports)
 

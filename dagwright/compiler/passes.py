@@ -17,7 +17,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from itertools import compress, repeat
+from itertools import chain, compress, islice, repeat
 from operator import attrgetter
 
 from dagwright.compiler import diagnostics as dg
@@ -134,7 +134,7 @@ def check_ports(graph: Graph) -> list[Diagnostic]:
         # No node repeats a port name: only collect ports to look at.
         if not any(map(_COLLECT, ins.ports)):
             return []
-        wrong = _where(ins.ports, _is_collect_not_list)
+        wrong = [n for n in _where(ins.ports, _COLLECT) if _is_collect_not_list(ins.ports[n])]
         return [_collect_not_list(ins.owner(n).id, ins.ports[n], ins.owner(n)) for n in wrong]
     out: list[Diagnostic] = []
     for node in graph.nodes:
@@ -318,9 +318,12 @@ def _bound_hint(expected: TypeExpr) -> str:
 _PAIRS_TRIED = 64  # the most (source port, target port) pairs check_types tries before it pairs edge by edge
 
 
-def _every_pair_fits(sources: list[Port], targets: list[Port]) -> bool:
+def _every_pair_fits(sources: list[Port], targets: list[Port], *, exact: bool = True) -> bool:
     """Whether every source port among ``sources`` fits every target port among ``targets``, when they are few:
-    large graphs share a few port objects among many nodes, and then each edge fits (False: look closer)."""
+    large graphs share a few port objects among many nodes, and then each edge fits (False: look closer). Not
+    ``exact``: the lists may have been cut short after ``_PAIRS_TRIED`` ports, and then are not tried."""
+    if not exact and (len(sources) > _PAIRS_TRIED or len(targets) > _PAIRS_TRIED):
+        return False
     source_ports = dict(zip(map(id, sources), sources, strict=True))
     target_ports = dict(zip(map(id, targets), targets, strict=True))
     return len(source_ports) * len(target_ports) <= _PAIRS_TRIED and all(
@@ -338,6 +341,10 @@ def check_types(graph: Graph) -> list[Diagnostic]:
     ends = index.endpoints
     by_id = index.by_id
     sources, targets = ends.valid_sources, ends.valid_targets
+    # First every output of the graph against every input, when their distinct tuples hold few ports.
+    outs, ins = chain.from_iterable(ends.outs.tuples), chain.from_iterable(ends.ins.tuples)
+    if _every_pair_fits(list(islice(outs, _PAIRS_TRIED + 1)), list(islice(ins, _PAIRS_TRIED + 1)), exact=False):
+        return out
     if _every_pair_fits(sources, targets):
         return out
     # Large graphs repeat a few type pairs many times, mostly the very same type

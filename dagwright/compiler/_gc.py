@@ -8,6 +8,15 @@ nodes those collections free nothing yet walk the whole heap several times: abou
 a sixth of the time of ``Flow.compile()``. The compiler runs no user code and
 builds no reference cycles while it works, so automatic collection is paused for
 that stretch and runs again afterwards as usual.
+
+When the pause leaves many new objects behind (a large graph), they go straight to
+the oldest generation, where the next full collection looks at them as it would
+have anyway: otherwise the first allocation after the pause starts a collection of
+the youngest generation that walks every one of them (and later one of the middle
+generation that walks them again) to free nothing. ``gc.freeze()`` followed by
+``gc.unfreeze()`` does that move without walking any object; it is done only when
+nothing else has frozen objects (``gc.get_freeze_count()`` is 0), since unfreezing
+would release those too.
 """
 
 from __future__ import annotations
@@ -16,7 +25,10 @@ import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["gc_paused"]
+__all__ = ["PROMOTE_AT", "gc_paused"]
+
+PROMOTE_AT = 50_000
+"""New container objects left by a pause from which they are moved to the oldest generation."""
 
 
 @contextmanager
@@ -33,4 +45,7 @@ def gc_paused() -> Iterator[None]:
     try:
         yield
     finally:
+        if gc.get_count()[0] >= PROMOTE_AT and not gc.get_freeze_count():
+            gc.freeze()
+            gc.unfreeze()
         gc.enable()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import graphs, wired_graphs
@@ -42,21 +43,35 @@ def _reference_ports(unique: list[Node], side: str) -> dict[tuple[str, str], Por
 def _check_table(table: PortTable, unique: list[Node], side: str) -> dict[tuple[str, str], Port]:
     reference = _reference_ports(unique, side)
     assert table.ports == [p for n in unique for p in getattr(n, side)]
+    assert table.single == all(len(getattr(n, side)) <= 1 for n in unique)
     assert table.named == len(reference)
     assert table.duplicated == any(len({p.name for p in getattr(n, side)}) < len(getattr(n, side)) for n in unique)
-    for number, port in enumerate(table.ports):
+    numbers = list(table.numbers)
+    assert len(numbers) == len(set(numbers)) == len(table.ports)
+    for number, port in zip(numbers, table.ports, strict=True):
+        assert table.port(number) is port
         owner = table.owner(number)
         assert port in getattr(owner, side)
         assert table.key(number) == (owner.id, port.name)
         assert table.findable(number) == (reference[owner.id, port.name] is port)
+    assert table.where(lambda p: p.required) == [n for n, p in zip(numbers, table.ports, strict=True) if p.required]
+    names = ("x", "y", "in", "out", "text", "nope")
     for position, node in enumerate(unique):
-        for name in ("x", "y", "in", "out", "text", "nope"):
+        for name in names:
             number = table.number(position, name)
             expected = reference.get((node.id, name))
-            assert (None if number is None else table.ports[number]) is expected
+            assert (None if number is None else table.port(number)) is expected
             if number is not None:
                 assert table.owner(number) is node
     assert table.number(None, "x") is None
+    # Many ends at once: the same numbers, or KeyError when one is missing.
+    ends = [(p, name) for p in range(len(unique)) for name in names]
+    singles = [table.number(p, name) for p, name in ends]
+    found = [(p, name) for (p, name), n in zip(ends, singles, strict=True) if n is not None]
+    assert table.find([p for p, _ in found], [name for _, name in found]) == [n for n in singles if n is not None]
+    if len(found) < len(ends):
+        with pytest.raises(KeyError):
+            table.find([p for p, _ in ends], [name for _, name in ends])
     return reference
 
 

@@ -3,10 +3,11 @@
 :class:`Index` is built on first use and kept with its :class:`~dagwright.compiler.ir.Graph`. The passes look
 endpoints up by position, not by ``(node id, port name)`` keys: each node has its position in the graph (the
 first node of an id counts), and each port a number in a :class:`PortTable`, one for the inputs and one for the
-outputs. An edge's end is then two integers (its node's position, its port's number), found through a dict of
-port names shared by every node that shares its tuple of ports (the nodes ``add_function`` adds from one line
-do). Sets of ints, comparisons of positions and list indexing replace hashing a key tuple per port and per
-edge end; the cycle check reads the same positions.
+outputs. An edge's end is then two integers (its node's position, its port's number), found through the name
+of the node's port when no node has more than one on that side, else through a dict of port names shared by
+every node that shares its tuple of ports (the nodes ``add_function`` adds from one line do). Sets of ints,
+comparisons of positions and list indexing replace hashing a key tuple per port and per edge end; the cycle
+check reads the same positions.
 
 The module imports nothing of dagwright at run time (the IR types only for type checking): :mod:`ir
 <dagwright.compiler.ir>` builds an :class:`Index` for its graphs.
@@ -18,7 +19,7 @@ import functools
 import operator
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
-from itertools import accumulate, chain, compress, count
+from itertools import accumulate, chain, compress, repeat
 from operator import attrgetter
 from typing import TYPE_CHECKING
 
@@ -140,32 +141,70 @@ def _offsets(ports: tuple[Port, ...]) -> dict[str, int]:
 class PortTable:
     """One side's ports (inputs or outputs) of a graph's nodes, numbered.
 
-    The ports of the node at position *i* are numbers ``base[i]`` to ``base[i + 1] - 1``, in declaration order;
-    ``ports`` holds them all by number. ``offsets[i]`` maps that node's port names to offsets from ``base[i]``
-    (the first port of a name only); nodes with the same tuple of ports share one dict.
-    """
+    ``ports`` holds them all in node order, then declaration order; ``numbers`` gives each its number, and
+    ``by_number`` each number's port. Two layouts:
 
-    __slots__ = ("base", "duplicated", "named", "nodes", "offsets", "ports", "tuples")
+    * when no node has more than one port on this side (``single``), a port's number is its node's position,
+      and ``names[i]`` is the name of the port of the node at position *i* (None if it has none): an edge end
+      is checked with one comparison of names, and its number is the position already looked up;
+    * otherwise the ports of the node at position *i* are numbers ``base[i]`` to ``base[i + 1] - 1``, and
+      ``offsets[i]`` maps that node's port names to offsets from ``base[i]`` (the first port of a name only).
+
+    Nodes with the same tuple of ports share its name, or its dict of offsets.
+    """
 
     def __init__(self, nodes: Sequence[Node], side: Callable[[Node], tuple[Port, ...]]) -> None:
         tuples = list(map(side, nodes))
         keys = list(map(id, tuples))
         distinct = dict(zip(keys, tuples, strict=True))
-        shared = {key: _offsets(ports) for key, ports in distinct.items()}
         self.nodes = nodes
-        self.ports: list[Port] = list(chain.from_iterable(tuples))
-        self.base: list[int] = list(accumulate(map(len, tuples), initial=0))
-        self.offsets: list[dict[str, int]] = list(map(shared.__getitem__, keys))
-        # Whether some node repeats a port name (DW014): its later ports have a number but no name to find them by.
-        self.duplicated = any(map(operator.ne, map(len, shared.values()), map(len, distinct.values())))
         # Each tuple of ports that some node has, once (few when nodes share them).
         self.tuples = list(distinct.values())
-        # How many ports can be found by name (all but the later ports of a repeated name).
+        self.ports: list[Port] = list(chain.from_iterable(tuples))
+        self.single = max(map(len, self.tuples), default=0) <= 1
+        self.base: list[int] = []
+        self.offsets: list[dict[str, int]] = []
+        self.names: list[str | None] = []
+        if self.single:
+            self._tuples = tuples
+            self.names = list(map({k: t[0].name if t else None for k, t in distinct.items()}.__getitem__, keys))
+            self.by_number: list[Port | None] = list(map(next, map(iter, tuples), repeat(None)))
+            # Whether some node repeats a port name (DW014): its later ports have no name to find them by.
+            self.duplicated = False
+            # How many ports can be found by name (all but the later ports of a repeated name).
+            self.named = len(self.ports)
+            return
+        shared = {key: _offsets(ports) for key, ports in distinct.items()}
+        self.base = list(accumulate(map(len, tuples), initial=0))
+        self.offsets = list(map(shared.__getitem__, keys))
+        self.by_number = self.ports  # type: ignore[assignment]
+        self.duplicated = any(map(operator.ne, map(len, shared.values()), map(len, distinct.values())))
         self.named = sum(map(len, self.offsets)) if self.duplicated else len(self.ports)
 
-    def numbers(self, positions: Sequence[int], names: Iterable[str]) -> list[int]:
+    @functools.cached_property
+    def numbers(self) -> Sequence[int]:
+        """The number of each port of ``ports``."""
+        if self.single:
+            return list(compress(range(len(self.nodes)), self._tuples))
+        return range(len(self.ports))
+
+    def where(self, test: Callable[[Port], object]) -> list[int]:
+        """The numbers of the ports that pass ``test``, in order."""
+        return list(compress(self.numbers, map(test, self.ports)))
+
+    def port(self, number: int) -> Port:
+        """Port ``number``."""
+        port = self.by_number[number]
+        assert port is not None  # a number is only ever given to a port
+        return port
+
+    def find(self, positions: list[int], names: Iterable[str]) -> list[int]:
         """The number of the port called ``names[k]`` on the node at ``positions[k]``, for every k; raises
         KeyError when one has no such port."""
+        if self.single:
+            if not all(map(operator.eq, map(self.names.__getitem__, positions), names)):
+                raise KeyError("a port that does not exist")
+            return positions
         return list(
             map(
                 operator.add,
@@ -178,21 +217,25 @@ class PortTable:
         """The number of the port called ``name`` on the node at ``position``, or None."""
         if position is None:
             return None
+        if self.single:
+            return position if self.names[position] == name else None
         offset = self.offsets[position].get(name)
         return None if offset is None else self.base[position] + offset
 
     def owner(self, number: int) -> Node:
         """The node port ``number`` belongs to."""
-        return self.nodes[bisect_right(self.base, number) - 1]
+        return self.nodes[number if self.single else bisect_right(self.base, number) - 1]
 
     def key(self, number: int) -> PortKey:
         """``(node id, port name)`` of port ``number``."""
-        return self.owner(number).id, self.ports[number].name
+        return self.owner(number).id, self.port(number).name
 
     def findable(self, number: int) -> bool:
         """Whether port ``number`` is the first of its name on its node (the one edges reach)."""
+        if self.single:
+            return True
         position = bisect_right(self.base, number) - 1
-        return self.offsets[position][self.ports[number].name] == number - self.base[position]
+        return self.offsets[position][self.port(number).name] == number - self.base[position]
 
 
 class Endpoints:
@@ -214,8 +257,8 @@ class Endpoints:
         try:  # every end exists (what a flow that compiles has): no look at single edges
             src_at = list(map(position.__getitem__, map(_SOURCE, edges)))
             dst_at = list(map(position.__getitem__, map(_TARGET, edges)))
-            src = outs.numbers(src_at, map(_SOURCE_PORT, edges))
-            dst = ins.numbers(dst_at, map(_TARGET_PORT, edges))
+            src = outs.find(src_at, map(_SOURCE_PORT, edges))
+            dst = ins.find(dst_at, map(_TARGET_PORT, edges))
         except KeyError:
             self._sort(edges)
             return
@@ -225,8 +268,8 @@ class Endpoints:
         self.valid_target_numbers = dst
         self.attempted_out = set(src)
         self.attempted_in = self.distinct_targets = set(dst)
-        self.valid_sources: list[Port] = list(map(outs.ports.__getitem__, src))
-        self.valid_targets: list[Port] = list(map(ins.ports.__getitem__, dst))
+        self.valid_sources: list[Port] = list(map(outs.by_number.__getitem__, src))  # type: ignore[arg-type]
+        self.valid_targets: list[Port] = list(map(ins.by_number.__getitem__, dst))  # type: ignore[arg-type]
 
     def _sort(self, edges: tuple[Edge, ...]) -> None:
         """Set the attributes edge by edge, when some end does not exist."""
@@ -262,8 +305,8 @@ class Endpoints:
         self.attempted_out = attempted_out
         self.attempted_in = attempted_in
         self.distinct_targets = set(dst_numbers)  # the input ports valid edges go into
-        self.valid_sources = list(map(outs.ports.__getitem__, src_numbers))
-        self.valid_targets = list(map(ins.ports.__getitem__, dst_numbers))
+        self.valid_sources = list(map(outs.port, src_numbers))
+        self.valid_targets = list(map(ins.port, dst_numbers))
 
     @functools.cached_property
     def missing_inputs(self) -> list[int]:
@@ -274,15 +317,10 @@ class Endpoints:
         attempted = self.attempted_in
         return [
             number
-            for number in _numbers_where(map(_needed, ins.ports))
+            for number in ins.where(_needed)
             if number not in attempted and (not ins.duplicated or ins.findable(number))
         ]
 
 
 def _needed(port: Port) -> bool:
     return port.required and not port.collect
-
-
-def _numbers_where(flags: Iterable[object]) -> Iterable[int]:
-    """The positions of the true values of ``flags``."""
-    return compress(count(), flags)

@@ -134,8 +134,8 @@ def check_ports(graph: Graph) -> list[Diagnostic]:
         # No node repeats a port name: only collect ports to look at.
         if not any(map(_COLLECT, ins.ports)):
             return []
-        wrong = [n for n in _where(ins.ports, _COLLECT) if _is_collect_not_list(ins.ports[n])]
-        return [_collect_not_list(ins.owner(n).id, ins.ports[n], ins.owner(n)) for n in wrong]
+        wrong = [n for n in ins.where(_COLLECT) if _is_collect_not_list(ins.port(n))]
+        return [_collect_not_list(ins.owner(n).id, ins.port(n), ins.owner(n)) for n in wrong]
     out: list[Diagnostic] = []
     for node in graph.nodes:
         for side, ports in (("input", node.inputs), ("output", node.outputs)):
@@ -164,10 +164,10 @@ def check_defaults(graph: Graph) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     ins = index.endpoints.ins
     if not all(map(operator.is_, map(_DEFAULT, ins.ports), repeat(MISSING))):
-        for number in _where(ins.ports, _has_default):
+        for number in ins.where(_has_default):
             if ins.duplicated and not ins.findable(number):
                 continue  # a later port of a repeated name (DW014 already)
-            port, node = ins.ports[number], ins.owner(number)
+            port, node = ins.port(number), ins.owner(number)
             why = value_misfit(port.default, port.type)
             if why is not None:
                 out.append(
@@ -195,11 +195,6 @@ def check_defaults(graph: Graph) -> list[Diagnostic]:
                     )
                 )
     return out
-
-
-def _where(ports: list[Port], test: Callable[[Port], bool]) -> list[int]:
-    """The numbers of the ports that pass ``test``."""
-    return list(compress(range(len(ports)), map(test, ports)))
 
 
 def _has_default(port: Port) -> bool:
@@ -281,14 +276,14 @@ def check_fan_in(graph: Graph) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     index = graph._index
     ends = index.endpoints
-    numbers, distinct, ports = ends.valid_target_numbers, ends.distinct_targets, ends.ins.ports
+    numbers, distinct = ends.valid_target_numbers, ends.distinct_targets
     if len(distinct) == len(numbers):
         return out  # no port has two edges
     # Collect ports take any number: are there more edges into the other ports than other ports?
     into_collect = sum(map(_COLLECT, ends.valid_targets))
-    if len(numbers) - into_collect == len(distinct) - sum(map(_COLLECT, map(ports.__getitem__, distinct))):
+    if len(numbers) - into_collect == len(distinct) - sum(map(_COLLECT, map(ends.ins.port, distinct))):
         return out
-    shared = [number for number, n in Counter(numbers).items() if n > 1 and not ports[number].collect]
+    shared = [number for number, n in Counter(numbers).items() if n > 1 and not ends.ins.port(number).collect]
     in_edges = index.in_edges if shared else {}
     for target, port_name in map(ends.ins.key, shared):
         edges = in_edges[target, port_name]
@@ -419,7 +414,7 @@ def check_missing_inputs(graph: Graph) -> list[Diagnostic]:
     ends = index.endpoints
     out: list[Diagnostic] = []
     for number in ends.missing_inputs:
-        node, port = ends.ins.owner(number), ends.ins.ports[number]
+        node, port = ends.ins.owner(number), ends.ins.port(number)
         out.append(
             dg.make(
                 "DW009",

@@ -55,6 +55,8 @@ def _check_table(table: PortTable, unique: list[Node], side: str) -> dict[tuple[
         assert table.key(number) == (owner.id, port.name)
         assert table.findable(number) == (reference[owner.id, port.name] is port)
     assert table.where(lambda p: p.required) == [n for n, p in zip(numbers, table.ports, strict=True) if p.required]
+    assert table.where(lambda p: p.collect) == [n for n, p in zip(numbers, table.ports, strict=True) if p.collect]
+    assert table.any(lambda p: p.collect) == any(p.collect for p in table.ports)
     names = ("x", "y", "in", "out", "text", "nope")
     for position, node in enumerate(unique):
         for name in names:

@@ -19,7 +19,7 @@ import functools
 import operator
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
-from itertools import accumulate, chain, compress, repeat
+from itertools import accumulate, chain, compress
 from operator import attrgetter
 from typing import TYPE_CHECKING
 
@@ -158,21 +158,21 @@ class PortTable:
         keys = list(map(id, tuples))
         distinct = dict(zip(keys, tuples, strict=True))
         self.nodes = nodes
+        self._tuples, self._keys, self._distinct = tuples, keys, distinct
         # Each tuple of ports that some node has, once (few when nodes share them).
         self.tuples = list(distinct.values())
-        self.ports: list[Port] = list(chain.from_iterable(tuples))
         self.single = max(map(len, self.tuples), default=0) <= 1
         self.base: list[int] = []
         self.offsets: list[dict[str, int]] = []
         self.names: list[str | None] = []
         if self.single:
-            self._tuples = tuples
-            self.names = list(map({k: t[0].name if t else None for k, t in distinct.items()}.__getitem__, keys))
-            self.by_number: list[Port | None] = list(map(next, map(iter, tuples), repeat(None)))
+            port_of = {key: ports[0] if ports else None for key, ports in distinct.items()}
+            self.names = list(map({k: p.name if p else None for k, p in port_of.items()}.__getitem__, keys))
+            self.by_number: list[Port | None] = list(map(port_of.__getitem__, keys))
             # Whether some node repeats a port name (DW014): its later ports have no name to find them by.
             self.duplicated = False
             # How many ports can be found by name (all but the later ports of a repeated name).
-            self.named = len(self.ports)
+            self.named = sum(map(len, tuples))
             return
         shared = {key: _offsets(ports) for key, ports in distinct.items()}
         self.base = list(accumulate(map(len, tuples), initial=0))
@@ -182,14 +182,26 @@ class PortTable:
         self.named = sum(map(len, self.offsets)) if self.duplicated else len(self.ports)
 
     @functools.cached_property
+    def ports(self) -> list[Port]:
+        """Every port, in node order, then declaration order."""
+        return list(chain.from_iterable(self._tuples))
+
+    @functools.cached_property
     def numbers(self) -> Sequence[int]:
-        """The number of each port of ``ports``."""
+        """The number of each port of :attr:`ports`."""
         if self.single:
             return list(compress(range(len(self.nodes)), self._tuples))
         return range(len(self.ports))
 
+    def any(self, test: Callable[[Port], object]) -> bool:
+        """Whether some port passes ``test`` (asked of each distinct tuple's ports once)."""
+        return any(map(test, chain.from_iterable(self.tuples)))
+
     def where(self, test: Callable[[Port], object]) -> list[int]:
         """The numbers of the ports that pass ``test``, in order."""
+        if self.single:  # the tuples whose port passes, then the positions of the nodes that have one of them
+            wanted = {key for key, ports in self._distinct.items() if ports and test(ports[0])}
+            return list(compress(range(len(self.nodes)), map(wanted.__contains__, self._keys))) if wanted else []
         return list(compress(self.numbers, map(test, self.ports)))
 
     def port(self, number: int) -> Port:

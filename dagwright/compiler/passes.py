@@ -17,7 +17,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from itertools import chain, compress, islice, repeat
+from itertools import chain, compress, islice
 from operator import attrgetter
 
 from dagwright.compiler import diagnostics as dg
@@ -46,7 +46,6 @@ _IO_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_][A-Za-z0-9_\-]*
 _IO_NAME_RULE = f"{_ID_RULE}, the first segment with a letter or _"
 _TYPE = attrgetter("type")
 _COLLECT = attrgetter("collect")
-_DEFAULT = attrgetter("default")
 _TARGET = attrgetter("target")
 _ID_OF = attrgetter("id")
 _KIND = attrgetter("kind")
@@ -132,7 +131,7 @@ def check_ports(graph: Graph) -> list[Diagnostic]:
     ins = ends.ins
     if not index.duplicates and not ins.duplicated and not ends.outs.duplicated:
         # No node repeats a port name: only collect ports to look at.
-        if not any(map(_COLLECT, ins.ports)):
+        if not ins.any(_COLLECT):
             return []
         wrong = [n for n in ins.where(_COLLECT) if _is_collect_not_list(ins.port(n))]
         return [_collect_not_list(ins.owner(n).id, ins.port(n), ins.owner(n)) for n in wrong]
@@ -163,7 +162,7 @@ def check_defaults(graph: Graph) -> list[Diagnostic]:
     index = graph._index
     out: list[Diagnostic] = []
     ins = index.endpoints.ins
-    if not all(map(operator.is_, map(_DEFAULT, ins.ports), repeat(MISSING))):
+    if ins.any(_has_default):
         for number in ins.where(_has_default):
             if ins.duplicated and not ins.findable(number):
                 continue  # a later port of a repeated name (DW014 already)
@@ -281,7 +280,7 @@ def check_fan_in(graph: Graph) -> list[Diagnostic]:
         return out  # no port has two edges
     # Collect ports take any number: are there more edges into the other ports than other ports?
     into_collect = sum(map(_COLLECT, ends.valid_targets))
-    if len(numbers) - into_collect == len(distinct) - sum(map(_COLLECT, map(ends.ins.port, distinct))):
+    if len(numbers) - into_collect == len(distinct) - sum(map(_COLLECT, map(ends.ins.by_number.__getitem__, distinct))):
         return out
     shared = [number for number, n in Counter(numbers).items() if n > 1 and not ends.ins.port(number).collect]
     in_edges = index.in_edges if shared else {}

@@ -364,3 +364,22 @@ def test_nodes_made_at_compile_time_equal_those_declared_one_by_one(ops: list[Op
     again = Flow("ops")
     _apply(again, ops, _lines())
     assert again.to_graph() == graph
+
+
+def other_step(x: int) -> int:
+    return x - 1
+
+
+def test_what_a_node_runs_is_that_of_the_first_node_of_its_id_whenever_it_is_read() -> None:
+    flow = Flow("bindings")
+    for i in range(20):
+        flow.add_function(f"n{i}", step)
+    flow.validate()  # makes the pending nodes; their bindings wait
+    assert flow._declared.unbound
+    flow.add_function("n3", other_step)  # a duplicate id: the first node's function stays
+    node = flow.to_graph().node("n3")
+    flow.add_node(node, other_step)
+    assert flow.binding("n3") is step and flow.binding("n19") is step
+    assert not flow._declared.unbound
+    flow.add_function("late", other_step)
+    assert flow.binding("late") is other_step

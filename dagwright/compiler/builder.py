@@ -607,7 +607,7 @@ def _append(builder: FlowBuilder, node: Node, binding: object) -> NodeRef:
     declared.declared_nodes.append(node)
     declared.declared_by_id.setdefault(node.id, node)
     if binding is not None:
-        declared.declared_bindings.setdefault(node.id, binding)
+        declared.bindings.setdefault(node.id, binding)  # after those of the nodes made before it
     builder._version += 1
     return NodeRef(node.id)
 

@@ -10,7 +10,7 @@ nodes behind them. What does not resolve becomes a diagnostic, never an exceptio
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import itemgetter
@@ -143,6 +143,9 @@ class Declarations:
     # Where plain connections were made (see PlainConnection), each once; ``position_of`` finds a location's index.
     positions: list[SourceLocation | None] = field(default_factory=list)
     position_of: dict[SourceLocation | None, int] = field(default_factory=dict)
+    # What the nodes made from pending ones run, by id, not yet in ``declared_bindings``: filled when read (a run
+    # reads them; compiling does not).
+    unbound: list[tuple[list[str], Iterable[object]]] = field(default_factory=list)
 
     def position(self, location: SourceLocation | None) -> int:
         """The index of ``location`` in :attr:`positions`, added if new."""
@@ -171,6 +174,10 @@ class Declarations:
         """What the first node of each id runs (nodes that run nothing of the caller's have none)."""
         if self.pending.ids:
             self.materialize()
+        if self.unbound:
+            for ids, bindings in self.unbound:
+                deque(map(self.declared_bindings.setdefault, ids, bindings), maxlen=0)
+            self.unbound.clear()
         return self.declared_bindings
 
     def materialize(self) -> None:
@@ -180,7 +187,7 @@ class Declarations:
         ids, nodes, bindings = self.pending.take()
         self.declared_nodes += nodes
         deque(map(self.declared_by_id.setdefault, ids, nodes), maxlen=0)
-        deque(map(self.declared_bindings.setdefault, ids, bindings), maxlen=0)
+        self.unbound.append((ids, bindings))
 
 
 def split_endpoint(decl: Declarations, end: Endpoint) -> tuple[str, str | None]:

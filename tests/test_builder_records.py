@@ -383,3 +383,14 @@ def test_what_a_node_runs_is_that_of_the_first_node_of_its_id_whenever_it_is_rea
     assert not flow._declared.unbound
     flow.add_function("late", other_step)
     assert flow.binding("late") is other_step
+
+
+@settings(max_examples=200)
+@given(st.lists(st.sampled_from(["a.x", "a.b.y", ".z", "w", "n1.output", ""]), min_size=1, max_size=12), st.data())
+def test_endpoints_split_once_per_distinct_object_split_as_each_would(texts: list[str], data: st.DataObject) -> None:
+    from dagwright.compiler.connections import _split
+
+    pool = {t: "".join(t) for t in texts}  # one object per text, repeated wherever the text repeats
+    ends = [pool[t] if data.draw(st.booleans()) else "".join([t, ""]) for t in texts]
+    ends[-1] = ends[0] if data.draw(st.booleans()) else ends[-1]
+    assert _split(ends) == [e.rpartition(".") for e in ends]

@@ -260,8 +260,8 @@ def _plain_edges(decl: Declarations) -> list[Edge] | None:
         chunk = conns[start : start + _CHUNK]
         sources: list[str] = list(map(_FIRST, chunk))
         targets: list[str] = list(map(_SECOND, chunk))
-        source_parts = list(map(str.rpartition, sources, repeat(".")))
-        target_parts = list(map(str.rpartition, targets, repeat(".")))
+        source_parts = _split(sources)
+        target_parts = _split(targets)
         source_nodes = list(map(_FIRST, source_parts))
         target_nodes = list(map(_FIRST, target_parts))
         if not all(source_nodes) or not all(target_nodes):
@@ -276,6 +276,17 @@ def _plain_edges(decl: Declarations) -> list[Edge] | None:
             map(location_of, map(_THIRD, chunk)),
         )
     return edges
+
+
+def _split(ends: list[str]) -> list[tuple[str, str, str]]:
+    """``end.rpartition(".")`` for each of ``ends``. A chunk that starts and ends with the same string object
+    (a fan-out from one output, a fan-in to one collect input) is split once per distinct object: its edges then
+    share their node and port strings too."""
+    if ends[0] is not ends[-1]:
+        return list(map(str.rpartition, ends, repeat(".")))
+    distinct = dict(zip(map(id, ends), ends, strict=True))
+    parts = dict(zip(distinct, map(str.rpartition, distinct.values(), repeat(".")), strict=True))
+    return list(map(parts.__getitem__, map(id, ends)))
 
 
 def _resolve_connection(decl: Declarations, conn: Connection, found: list[Diagnostic]) -> list[Edge]:

@@ -4,9 +4,10 @@ Passes are independent and run in :data:`PASSES` order; :func:`validate` runs
 them all, so one call reports every problem. Each is linear in nodes + edges and
 reads the graph's shared index (built once; see :mod:`dagwright.compiler.index`).
 Each first decides from whole-graph counts and set operations whether it has
-anything to report, and walks node by node or edge by edge only when it has. Each reports a problem once:
-an edge with a missing end is reported by :func:`check_edges` and then ignored
-by the type, cycle and reachability passes instead of cascading.
+anything to report, and walks node by node or edge by edge only when it has.
+Each reports a problem once: an edge with a missing end is reported by
+:func:`check_edges` and then ignored by the type, cycle and reachability passes
+instead of cascading.
 """
 
 from __future__ import annotations
@@ -38,15 +39,14 @@ _ID_RULE = (
     "ASCII letters, digits, _ and -, in segments separated by single dots, each segment starting with a letter, "
     "digit or _"
 )
-# A flow input's or output's name (the NAME of 'input:NAME'): the same, but its first segment starts like a
-# Python identifier.
 # Every id of a graph at once: each followed by a newline, which no id that keeps the rule holds.
 _IDS = re.compile(rf"(?:{_ID.pattern}\n)*")
+# A flow input's or output's name (the NAME of 'input:NAME'): the same, but its first segment starts like a
+# Python identifier.
 _IO_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_][A-Za-z0-9_\-]*)*")
 _IO_NAME_RULE = f"{_ID_RULE}, the first segment with a letter or _"
 _TYPE = attrgetter("type")
 _COLLECT = attrgetter("collect")
-_TARGET = attrgetter("target")
 _ID_OF = attrgetter("id")
 _KIND = attrgetter("kind")
 _IO_KINDS = frozenset((INPUT_KIND, OUTPUT_KIND))
@@ -637,19 +637,19 @@ def check_unused(graph: Graph) -> list[Diagnostic]:
     ends = index.endpoints
     if len(ends.attempted_out) == ends.outs.named:  # attempted_out holds only ports found by name
         return []  # every output feeds something
-    attempted_out = set(map(ends.outs.key, ends.attempted_out))
+    outs, attempted_out, position = ends.outs, ends.attempted_out, ends.position
     # A node read through a misspelled output port (reported as DW004) is not a dead end as well.
     # (When every edge is valid, every source port is in attempted_out: skip the sweep.)
     misread = (
         set()
         if len(index.valid) == len(graph.edges)
-        else {e.source for e in graph.edges if (e.source, e.source_port) not in attempted_out}
+        else {e.source for e in graph.edges if outs.number(position.get(e.source), e.source_port) not in attempted_out}
     )
     out: list[Diagnostic] = []
-    for nid, node in index.by_id.items():
+    for at, (nid, node) in enumerate(index.by_id.items()):
         if node.kind == OUTPUT_KIND or not node.outputs:
             continue
-        used = [p.name for p in node.outputs if (nid, p.name) in attempted_out]
+        used = [p.name for p in node.outputs if outs.number(at, p.name) in attempted_out]
         if node.kind == INPUT_KIND:
             if not used:
                 out.append(

@@ -277,11 +277,10 @@ class Endpoints:
         self.valid: Sequence[Edge] = edges
         self.valid_source_positions = src_at
         self.valid_target_positions = dst_at
+        self.valid_source_numbers = src
         self.valid_target_numbers = dst
         self.attempted_out = set(src)
         self.attempted_in = self.distinct_targets = set(dst)
-        self.valid_sources: list[Port] = list(map(outs.by_number.__getitem__, src))  # type: ignore[arg-type]
-        self.valid_targets: list[Port] = list(map(ins.by_number.__getitem__, dst))  # type: ignore[arg-type]
 
     def _sort(self, edges: tuple[Edge, ...]) -> None:
         """Set the attributes edge by edge, when some end does not exist."""
@@ -313,12 +312,21 @@ class Endpoints:
         self.valid = valid
         self.valid_source_positions = src_at
         self.valid_target_positions = dst_at
+        self.valid_source_numbers = src_numbers
         self.valid_target_numbers = dst_numbers
         self.attempted_out = attempted_out
         self.attempted_in = attempted_in
         self.distinct_targets = set(dst_numbers)  # the input ports valid edges go into
-        self.valid_sources = list(map(outs.port, src_numbers))
-        self.valid_targets = list(map(ins.port, dst_numbers))
+
+    @functools.cached_property
+    def valid_sources(self) -> list[Port]:
+        """The source port of each valid edge."""
+        return list(map(self.outs.port, self.valid_source_numbers))
+
+    @functools.cached_property
+    def valid_targets(self) -> list[Port]:
+        """The target port of each valid edge."""
+        return list(map(self.ins.port, self.valid_target_numbers))
 
     @functools.cached_property
     def missing_inputs(self) -> list[int]:

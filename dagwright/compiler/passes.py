@@ -270,6 +270,9 @@ def check_edges(graph: Graph) -> list[Diagnostic]:
     return out
 
 
+_COUNTED = 8  # the most collect ports whose edges check_fan_in counts port by port
+
+
 def check_fan_in(graph: Graph) -> list[Diagnostic]:
     """DW010: several edges into one input that is not a collect port."""
     out: list[Diagnostic] = []
@@ -279,8 +282,12 @@ def check_fan_in(graph: Graph) -> list[Diagnostic]:
     if len(distinct) == len(numbers):
         return out  # no port has two edges
     # Collect ports take any number: are there more edges into the other ports than other ports?
-    into_collect = sum(map(_COLLECT, ends.valid_targets))
-    if len(numbers) - into_collect == len(distinct) - sum(map(_COLLECT, map(ends.ins.by_number.__getitem__, distinct))):
+    collect = ends.ins.where(_COLLECT)
+    if len(collect) <= _COUNTED:  # a few collect ports: count the edges into each
+        into_collect = sum(map(numbers.count, collect))
+    else:
+        into_collect = sum(map(_COLLECT, ends.valid_targets))
+    if len(numbers) - into_collect == len(distinct) - len(distinct.intersection(collect)):
         return out
     shared = [number for number, n in Counter(numbers).items() if n > 1 and not ends.ins.port(number).collect]
     in_edges = index.in_edges if shared else {}
@@ -334,11 +341,11 @@ def check_types(graph: Graph) -> list[Diagnostic]:
     index = graph._index
     ends = index.endpoints
     by_id = index.by_id
-    sources, targets = ends.valid_sources, ends.valid_targets
     # First every output of the graph against every input, when their distinct tuples hold few ports.
     outs, ins = chain.from_iterable(ends.outs.tuples), chain.from_iterable(ends.ins.tuples)
     if _every_pair_fits(list(islice(outs, _PAIRS_TRIED + 1)), list(islice(ins, _PAIRS_TRIED + 1)), exact=False):
         return out
+    sources, targets = ends.valid_sources, ends.valid_targets
     if _every_pair_fits(sources, targets):
         return out
     # Large graphs repeat a few type pairs many times, mostly the very same type

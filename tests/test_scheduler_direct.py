@@ -227,7 +227,9 @@ def test_a_listener_hears_direct_nodes_as_it_hears_the_others() -> None:
 
 @settings(max_examples=40, deadline=None)
 @given(
-    kinds=st.lists(st.sampled_from(["plain", "napping", "fails", "wrong", "sleeps_fails"]), min_size=1, max_size=8),
+    kinds=st.lists(
+        st.sampled_from(["plain", "napping", "fails", "wrong", "sleeps_fails", "timed"]), min_size=1, max_size=8
+    ),
     links=st.lists(st.tuples(st.integers(0, 7), st.integers(0, 7)), max_size=12),
     mode=st.sampled_from(["fail_fast", "continue"]),
 )
@@ -244,7 +246,15 @@ def test_direct_calls_and_executors_give_the_same_records(
         await asyncio.sleep(0)
         raise RuntimeError("fails later")
 
-    bodies = {"plain": plain, "napping": napping, "fails": fails, "wrong": wrong, "sleeps_fails": sleeps_fails}
+    # "timed" has a timeout, so its executor runs it: a task that ran a direct node goes on with it, and the reverse.
+    bodies = {
+        "plain": plain,
+        "napping": napping,
+        "fails": fails,
+        "wrong": wrong,
+        "sleeps_fails": sleeps_fails,
+        "timed": napping,
+    }
     edges = sorted({(min(a, b), max(a, b)) for a, b in links if a != b and max(a, b) < len(kinds)})
 
     def build() -> Flow:
@@ -252,6 +262,8 @@ def test_direct_calls_and_executors_give_the_same_records(
         fed: set[int] = set()
         for i, kind in enumerate(kinds):
             flow.add_function(f"n{i}", bodies[kind])
+            if kind == "timed":
+                flow.configure(f"n{i}", timeout=30)
         for a, b in edges:
             if b not in fed:  # one connection per input: x
                 flow.connect(f"n{a}.output", f"n{b}.x")

@@ -274,7 +274,10 @@ class _Run:
                 self.tasks[idx] = task
             return
         loop = self.loop or asyncio.get_running_loop()
-        self.tasks[idx] = loop.create_task(self.run_node(step, args), name=step.task_name)
+        if step.direct is not None and self.plain:
+            self.tasks[idx] = loop.create_task(_direct_task(self, step, args), name=step.task_name)
+        else:
+            self.tasks[idx] = loop.create_task(self.run_node(step, args), name=step.task_name)
 
     def defer(self, idx: int) -> None:
         """Start ``idx`` at the next step of the loop: a long run of in-place nodes lets other tasks in."""
@@ -320,22 +323,6 @@ class _Run:
                         self.emit("node_started", step.node.id, record=copy.copy(record))
                     if self.tracing is not None:
                         outputs = await self.traced_attempts(self.tracing, step, args)
-                    elif step.direct is not None:
-                        # The function's own coroutine, as its executor would await it (see _Step.direct).
-                        direct = step.direct
-                        record.attempts = 1
-                        try:
-                            inputs = args
-                            for value in args.values():
-                                if type(value) not in IMMUTABLE:
-                                    inputs = own_inputs(args)
-                                    break
-                            value = await direct.fn(**inputs)
-                            if direct.fits is not None and type(value) not in direct.fits:
-                                direct.check(value)
-                        except Exception as exc:
-                            raise NodeExecutionError(step.node.id, exc, 1) from exc
-                        outputs = {direct.port: value}
                     elif step.simple:
                         # attempt_node's work for one attempt without a timeout, minus its coroutine.
                         record.attempts = 1
@@ -364,11 +351,15 @@ class _Run:
                 return
             step, args = handed
 
-    def finish(self, step: _Step, outputs: Any) -> tuple[_Step, dict[str, Any]] | None:
-        """``node_done`` for a node's task; returns the newly ready node it was handed to run next, if any."""
+    def finish(self, step: _Step, outputs: Any, check: bool = True) -> tuple[_Step, dict[str, Any]] | None:
+        """``node_done`` for a node's task (``succeeded`` when ``check`` is False: outputs that are the node's by
+        construction); returns the newly ready node it was handed to run next, if any."""
         self.offering = True
         try:
-            self.node_done(step, outputs)
+            if check:
+                self.node_done(step, outputs)
+            else:
+                self.succeeded(step, outputs)
         except BaseException:
             handed = self.take_handed()
             if handed is not None:  # a listener raised: the handed node still gets a task of its own
@@ -419,12 +410,12 @@ class _Run:
 
     def node_done(self, step: _Step, outputs: Any) -> None:
         """The node returned ``outputs``: check them, record them, resolve the node."""
-        record = self.records[step.index]
-        node_id = step.node.id
-        record.ended_at = time.time()
         if type(outputs) is not dict or not step.output_names.issuperset(outputs):
             problem = output_problem(outputs, step.output_names)
             if problem is not None:
+                record = self.records[step.index]
+                node_id = step.node.id
+                record.ended_at = time.time()
                 record.status = "failed"
                 record.error_type = "ValueError"
                 record.error = problem
@@ -434,12 +425,20 @@ class _Run:
                 self.first_failure(NodeExecutionError(node_id, ValueError(record.error), record.attempts))
                 self.resolved(step.index)
                 return
+        self.succeeded(step, outputs)
+
+    def succeeded(self, step: _Step, outputs: dict[str, Any]) -> None:
+        """The node returned ``outputs``, checked: record them, resolve the node."""
+        idx = step.index
+        record = self.records[idx]
+        record.ended_at = time.time()
         record.outputs = outputs
-        self.values[step.index] = outputs
+        self.values[idx] = outputs
         record.status = "done"
         if self.listener is not None:
-            self.emit("node_finished", node_id, attempt=record.attempts, record=record)
-        self.resolved(step.index)
+            self.emit("node_finished", step.node.id, attempt=record.attempts, record=record)
+        self.tasks.pop(idx, None)
+        self.settle(idx)
 
     def resolved(self, idx: int) -> None:
         self.tasks.pop(idx, None)
@@ -569,14 +568,49 @@ def _run_direct(run: _Run, step: _Step, args: dict[str, Any]) -> None:
         run.node_failed(step, NodeExecutionError(step.node.id, exc, 1))
         return
     # node_done, less the check of the outputs' shape: this one is the node's by construction.
-    outputs = {direct.port: value}
-    record.ended_at = time.time()
-    record.outputs = outputs
-    run.values[idx] = outputs
-    record.status = "done"
-    if run.listener is not None:
-        run.emit("node_finished", step.node.id, attempt=1, record=record)
-    run.settle(idx)
+    run.succeeded(step, {direct.port: value})
+
+
+async def _direct_task(run: _Run, step: _Step, args: dict[str, Any]) -> None:
+    """The task of a direct node in a plain run (see _Step.direct, _Run.plain): :meth:`_Run.run_node` less what
+    such a node never needs (a semaphore, a span, retries, the check of the outputs' shape). It runs the nodes it
+    is handed after its own, as run_node does."""
+    while True:
+        idx = step.index
+        record = run.records[idx]
+        direct = step.direct
+        assert direct is not None
+        record.status = "running"
+        record.started_at = time.time()
+        if run.listener is not None:
+            run.emit("node_started", step.node.id, record=copy.copy(record))
+        record.attempts = 1
+        try:
+            inputs = args
+            for value in args.values():
+                if type(value) not in IMMUTABLE:
+                    inputs = own_inputs(args)
+                    break
+            value = await direct.fn(**inputs)
+            if direct.fits is not None and type(value) not in direct.fits:
+                direct.check(value)
+        except asyncio.CancelledError:
+            record.ended_at = time.time()
+            record.status = "cancelled"
+            record.skip_reason = record.skip_reason or "cancelled"
+            run.resolved(idx)
+            raise
+        except Exception as exc:
+            run.node_failed(step, NodeExecutionError(step.node.id, exc, 1))
+            return
+        handed = run.finish(step, {direct.port: value}, check=False)
+        if handed is None or run.cancelled_before_start(handed[0]):
+            return
+        step, args = handed
+        if step.direct is None:
+            # Awaited, not looped into: run_node runs whatever it is handed itself, so this nests once at most.
+            await run.run_node(step, args)
+            return
 
 
 # ---- checkpoints (only when the run has a store)

@@ -57,6 +57,13 @@ def test_nodes_made_column_by_column_equal_those_made_one_by_one(made_one_by_one
     assert all(type(n) is Node for n in made)
 
 
+@given(st.dictionaries(st.text(max_size=3), st.integers(), max_size=5), st.text(max_size=3))
+def test_a_frozen_dict_reads_keys_as_a_dict_does(data: dict[str, int], key: str) -> None:
+    frozen = FrozenDict(data)
+    assert frozen.get(key) == data.get(key) and frozen.get(key, -1) == data.get(key, -1)
+    assert (key in frozen) == (key in data) and (1 in frozen) is False
+
+
 @given(st.lists(st.tuples(st.integers(), st.integers(0, 5)), max_size=8))
 def test_runs_spread_their_values_over_their_lengths(runs: list[tuple[int, int]]) -> None:
     values, lengths = [v for v, _ in runs], [n for _, n in runs]

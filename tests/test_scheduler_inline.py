@@ -4,11 +4,15 @@ and the next node of a chain, run by the task of the node before it. Same record
 from __future__ import annotations
 
 import asyncio
+import dis
+import textwrap
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from dagwright.backends.builtin.plan import never_suspends
+from dagwright.backends.builtin.plan import _SUSPENDING_OPS, never_suspends
 from dagwright.backends.builtin.scheduler import INLINE_BUDGET
 from dagwright.execution.events import Event
 from dagwright.execution.policy import NodePolicy, RetryPolicy
@@ -45,6 +49,34 @@ def test_only_async_functions_without_any_await_count_as_never_suspending() -> N
     assert not never_suspends(sync_step)
     assert not never_suspends(AsyncCallable())
     assert not never_suspends(None)
+
+
+# Statements of an async function body: some suspend, some only look as if they might, and the long ones push
+# later instructions past 256 constants and names (EXTENDED_ARG before their opcodes).
+_STATEMENTS = [
+    "x = x + 1",
+    "await asyncio.sleep(0)",
+    "async with asyncio.Lock():\n    x = x + 1",
+    "async for _ in agen():\n    pass",
+    "[y async for y in agen()]",
+    "lambda: x",
+    "def inner():\n    yield x",
+    "x = [" + ", ".join(f"'c{i}'" for i in range(300)) + "]",
+    "x = {" + ", ".join(f"'k{i}': v{i}" for i in range(300)) + "}",
+    "if x:\n    await asyncio.sleep(0)",
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from(_STATEMENTS), max_size=6))
+def test_never_suspends_reads_the_opcodes_as_the_disassembler_does(body: list[str]) -> None:
+    source = "async def fn(x):\n" + textwrap.indent("\n".join([*body, "return x"]), "    ")
+    namespace: dict[str, Any] = {"asyncio": asyncio, **{f"v{i}": i for i in range(300)}}
+    exec(compile(source, "<generated>", "exec"), namespace)
+    fn = namespace["fn"]
+    by_disassembly = not any(ins.opname in _SUSPENDING_OPS for ins in dis.get_instructions(fn.__code__))
+    assert never_suspends(fn) == by_disassembly
+    assert by_disassembly == (not any("await" in s or "async" in s for s in body))
 
 
 def chain(n: int, fn: Any = plain) -> Flow:

@@ -42,6 +42,10 @@ class DirectCall:
         """Raise the TypeError the node's executor raises when ``value`` does not fit the output's type."""
         _check_output(self.node_id, self.port, self.declared, value)
 
+    def executor(self) -> Executor:
+        """The node's executor: what :func:`function_executor` makes for it."""
+        return _async_one(self.fn, self.port, self.declared, self.fits, self.node_id)
+
 
 def direct_call(node: Node, binding: object) -> DirectCall | None:
     """How to call ``binding`` directly for ``node``, when it is an async function whose value is the node's one
@@ -68,6 +72,9 @@ def function_executor(node: Node, binding: object) -> Executor:
             f"function node {node.id!r} is bound to {type(binding).__name__}, not a callable; bind its "
             f"function {node.config.get('function')!r} through a FunctionRegistry"
         )
+    direct = direct_call(node, binding)
+    if direct is not None:  # the common case, decided before building what the others need
+        return direct.executor()
     fn: Callable[..., Any] = binding
     ports = [p.name for p in node.outputs]
     is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
@@ -77,7 +84,7 @@ def function_executor(node: Node, binding: object) -> Executor:
         fn = _with_models(node, fn, to_models or {}, dumps, is_async)
     single = len(ports) == 1 and node.config.get("returns") != "dict"
     if is_async and single:
-        # The common case, decided once here rather than per call (and before building what the others need).
+        # Decided once here rather than per call: a function taking or returning models.
         out = node.outputs[0]
         return _async_one(fn, out.name, out.type, exact_fits(out.type), node.id)
     checks = _output_checks(node)

@@ -26,7 +26,7 @@ from dagwright.execution.inputs import input_name, output_name
 from dagwright.execution.policy import NodePolicy
 from dagwright.execution.steps import Slot
 from dagwright.nodes import EXECUTORS
-from dagwright.nodes.function import DirectCall, direct_call
+from dagwright.nodes.function import DirectCall, direct_call, function_executor
 
 __all__ = ["ExecutionPlan", "Schedulable", "bind_nodes", "build_plan", "never_suspends"]
 
@@ -159,6 +159,8 @@ def build_plan(
     """
     bound = bind_nodes(graph, bindings, registry)
     executors: dict[str, Executor] = {}
+    # Function nodes the scheduler may call itself; worked out once, for their executor too.
+    directs: dict[str, DirectCall] = {}
     unknown: list[str] = []
     for node in graph.nodes:
         if node.kind in (INPUT_KIND, OUTPUT_KIND):
@@ -167,7 +169,13 @@ def build_plan(
         if factory is None:
             unknown.append(f"{node.id!r} ({node.kind})")
             continue
-        executor = factory(node, bound.get(node.id))
+        binding = bound.get(node.id)
+        direct = direct_call(node, binding) if factory is function_executor else None
+        if direct is not None:
+            directs[node.id] = direct
+            executor = direct.executor()
+        else:
+            executor = factory(node, binding)
         policy = (policies or {}).get(node.id)
         if policy is not None and policy.cache is not None:
             from dagwright.ops.cache import cached_executor
@@ -181,7 +189,7 @@ def build_plan(
         if step.kind == "function" and step.simple and step.policy.cache is None:
             binding = bound.get(step.node.id)
             step.inline = never_suspends(binding)
-            step.direct = direct_call(step.node, binding)
+            step.direct = directs.get(step.node.id)
     return plan
 
 

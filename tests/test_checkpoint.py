@@ -555,3 +555,45 @@ def test_run_sync_inside_a_loop_with_checkpoint(tmp_path: Path) -> None:
         return diamond(counted).run(x=3, checkpoint=str(tmp_path / "r.db"), run_id="loop")
 
     assert asyncio.run(inside()).outputs == {"d": -1, "e": 101}
+
+
+def test_a_graph_is_fingerprinted_once_for_as_long_as_it_lives(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+
+    from dagwright.ops import checkpoint
+
+    hashed: list[str] = []
+    real = checkpoint._fingerprints
+
+    def counting(graph: Any) -> dict[str, str]:
+        hashed.append(graph.name)
+        return real(graph)
+
+    monkeypatch.setattr(checkpoint, "_fingerprints", counting)
+
+    async def add(x: int) -> int:
+        return x + 1
+
+    flow = Flow("fingerprinted")
+    flow.add_function("a", add)
+    flow.add_function("b", add)
+    flow.connect("a.output", "b.x")
+    flow.input("x", int, to="a.x")
+    with CheckpointStore(":memory:") as store:
+        for run_id in ("r1", "r2", "r3"):
+            assert flow.run(x=1, checkpoint=store, run_id=run_id).success
+        assert [row[0] for row in store._db.execute("SELECT DISTINCT node_hash FROM nodes ORDER BY node_id")] == [
+            real(flow.compile())["a"],
+            real(flow.compile())["b"],
+        ]
+    assert hashed == ["fingerprinted"]
+    fingerprints = checkpoint.node_fingerprints(flow.compile())
+    fingerprints["a"] = "changed by the caller"
+    assert checkpoint.node_fingerprints(flow.compile())["a"] != "changed by the caller"
+
+    flow.add_function("c", add)  # a new graph: fingerprinted anew, the old one forgotten with its graph
+    flow.connect("b.output", "c.x")
+    assert flow.run(x=1, checkpoint=":memory:").success
+    gc.collect()
+    assert hashed == ["fingerprinted", "fingerprinted"]
+    assert all(ref() is not None for ref, _ in checkpoint._FINGERPRINTS.values())

@@ -300,14 +300,34 @@ def dagwright_subjects(case: str, runner: LoopRunner, repeat: int, first_repeat:
             raise RuntimeError(f"dagwright run failed: {result.error}")
         return result
 
+    def build_timed() -> Any:
+        # Every node under a per-attempt timeout: each runs through the retry-and-timeout path.
+        flow = dagwright_flow(case)
+        for node_id in flow.node_ids:
+            flow.configure(node_id, timeout=60)
+        flow._scheduler()
+        return flow
+
+    def run_checkpointed(flow: Any) -> Any:
+        # Every finished node's outputs written to a SQLite checkpoint as the run goes (one store for all samples).
+        result = runner.run(flow.arun(checkpoint=store))
+        if not result.success:
+            raise RuntimeError(f"dagwright run failed: {result.error}")
+        return result
+
+    from dagwright.ops.checkpoint import CheckpointStore
+
+    store = CheckpointStore(":memory:")
     expected = N - 1 if case == "chain" else N
     steady = Subject("dagwright", build, run, lambda r: r.outputs["result"], expected, repeat)
     heard_subject = Subject("dagwright +listener", build, run_heard, lambda r: r.outputs["result"], expected, repeat)
+    timed = Subject("dagwright +timeouts", build_timed, run, lambda r: r.outputs["result"], expected, repeat)
+    saved = Subject("dagwright +checkpoint", build, run_checkpointed, lambda r: r.outputs["result"], expected, repeat)
     first = Subject(
         "dagwright 1st run", lambda: dagwright_flow(case), run, lambda r: r.outputs["result"], expected, first_repeat
     )
     first.fresh = True
-    return [steady, heard_subject, first]
+    return [steady, heard_subject, timed, saved, first]
 
 
 def langgraph_subjects(case: str, runner: LoopRunner, repeat: int) -> list[Subject | NotRun]:

@@ -21,7 +21,11 @@ Systems:
   steady state of a flow run many times); ``dagwright 1st run`` is the first
   ``arun()`` of a freshly declared flow, which compiles, checks and plans it.
   The fan's join is ``join(values: list[int])`` added with
-  ``add_function(..., collect=["values"])``: one value per connected branch;
+  ``add_function(..., collect=["values"])``: one value per connected branch.
+  With the guarantees switched on: ``+listener`` (a listener hears every node's
+  started and finished events), ``+timeouts`` (``configure(node, timeout=60)`` on
+  every node) and ``+checkpoint`` (every finished node's outputs committed to an
+  in-memory SQLite ``CheckpointStore``, a transaction per node);
 * ``langgraph``: a ``StateGraph`` with async nodes and ``ainvoke``; the chain is
   1 000 nodes joined by ``add_edge`` (``recursion_limit`` raised to fit); the fan
   is 1 000 distinct nodes, each with an edge from the source, and one waiting

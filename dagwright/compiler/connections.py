@@ -282,8 +282,11 @@ def _split(ends: list[str]) -> list[tuple[str, str, str]]:
     """``end.rpartition(".")`` for each of ``ends``. A chunk that starts and ends with the same string object
     (a fan-out from one output, a fan-in to one collect input) is split once per distinct object: its edges then
     share their node and port strings too."""
-    if ends[0] is not ends[-1]:
+    first = ends[0]
+    if first is not ends[-1]:
         return list(map(str.rpartition, ends, repeat(".")))
+    if ends.count(first) == len(ends):  # one string throughout: a C-level scan, no dict of ids
+        return [first.rpartition(".")] * len(ends)
     distinct = dict(zip(map(id, ends), ends, strict=True))
     parts = dict(zip(distinct, map(str.rpartition, distinct.values(), repeat(".")), strict=True))
     return list(map(parts.__getitem__, map(id, ends)))

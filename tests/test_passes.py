@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 
 import networkx as nx
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from strategies import digraphs, graphs, wired_graphs
 
@@ -627,3 +627,19 @@ def test_types_pass_uses_the_declared_types() -> None:
             ["vote.choice -> use.choice"],
         )
     ) == [("DW007", "use.choice")]
+
+
+@settings(max_examples=500)
+@given(st.lists(st.text(alphabet="aZ9_-.\né: ", max_size=5), max_size=4))
+@example(["a.-b"])
+@example(["a", "-b"])
+@example(["a.", "b"])
+@example([".a"])
+@example(["a..b"])
+@example(["a", ""])
+@example(["a\nb"])
+@example(["a-b.c_d", "9.x"])
+def test_ids_checked_all_at_once_are_judged_as_one_by_one(ids: list[str]) -> None:
+    from dagwright.compiler.passes import _ID, _follow_the_id_rule
+
+    assert _follow_the_id_rule(ids) == all(_ID.fullmatch(i) is not None for i in ids)

@@ -40,7 +40,11 @@ _ID_RULE = (
     "digit or _"
 )
 # Every id of a graph at once: each followed by a newline, which no id that keeps the rule holds.
-_IDS = re.compile(rf"(?:{_ID.pattern}\n)*")
+# _ID's characters, and where ids joined by newlines (one more before the first) would hold an empty id, an
+# empty segment, or a segment starting with "-": checked over every id at once by bytes operations, which
+# scan a megabyte in a fraction of the time the pattern takes to match it.
+_ID_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-."
+_ID_BREAKS = (b"\n\n", b"\n.", b".\n", b"..", b"\n-", b".-")
 # A flow input's or output's name (the NAME of 'input:NAME'): the same, but its first segment starts like a
 # Python identifier.
 _IO_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_][A-Za-z0-9_\-]*)*")
@@ -94,12 +98,10 @@ def check_ids(graph: Graph) -> list[Diagnostic]:
         )
     nodes = graph.nodes
     io = list(map(_IO_KINDS.__contains__, map(_KIND, nodes)))
-    # The rule, over the ids of the other nodes joined (one match; a newline inside an id would count one id more
-    # than there are), else through map() id by id; a closer look only at the ids that break it and at input and
-    # output nodes (whose ids follow another rule).
+    # The rule, over the ids of the other nodes all at once, else through map() id by id; a closer look only at
+    # the ids that break it and at input and output nodes (whose ids follow another rule).
     plain = list(compress(map(_ID_OF, nodes), map(operator.not_, io)))
-    joined = "\n".join(plain) + "\n"
-    if joined.count("\n") == len(plain) and _IDS.fullmatch(joined) is not None:
+    if _follow_the_id_rule(plain):
         closer: set[int] = set()
     else:
         closer = set(compress(range(len(nodes)), map(operator.not_, map(_ID.fullmatch, map(_ID_OF, nodes)))))
@@ -122,6 +124,22 @@ def check_ids(graph: Graph) -> list[Diagnostic]:
                 )
             )
     return out
+
+
+def _follow_the_id_rule(ids: list[str]) -> bool:
+    """Whether every one of ``ids`` matches :data:`_ID`, decided over all of them at once."""
+    if not ids:
+        return True
+    joined = "\n" + "\n".join(ids) + "\n"
+    if joined.count("\n") != len(ids) + 1:  # a newline inside an id
+        return False
+    try:
+        data = joined.encode("ascii")
+    except UnicodeEncodeError:
+        return False
+    if len(data.translate(None, _ID_CHARS)) != len(ids) + 1:  # anything but _ID's characters and the newlines
+        return False
+    return not any(map(data.__contains__, _ID_BREAKS))
 
 
 def check_ports(graph: Graph) -> list[Diagnostic]:

@@ -692,3 +692,26 @@ def test_run_ids_are_given_or_fresh() -> None:
     assert flow.run_kailash(run_id="r-1").run_id == "r-1"
     ids = {flow.run_kailash().run_id for _ in range(2)}
     assert len(ids) == 2
+
+
+@pytest.mark.parametrize("runtime", ["local", "async"])
+def test_a_node_timeout_holds_on_kailash_runtimes(runtime: str) -> None:
+    async def stalls(x: int) -> int:
+        await asyncio.sleep(30)
+        return x
+
+    async def quick(x: int) -> int:
+        await asyncio.sleep(0.01)
+        return x + 1
+
+    flow = Flow("timeouts")
+    flow.add_function("stalls", stalls)
+    flow.add_function("quick", quick)
+    flow.input("x", int)
+    flow.configure("stalls", timeout=0.2)
+    flow.configure("quick", timeout=10)
+    options: dict[str, Any] = {"runtime": "async"} if runtime == "async" else {}
+    on_kailash = flow.run_kailash(x=1, failure_mode="continue", **options)
+    built_in = flow.run(x=1, failure_mode="continue")
+    assert on_kailash.error == built_in.error == "stalls: TimeoutError: node 'stalls' timed out after 0.2 s"
+    assert on_kailash.nodes["quick"].outputs == built_in.nodes["quick"].outputs == {"output": 2}

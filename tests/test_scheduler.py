@@ -689,6 +689,33 @@ def test_a_sync_node_past_its_timeout_fails_too(mode: str) -> None:
     )
 
 
+def test_a_cancelled_run_cancels_a_node_under_a_timeout_instead_of_timing_it_out() -> None:
+    started = asyncio.Event()
+
+    async def slow(x: int) -> int:
+        started.set()
+        await asyncio.sleep(GUARD)
+        return x
+
+    flow = Flow("timeout-cancel")
+    flow.add_function("slow", slow)
+    flow.input("x", int)
+    flow.configure("slow", timeout=GUARD * 2)
+    events: list[Event] = []
+
+    async def main() -> None:
+        run = asyncio.ensure_future(flow._scheduler().run({"x": 1}, None, events.append))
+        await started.wait()
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+        # The node's own timeout is still pending while its task unwinds: nothing of it may fire later.
+        await asyncio.sleep(0.05)
+
+    asyncio.run(asyncio.wait_for(main(), GUARD))
+    assert ("node_failed", "slow") not in [(e.kind, e.node_id) for e in events]
+
+
 @mode_param
 def test_a_timeout_is_retried_when_the_policy_retries_timeouts(mode: str) -> None:
     attempts: list[int] = []

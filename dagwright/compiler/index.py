@@ -171,8 +171,9 @@ class PortTable:
             self.by_number: list[Port | None] = list(map(port_of.__getitem__, keys))
             # Whether some node repeats a port name (DW014): its later ports have no name to find them by.
             self.duplicated = False
-            # How many ports can be found by name (all but the later ports of a repeated name).
-            self.named = sum(map(len, tuples))
+            # How many ports can be found by name (all but the later ports of a repeated name): here, every node's
+            # one port, counted by a C-level scan for the nodes without one.
+            self.named = len(keys) - self.names.count(None)
             return
         shared = {key: _offsets(ports) for key, ports in distinct.items()}
         self.base = list(accumulate(map(len, tuples), initial=0))

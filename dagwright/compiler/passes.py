@@ -39,10 +39,9 @@ _ID_RULE = (
     "ASCII letters, digits, _ and -, in segments separated by single dots, each segment starting with a letter, "
     "digit or _"
 )
-# Every id of a graph at once: each followed by a newline, which no id that keeps the rule holds.
-# _ID's characters, and where ids joined by newlines (one more before the first) would hold an empty id, an
-# empty segment, or a segment starting with "-": checked over every id at once by bytes operations, which
-# scan a megabyte in a fraction of the time the pattern takes to match it.
+# Every id of a graph at once (see _follow_the_id_rule): _ID's characters, and where the ids joined by newlines,
+# one more before the first, would hold an empty id, an empty segment or a segment starting with "-". Bytes
+# operations scan a megabyte of ids in a fraction of the time the pattern takes to match it.
 _ID_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-."
 _ID_BREAKS = (b"\n\n", b"\n.", b".\n", b"..", b"\n-", b".-")
 # A flow input's or output's name (the NAME of 'input:NAME'): the same, but its first segment starts like a

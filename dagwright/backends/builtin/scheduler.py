@@ -20,7 +20,7 @@ import inspect
 import time
 import typing
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
 from dagwright.compiler.ir import INPUT_KIND, OUTPUT_KIND
@@ -36,6 +36,7 @@ from dagwright.ops.telemetry import RunTracer, run_listener
 if TYPE_CHECKING:
     # The plan module makes schedulers (a map node's step runs on one): it imports this module, not the reverse.
     from dagwright.backends.builtin.plan import ExecutionPlan, _Step
+    from dagwright.nodes.function import DirectCall
 
 __all__ = ["INLINE_BUDGET", "Scheduler"]
 
@@ -556,12 +557,7 @@ def _run_direct(run: _Run, step: _Step, args: dict[str, Any]) -> None:
     direct = step.direct
     assert direct is not None
     try:
-        inputs = args
-        for value in args.values():
-            if type(value) not in IMMUTABLE:
-                inputs = own_inputs(args)
-                break
-        value = _run_to_end(direct.fn(**inputs), step.node.id)
+        value = _run_to_end(_call(direct, args), step.node.id)
         if direct.fits is not None and type(value) not in direct.fits:
             direct.check(value)
     except Exception as exc:
@@ -569,6 +565,15 @@ def _run_direct(run: _Run, step: _Step, args: dict[str, Any]) -> None:
         return
     # node_done, less the check of the outputs' shape: this one is the node's by construction.
     run.succeeded(step, {direct.port: value})
+
+
+def _call(direct: DirectCall, args: dict[str, Any]) -> Awaitable[Any]:
+    """The coroutine of a direct node's function for ``args``, any list or dict among them copied first
+    (:func:`own_inputs`, whose scan for one is inlined here: it runs for every node)."""
+    for value in args.values():
+        if type(value) not in IMMUTABLE:
+            return direct.fn(**own_inputs(args))
+    return direct.fn(**args)
 
 
 async def _direct_task(run: _Run, step: _Step, args: dict[str, Any]) -> None:
@@ -586,12 +591,7 @@ async def _direct_task(run: _Run, step: _Step, args: dict[str, Any]) -> None:
             run.emit("node_started", step.node.id, record=copy.copy(record))
         record.attempts = 1
         try:
-            inputs = args
-            for value in args.values():
-                if type(value) not in IMMUTABLE:
-                    inputs = own_inputs(args)
-                    break
-            value = await direct.fn(**inputs)
+            value = await _call(direct, args)
             if direct.fits is not None and type(value) not in direct.fits:
                 direct.check(value)
         except asyncio.CancelledError:

@@ -825,6 +825,12 @@ class OpenAITestServer:
             return self._connections_opened
 
     @property
+    def connections_open(self) -> int:
+        """TCP connections open now: a client that closed its pool has none left here."""
+        with self._lock:
+            return len(self._connections)
+
+    @property
     def stopped_generations(self) -> int:
         """Streamed replies whose generation stopped because their client went away."""
         with self._lock:

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import subprocess
+import sys
+import time
+import weakref
 from typing import Any
 
 import pytest
@@ -104,3 +109,84 @@ def test_a_stream_that_stays_open_after_its_end_still_answers() -> None:
         )
         reply = agent.run(question="q")
         assert reply["answer"] and reply["_timing"] < 5_000
+
+
+def _wait_for(condition: Any, seconds: float = 5.0) -> bool:
+    # The server's handler thread sees the client's close a moment after it happens.
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_a_loop_shutting_down_closes_its_clients_connections(slow_server: OpenAITestServer) -> None:
+    agent = _agent(slow_server)
+
+    async def some() -> None:
+        await asyncio.gather(*(agent.arun(question=f"q{i}") for i in range(4)))
+        assert slow_server.connections_open == 4  # kept alive in the pool while the loop runs
+
+    asyncio.run(some())
+    assert _wait_for(lambda: slow_server.connections_open == 0)
+
+    with asyncio.Runner() as runner:
+        runner.run(some())
+        runner.run(agent.arun(question="again"))  # the same loop: the same client and its pool
+        assert slow_server.connections_open >= 1
+    assert _wait_for(lambda: slow_server.connections_open == 0)
+
+
+def test_a_loop_closed_without_a_shutdown_lets_its_connections_go_quietly(
+    slow_server: OpenAITestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without shutdown_asyncgens nothing can close the clients on their loop any more: the next loop to make a
+    # client drops them, so the closed loop and its sockets can go, and what would have closed them goes
+    # without a word.
+    unraisable: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    agent = _agent(slow_server)
+    closed: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+    for _ in range(3):
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(agent.arun(question="q"))
+        finally:
+            loop.close()
+        closed.append(weakref.ref(loop))
+    del loop
+    gc.collect()
+    assert closed[-1]() is not None  # kept with its clients until another loop makes a client
+    asyncio.run(agent.arun(question="q"))
+    gc.collect()
+    assert [ref() for ref in closed] == [None, None, None]
+    assert _wait_for(lambda: slow_server.connections_open == 0)
+    assert [(u.exc_type, u.object, u.err_msg) for u in unraisable] == []
+
+
+_SCRIPT = """
+import asyncio, gc, sys
+from dagwright import BaseAgent
+agent = BaseAgent(signature="question: str -> answer: str",
+                  config={"provider": "openai", "base_url": sys.argv[1], "api_key": "sk-test"})
+agent.run(question="sync")
+agent.run(question="sync again")
+asyncio.run(agent.arun(question="async"))
+asyncio.run(agent.arun(question="async again"))
+gc.collect()
+print("ran")
+"""
+
+
+def test_a_script_using_agents_exits_with_every_connection_closed(slow_server: OpenAITestServer) -> None:
+    done = subprocess.run(
+        [sys.executable, "-W", "error::ResourceWarning", "-X", "dev", "-c", _SCRIPT, slow_server.base_url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ran", done.stderr
+    assert "ResourceWarning" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr
+    assert _wait_for(lambda: slow_server.connections_open == 0)

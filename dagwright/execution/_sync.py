@@ -14,6 +14,7 @@ left to wake up in a later call.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import contextlib
 import sys
@@ -60,11 +61,16 @@ def _run_here(coro: Coroutine[Any, Any, T]) -> T:
         if runner is None:
             runner = asyncio.Runner()
             _local.runner = runner
+            if threading.current_thread() is threading.main_thread():
+                # Shut down at exit as asyncio.run would: the LLM clients close their connections, the loop closes.
+                atexit.register(runner.close)
         return runner.run(coro)
     loop: asyncio.AbstractEventLoop | None = getattr(_local, "loop", None)
     if loop is None or loop.is_closed():
         loop = asyncio.new_event_loop()
         _local.loop = loop
+        if threading.current_thread() is threading.main_thread():
+            atexit.register(_shut_down, loop)
     try:
         return loop.run_until_complete(coro)
     except KeyboardInterrupt:
@@ -75,6 +81,16 @@ def _run_here(coro: Coroutine[Any, Any, T]) -> T:
         with contextlib.suppress(BaseException):
             loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         raise
+
+
+def _shut_down(loop: asyncio.AbstractEventLoop) -> None:
+    """What ``asyncio.Runner.close`` does with its loop, for Python 3.10."""
+    if loop.is_closed() or loop.is_running():
+        return
+    try:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        loop.close()
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:

@@ -1,8 +1,11 @@
 """The HTTP side of LLM calls: one ``AsyncOpenAI`` client per event loop, base URL and API key, over a bounded pool.
 
-A client's connection pool belongs to the loop that made it, so clients are kept per loop
-(and dropped with it). Each has at most :func:`max_connections` connections, and requests
-beyond that wait their turn in front of the pool, on a semaphore, rather than inside it.
+A client's connection pool belongs to the loop that made it, so clients are kept per loop. When the
+loop shuts down (``asyncio.run`` and ``asyncio.Runner`` do, through ``loop.shutdown_asyncgens()``),
+its clients close their connections; the clients of a loop closed without that are dropped when the
+next loop makes one, and their connections go with their loop. Each has at most
+:func:`max_connections` connections, and requests beyond that wait their turn in front of the pool,
+on a semaphore, rather than inside it.
 
 Why: with the ``openai`` defaults (up to 1 000 connections, 100 kept alive), 1 000 concurrent
 calls open 1 000 connections (a server thread or task each, and a TCP handshake each time, as
@@ -19,9 +22,11 @@ Nothing else changes: the client is the ``openai`` one, with its own errors, typ
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import os
 import weakref
+from collections.abc import AsyncIterator
 from typing import Any
 
 __all__ = ["DEFAULT_MAX_CONNECTIONS", "MAX_CONNECTIONS_ENV", "max_connections", "shared_client"]
@@ -51,13 +56,49 @@ def max_connections() -> int:
 def shared_client(base_url: str | None, api_key: str) -> Any:
     """The ``AsyncOpenAI`` client of the running loop for ``base_url`` and ``api_key``, made on first use."""
     loop = asyncio.get_running_loop()
-    per_loop = _clients.setdefault(loop, {})
+    per_loop = _clients.get(loop)
+    if per_loop is None:
+        _forget_closed_loops()
+        per_loop = _clients[loop] = {}
+        _closers[loop] = _close_at_shutdown(per_loop)
     key = (base_url, api_key)
     client = per_loop.get(key)
     if client is None:
         client = _make_client(base_url, api_key)
         per_loop[key] = client
     return client
+
+
+# Per loop, what closes its clients when the loop shuts down: an async generator, since a loop's shutdown closes
+# every async generator still open on it (and nothing else). Held here, as the loop itself holds it weakly.
+_closers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncIterator[None]] = weakref.WeakKeyDictionary()
+
+
+async def _closing(clients: dict[tuple[str | None, str], Any]) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        for client in list(clients.values()):
+            with contextlib.suppress(Exception):  # a shutdown goes on whatever one client says
+                await client.close()
+        clients.clear()
+
+
+def _close_at_shutdown(clients: dict[tuple[str | None, str], Any]) -> AsyncIterator[None]:
+    """:func:`_closing`, started on the running loop: the loop registers it as it does every async generator
+    (and its finalizer leaves a closed loop alone)."""
+    closer = _closing(clients)
+    with contextlib.suppress(StopIteration):  # runs it to its yield, now: nothing before it awaits
+        closer.__anext__().send(None)  # type: ignore[attr-defined]
+    return closer
+
+
+def _forget_closed_loops() -> None:
+    """Drop the clients of loops closed without a shutdown. A client's connections refer to their loop, so while
+    it is kept here the loop is too, and with it every socket its pool holds open: dropped, they go with the loop."""
+    for loop in [loop for loop in _clients if loop.is_closed()]:
+        _clients.pop(loop, None)
+        _closers.pop(loop, None)
 
 
 def _make_client(base_url: str | None, api_key: str) -> Any:

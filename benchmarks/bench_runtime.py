@@ -792,6 +792,8 @@ def agent_case(scale: float, runner: LoopRunner) -> dict[str, Any]:
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
     p50 = {k: statistics.median(v) * 1e3 for k, v in wall.items()}
     cpu50 = {k: statistics.median(v) * 1e3 for k, v in cpu.items()}
     table = Table(
@@ -856,6 +858,8 @@ def server_child(latency: float) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
 
 
 def calls_case(scale: float, runner: LoopRunner) -> dict[str, Any]:

@@ -120,6 +120,8 @@ def measure(samples: int) -> dict[str, float]:
         if child.stdin is not None:
             child.stdin.close()
         child.wait(timeout=10)
+        if child.stdout is not None:
+            child.stdout.close()
     return {name: statistics.median(values) * 1e3 for name, values in wall.items()}
 
 

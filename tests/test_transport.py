@@ -6,6 +6,7 @@ import asyncio
 import gc
 import subprocess
 import sys
+import threading
 import time
 import weakref
 from typing import Any
@@ -163,6 +164,20 @@ def test_a_loop_closed_without_a_shutdown_lets_its_connections_go_quietly(
     assert [ref() for ref in closed] == [None, None, None]
     assert _wait_for(lambda: slow_server.connections_open == 0)
     assert [(u.exc_type, u.object, u.err_msg) for u in unraisable] == []
+
+
+def test_the_connections_of_a_finished_threads_sync_calls_go_when_another_loop_makes_a_client(
+    slow_server: OpenAITestServer,
+) -> None:
+    agent = _agent(slow_server)
+    worker = threading.Thread(target=lambda: [agent.run(question="from a worker") for _ in range(2)])
+    worker.start()
+    worker.join()
+    gc.collect()
+    assert slow_server.connections_open == 1  # the worker's loop, idle, still holds its pool
+    asyncio.run(agent.arun(question="from here"))
+    gc.collect()
+    assert _wait_for(lambda: slow_server.connections_open == 0)
 
 
 _SCRIPT = """

@@ -2,10 +2,10 @@
 
 A client's connection pool belongs to the loop that made it, so clients are kept per loop. When the
 loop shuts down (``asyncio.run`` and ``asyncio.Runner`` do, through ``loop.shutdown_asyncgens()``),
-its clients close their connections; the clients of a loop closed without that are dropped when the
-next loop makes one, and their connections go with their loop. Each has at most
-:func:`max_connections` connections, and requests beyond that wait their turn in front of the pool,
-on a semaphore, rather than inside it.
+its clients close their connections; the clients of a loop closed without that, or left idle by a
+thread that ended, are dropped when the next loop makes one, and their connections go with their
+loop. Each has at most :func:`max_connections` connections, and requests beyond that wait their
+turn in front of the pool, on a semaphore, rather than inside it.
 
 Why: with the ``openai`` defaults (up to 1 000 connections, 100 kept alive), 1 000 concurrent
 calls open 1 000 connections (a server thread or task each, and a TCP handshake each time, as
@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import importlib
 import os
+import threading
 import weakref
 from collections.abc import AsyncIterator
 from typing import Any
@@ -58,9 +59,10 @@ def shared_client(base_url: str | None, api_key: str) -> Any:
     loop = asyncio.get_running_loop()
     per_loop = _clients.get(loop)
     if per_loop is None:
-        _forget_closed_loops()
+        _forget_abandoned_loops()
         per_loop = _clients[loop] = {}
         _closers[loop] = _close_at_shutdown(per_loop)
+        _threads[loop] = weakref.ref(threading.current_thread())
     key = (base_url, api_key)
     client = per_loop.get(key)
     if client is None:
@@ -69,6 +71,10 @@ def shared_client(base_url: str | None, api_key: str) -> Any:
     return client
 
 
+# Per loop, the thread that made its first client (a loop left behind by an ended thread cannot shut down).
+_threads: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, weakref.ref[threading.Thread]] = (
+    weakref.WeakKeyDictionary()
+)
 # Per loop, what closes its clients when the loop shuts down: an async generator, since a loop's shutdown closes
 # every async generator still open on it (and nothing else). Held here, as the loop itself holds it weakly.
 _closers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncIterator[None]] = weakref.WeakKeyDictionary()
@@ -93,12 +99,20 @@ def _close_at_shutdown(clients: dict[tuple[str | None, str], Any]) -> AsyncItera
     return closer
 
 
-def _forget_closed_loops() -> None:
-    """Drop the clients of loops closed without a shutdown. A client's connections refer to their loop, so while
-    it is kept here the loop is too, and with it every socket its pool holds open: dropped, they go with the loop."""
-    for loop in [loop for loop in _clients if loop.is_closed()]:
-        _clients.pop(loop, None)
-        _closers.pop(loop, None)
+def _forget_abandoned_loops() -> None:
+    """Drop the clients of loops that can no longer shut down: closed without a shutdown, or left idle by a thread
+    that has ended (the loop of a worker thread's sync calls). A client's connections refer to their loop, so while
+    it is kept here the loop is too, with every socket its pool holds open: dropped, they go with the loop."""
+    for loop in list(_clients):
+        if loop.is_closed() or (not loop.is_running() and not _alive(_threads.get(loop))):
+            _clients.pop(loop, None)
+            _closers.pop(loop, None)
+            _threads.pop(loop, None)
+
+
+def _alive(thread: weakref.ref[threading.Thread] | None) -> bool:
+    user = thread() if thread is not None else None
+    return user is not None and user.is_alive()
 
 
 def _make_client(base_url: str | None, api_key: str) -> Any:

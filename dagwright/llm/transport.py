@@ -59,10 +59,12 @@ def shared_client(base_url: str | None, api_key: str) -> Any:
     loop = asyncio.get_running_loop()
     per_loop = _clients.get(loop)
     if per_loop is None:
-        _forget_abandoned_loops()
-        per_loop = _clients[loop] = {}
-        _closers[loop] = _close_at_shutdown(per_loop)
-        _threads[loop] = weakref.ref(threading.current_thread())
+        # Loops of other threads make their first clients too: the scan of every loop must not see the maps change.
+        with _first_use:
+            _forget_abandoned_loops()
+            per_loop = _clients[loop] = {}
+            _closers[loop] = _close_at_shutdown(per_loop)
+            _threads[loop] = weakref.ref(threading.current_thread())
     key = (base_url, api_key)
     client = per_loop.get(key)
     if client is None:
@@ -71,6 +73,7 @@ def shared_client(base_url: str | None, api_key: str) -> Any:
     return client
 
 
+_first_use = threading.Lock()
 # Per loop, the thread that made its first client (a loop left behind by an ended thread cannot shut down).
 _threads: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, weakref.ref[threading.Thread]] = (
     weakref.WeakKeyDictionary()

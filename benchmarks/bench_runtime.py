@@ -280,7 +280,9 @@ def dagwright_flow(case: str) -> Any:
     return flow
 
 
-def dagwright_subjects(case: str, runner: LoopRunner, repeat: int, first_repeat: int) -> list[Subject]:
+def dagwright_subjects(
+    case: str, runner: LoopRunner, repeat: int, first_repeat: int, closing: list[Any]
+) -> list[Subject]:
     def build() -> Any:
         flow = dagwright_flow(case)
         flow._scheduler()  # compile, check and plan: what the first run would otherwise pay
@@ -322,6 +324,7 @@ def dagwright_subjects(case: str, runner: LoopRunner, repeat: int, first_repeat:
     from dagwright.ops.checkpoint import CheckpointStore
 
     store = CheckpointStore(":memory:")
+    closing.append(store)
     expected = N - 1 if case == "chain" else N
     steady = Subject("dagwright", build, run, lambda r: r.outputs["result"], expected, repeat)
     heard_subject = Subject("dagwright +listener", build, run_heard, lambda r: r.outputs["result"], expected, repeat)
@@ -617,7 +620,7 @@ def run_case(case: str, scale: float, runner: LoopRunner, closing: list[Any]) ->
         fast = max(15, round(101 * scale))
     slow = max(3, round(7 * scale))
     subjects: list[Subject] = [floor_subject(case, runner, fast)]
-    subjects.extend(dagwright_subjects(case, runner, fast, max(3, round(5 * scale))))
+    subjects.extend(dagwright_subjects(case, runner, fast, max(3, round(5 * scale)), closing))
     not_run: list[NotRun] = []
     for peer in (langgraph_subjects(case, runner, slow), kailash_subjects(case, runner, slow, closing)):
         for item in peer:
@@ -986,8 +989,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 results.append(report_case(run_case(case, scale, runner, closing)))
     finally:
-        for runtime in closing:
-            close = getattr(runtime, "close", None)
+        for resource in closing:  # Kailash runtimes, checkpoint stores
+            close = getattr(resource, "close", None)
             if close is not None:
                 close()
         runner.close()

@@ -173,8 +173,13 @@ async def structured_call(
         told = ["your reply was too long and was cut off; keep it short"] if reply.finish_reason == "length" else []
         repair = repair_messages(transcript, told + problems)
         reply = None
-        retry = grammar is not None and mode != "prompt" and grammar_support(settings) is not False
-        if grammar is not None and retry and breaks_bounds(spec, first):
+        # The server may have shown by now that it ignores grammars, or the call fallen back to the prompt alone.
+        if (
+            grammar is not None
+            and mode != "prompt"
+            and grammar_support(settings) is not False
+            and breaks_bounds(spec, first)
+        ):
             reply = await _with_grammar(spec, settings, mode, repair, grammar[1], context)
         if reply is None:
             reply, _ = await _answer(settings, mode, lambda m: (repair, response_format(spec, m)), context, config)

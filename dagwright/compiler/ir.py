@@ -20,11 +20,10 @@ import json
 import keyword
 import operator
 import os
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from itertools import chain, repeat
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from dagwright.compiler._gc import gc_paused
 from dagwright.compiler.index import Index
@@ -243,10 +242,15 @@ class Port:
         return out
 
 
-@dataclass(frozen=True, slots=True, init=False)
-class Node:
+class Node(NamedTuple):
     """A step of the graph. ``id`` is stable: it is also the checkpoint key, the
-    Kailash node id and the DOT id. ``group`` is the pattern path it came from."""
+    Kailash node id and the DOT id. ``group`` is the pattern path it came from.
+
+    A named tuple (change one with ``node._replace(...)``): a large flow makes hundreds of thousands of nodes
+    and edges while compiling, and a tuple is made from its fields in one C call (see :func:`make_nodes`).
+    Equality and hashing leave ``location`` out, as they do for :class:`Edge`: where a node was written is not
+    part of the graph.
+    """
 
     id: str
     kind: str
@@ -254,26 +258,17 @@ class Node:
     outputs: tuple[Port, ...] = ()
     config: FrozenDict = EMPTY
     group: tuple[str, ...] = ()
-    location: SourceLocation | None = field(default=None, compare=False)
+    location: SourceLocation | None = None
 
-    def __init__(
-        self,
-        id: str,
-        kind: str,
-        inputs: tuple[Port, ...] = (),
-        outputs: tuple[Port, ...] = (),
-        config: FrozenDict = EMPTY,
-        group: tuple[str, ...] = (),
-        location: SourceLocation | None = None,
-    ) -> None:
-        # Through the slots' own setters, as Edge does (see there): a large flow adds many nodes.
-        _set_node_id(self, id)
-        _set_node_kind(self, kind)
-        _set_node_inputs(self, inputs)
-        _set_node_outputs(self, outputs)
-        _set_node_config(self, config)
-        _set_node_group(self, group)
-        _set_node_location(self, location)
+    # Not equal to anything but a Node, a plain tuple of the same fields included.
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Node) and self[:6] == other[:6]
+
+    def __ne__(self, other: object) -> bool:
+        return not isinstance(other, Node) or self[:6] != other[:6]
+
+    def __hash__(self) -> int:
+        return hash(self[:6])
 
     def input(self, name: str) -> Port | None:
         """The input port called ``name``, or None."""
@@ -309,27 +304,27 @@ class Node:
         return _sha256(self.to_dict(locations=False))
 
 
-@dataclass(frozen=True, slots=True, init=False)
-class Edge:
-    """Data flowing from ``source``'s output ``source_port`` into ``target``'s input ``target_port``."""
+class Edge(NamedTuple):
+    """Data flowing from ``source``'s output ``source_port`` into ``target``'s input ``target_port``.
+
+    A named tuple, as :class:`Node` is (see there); equality and hashing leave ``location`` out.
+    """
 
     source: str
     source_port: str
     target: str
     target_port: str
-    location: SourceLocation | None = field(default=None, compare=False)
+    location: SourceLocation | None = None
 
-    def __init__(
-        self, source: str, source_port: str, target: str, target_port: str, location: SourceLocation | None = None
-    ) -> None:
-        # Writes through the slots' own setters: a frozen dataclass's generated
-        # __init__ goes through object.__setattr__ by name, and a large flow makes
-        # hundreds of thousands of edges while compiling.
-        _set_edge_source(self, source)
-        _set_edge_source_port(self, source_port)
-        _set_edge_target(self, target)
-        _set_edge_target_port(self, target_port)
-        _set_edge_location(self, location)
+    # Not equal to anything but a Edge, a plain tuple of the same fields included.
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Edge) and self[:4] == other[:4]
+
+    def __ne__(self, other: object) -> bool:
+        return not isinstance(other, Edge) or self[:4] != other[:4]
+
+    def __hash__(self) -> int:
+        return hash(self[:4])
 
     def __str__(self) -> str:
         return f"{self.source}.{self.source_port} -> {self.target}.{self.target_port}"
@@ -346,25 +341,6 @@ class Edge:
         return out
 
 
-def _slot_setter(cls: type, name: str) -> Callable[[object, object], None]:
-    setter: Callable[[object, object], None] = vars(cls)[name].__set__
-    return setter
-
-
-_set_node_id = _slot_setter(Node, "id")
-_set_node_kind = _slot_setter(Node, "kind")
-_set_node_inputs = _slot_setter(Node, "inputs")
-_set_node_outputs = _slot_setter(Node, "outputs")
-_set_node_config = _slot_setter(Node, "config")
-_set_node_group = _slot_setter(Node, "group")
-_set_node_location = _slot_setter(Node, "location")
-_set_edge_source = _slot_setter(Edge, "source")
-_set_edge_source_port = _slot_setter(Edge, "source_port")
-_set_edge_target = _slot_setter(Edge, "target")
-_set_edge_target_port = _slot_setter(Edge, "target_port")
-_set_edge_location = _slot_setter(Edge, "location")
-
-
 def make_edges(
     sources: Iterable[str],
     source_ports: Iterable[str],
@@ -372,33 +348,15 @@ def make_edges(
     target_ports: Iterable[str],
     locations: Iterable[SourceLocation | None],
 ) -> list[Edge]:
-    """``[Edge(*fields) for fields in zip(...)]`` (every iterable as long as ``sources``), column by column
-    through the slots' setters, as ``Edge.__init__`` writes them: no Python call per edge, for the hundreds of
-    thousands of edges of a large flow."""
-    sources = list(sources)
-    edges: list[Edge] = list(map(_new, repeat(Edge, len(sources))))
-    for setter, column in (
-        (_set_edge_source, sources),
-        (_set_edge_source_port, source_ports),
-        (_set_edge_target, targets),
-        (_set_edge_target_port, target_ports),
-        (_set_edge_location, locations),
-    ):
-        deque(map(setter, edges, column), maxlen=0)
-    return edges
+    """``[Edge(*fields) for fields in zip(...)]`` (every iterable as long as ``sources``), each edge made from its
+    fields' tuple in one C call: no Python call per edge, for the hundreds of thousands of a large flow."""
+    return list(
+        map(_new_tuple, repeat(Edge), zip(sources, source_ports, targets, target_ports, locations, strict=True))
+    )
 
 
-_new = object.__new__
+_new_tuple = tuple.__new__
 _T = TypeVar("_T")
-
-_NODE_FIELD_SETTERS = (
-    _set_node_kind,
-    _set_node_inputs,
-    _set_node_outputs,
-    _set_node_config,
-    _set_node_group,
-    _set_node_location,
-)
 
 
 NodeFields = tuple[str, tuple[Port, ...], tuple[Port, ...], FrozenDict, tuple[str, ...], SourceLocation | None]
@@ -407,14 +365,10 @@ NodeFields = tuple[str, tuple[Port, ...], tuple[Port, ...], FrozenDict, tuple[st
 
 def make_nodes(ids: Sequence[str], columns: Iterable[Iterable[Any]]) -> list[Node]:
     """``[Node(node_id, *fields) for node_id, fields in zip(ids, zip(*columns))]``, ``columns`` being the fields
-    after the id (kind, inputs, outputs, config, group, location), each yielding a value per id. Column by column,
-    through the slots' setters, as ``Node.__init__`` writes them: the many nodes of a large flow, added from one
-    line, share every field but the id, and a column is then one value repeated."""
-    nodes: list[Node] = list(map(_new, repeat(Node, len(ids))))
-    deque(map(_set_node_id, nodes, ids), maxlen=0)
-    for setter, column in zip(_NODE_FIELD_SETTERS, columns, strict=True):
-        deque(map(setter, nodes, column), maxlen=0)
-    return nodes
+    after the id (kind, inputs, outputs, config, group, location), each yielding a value per id; each node made
+    from its fields' tuple in one C call. The many nodes of a large flow, added from one line, share every field
+    but the id, and a column is then one value repeated."""
+    return list(map(_new_tuple, repeat(Node), zip(ids, *columns, strict=True)))
 
 
 def run_lengths(starts: Sequence[int], total: int) -> list[int]:

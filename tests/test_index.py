@@ -1,14 +1,21 @@
-"""The graph's lookup index (positions and port numbers) against a plain dict-based reference, on random graphs."""
+"""The graph's lookup index (positions and port numbers) against a plain dict-based reference, on random graphs; and
+the edge columns the compiler hands it against those read off the edges."""
 
 from __future__ import annotations
 
 import pytest
+from function_flows import binary, source, unary
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import graphs, wired_graphs
 
-from dagwright.compiler.index import Endpoints, PortTable
-from dagwright.compiler.ir import Edge, Graph, Node, Port
+from dagwright import Flow
+from dagwright.compiler.builder import _graph as builder_graph
+from dagwright.compiler.connections import resolve_connections
+from dagwright.compiler.flow_io import bind_inputs, bind_outputs
+from dagwright.compiler.index import EdgeColumns, Endpoints, PortTable
+from dagwright.compiler.ir import EMPTY, Edge, Graph, Node, Port
+from dagwright.compiler.passes import validate
 
 
 @st.composite
@@ -84,7 +91,7 @@ def test_positions_and_port_numbers_agree_with_dicts_keyed_by_node_and_port(g: G
     for node in g.nodes:
         by_id.setdefault(node.id, node)
     unique = list(by_id.values())
-    ends = Endpoints(by_id, g.edges)
+    ends = Endpoints(unique, {nid: i for i, nid in enumerate(by_id)}, g.edges)
     assert ends.nodes == unique
     assert ends.position == {nid: i for i, nid in enumerate(by_id)}
     in_ports = _check_table(ends.ins, unique, "inputs")
@@ -111,3 +118,50 @@ def test_positions_and_port_numbers_agree_with_dicts_keyed_by_node_and_port(g: G
 
     order = {nid: i for i, nid in enumerate(by_id)}
     assert g._index.forward == all(order[e.source] < order[e.target] for e in valid)
+
+
+@st.composite
+def string_wired_flows(draw: st.DrawFn) -> Flow:
+    """A flow of function nodes wired by ``connect("node.port", "node.port")`` strings (resolved column by column),
+    some naming a node or port that does not exist, with flow inputs and outputs, and at times a sub-flow or a
+    node id holding a dot (resolved connection by connection)."""
+    flow = Flow("strings")
+    count = draw(st.integers(1, 6))
+    dotted = draw(st.integers(0, 12)) == 0
+    ids = [f"n.{i}" if dotted and i == 0 else f"n{i}" for i in range(count)]
+    for i, node_id in enumerate(ids):
+        shape = draw(st.sampled_from(["source", "unary", "binary"]))
+        flow.add_function(node_id, source(i) if shape == "source" else unary(i) if shape == "unary" else binary(i))
+    nodes = [*ids, "ghost"]
+    for _ in range(draw(st.integers(0, 2 * count))):
+        source_end = f"{draw(st.sampled_from(nodes))}.{draw(st.sampled_from(['output', 'out']))}"
+        target_end = f"{draw(st.sampled_from(nodes))}.{draw(st.sampled_from(['x', 'a', 'b', 'y']))}"
+        flow.connect(source_end, target_end)
+    if draw(st.booleans()):
+        flow.input("seed", int, to=[f"{draw(st.sampled_from(ids))}.x"])
+    if draw(st.booleans()):
+        flow.output("result", f"{draw(st.sampled_from(ids))}.output")
+    if draw(st.integers(0, 8)) == 0:
+        inner = Flow("inner")
+        inner.add_function("step", unary(0))
+        flow.add_flow("sub", inner)
+    return flow
+
+
+@settings(max_examples=300)
+@given(string_wired_flows())
+def test_columns_the_compiler_hands_over_are_those_of_the_edges(flow: Flow) -> None:
+    decl = flow._declared
+    edges, columns = resolve_connections(decl, [])
+    if columns is not None:
+        assert columns == EdgeColumns.of(edges)
+    input_nodes, input_edges = bind_inputs(decl, edges)
+    output_nodes, output_edges = bind_outputs(decl, edges, [])
+    nodes = (*input_nodes, *decl.nodes, *output_nodes)
+    graph = builder_graph(flow.name, nodes, (input_edges, edges, output_edges), columns, EMPTY)
+    assert graph.edges == (*input_edges, *edges, *output_edges)
+    handed = graph._index._columns
+    if columns is not None:
+        assert handed == EdgeColumns.of(graph.edges)
+    # Checking the graph from the columns finds what checking it from its edges finds.
+    assert validate(graph) == validate(Graph(graph.name, graph.nodes, graph.edges, graph.metadata))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import operator
 import sys
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -40,6 +41,7 @@ from dagwright.compiler.connections import (
 )
 from dagwright.compiler.diagnostics import CompileError, Diagnostic, has_errors
 from dagwright.compiler.flow_io import bind_inputs, bind_outputs
+from dagwright.compiler.index import EdgeColumns
 from dagwright.compiler.ir import (
     EMPTY,
     INPUT_KIND,
@@ -456,17 +458,13 @@ class FlowBuilder:
 
     def _build_now(self, key: object, notes: Mapping[str, Any]) -> tuple[Graph, list[Diagnostic]]:
         found: list[Diagnostic] = list(self._reported)
-        edges = resolve_connections(self._declared, found)
+        edges, columns = resolve_connections(self._declared, found)
         input_nodes, input_edges = bind_inputs(self._declared, edges)
         output_nodes, output_edges = bind_outputs(self._declared, edges, found)
         self._declaration_problems = list(found)
         metadata = FrozenDict({"description": self.description}) if self.description else EMPTY
-        graph = Graph(
-            self.name,
-            tuple(input_nodes) + self._noted_nodes(notes) + tuple(output_nodes),
-            tuple(input_edges) + tuple(edges) + tuple(output_edges),
-            metadata,
-        )
+        nodes = tuple(input_nodes) + self._noted_nodes(notes) + tuple(output_nodes)
+        graph = _graph(self.name, nodes, (input_edges, edges, output_edges), columns, metadata)
         found.extend(_refine(self, validate(graph), found))
         found.sort(key=dg.sort_key)
         self._built = (key, graph, found)
@@ -497,6 +495,26 @@ def _inline_edges(
                 )
             )
     return inputs, outputs
+
+
+def _graph(
+    name: str,
+    nodes: tuple[Node, ...],
+    edges: tuple[list[Edge], list[Edge], list[Edge]],
+    columns: EdgeColumns | None,
+    metadata: FrozenDict,
+) -> Graph:
+    """The graph of ``nodes`` and the edges from the flow's inputs, of the flow itself and to its outputs, in that
+    order; given the columns of the flow's own edges, the graph gets those of them all."""
+    from_inputs, own, to_outputs = edges
+    every_edge = tuple(from_inputs) + tuple(own) + tuple(to_outputs)
+    if columns is None:
+        return Graph(name, nodes, every_edge, metadata)
+    for column, more in zip(columns, EdgeColumns.of(to_outputs), strict=True):
+        column.extend(more)
+    if from_inputs:
+        columns = EdgeColumns(*map(operator.add, EdgeColumns.of(from_inputs), columns))
+    return Graph.from_columns(name, nodes, every_edge, metadata, columns)
 
 
 def _refine(builder: FlowBuilder, graph_problems: list[Diagnostic], declared: list[Diagnostic]) -> list[Diagnostic]:

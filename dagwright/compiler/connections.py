@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 
 from dagwright.compiler import diagnostics as dg
 from dagwright.compiler.diagnostics import Diagnostic
+from dagwright.compiler.index import EdgeColumns
 from dagwright.compiler.ir import Edge, Node, Port, SourceLocation, make_edges
 from dagwright.compiler.pending import PendingNodes
 from dagwright.compiler.suggest import suggest
@@ -205,31 +206,37 @@ def split_endpoint(decl: Declarations, end: Endpoint) -> tuple[str, str | None]:
     return end, None
 
 
-def resolve_connections(decl: Declarations, found: list[Diagnostic]) -> list[Edge]:
-    """The edges of every recorded connection and inlined sub-flow; problems go to ``found``."""
-    edges: list[Edge] | None = None
+def resolve_connections(decl: Declarations, found: list[Diagnostic]) -> tuple[list[Edge], EdgeColumns | None]:
+    """The edges of every recorded connection and inlined sub-flow; problems go to ``found``. With them, their
+    columns when the connections were resolved column by column (see :func:`_plain_edges`), else None."""
     if not decl.subflows and not decl.special_connections and decl.connections:
-        edges = _plain_edges(decl)
-    if edges is None:
-        edges = []
-        if not decl.subflows:  # nothing to rewrite: skip a copy of every edge
-            by_id = decl.by_id
-            for conn in decl.connections:
-                if not isinstance(conn, Connection):
-                    source, target, position = conn
-                    # "node.port" to "node.port" inline (what split_endpoint does for strings that name no node).
-                    src, _, src_port = source.rpartition(".")
-                    dst, _, dst_port = target.rpartition(".")
-                    if src and dst and source not in by_id and target not in by_id:
-                        edges.append(Edge(src, src_port, dst, dst_port, decl.positions[position]))
-                        continue
-                edges.extend(_resolve_connection(decl, _full(decl, conn), found))
-        else:
-            for conn in decl.connections:
-                for edge in _resolve_connection(decl, _full(decl, conn), found):
-                    edges.extend(_through_subflows(decl, edge, found))
+        plain = _plain_edges(decl)
+        if plain is not None:
+            made, columns = plain
+            if decl.inlined_edges:
+                made.extend(decl.inlined_edges)
+                for column, more in zip(columns, EdgeColumns.of(decl.inlined_edges), strict=True):
+                    column.extend(more)
+            return made, columns
+    edges: list[Edge] = []
+    if not decl.subflows:  # nothing to rewrite: skip a copy of every edge
+        by_id = decl.by_id
+        for conn in decl.connections:
+            if not isinstance(conn, Connection):
+                source, target, position = conn
+                # "node.port" to "node.port" inline (what split_endpoint does for strings that name no node).
+                src, _, src_port = source.rpartition(".")
+                dst, _, dst_port = target.rpartition(".")
+                if src and dst and source not in by_id and target not in by_id:
+                    edges.append(Edge(src, src_port, dst, dst_port, decl.positions[position]))
+                    continue
+            edges.extend(_resolve_connection(decl, _full(decl, conn), found))
+    else:
+        for conn in decl.connections:
+            for edge in _resolve_connection(decl, _full(decl, conn), found):
+                edges.extend(_through_subflows(decl, edge, found))
     edges.extend(decl.inlined_edges)
-    return edges
+    return edges, None
 
 
 def _full(decl: Declarations, conn: Connection | PlainConnection) -> Connection:
@@ -244,11 +251,11 @@ _FIRST, _SECOND, _THIRD = itemgetter(0), itemgetter(1), itemgetter(2)
 _CHUNK = 2048
 
 
-def _plain_edges(decl: Declarations) -> list[Edge] | None:
+def _plain_edges(decl: Declarations) -> tuple[list[Edge], EdgeColumns] | None:
     """The edges of a flow whose connections are all plain and all ``"node.port"`` to ``"node.port"`` (what
-    a large flow is made of), or None when one needs a closer look. Column by column, through ``map``: an
-    interpreted loop per connection costs more than the rest of the compiler at 100 000 nodes. A chunk of
-    connections at a time, so that the columns and the edges they make stay in the processor's cache."""
+    a large flow is made of), and their columns; None when one needs a closer look. Column by column, through
+    ``map``: an interpreted loop per connection costs more than the rest of the compiler at 100 000 nodes. A chunk
+    of connections at a time, so that the columns and the edges they make stay in the processor's cache."""
     by_id = decl.by_id.keys()
     # An endpoint with a dot can name a whole node only when some node id has one too (one scan of the ids,
     # joined, instead of a lookup of every endpoint).
@@ -256,6 +263,7 @@ def _plain_edges(decl: Declarations) -> list[Edge] | None:
     conns: list[Any] = decl.connections
     location_of = decl.positions.__getitem__
     edges: list[Edge] = []
+    columns = EdgeColumns([], [], [], [])
     for start in range(0, len(conns), _CHUNK):
         chunk = conns[start : start + _CHUNK]
         sources: list[str] = list(map(_FIRST, chunk))
@@ -268,14 +276,16 @@ def _plain_edges(decl: Declarations) -> list[Edge] | None:
             return None  # no "node." part
         if dotted_ids and (not by_id.isdisjoint(sources) or not by_id.isdisjoint(targets)):
             return None  # an endpoint names a whole node
+        source_ports = list(map(_THIRD, source_parts))
+        target_ports = list(map(_THIRD, target_parts))
         edges += make_edges(
-            source_nodes,
-            map(_THIRD, source_parts),
-            target_nodes,
-            map(_THIRD, target_parts),
-            map(location_of, map(_THIRD, chunk)),
+            source_nodes, source_ports, target_nodes, target_ports, map(location_of, map(_THIRD, chunk))
         )
-    return edges
+        columns.sources.extend(source_nodes)
+        columns.source_ports.extend(source_ports)
+        columns.targets.extend(target_nodes)
+        columns.target_ports.extend(target_ports)
+    return edges, columns
 
 
 def _split(ends: list[str]) -> list[tuple[str, str, str]]:

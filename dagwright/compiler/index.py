@@ -21,12 +21,12 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from itertools import accumulate, chain, compress
 from operator import attrgetter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from dagwright.compiler.ir import Edge, Graph, Node, Port
 
-__all__ = ["Endpoints", "Index", "PortKey", "PortTable"]
+__all__ = ["EdgeColumns", "Endpoints", "Index", "PortKey", "PortTable"]
 
 PortKey = tuple[str, str]
 """(node id, port name)."""
@@ -41,36 +41,68 @@ _TARGET = attrgetter("target")
 _TARGET_PORT = attrgetter("target_port")
 
 
+class EdgeColumns(NamedTuple):
+    """The four names of every edge of a graph, field by field, in edge order: what the passes look endpoints up
+    by. The compiler hands over the columns it resolved connections into (see :meth:`Graph.from_columns
+    <dagwright.compiler.ir.Graph>`); otherwise :meth:`of` reads them off the edges."""
+
+    sources: list[str]
+    source_ports: list[str]
+    targets: list[str]
+    target_ports: list[str]
+
+    @classmethod
+    def of(cls, edges: Sequence[Edge]) -> EdgeColumns:
+        """The columns of ``edges``."""
+        return cls(
+            list(map(_SOURCE, edges)),
+            list(map(_SOURCE_PORT, edges)),
+            list(map(_TARGET, edges)),
+            list(map(_TARGET_PORT, edges)),
+        )
+
+
 class Index:
     """Lookups over one graph, built on first use and kept with it.
 
-    ``valid`` holds the edges whose both ends (node and port) exist; only they
-    enter ``in_edges`` / ``succ`` / ``pred``, so one bad edge is reported once (by
-    the endpoint pass) instead of cascading through every other pass.
-    ``endpoints`` is what only the validation passes read; :func:`validate
-    <dagwright.compiler.passes.validate>` drops it when done (see
-    :meth:`drop_endpoints`), so a compiled graph keeps just what running it needs.
+    ``nodes`` holds the first node of each id, in graph order, and ``position`` each id's place among them;
+    ``by_id`` (each id's node) is made from the two when first asked for, since checking a graph needs only
+    positions. ``valid`` holds the edges whose both ends (node and port) exist; only they enter ``in_edges`` /
+    ``succ`` / ``pred``, so one bad edge is reported once (by the endpoint pass) instead of cascading through
+    every other pass. ``endpoints`` is what only the validation passes read; :func:`validate
+    <dagwright.compiler.passes.validate>` drops it when done (see :meth:`drop_endpoints`), so a compiled graph
+    keeps just what running it needs.
     """
 
-    def __init__(self, graph: Graph) -> None:
+    def __init__(self, graph: Graph, columns: EdgeColumns | None = None) -> None:
         nodes = graph.nodes
-        by_id: dict[str, Node] = dict(zip(map(_ID_OF, nodes), nodes, strict=True))
+        position: dict[str, int] = dict(zip(map(_ID_OF, nodes), range(len(nodes)), strict=True))
+        firsts: Sequence[Node] = nodes
         duplicates: list[Node] = []
-        if len(by_id) != len(nodes):  # the first node of an id counts, the others are reported
-            by_id = {}
+        if len(position) != len(nodes):  # the first node of an id counts, the others are reported
+            position, firsts = {}, []
             for node in nodes:
-                if node.id in by_id:
+                if node.id in position:
                     duplicates.append(node)
                 else:
-                    by_id[node.id] = node
-        self.by_id = by_id
+                    position[node.id] = len(firsts)
+                    firsts.append(node)
+        self.nodes = firsts
+        self.position = position
         self.duplicates = duplicates
         self._edges = graph.edges
+        self._columns = columns
+
+    @functools.cached_property
+    def by_id(self) -> dict[str, Node]:
+        """The first node of each id."""
+        return dict(zip(self.position, self.nodes, strict=True))
 
     @functools.cached_property
     def endpoints(self) -> Endpoints:
         """Every edge's two ports, and what the passes derive from them."""
-        return Endpoints(self.by_id, self._edges)
+        columns, self._columns = self._columns, None  # read once: a rebuild reads the edges
+        return Endpoints(self.nodes, self.position, self._edges, columns)
 
     def drop_endpoints(self) -> None:
         """Forget :attr:`endpoints` (rebuilt if asked for again): it holds a number per port and per
@@ -95,12 +127,12 @@ class Index:
     @functools.cached_property
     def succ(self) -> dict[str, list[str]]:
         """Each node's successors through valid edges (repeated once per edge)."""
-        return _neighbours(self.by_id, self.valid, _SOURCE, _TARGET)
+        return _neighbours(self.position, self.valid, _SOURCE, _TARGET)
 
     @functools.cached_property
     def pred(self) -> dict[str, list[str]]:
         """Each node's predecessors through valid edges (repeated once per edge)."""
-        return _neighbours(self.by_id, self.valid, _TARGET, _SOURCE)
+        return _neighbours(self.position, self.valid, _TARGET, _SOURCE)
 
     @functools.cached_property
     def forward(self) -> bool:
@@ -165,10 +197,10 @@ class PortTable:
         self.base: list[int] = []
         self.offsets: list[dict[str, int]] = []
         self.names: list[str | None] = []
+        self._port_of: dict[int, Port | None] = {}
         if self.single:
-            port_of = {key: ports[0] if ports else None for key, ports in distinct.items()}
+            self._port_of = port_of = {key: ports[0] if ports else None for key, ports in distinct.items()}
             self.names = list(map({k: p.name if p else None for k, p in port_of.items()}.__getitem__, keys))
-            self.by_number: list[Port | None] = list(map(port_of.__getitem__, keys))
             # Whether some node repeats a port name (DW014): its later ports have no name to find them by.
             self.duplicated = False
             # How many ports can be found by name (all but the later ports of a repeated name): here, every node's
@@ -178,7 +210,6 @@ class PortTable:
         shared = {key: _offsets(ports) for key, ports in distinct.items()}
         self.base = list(accumulate(map(len, tuples), initial=0))
         self.offsets = list(map(shared.__getitem__, keys))
-        self.by_number = self.ports  # type: ignore[assignment]
         self.duplicated = any(map(operator.ne, map(len, shared.values()), map(len, distinct.values())))
         self.named = sum(map(len, self.offsets)) if self.duplicated else len(self.ports)
 
@@ -186,6 +217,13 @@ class PortTable:
     def ports(self) -> list[Port]:
         """Every port, in node order, then declaration order."""
         return list(chain.from_iterable(self._tuples))
+
+    @functools.cached_property
+    def by_number(self) -> Sequence[Port | None]:
+        """Each number's port (None at the position of a node without one, when ``single``)."""
+        if self.single:
+            return list(map(self._port_of.__getitem__, self._keys))
+        return self.ports
 
     @functools.cached_property
     def numbers(self) -> Sequence[int]:
@@ -211,11 +249,12 @@ class PortTable:
         assert port is not None  # a number is only ever given to a port
         return port
 
-    def find(self, positions: list[int], names: Iterable[str]) -> list[int]:
+    def find(self, positions: list[int], names: list[str]) -> list[int]:
         """The number of the port called ``names[k]`` on the node at ``positions[k]``, for every k; raises
         KeyError when one has no such port."""
         if self.single:
-            if not all(map(operator.eq, map(self.names.__getitem__, positions), names)):
+            # Two lists compared in one C loop, item by item (identical strings are not even read).
+            if list(map(self.names.__getitem__, positions)) != names:
                 raise KeyError("a port that does not exist")
             return positions
         return list(
@@ -261,17 +300,23 @@ class Endpoints:
     when its other end is broken (the broken end is reported once, and the port is not also "not connected").
     """
 
-    def __init__(self, by_id: dict[str, Node], edges: tuple[Edge, ...]) -> None:
-        nodes = list(by_id.values())
+    def __init__(
+        self,
+        nodes: Sequence[Node],
+        position: dict[str, int],
+        edges: Sequence[Edge],
+        columns: EdgeColumns | None = None,
+    ) -> None:
         self.nodes = nodes
-        self.position = position = dict(zip(by_id, range(len(nodes)), strict=True))
+        self.position = position
         self.ins = ins = PortTable(nodes, _INPUTS)
         self.outs = outs = PortTable(nodes, _OUTPUTS)
+        sources, source_ports, targets, target_ports = columns or EdgeColumns.of(edges)
         try:  # every end exists (what a flow that compiles has): no look at single edges
-            src_at = list(map(position.__getitem__, map(_SOURCE, edges)))
-            dst_at = list(map(position.__getitem__, map(_TARGET, edges)))
-            src = outs.find(src_at, map(_SOURCE_PORT, edges))
-            dst = ins.find(dst_at, map(_TARGET_PORT, edges))
+            src_at = list(map(position.__getitem__, sources))
+            dst_at = list(map(position.__getitem__, targets))
+            src = outs.find(src_at, source_ports)
+            dst = ins.find(dst_at, target_ports)
         except KeyError:
             self._sort(edges)
             return
@@ -283,7 +328,7 @@ class Endpoints:
         self.attempted_out = set(src)
         self.attempted_in = self.distinct_targets = set(dst)
 
-    def _sort(self, edges: tuple[Edge, ...]) -> None:
+    def _sort(self, edges: Sequence[Edge]) -> None:
         """Set the attributes edge by edge, when some end does not exist."""
         position, ins, outs = self.position.get, self.ins, self.outs
         valid: list[Edge] = []

@@ -26,7 +26,7 @@ from itertools import chain, repeat
 from typing import Any, NamedTuple, TypeVar
 
 from dagwright.compiler._gc import gc_paused
-from dagwright.compiler.index import Index
+from dagwright.compiler.index import EdgeColumns, Index
 from dagwright.compiler.signature import MISSING
 from dagwright.compiler.suggest import suggest
 from dagwright.compiler.types import ANY, TypeExpr
@@ -395,6 +395,17 @@ class Graph:
     edges: tuple[Edge, ...] = ()
     metadata: FrozenDict = EMPTY
 
+    @classmethod
+    def from_columns(
+        cls, name: str, nodes: tuple[Node, ...], edges: tuple[Edge, ...], metadata: FrozenDict, columns: EdgeColumns
+    ) -> Graph:
+        """``Graph(name, nodes, edges, metadata)``, given also the columns of ``edges`` (what the compiler resolved
+        connections into): checking the graph looks its endpoints up from them, instead of reading every edge
+        again."""
+        graph = cls(name, nodes, edges, metadata)
+        graph.__dict__["_index"] = Index(graph, columns)  # the cached property's value, set before first use
+        return graph
+
     # ---- lookups
     @functools.cached_property
     def _index(self) -> Index:
@@ -410,7 +421,7 @@ class Graph:
         return found
 
     def __contains__(self, node_id: object) -> bool:
-        return node_id in self._index.by_id
+        return node_id in self._index.position
 
     @property
     def input_nodes(self) -> tuple[Node, ...]:
@@ -438,7 +449,7 @@ class Graph:
         """Node ids in dependency order (Kahn, ties in insertion order). Raises on a cycle."""
         index = self._index
         indegree = {nid: len(preds) for nid, preds in index.pred.items()}
-        ready = [nid for nid in index.by_id if indegree[nid] == 0]
+        ready = [nid for nid in index.position if indegree[nid] == 0]
         order: list[str] = []
         i = 0
         while i < len(ready):
@@ -449,7 +460,7 @@ class Graph:
                 indegree[nxt] -= 1
                 if indegree[nxt] == 0:
                     ready.append(nxt)
-        if len(order) != len(index.by_id):
+        if len(order) != len(index.position):
             raise ValueError(f"graph {self.name!r} has a cycle; run the validation passes for its path")
         return order
 
@@ -534,7 +545,7 @@ class Graph:
         edges into one port keep their order (a collect port receives values in it)."""
         data = self.to_dict(locations=False)
         nodes = data["nodes"]
-        if len(self._index.by_id) == len(nodes):
+        if not self._index.duplicates:
             nodes.sort(key=_ID_KEY)  # ids are unique: they decide the order alone
         else:
             nodes.sort(key=lambda n: (n["id"], _canonical(n)))

@@ -195,7 +195,7 @@ def check_defaults(graph: Graph) -> list[Diagnostic]:
                         location=node.location,
                     )
                 )
-    for node in index.by_id.values():
+    for node in index.nodes:
         if node.kind == INPUT_KIND and node.outputs and "default" in node.config:
             port = node.outputs[0]
             why = value_misfit(node.config["default"], port.type)
@@ -357,7 +357,6 @@ def check_types(graph: Graph) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     index = graph._index
     ends = index.endpoints
-    by_id = index.by_id
     # First every output of the graph against every input, when their distinct tuples hold few ports.
     outs, ins = chain.from_iterable(ends.outs.tuples), chain.from_iterable(ends.ins.tuples)
     if _every_pair_fits(list(islice(outs, _PAIRS_TRIED + 1)), list(islice(ins, _PAIRS_TRIED + 1)), exact=False):
@@ -377,6 +376,7 @@ def check_types(graph: Graph) -> list[Diagnostic]:
     if all(is_assignable(src.type, dst.item_type()).level == "ok" for src, dst in samples.values()):
         return out
     checked: dict[tuple[TypeExpr, TypeExpr], Compatibility] = {}
+    by_id = index.by_id
     for edge, src_port, dst_port in zip(index.valid, sources, targets, strict=True):
         expected = dst_port.item_type()
         pair = (src_port.type, expected)
@@ -462,7 +462,7 @@ def check_cycles(graph: Graph) -> list[Diagnostic]:
     residue = _cyclic_residue(index.succ, index.pred)
     if not residue:
         return out
-    order = {nid: i for i, nid in enumerate(index.by_id)}
+    order = index.position
     succ = {nid: list(dict.fromkeys(c for c in s if c in residue)) for nid, s in index.succ.items() if nid in residue}
     for component in _strongly_connected(succ):
         members = set(component)
@@ -609,21 +609,20 @@ def check_reachability(graph: Graph) -> list[Diagnostic]:
     if len(index.valid) != len(graph.edges):
         missing.update(ends.ins.owner(number).id for number in ends.attempted_in - ends.distinct_targets)
 
-    def is_root(nid: str) -> bool:
-        node = index.by_id[nid]
-        return node.kind == INPUT_KIND or not node.inputs or nid in missing
+    def is_root(node: Node) -> bool:
+        return node.kind == INPUT_KIND or not node.inputs or node.id in missing
 
     if index.forward and len(ends.distinct_targets) == ends.ins.named:
         return []  # as below: an edge enters every input port, so a node that none enters has no inputs
     untargeted = set(range(len(ends.nodes))).difference(ends.valid_target_positions)
-    if index.forward and all(map(is_root, map(_ID_OF, map(ends.nodes.__getitem__, untargeted)))):
+    if index.forward and all(map(is_root, map(ends.nodes.__getitem__, untargeted))):
         # Acyclic, and every node without an incoming edge is a root: walking back
         # from any node along incoming edges ends at a root, so all are reached.
         return []
     reached: set[str] = set()
     # Nodes already reported as missing an input count as reached, so their
     # descendants are not flagged again for the same root cause.
-    frontier = [nid for nid in index.by_id if is_root(nid)]
+    frontier = [node.id for node in index.nodes if is_root(node)]
     reached.update(frontier)
     while frontier:
         nid = frontier.pop()
@@ -632,7 +631,7 @@ def check_reachability(graph: Graph) -> list[Diagnostic]:
                 reached.add(child)
                 frontier.append(child)
     out: list[Diagnostic] = []
-    if len(reached) == len(index.by_id):
+    if len(reached) == len(index.position):
         return out  # everything reached (reached holds only ids of the graph)
     for nid, node in index.by_id.items():
         if nid in reached or nid in missing:
@@ -670,7 +669,8 @@ def check_unused(graph: Graph) -> list[Diagnostic]:
         else {e.source for e in graph.edges if outs.number(position.get(e.source), e.source_port) not in attempted_out}
     )
     out: list[Diagnostic] = []
-    for at, (nid, node) in enumerate(index.by_id.items()):
+    for at, node in enumerate(index.nodes):
+        nid = node.id
         if node.kind == OUTPUT_KIND or not node.outputs:
             continue
         used = [p.name for p in node.outputs if outs.number(at, p.name) in attempted_out]

@@ -9,6 +9,7 @@ every output of every node whose outputs nobody reads is a flow output.
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Any
 
 from dagwright.compiler import diagnostics as dg
@@ -19,6 +20,9 @@ from dagwright.compiler.signature import MISSING
 from dagwright.compiler.types import ANY
 
 __all__ = ["bind_inputs", "bind_outputs"]
+
+_TARGET = attrgetter("target")
+_TARGET_PORT = attrgetter("target_port")
 
 
 def _input_targets(decl: Declarations, end: Endpoint, name: str) -> list[tuple[str, str]]:
@@ -59,7 +63,10 @@ def bind_inputs(decl: Declarations, edges: list[Edge]) -> tuple[list[Node], list
     """The input nodes of the declared flow inputs and their edges to the ports they feed."""
     if not decl.inputs and not decl.inherited_inputs:
         return [], []
-    connected = {(e.target, e.target_port) for e in edges}
+    # The (node, port) pairs edges go into, when an input needs them (one without targets, or a sub-flow's).
+    connected: set[tuple[str, str]] = set()
+    if decl.inherited_inputs or any(flow_input.targets is None for flow_input in decl.inputs.values()):
+        connected = set(zip(map(_TARGET, edges), map(_TARGET_PORT, edges), strict=True))
     nodes: dict[str, Node] = {}
     new_edges: list[Edge] = []
     for flow_input in decl.inputs.values():

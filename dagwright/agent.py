@@ -391,7 +391,8 @@ class BaseAgent(AgentCore):
     def to_workflow(self, node_id: str | None = None) -> Any:
         """A ``dagwright.WorkflowBuilder`` holding this agent as one node::
 
-        results, _ = LocalRuntime().execute(agent.to_workflow().build(), parameters={agent.name: {"question": "..."}})
+        with LocalRuntime() as runtime:
+            results, _ = runtime.execute(agent.to_workflow().build(), parameters={agent.name: {"question": "..."}})
         """
         from dagwright.backends.kailash.nodes import WorkflowBuilder
 

@@ -385,7 +385,7 @@ class Flow(FlowBuilder):
         return self._kailash_lowering().builder()
 
     def build(self, workflow_id: str | None = None, **metadata: Any) -> Any:
-        """The checked flow as a Kailash ``Workflow``: ``LocalRuntime().execute(flow.build(), parameters=...)``."""
+        """The checked flow as a Kailash ``Workflow``, for ``runtime.execute(flow.build())`` in a ``LocalRuntime``."""
         return self.to_kailash().build(workflow_id, **metadata)
 
     def kailash_parameters(self, *args: Any, **inputs: Any) -> dict[str, dict[str, Any]]:

@@ -757,7 +757,8 @@ class WorkflowBuilder(KailashWorkflowBuilder):  # type: ignore[misc]
         workflow.add_agent(research_agent, "research")
         workflow.add_node("PythonCodeNode", "shout", {"code": "result = text.upper()"})
         workflow.add_connection("research", "summary", "shout", "text")
-        results, run_id = LocalRuntime().execute(workflow.build(), parameters={"research": {"topic": "AI"}})
+        with LocalRuntime() as runtime:
+            results, run_id = runtime.execute(workflow.build(), parameters={"research": {"topic": "AI"}})
 
     Also: ``add_node_instance(agent.to_workflow_node("id"))`` (the node keeps its id),
     ``add_connection("a", "b")`` (outputs to inputs of the same name), ``add_connections([...])``

@@ -32,6 +32,8 @@ PortKey = tuple[str, str]
 """(node id, port name)."""
 
 _ID_OF = attrgetter("id")
+_KIND = attrgetter("kind")
+_COLLECT = attrgetter("collect")
 _INPUTS = attrgetter("inputs")
 _OUTPUTS = attrgetter("outputs")
 _NAME = attrgetter("name")
@@ -90,8 +92,15 @@ class Index:
         self.nodes = firsts
         self.position = position
         self.duplicates = duplicates
+        self._all_nodes = nodes
         self._edges = graph.edges
         self._columns = columns
+
+    @functools.cached_property
+    def kinds(self) -> list[str]:
+        """The kind of each of the graph's nodes, in graph order (a repeated id's later nodes included): the passes
+        pick the nodes of a kind out of a large graph through ``compress``, without a loop over every node."""
+        return list(map(_KIND, self._all_nodes))
 
     @functools.cached_property
     def by_id(self) -> dict[str, Node]:
@@ -363,6 +372,11 @@ class Endpoints:
         self.attempted_out = attempted_out
         self.attempted_in = attempted_in
         self.distinct_targets = set(dst_numbers)  # the input ports valid edges go into
+
+    @functools.cached_property
+    def collect_inputs(self) -> list[int]:
+        """The numbers of the collect input ports, in order."""
+        return self.ins.where(_COLLECT)
 
     @functools.cached_property
     def valid_sources(self) -> list[Port]:

@@ -51,7 +51,6 @@ _IO_NAME_RULE = f"{_ID_RULE}, the first segment with a letter or _"
 _TYPE = attrgetter("type")
 _COLLECT = attrgetter("collect")
 _ID_OF = attrgetter("id")
-_KIND = attrgetter("kind")
 _IO_KINDS = frozenset((INPUT_KIND, OUTPUT_KIND))
 
 
@@ -96,7 +95,7 @@ def check_ids(graph: Graph) -> list[Diagnostic]:
             )
         )
     nodes = graph.nodes
-    io = list(map(_IO_KINDS.__contains__, map(_KIND, nodes)))
+    io = list(map(_IO_KINDS.__contains__, graph._index.kinds))
     # The rule, over the ids of the other nodes all at once, else through map() id by id; a closer look only at
     # the ids that break it and at input and output nodes (whose ids follow another rule).
     plain = list(compress(map(_ID_OF, nodes), map(operator.not_, io)))
@@ -150,7 +149,7 @@ def check_ports(graph: Graph) -> list[Diagnostic]:
         # No node repeats a port name: only collect ports to look at.
         if not ins.any(_COLLECT):
             return []
-        wrong = [n for n in ins.where(_COLLECT) if _is_collect_not_list(ins.port(n))]
+        wrong = [n for n in ends.collect_inputs if _is_collect_not_list(ins.port(n))]
         return [_collect_not_list(ins.owner(n).id, ins.port(n), ins.owner(n)) for n in wrong]
     out: list[Diagnostic] = []
     for node in graph.nodes:
@@ -195,8 +194,10 @@ def check_defaults(graph: Graph) -> list[Diagnostic]:
                         location=node.location,
                     )
                 )
-    for node in index.nodes:
-        if node.kind == INPUT_KIND and node.outputs and "default" in node.config:
+    for node in compress(graph.nodes, map(INPUT_KIND.__eq__, index.kinds)):
+        if index.duplicates and index.by_id[node.id] is not node:
+            continue  # a later node of a repeated id (DW001 already)
+        if node.outputs and "default" in node.config:
             port = node.outputs[0]
             why = value_misfit(node.config["default"], port.type)
             if why is not None:
@@ -299,7 +300,7 @@ def check_fan_in(graph: Graph) -> list[Diagnostic]:
     if len(distinct) == len(numbers):
         return out  # no port has two edges
     # Collect ports take any number: are there more edges into the other ports than other ports?
-    collect = ends.ins.where(_COLLECT)
+    collect = ends.collect_inputs
     if len(collect) <= _COUNTED:  # a few collect ports: count the edges into each
         into_collect = sum(map(numbers.count, collect))
     else:

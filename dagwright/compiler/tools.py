@@ -24,6 +24,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import compress
 from typing import Any
 
 from dagwright.compiler import diagnostics as dg
@@ -137,8 +138,8 @@ def node_tools(node: Node) -> list[ToolSpec]:
 def check_tools(graph: Graph) -> list[Diagnostic]:
     """DW301 untyped tools, DW302 tools without a schema, DW303 duplicate names, DW304 bad names, DW307 no bound."""
     out: list[Diagnostic] = []
-    for node in graph.nodes:
-        if node.kind != "agent" or ("tools" not in node.config and "mcp_servers" not in node.config):
+    for node in compress(graph.nodes, map("agent".__eq__, graph._index.kinds)):
+        if "tools" not in node.config and "mcp_servers" not in node.config:
             continue
         specs = node_tools(node)
         for spec in specs:

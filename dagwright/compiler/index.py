@@ -103,6 +103,11 @@ class Index:
         return list(map(_KIND, self._all_nodes))
 
     @functools.cached_property
+    def kind_set(self) -> frozenset[str]:
+        """The kinds the graph's nodes have: a pass looking at one kind returns at once when no node has it."""
+        return frozenset(self.kinds)
+
+    @functools.cached_property
     def by_id(self) -> dict[str, Node]:
         """The first node of each id."""
         return dict(zip(self.position, self.nodes, strict=True))
@@ -254,7 +259,8 @@ class PortTable:
 
     def port(self, number: int) -> Port:
         """Port ``number``."""
-        port = self.by_number[number]
+        # One port of a single table is read through its tuple's key: the list of them all is made for many.
+        port = self._port_of[self._keys[number]] if self.single else self.ports[number]
         assert port is not None  # a number is only ever given to a port
         return port
 
@@ -380,13 +386,13 @@ class Endpoints:
 
     @functools.cached_property
     def valid_sources(self) -> list[Port]:
-        """The source port of each valid edge."""
-        return list(map(self.outs.port, self.valid_source_numbers))
+        """The source port of each valid edge (a valid end's number is a port's: never None)."""
+        return list(map(self.outs.by_number.__getitem__, self.valid_source_numbers))  # type: ignore[arg-type]
 
     @functools.cached_property
     def valid_targets(self) -> list[Port]:
-        """The target port of each valid edge."""
-        return list(map(self.ins.port, self.valid_target_numbers))
+        """The target port of each valid edge (a valid end's number is a port's: never None)."""
+        return list(map(self.ins.by_number.__getitem__, self.valid_target_numbers))  # type: ignore[arg-type]
 
     @functools.cached_property
     def missing_inputs(self) -> list[int]:

@@ -194,7 +194,8 @@ def check_defaults(graph: Graph) -> list[Diagnostic]:
                         location=node.location,
                     )
                 )
-    for node in compress(graph.nodes, map(INPUT_KIND.__eq__, index.kinds)):
+    inputs = compress(graph.nodes, map(INPUT_KIND.__eq__, index.kinds)) if INPUT_KIND in index.kind_set else ()
+    for node in inputs:
         if index.duplicates and index.by_id[node.id] is not node:
             continue  # a later node of a repeated id (DW001 already)
         if node.outputs and "default" in node.config:

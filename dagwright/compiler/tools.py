@@ -138,6 +138,8 @@ def node_tools(node: Node) -> list[ToolSpec]:
 def check_tools(graph: Graph) -> list[Diagnostic]:
     """DW301 untyped tools, DW302 tools without a schema, DW303 duplicate names, DW304 bad names, DW307 no bound."""
     out: list[Diagnostic] = []
+    if "agent" not in graph._index.kind_set:
+        return out
     for node in compress(graph.nodes, map("agent".__eq__, graph._index.kinds)):
         if "tools" not in node.config and "mcp_servers" not in node.config:
             continue

@@ -268,19 +268,18 @@ def _plain_edges(decl: Declarations) -> tuple[list[Edge], EdgeColumns] | None:
         chunk = conns[start : start + _CHUNK]
         sources: list[str] = list(map(_FIRST, chunk))
         targets: list[str] = list(map(_SECOND, chunk))
-        source_parts = _split(sources)
-        target_parts = _split(targets)
-        source_nodes = list(map(_FIRST, source_parts))
-        target_nodes = list(map(_FIRST, target_parts))
-        if not all(source_nodes) or not all(target_nodes):
+        source_split = _split(sources)
+        target_split = _split(targets)
+        if source_split is None or target_split is None:
             return None  # no "node." part
+        (source_nodes, source_ports), (target_nodes, target_ports) = source_split, target_split
         if dotted_ids and (not by_id.isdisjoint(sources) or not by_id.isdisjoint(targets)):
             return None  # an endpoint names a whole node
-        source_ports = list(map(_THIRD, source_parts))
-        target_ports = list(map(_THIRD, target_parts))
-        edges += make_edges(
-            source_nodes, source_ports, target_nodes, target_ports, map(location_of, map(_THIRD, chunk))
-        )
+        made_at = list(map(_THIRD, chunk))  # each connection's location, as its index in decl.positions
+        # Connections made in a loop come from one line: its location, repeated.
+        one_line = made_at.count(made_at[0]) == len(made_at)
+        locations = [location_of(made_at[0])] * len(made_at) if one_line else map(location_of, made_at)
+        edges += make_edges(source_nodes, source_ports, target_nodes, target_ports, locations)
         columns.sources.extend(source_nodes)
         columns.source_ports.extend(source_ports)
         columns.targets.extend(target_nodes)
@@ -288,18 +287,22 @@ def _plain_edges(decl: Declarations) -> tuple[list[Edge], EdgeColumns] | None:
     return edges, columns
 
 
-def _split(ends: list[str]) -> list[tuple[str, str, str]]:
-    """``end.rpartition(".")`` for each of ``ends``. A chunk that starts and ends with the same string object
-    (a fan-out from one output, a fan-in to one collect input) is split once per distinct object: its edges then
-    share their node and port strings too."""
+def _split(ends: list[str]) -> tuple[list[str], list[str]] | None:
+    """The node and port parts of each of ``ends`` (``end.rpartition(".")``), as two lists; None when an end has
+    no node part. A chunk that starts and ends with the same string object (a fan-out from one output, a fan-in to
+    one collect input) is split once per distinct object: its edges then share their node and port strings too."""
     first = ends[0]
+    if first is ends[-1] and ends.count(first) == len(ends):  # one string throughout: a C-level scan
+        node, _, port = first.rpartition(".")
+        return ([node] * len(ends), [port] * len(ends)) if node else None
     if first is not ends[-1]:
-        return list(map(str.rpartition, ends, repeat(".")))
-    if ends.count(first) == len(ends):  # one string throughout: a C-level scan, no dict of ids
-        return [first.rpartition(".")] * len(ends)
-    distinct = dict(zip(map(id, ends), ends, strict=True))
-    parts = dict(zip(distinct, map(str.rpartition, distinct.values(), repeat(".")), strict=True))
-    return list(map(parts.__getitem__, map(id, ends)))
+        parts = list(map(str.rpartition, ends, repeat(".")))
+    else:
+        distinct = dict(zip(map(id, ends), ends, strict=True))
+        split = dict(zip(distinct, map(str.rpartition, distinct.values(), repeat(".")), strict=True))
+        parts = list(map(split.__getitem__, map(id, ends)))
+    nodes = list(map(_FIRST, parts))
+    return (nodes, list(map(_THIRD, parts))) if all(nodes) else None
 
 
 def _resolve_connection(decl: Declarations, conn: Connection, found: list[Diagnostic]) -> list[Edge]:

@@ -704,3 +704,13 @@ def test_partials_and_callable_objects_resolve_only_through_a_registry() -> None
         FunctionRegistry(allow=[__name__]).bind(graph)
     bound = FunctionRegistry({refs["obj"]: tripler, refs["part"]: partial}).bind(graph)
     assert bound == {"obj": tripler, "part": partial}
+
+
+@settings(max_examples=200)
+@given(graphs(), st.booleans())
+def test_written_json_data_shares_parts_but_equals_to_dict(g: Graph, locations: bool) -> None:
+    # Nodes copied under new ids share their tuples of ports, config and location, as nodes added from one line do.
+    copies = tuple(n._replace(id=f"{n.id}~copy") for n in g.nodes)
+    g = Graph(g.name, g.nodes + copies, g.edges, g.metadata)
+    assert g._json_data(locations=locations) == g.to_dict(locations=locations)
+    assert json.loads(g.to_json()) == g.to_dict()

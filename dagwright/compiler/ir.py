@@ -20,7 +20,7 @@ import json
 import keyword
 import operator
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain, repeat
 from typing import Any, NamedTuple, TypeVar
@@ -285,18 +285,7 @@ class Node(NamedTuple):
         return None
 
     def to_dict(self, *, locations: bool = True) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": self.id, "kind": self.kind}
-        if self.inputs:
-            out["inputs"] = [p.to_dict() for p in self.inputs]
-        if self.outputs:
-            out["outputs"] = [p.to_dict() for p in self.outputs]
-        if self.config:
-            out["config"] = thaw_json(self.config)
-        if self.group:
-            out["group"] = list(self.group)
-        if locations and self.location is not None:
-            out["location"] = {"file": portable_path(self.location.file), "line": self.location.line}
-        return out
+        return _node_json(self, locations, _made_fresh)
 
     @property
     def content_hash(self) -> str:
@@ -337,8 +326,67 @@ class Edge(NamedTuple):
             "target_port": self.target_port,
         }
         if locations and self.location is not None:
-            out["location"] = {"file": portable_path(self.location.file), "line": self.location.line}
+            out["location"] = _location_json(self.location)
         return out
+
+
+# An edge's fields written by to_dict() but its location, in order.
+_EDGE_NAMES = ("source", "source_port", "target", "target_port")
+
+_Once = Callable[[Any, Callable[[Any], Any]], Any]
+"""How the JSON of a part of a node (its tuple of ports, config, group or location) is made from it."""
+
+
+def _made_fresh(part: Any, make: Callable[[Any], Any]) -> Any:
+    return make(part)
+
+
+def _node_json(node: Node, locations: bool, once: _Once) -> dict[str, Any]:
+    """:meth:`Node.to_dict`, each part's JSON made by ``once``."""
+    out: dict[str, Any] = {"id": node.id, "kind": node.kind}
+    if node.inputs:
+        out["inputs"] = once(node.inputs, _ports_json)
+    if node.outputs:
+        out["outputs"] = once(node.outputs, _ports_json)
+    if node.config:
+        out["config"] = once(node.config, thaw_json)
+    if node.group:
+        out["group"] = once(node.group, list)
+    if locations and node.location is not None:
+        out["location"] = once(node.location, _location_json)
+    return out
+
+
+def _ports_json(ports: tuple[Port, ...]) -> list[dict[str, Any]]:
+    return [p.to_dict() for p in ports]
+
+
+def _location_json(location: SourceLocation) -> dict[str, Any]:
+    return {"file": portable_path(location.file), "line": location.line}
+
+
+def _shared_json(graph: Graph, locations: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The ``nodes`` and ``edges`` of ``graph.to_dict()``, for writing out or hashing: the JSON of a part that
+    elements share (the tuple of ports, config, group and location of the nodes added from one line) is made once
+    and shared by their dicts, never to be handed out (a change to one would show in the others). A large graph's
+    nodes share nearly all their parts: making them node by node took most of ``to_json``."""
+    made: dict[int, Any] = {}
+
+    def once(part: Any, make: Callable[[Any], Any]) -> Any:
+        key = id(part)  # parts live as long as the graph holding them
+        found = made.get(key)
+        if found is None:
+            found = made[key] = make(part)
+        return found
+
+    nodes = [_node_json(node, locations, once) for node in graph.nodes]
+    # Edge.to_dict() without the location, through C: zip stops at the four names.
+    edges: list[dict[str, Any]] = list(map(dict, map(zip, repeat(_EDGE_NAMES), graph.edges)))
+    if locations:
+        for out, edge in zip(edges, graph.edges, strict=True):
+            if edge.location is not None:
+                out["location"] = once(edge.location, _location_json)
+    return nodes, edges
 
 
 def make_edges(
@@ -473,6 +521,14 @@ class Graph:
         out["edges"] = [e.to_dict(locations=locations) for e in self.edges]
         return out
 
+    def _json_data(self, *, locations: bool = True) -> dict[str, Any]:
+        """:meth:`to_dict`, its nodes sharing the JSON of the parts they share (see :func:`_shared_json`)."""
+        out: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "name": self.name}
+        if self.metadata:
+            out["metadata"] = thaw_json(self.metadata)
+        out["nodes"], out["edges"] = _shared_json(self, locations)
+        return out
+
     def to_json(self, indent: int | None = 2) -> str:
         """The graph as JSON text; ``Graph.from_json`` reads it back equal.
 
@@ -483,7 +539,7 @@ class Graph:
         ``indent=None`` it is one line.
         """
         with gc_paused():  # a large graph's dict tree is all new, surviving objects
-            data = self.to_dict()
+            data = self._json_data()
             if indent is None:
                 return json.dumps(data, ensure_ascii=False)
             encode = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
@@ -543,7 +599,7 @@ class Graph:
         """SHA-256 of the canonical JSON (ids sorted, locations left out): equal across
         processes and independent of the order nodes and edges were added, except that
         edges into one port keep their order (a collect port receives values in it)."""
-        data = self.to_dict(locations=False)
+        data = self._json_data(locations=False)
         nodes = data["nodes"]
         if not self._index.duplicates:
             nodes.sort(key=_ID_KEY)  # ids are unique: they decide the order alone

@@ -714,3 +714,28 @@ def test_written_json_data_shares_parts_but_equals_to_dict(g: Graph, locations: 
     g = Graph(g.name, g.nodes + copies, g.edges, g.metadata)
     assert g._json_data(locations=locations) == g.to_dict(locations=locations)
     assert json.loads(g.to_json()) == g.to_dict()
+
+
+def _reference_json(g: Graph, indent: int) -> str:
+    """The indented layout, each field, node and edge encoded whole by the C encoder."""
+    encode = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
+    pad = " " * indent
+    fields = []
+    for key, value in g.to_dict().items():
+        if key in ("nodes", "edges") and value:
+            items = f",\n{pad}{pad}".join(map(encode, value))
+            fields.append(f"{pad}{encode(key)}: [\n{pad}{pad}{items}\n{pad}]")
+        else:
+            fields.append(f"{pad}{encode(key)}: {encode(value)}")
+    return "{\n" + ",\n".join(fields) + "\n}"
+
+
+@settings(max_examples=200)
+@given(graphs(), st.sampled_from([0, 2, 4]), st.data())
+def test_json_text_is_what_the_encoder_writes_element_by_element(g: Graph, indent: int, data: st.DataObject) -> None:
+    # Copies sharing every part but the id, and ids and names of any text (quotes, escapes, surrogates).
+    copies = tuple(n._replace(id=data.draw(st.text(max_size=6))) for n in g.nodes)
+    names = st.text(max_size=6)
+    odd_edges = tuple(e._replace(source=data.draw(names), target_port=data.draw(names)) for e in g.edges)
+    g = Graph(g.name, g.nodes + copies, g.edges + odd_edges, g.metadata)
+    assert g.to_json(indent) == _reference_json(g, indent)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import json
+import json.encoder
 import keyword
 import operator
 import os
@@ -365,6 +366,54 @@ def _location_json(location: SourceLocation) -> dict[str, Any]:
     return {"file": portable_path(location.file), "line": location.line}
 
 
+def _element_texts(graph: Graph, encode: Callable[[Any], str]) -> tuple[list[str], list[str]]:
+    """``encode(element.to_dict())`` for each node and each edge of ``graph`` (``encode`` being a JSON encoder's
+    with the separators ``", "`` and ``": "``), the text of a part that elements share (a tuple of ports, config,
+    group or location) encoded once. Encoding each node's dict whole took most of writing a large graph, and nodes
+    added from one line differ only by their ids."""
+    texts: dict[int, str] = {}
+
+    def once(part: Any, make: Callable[[Any], Any]) -> str:
+        key = id(part)  # parts live as long as the graph holding them
+        found = texts.get(key)
+        if found is None:
+            found = texts[key] = encode(make(part))
+        return found
+
+    string = json.encoder.encode_basestring  # what such an encoder writes a string with
+    nodes = []
+    for node in graph.nodes:
+        # The keys and their order of _node_json.
+        text = '{"id": ' + string(node.id) + ', "kind": ' + string(node.kind)
+        if node.inputs:
+            text += ', "inputs": ' + once(node.inputs, _ports_json)
+        if node.outputs:
+            text += ', "outputs": ' + once(node.outputs, _ports_json)
+        if node.config:
+            text += ', "config": ' + once(node.config, thaw_json)
+        if node.group:
+            text += ', "group": ' + once(node.group, list)
+        if node.location is not None:
+            text += ', "location": ' + once(node.location, _location_json)
+        nodes.append(text + "}")
+    edges = []
+    for edge in graph.edges:
+        text = (
+            '{"source": '
+            + string(edge.source)
+            + ', "source_port": '
+            + string(edge.source_port)
+            + ', "target": '
+            + string(edge.target)
+            + ', "target_port": '
+            + string(edge.target_port)
+        )
+        if edge.location is not None:
+            text += ', "location": ' + once(edge.location, _location_json)
+        edges.append(text + "}")
+    return nodes, edges
+
+
 def _shared_json(graph: Graph, locations: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The ``nodes`` and ``edges`` of ``graph.to_dict()``, for writing out or hashing: the JSON of a part that
     elements share (the tuple of ports, config, group and location of the nodes added from one line) is made once
@@ -514,18 +563,21 @@ class Graph:
 
     # ---- serialization
     def to_dict(self, *, locations: bool = True) -> dict[str, Any]:
-        out: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "name": self.name}
-        if self.metadata:
-            out["metadata"] = thaw_json(self.metadata)
+        out = self._json_head()
         out["nodes"] = [n.to_dict(locations=locations) for n in self.nodes]
         out["edges"] = [e.to_dict(locations=locations) for e in self.edges]
         return out
 
-    def _json_data(self, *, locations: bool = True) -> dict[str, Any]:
-        """:meth:`to_dict`, its nodes sharing the JSON of the parts they share (see :func:`_shared_json`)."""
+    def _json_head(self) -> dict[str, Any]:
+        """The fields of :meth:`to_dict` before its nodes and edges."""
         out: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "name": self.name}
         if self.metadata:
             out["metadata"] = thaw_json(self.metadata)
+        return out
+
+    def _json_data(self, *, locations: bool = True) -> dict[str, Any]:
+        """:meth:`to_dict`, its nodes sharing the JSON of the parts they share (see :func:`_shared_json`)."""
+        out = self._json_head()
         out["nodes"], out["edges"] = _shared_json(self, locations)
         return out
 
@@ -534,23 +586,22 @@ class Graph:
 
         With ``indent`` (the default), every top-level field, every node and every
         edge starts a line of its own, indented by that many spaces: the file diffs
-        node by node, and is written by the C encoder (an indented ``json.dumps``
-        takes the pure-Python one, ten times slower on a large graph). With
-        ``indent=None`` it is one line.
+        node by node. Each line is what the C encoder writes for that field, node or
+        edge (an indented ``json.dumps`` takes the pure-Python one, ten times slower
+        on a large graph), and the text of a part that nodes share is written once
+        (see :func:`_element_texts`). With ``indent=None`` it is one line.
         """
         with gc_paused():  # a large graph's dict tree is all new, surviving objects
-            data = self._json_data()
             if indent is None:
-                return json.dumps(data, ensure_ascii=False)
+                return json.dumps(self._json_data(), ensure_ascii=False)
             encode = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
             pad = " " * indent
-            fields = []
-            for key, value in data.items():
-                if key in ("nodes", "edges") and value:
-                    items = f",\n{pad}{pad}".join(map(encode, value))
-                    fields.append(f"{pad}{encode(key)}: [\n{pad}{pad}{items}\n{pad}]")
+            fields = [f"{pad}{encode(key)}: {encode(value)}" for key, value in self._json_head().items()]
+            for key, items in zip(("nodes", "edges"), _element_texts(self, encode), strict=True):
+                if items:
+                    fields.append(f"{pad}{encode(key)}: [\n{pad}{pad}" + f",\n{pad}{pad}".join(items) + f"\n{pad}]")
                 else:
-                    fields.append(f"{pad}{encode(key)}: {encode(value)}")
+                    fields.append(f"{pad}{encode(key)}: []")
             return "{\n" + ",\n".join(fields) + "\n}"
 
     @classmethod

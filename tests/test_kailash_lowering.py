@@ -567,7 +567,7 @@ def test_no_flow_input_can_reach_a_connected_input(
     port: str, source: str, source_port: str, flats: list[str], collect: bool
 ) -> None:
     """Whatever the names, a connected input gets a free name no flat flow input reaches (Kailash's own rule)."""
-    inputs = _FlowInputs({f"input:{f}": f for f in flats}, {f: [] for f in flats}, {})
+    inputs = _FlowInputs({f"input:{f}": f for f in flats}, {f: [] for f in flats}, {}, [])
     taken = {port, "other"}
     name = _connected_name(port, collect, source, source_port, taken, inputs)
     assert name == port or name not in taken

@@ -221,6 +221,7 @@ def _lower(graph: Graph, bindings: Mapping[str, object], policies: Mapping[str, 
         input_names,
         {name: [] for name in input_names.values()},
         {input_names[n.id]: thaw_json(n.config["default"]) for n in graph.input_nodes if "default" in n.config},
+        sorted(name for name in input_names.values() if name in SETTING_KEYS),
     )
     nodes: list[KailashNodeSpec] = []
     connections: list[KailashConnection] = []
@@ -262,6 +263,8 @@ class _FlowInputs(NamedTuple):
     names: dict[str, str]  # input node id -> flow input name
     targets: dict[str, list[tuple[str, str]]]  # flow input name -> the (node, input) pairs it feeds
     defaults: dict[str, Any]
+    # The flow inputs named like an agent setting, sorted: AsyncLocalRuntime hands them to every node.
+    settings: list[str]
 
 
 def _node_config(
@@ -315,9 +318,8 @@ def _node_config(
     settings: dict[str, Any] = {"node": data, "lowered": True}
     # AsyncLocalRuntime hands flat parameters to every node: a flow input named like an agent setting
     # is a flow input there, not an override to refuse.
-    flat = sorted(name for name in flow_inputs.names.values() if name in SETTING_KEYS)
-    if flat and node.kind == "agent":
-        settings["flat_inputs"] = flat
+    if flow_inputs.settings and node.kind == "agent":
+        settings["flat_inputs"] = list(flow_inputs.settings)
     parts: dict[str, Mapping[str, Any]] = {
         "wiring": wiring,
         "sources": sources,

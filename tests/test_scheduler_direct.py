@@ -280,3 +280,27 @@ def test_direct_calls_and_executors_give_the_same_records(
     through_executor = without_direct(build()).run(x=1, failure_mode=mode)
     assert comparable(direct) == comparable(through_executor)
     assert direct.outputs == through_executor.outputs and direct.error == through_executor.error
+
+
+async def wrong_past_three(x: int) -> int:
+    return "too far" if x >= 3 else x + 1  # type: ignore[return-value]
+
+
+async def sleepy_wrong(x: int) -> int:
+    await asyncio.sleep(0)
+    return "too far" if x >= 3 else x + 1  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("fn", [wrong_past_three, sleepy_wrong])
+def test_nodes_sharing_a_function_and_ports_fail_each_under_its_own_id(fn: Any) -> None:
+    # The nodes a loop adds share one way of being called, worked out once; each failure still names its node.
+    flow = Flow("shared")
+    flow.input("x", int, to=["n0.x"])
+    for i in range(6):
+        flow.add_function(f"n{i}", fn)
+        if i:
+            flow.connect(f"n{i - 1}.output", f"n{i}.x")
+    result = flow.run(x=0)
+    assert [nid for nid, r in result.nodes.items() if r.status == "failed"] == ["n3"]
+    assert "function node 'n3' returned 'too far'" in (result.nodes["n3"].error or "")
+    assert [nid for nid, r in result.nodes.items() if r.status == "done"] == ["input:x", "n0", "n1", "n2"]

@@ -161,6 +161,9 @@ def build_plan(
     executors: dict[str, Executor] = {}
     # Function nodes the scheduler may call itself; worked out once, for their executor too.
     directs: dict[str, DirectCall] = {}
+    # The nodes added from one line share their function and tuples of ports: how to call them, and whether the
+    # function can suspend, is worked out once for them all (keys of ids: the graph and ``bound`` hold the objects).
+    calls: dict[tuple[int, int, int, object], DirectCall | None] = {}
     unknown: list[str] = []
     for node in graph.nodes:
         if node.kind in (INPUT_KIND, OUTPUT_KIND):
@@ -170,7 +173,12 @@ def build_plan(
             unknown.append(f"{node.id!r} ({node.kind})")
             continue
         binding = bound.get(node.id)
-        direct = direct_call(node, binding) if factory is function_executor else None
+        direct = None
+        if factory is function_executor:
+            key = (id(binding), id(node.inputs), id(node.outputs), node.config.get("returns"))
+            shared = calls[key] if key in calls else calls.setdefault(key, direct_call(node, binding))
+            if shared is not None:
+                direct = DirectCall(shared.fn, shared.port, shared.declared, shared.fits, node.id)
         if direct is not None:
             directs[node.id] = direct
             executor = direct.executor()
@@ -185,10 +193,12 @@ def build_plan(
     if unknown:
         raise ValueError(f"no runtime support for the kind of node(s) {', '.join(unknown)}")
     plan = ExecutionPlan.build(graph, executors, policies)
+    inline: dict[int, bool] = {}
     for step in plan.steps:
         if step.kind == "function" and step.simple and step.policy.cache is None:
             binding = bound.get(step.node.id)
-            step.inline = never_suspends(binding)
+            fn = id(binding)
+            step.inline = inline[fn] if fn in inline else inline.setdefault(fn, never_suspends(binding))
             step.direct = directs.get(step.node.id)
     return plan
 

@@ -739,3 +739,32 @@ def test_json_text_is_what_the_encoder_writes_element_by_element(g: Graph, inden
     odd_edges = tuple(e._replace(source=data.draw(names), target_port=data.draw(names)) for e in g.edges)
     g = Graph(g.name, g.nodes + copies, g.edges + odd_edges, g.metadata)
     assert g.to_json(indent) == _reference_json(g, indent)
+
+
+def _reference_canonical(g: Graph) -> str:
+    """The canonical text the content hash is of, made from to_dict() and one json.dumps of it all."""
+    data = g.to_dict(locations=False)
+    data["nodes"].sort(
+        key=lambda n: (n["id"], json.dumps(n, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
+    )
+    rank: dict[tuple[str, str], int] = {}
+    keyed = []
+    for edge in data["edges"]:
+        port = (edge["target"], edge["target_port"])
+        rank[port] = rank.get(port, -1) + 1
+        keyed.append(((*port, rank[port]), edge))
+    data["edges"] = [edge for _, edge in sorted(keyed, key=lambda k: k[0])]
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+@settings(max_examples=200)
+@given(graphs(), st.data())
+def test_canonical_text_is_one_dump_of_the_sorted_data(g: Graph, data: st.DataObject) -> None:
+    from dagwright.compiler.ir import _canonical_text
+
+    # Copies sharing every part but the id (some repeating an id), and names of any text.
+    copies = tuple(n._replace(id=data.draw(st.sampled_from([n.id, *"ab"]) | st.text(max_size=6))) for n in g.nodes)
+    names = st.text(max_size=6)
+    odd_edges = tuple(e._replace(target=data.draw(names), source_port=data.draw(names)) for e in g.edges)
+    g = Graph(g.name, g.nodes + copies, g.edges + odd_edges, g.metadata)
+    assert _canonical_text(g) == _reference_canonical(g)

@@ -650,26 +650,71 @@ class Graph:
         """SHA-256 of the canonical JSON (ids sorted, locations left out): equal across
         processes and independent of the order nodes and edges were added, except that
         edges into one port keep their order (a collect port receives values in it)."""
-        data = self._json_data(locations=False)
-        nodes = data["nodes"]
-        if not self._index.duplicates:
-            nodes.sort(key=_ID_KEY)  # ids are unique: they decide the order alone
-        else:
-            nodes.sort(key=lambda n: (n["id"], _canonical(n)))
-        # (target, port, position among the edges into that port) is unique: it decides the order alone.
-        rank: dict[tuple[str, str], int] = {}
-        keyed = []
-        for edge in data["edges"]:
-            port = (edge["target"], edge["target_port"])
-            position = rank.get(port, 0)
-            rank[port] = position + 1
-            keyed.append(((*port, position), edge))
-        keyed.sort(key=_FIRST)
-        data["edges"] = [edge for _, edge in keyed]
-        return _sha256(data)
+        text = _canonical_text(self)
+        import hashlib  # on first use: loading OpenSSL's hashes is a tenth of `import dagwright`
+
+        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-_ID_KEY = operator.itemgetter("id")
+def _canonical_text(graph: Graph) -> str:
+    """The canonical JSON the content hash is of: ``graph.to_dict(locations=False)`` written with sorted keys and
+    no spaces, its nodes sorted by id (then by their text, where ids repeat) and its edges by (target, port,
+    position among the edges into that port), which is unique. Assembled from the text of each node's and edge's
+    fields, the text of a part nodes share (a tuple of ports, config, group) made once: encoding the whole
+    document took most of a first run's hashing."""
+    texts: dict[int, str] = {}
+
+    def once(part: Any, make: Callable[[Any], Any]) -> str:
+        key = id(part)  # parts live as long as the graph holding them
+        found = texts.get(key)
+        if found is None:
+            found = texts[key] = _canonical(make(part))
+        return found
+
+    string = json.encoder.encode_basestring
+    nodes: list[tuple[str, str]] = []
+    for node in graph.nodes:
+        fields = []  # in the order of their keys: config, group, id, inputs, kind, outputs
+        if node.config:
+            fields.append('"config":' + once(node.config, thaw_json))
+        if node.group:
+            fields.append('"group":' + once(node.group, list))
+        fields.append('"id":' + string(node.id))
+        if node.inputs:
+            fields.append('"inputs":' + once(node.inputs, _ports_json))
+        fields.append('"kind":' + string(node.kind))
+        if node.outputs:
+            fields.append('"outputs":' + once(node.outputs, _ports_json))
+        nodes.append((node.id, "{" + ",".join(fields) + "}"))
+    nodes.sort()  # by id; by text only where ids repeat
+    rank: dict[tuple[str, str], int] = {}
+    edges: list[tuple[tuple[str, str, int], str]] = []
+    for edge in graph.edges:
+        port = (edge.target, edge.target_port)
+        position = rank.get(port, 0)
+        rank[port] = position + 1
+        text = (
+            '{"source":'
+            + string(edge.source)
+            + ',"source_port":'
+            + string(edge.source_port)
+            + ',"target":'
+            + string(edge.target)
+            + ',"target_port":'
+            + string(edge.target_port)
+            + "}"
+        )
+        edges.append(((*port, position), text))
+    edges.sort(key=_FIRST)
+    fields = ['"edges":[' + ",".join(text for _, text in edges) + "]"]
+    if graph.metadata:
+        fields.append('"metadata":' + _canonical(thaw_json(graph.metadata)))
+    fields.append('"name":' + string(graph.name))
+    fields.append('"nodes":[' + ",".join(text for _, text in nodes) + "]")
+    fields.append('"schema_version":' + _canonical(SCHEMA_VERSION))
+    return "{" + ",".join(fields) + "}"
+
+
 _FIRST = operator.itemgetter(0)
 
 

@@ -306,7 +306,7 @@ class Edge(NamedTuple):
     target_port: str
     location: SourceLocation | None = None
 
-    # Not equal to anything but a Edge, a plain tuple of the same fields included.
+    # Not equal to anything but an Edge, a plain tuple of the same fields included.
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Edge) and self[:4] == other[:4]
 
@@ -342,6 +342,24 @@ def _made_fresh(part: Any, make: Callable[[Any], Any]) -> Any:
     return make(part)
 
 
+class _Shared:
+    """A :data:`_Once` that makes the JSON of each part once, then gives it again for the same part object, passed
+    through ``write`` (to text, say). The nodes a loop adds share their tuples of ports, config, group and location;
+    what is made from them is shared too, so it is for writing out and hashing, never to be handed out."""
+
+    def __init__(self, write: Callable[[Any], Any] | None = None) -> None:
+        self._made: dict[int, Any] = {}
+        self._write = write
+
+    def __call__(self, part: Any, make: Callable[[Any], Any]) -> Any:
+        key = id(part)  # parts live as long as the graph holding them
+        found = self._made.get(key)
+        if found is None:
+            found = make(part) if self._write is None else self._write(make(part))
+            self._made[key] = found
+        return found
+
+
 def _node_json(node: Node, locations: bool, once: _Once) -> dict[str, Any]:
     """:meth:`Node.to_dict`, each part's JSON made by ``once``."""
     out: dict[str, Any] = {"id": node.id, "kind": node.kind}
@@ -371,15 +389,7 @@ def _element_texts(graph: Graph, encode: Callable[[Any], str]) -> tuple[list[str
     with the separators ``", "`` and ``": "``), the text of a part that elements share (a tuple of ports, config,
     group or location) encoded once. Encoding each node's dict whole took most of writing a large graph, and nodes
     added from one line differ only by their ids."""
-    texts: dict[int, str] = {}
-
-    def once(part: Any, make: Callable[[Any], Any]) -> str:
-        key = id(part)  # parts live as long as the graph holding them
-        found = texts.get(key)
-        if found is None:
-            found = texts[key] = encode(make(part))
-        return found
-
+    once = _Shared(encode)
     string = json.encoder.encode_basestring  # what such an encoder writes a string with
     nodes = []
     for node in graph.nodes:
@@ -415,19 +425,10 @@ def _element_texts(graph: Graph, encode: Callable[[Any], str]) -> tuple[list[str
 
 
 def _shared_json(graph: Graph, locations: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The ``nodes`` and ``edges`` of ``graph.to_dict()``, for writing out or hashing: the JSON of a part that
-    elements share (the tuple of ports, config, group and location of the nodes added from one line) is made once
-    and shared by their dicts, never to be handed out (a change to one would show in the others). A large graph's
-    nodes share nearly all their parts: making them node by node took most of ``to_json``."""
-    made: dict[int, Any] = {}
-
-    def once(part: Any, make: Callable[[Any], Any]) -> Any:
-        key = id(part)  # parts live as long as the graph holding them
-        found = made.get(key)
-        if found is None:
-            found = made[key] = make(part)
-        return found
-
+    """The ``nodes`` and ``edges`` of ``graph.to_dict()``, for writing them out: the JSON of a part that elements
+    share (the tuple of ports, config, group and location of the nodes added from one line) is made once and shared
+    by their dicts (see :class:`_Shared`)."""
+    once = _Shared()
     nodes = [_node_json(node, locations, once) for node in graph.nodes]
     # Edge.to_dict() without the location, through C: zip stops at the four names.
     edges: list[dict[str, Any]] = list(map(dict, map(zip, repeat(_EDGE_NAMES), graph.edges)))
@@ -650,10 +651,7 @@ class Graph:
         """SHA-256 of the canonical JSON (ids sorted, locations left out): equal across
         processes and independent of the order nodes and edges were added, except that
         edges into one port keep their order (a collect port receives values in it)."""
-        text = _canonical_text(self)
-        import hashlib  # on first use: loading OpenSSL's hashes is a tenth of `import dagwright`
-
-        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+        return _sha256_of_text(_canonical_text(self))
 
 
 def _canonical_text(graph: Graph) -> str:
@@ -662,15 +660,7 @@ def _canonical_text(graph: Graph) -> str:
     position among the edges into that port), which is unique. Assembled from the text of each node's and edge's
     fields, the text of a part nodes share (a tuple of ports, config, group) made once: encoding the whole
     document took most of a first run's hashing."""
-    texts: dict[int, str] = {}
-
-    def once(part: Any, make: Callable[[Any], Any]) -> str:
-        key = id(part)  # parts live as long as the graph holding them
-        found = texts.get(key)
-        if found is None:
-            found = texts[key] = _canonical(make(part))
-        return found
-
+    once = _Shared(_canonical)
     string = json.encoder.encode_basestring
     nodes: list[tuple[str, str]] = []
     for node in graph.nodes:
@@ -723,10 +713,14 @@ def _canonical(data: Any) -> str:
 
 
 def _sha256(data: Any) -> str:
+    return _sha256_of_text(_canonical(data))
+
+
+def _sha256_of_text(text: str) -> str:
     # surrogatepass: a lone surrogate (legal in JSON text, "\ud800") still hashes
     import hashlib  # on first use: loading OpenSSL's hashes is a tenth of `import dagwright`
 
-    return hashlib.sha256(_canonical(data).encode("utf-8", "surrogatepass")).hexdigest()
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 # --------------------------------------------------------------------------- loading

@@ -59,7 +59,8 @@ class NodeRef:
     id: str
 
     def __init__(self, id: str) -> None:
-        # Through the slot's own setter, as Node does: a large flow adds many nodes, each returning one.
+        # Through the slot's own setter (a frozen dataclass's __init__ sets fields by name): a large flow adds many
+        # nodes, each returning one.
         _set_ref_id(self, id)
 
     def __getitem__(self, port: str) -> PortRef:

@@ -8,6 +8,7 @@ import functools
 import itertools
 import json
 import os
+import pickle
 import re
 import subprocess
 import sys
@@ -768,3 +769,14 @@ def test_canonical_text_is_one_dump_of_the_sorted_data(g: Graph, data: st.DataOb
     odd_edges = tuple(e._replace(target=data.draw(names), source_port=data.draw(names)) for e in g.edges)
     g = Graph(g.name, g.nodes + copies, g.edges + odd_edges, g.metadata)
     assert _canonical_text(g) == _reference_canonical(g)
+
+
+@settings(max_examples=60)
+@given(graphs())
+def test_graphs_survive_pickling_and_copying(g: Graph) -> None:
+    # Dask ships nodes to its workers pickled; a deep copy must not lose the locations equality leaves out.
+    for back in (pickle.loads(pickle.dumps(g)), copy.deepcopy(g)):
+        assert back == g and back.content_hash == g.content_hash
+        assert [n.location for n in back.nodes] == [n.location for n in g.nodes]
+        assert [e.location for e in back.edges] == [e.location for e in g.edges]
+        assert all(type(n) is Node for n in back.nodes) and all(type(e) is Edge for e in back.edges)

@@ -780,3 +780,22 @@ def test_graphs_survive_pickling_and_copying(g: Graph) -> None:
         assert [n.location for n in back.nodes] == [n.location for n in g.nodes]
         assert [e.location for e in back.edges] == [e.location for e in g.edges]
         assert all(type(n) is Node for n in back.nodes) and all(type(e) is Edge for e in back.edges)
+
+
+def _two_nodes(first: dict[str, Any], second: dict[str, Any]) -> str:
+    nodes = [{"id": "a", "kind": "k", "inputs": [first]}, {"id": "b", "kind": "k", "inputs": [second]}]
+    return json.dumps({"schema_version": SCHEMA_VERSION, "name": "g", "nodes": nodes, "edges": []})
+
+
+def test_loading_shares_equal_ports_and_tells_apart_values_that_only_compare_equal() -> None:
+    shared = Graph.from_json(_two_nodes({"name": "x", "type": "int"}, {"name": "x", "type": "int"}))
+    assert shared.nodes[0].inputs is shared.nodes[1].inputs  # loaded once, as a loop's nodes are built
+    # true and 1 compare equal: the second port is still checked, and refused.
+    with pytest.raises(IRFormatError, match=r"nodes\[1\]\.inputs\[0\]\.required: expected true or false"):
+        Graph.from_json(_two_nodes({"name": "x", "required": True}, {"name": "x", "required": 1}))
+    # So do 0.0 and -0.0, 1 and 1.0: each keeps its own default, and the graph its hash.
+    for one, other in ((0.0, -0.0), (1, 1.0)):
+        text = _two_nodes({"name": "x", "default": one}, {"name": "x", "default": other})
+        loaded = Graph.from_json(text)
+        assert [json.dumps(n.inputs[0].default) for n in loaded.nodes] == [json.dumps(one), json.dumps(other)]
+        assert loaded.to_json(None) == Graph.from_json(loaded.to_json()).to_json(None)

@@ -514,7 +514,7 @@ def _graph(
         column.extend(more)
     if from_inputs:
         columns = EdgeColumns(*map(operator.add, EdgeColumns.of(from_inputs), columns))
-    return Graph.from_columns(name, nodes, every_edge, metadata, columns)
+    return Graph._with_columns(name, nodes, every_edge, metadata, columns)
 
 
 def _refine(builder: FlowBuilder, graph_problems: list[Diagnostic], declared: list[Diagnostic]) -> list[Diagnostic]:

@@ -45,7 +45,7 @@ _TARGET_PORT = attrgetter("target_port")
 
 class EdgeColumns(NamedTuple):
     """The four names of every edge of a graph, field by field, in edge order: what the passes look endpoints up
-    by. The compiler hands over the columns it resolved connections into (see :meth:`Graph.from_columns
+    by. The compiler hands over the columns it resolved connections into (see :meth:`Graph._with_columns
     <dagwright.compiler.ir.Graph>`); otherwise :meth:`of` reads them off the edges."""
 
     sources: list[str]

@@ -494,12 +494,12 @@ class Graph:
     metadata: FrozenDict = EMPTY
 
     @classmethod
-    def from_columns(
+    def _with_columns(
         cls, name: str, nodes: tuple[Node, ...], edges: tuple[Edge, ...], metadata: FrozenDict, columns: EdgeColumns
     ) -> Graph:
         """``Graph(name, nodes, edges, metadata)``, given also the columns of ``edges`` (what the compiler resolved
         connections into): checking the graph looks its endpoints up from them, instead of reading every edge
-        again."""
+        again. For the compiler only: the columns are trusted to be those of ``edges``, not checked."""
         graph = cls(name, nodes, edges, metadata)
         graph.__dict__["_index"] = Index(graph, columns)  # the cached property's value, set before first use
         return graph

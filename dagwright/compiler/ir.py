@@ -331,9 +331,6 @@ class Edge(NamedTuple):
         return out
 
 
-# An edge's fields written by to_dict() but its location, in order.
-_EDGE_NAMES = ("source", "source_port", "target", "target_port")
-
 _Once = Callable[[Any, Callable[[Any], Any]], Any]
 """How the JSON of a part of a node (its tuple of ports, config, group or location) is made from it."""
 
@@ -343,20 +340,18 @@ def _made_fresh(part: Any, make: Callable[[Any], Any]) -> Any:
 
 
 class _Shared:
-    """A :data:`_Once` that makes the JSON of each part once, then gives it again for the same part object, passed
-    through ``write`` (to text, say). The nodes a loop adds share their tuples of ports, config, group and location;
-    what is made from them is shared too, so it is for writing out and hashing, never to be handed out."""
+    """A :data:`_Once` that writes the JSON of each part as text once, then gives that text again for the same part
+    object: the nodes a loop adds share their tuples of ports, config, group and location."""
 
-    def __init__(self, write: Callable[[Any], Any] | None = None) -> None:
-        self._made: dict[int, Any] = {}
+    def __init__(self, write: Callable[[Any], str]) -> None:
+        self._made: dict[int, str] = {}
         self._write = write
 
-    def __call__(self, part: Any, make: Callable[[Any], Any]) -> Any:
+    def __call__(self, part: Any, make: Callable[[Any], Any]) -> str:
         key = id(part)  # parts live as long as the graph holding them
         found = self._made.get(key)
         if found is None:
-            found = make(part) if self._write is None else self._write(make(part))
-            self._made[key] = found
+            found = self._made[key] = self._write(make(part))
         return found
 
 
@@ -421,21 +416,6 @@ def _element_texts(graph: Graph, encode: Callable[[Any], str]) -> tuple[list[str
         if edge.location is not None:
             text += ', "location": ' + once(edge.location, _location_json)
         edges.append(text + "}")
-    return nodes, edges
-
-
-def _shared_json(graph: Graph, locations: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The ``nodes`` and ``edges`` of ``graph.to_dict()``, for writing them out: the JSON of a part that elements
-    share (the tuple of ports, config, group and location of the nodes added from one line) is made once and shared
-    by their dicts (see :class:`_Shared`)."""
-    once = _Shared()
-    nodes = [_node_json(node, locations, once) for node in graph.nodes]
-    # Edge.to_dict() without the location, through C: zip stops at the four names.
-    edges: list[dict[str, Any]] = list(map(dict, map(zip, repeat(_EDGE_NAMES), graph.edges)))
-    if locations:
-        for out, edge in zip(edges, graph.edges, strict=True):
-            if edge.location is not None:
-                out["location"] = once(edge.location, _location_json)
     return nodes, edges
 
 
@@ -576,12 +556,6 @@ class Graph:
             out["metadata"] = thaw_json(self.metadata)
         return out
 
-    def _json_data(self, *, locations: bool = True) -> dict[str, Any]:
-        """:meth:`to_dict`, its nodes sharing the JSON of the parts they share (see :func:`_shared_json`)."""
-        out = self._json_head()
-        out["nodes"], out["edges"] = _shared_json(self, locations)
-        return out
-
     def to_json(self, indent: int | None = 2) -> str:
         """The graph as JSON text; ``Graph.from_json`` reads it back equal.
 
@@ -590,20 +564,21 @@ class Graph:
         node by node. Each line is what the C encoder writes for that field, node or
         edge (an indented ``json.dumps`` takes the pure-Python one, ten times slower
         on a large graph), and the text of a part that nodes share is written once
-        (see :func:`_element_texts`). With ``indent=None`` it is one line.
+        (see :func:`_element_texts`). With ``indent=None`` it is one line, as ``json.dumps`` writes it.
         """
-        with gc_paused():  # a large graph's dict tree is all new, surviving objects
-            if indent is None:
-                return json.dumps(self._json_data(), ensure_ascii=False)
-            encode = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
-            pad = " " * indent
-            fields = [f"{pad}{encode(key)}: {encode(value)}" for key, value in self._json_head().items()]
-            for key, items in zip(("nodes", "edges"), _element_texts(self, encode), strict=True):
-                if items:
-                    fields.append(f"{pad}{encode(key)}: [\n{pad}{pad}" + f",\n{pad}{pad}".join(items) + f"\n{pad}]")
-                else:
-                    fields.append(f"{pad}{encode(key)}: []")
-            return "{\n" + ",\n".join(fields) + "\n}"
+        encode = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
+        head = [f"{encode(key)}: {encode(value)}" for key, value in self._json_head().items()]
+        listed = zip(("nodes", "edges"), _element_texts(self, encode), strict=True)
+        if indent is None:  # what json.dumps(self.to_dict(), ensure_ascii=False) writes
+            return "{" + ", ".join([*head, *(f"{encode(key)}: [{', '.join(items)}]" for key, items in listed)]) + "}"
+        pad = " " * indent
+        fields = [pad + field for field in head]
+        for key, items in listed:
+            if items:
+                fields.append(f"{pad}{encode(key)}: [\n{pad}{pad}" + f",\n{pad}{pad}".join(items) + f"\n{pad}]")
+            else:
+                fields.append(f"{pad}{encode(key)}: []")
+        return "{\n" + ",\n".join(fields) + "\n}"
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Graph:
